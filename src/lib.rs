@@ -1,0 +1,6 @@
+//! polycnn: how well do pretrained CNNs classify when every ReLU and max-pool is replaced by the
+//! polynomial an FHE (CKKS) server would evaluate? See ARCHITECTURE.md for the module map.
+
+pub mod gpu;
+pub mod poly;
+pub mod weights;
