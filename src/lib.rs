@@ -4,3 +4,4 @@
 pub mod gpu;
 pub mod poly;
 pub mod weights;
+pub mod report;

@@ -1,0 +1,92 @@
+// Approximate activations over a whole buffer (prepend sign_poly.wgsl):
+//   relu_approx:     y = x(1 + p(x/B))/2
+//   max_pool_approx: the paper's k×k max-pooling tree of max(a,b) ≈ ((a+b) + (a−b)p(a−b))/2 on
+//                    inputs rescaled by x·s + 1/2, zero padding as in the paper, NCHW layout.
+// Both count inputs with |x| > B and track max |x| (they are never clipped silently).
+
+struct Params {
+    count: u32,      // relu: elements; max-pool: output elements
+    scheme: u32,
+    row_stride: u32, // threads per row of the 2-D dispatch grid
+    window: u32,     // max-pool kernel size k (k*k ≤ 9)
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    stride: u32,
+    pad: u32,
+    bound: f32,
+    pool_scale: f32, // s = (1 − c·2^-α)/(2B)
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> poly_coeffs: array<f32>;
+@group(0) @binding(2) var<storage, read> input: array<f32>;
+@group(0) @binding(3) var<storage, read_write> output: array<f32>;
+// [0]: inputs with |x| > B, [1]: bits of max |x| (non-negative floats order like u32).
+@group(0) @binding(4) var<storage, read_write> range_stats: array<atomic<u32>, 2>;
+
+fn record_range(x: f32) {
+    let a = abs(x);
+    if a > params.bound || a != a {
+        atomicAdd(&range_stats[0], 1u);
+    }
+    atomicMax(&range_stats[1], bitcast<u32>(a));
+}
+
+@compute @workgroup_size(256)
+fn relu_approx(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * params.row_stride;
+    if i >= params.count {
+        return;
+    }
+    let x = input[i];
+    record_range(x);
+    output[i] = 0.5 * x * (1.0 + sign_poly(x / params.bound, params.scheme));
+}
+
+fn approx_max(a: f32, b: f32) -> f32 {
+    let d = a - b;
+    return 0.5 * ((a + b) + d * sign_poly(d, params.scheme));
+}
+
+@compute @workgroup_size(256)
+fn max_pool_approx(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * params.row_stride;
+    if i >= params.count {
+        return;
+    }
+    let ox = i % params.out_w;
+    let oy = (i / params.out_w) % params.out_h;
+    let plane = i / (params.out_w * params.out_h);
+    let base = plane * params.in_h * params.in_w;
+    var vals: array<f32, 9>;
+    var n = 0u;
+    for (var ky = 0u; ky < params.window; ky++) {
+        for (var kx = 0u; kx < params.window; kx++) {
+            let iy = i32(oy * params.stride + ky) - i32(params.pad);
+            let ix = i32(ox * params.stride + kx) - i32(params.pad);
+            var v = 0.0;
+            if iy >= 0 && ix >= 0 && iy < i32(params.in_h) && ix < i32(params.in_w) {
+                v = input[base + u32(iy) * params.in_w + u32(ix)];
+                record_range(v);
+            }
+            vals[n] = fma(v, params.pool_scale, 0.5);
+            n++;
+        }
+    }
+    // Pair neighbours level by level, carrying an odd one out: ((x0,x1),(x2,x3)) for 2x2 and
+    // ((((x0,x1),(x2,x3)),((x4,x5),(x6,x7))),x8) for 3x3, the paper's trees.
+    var len = n;
+    while len > 1u {
+        let half = len / 2u;
+        for (var j = 0u; j < half; j++) {
+            vals[j] = approx_max(vals[2u * j], vals[2u * j + 1u]);
+        }
+        if (len & 1u) == 1u {
+            vals[half] = vals[len - 1u];
+        }
+        len = half + (len & 1u);
+    }
+    output[i] = (vals[0] - 0.5) / params.pool_scale;
+}

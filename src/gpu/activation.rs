@@ -1,0 +1,237 @@
+//! The approximate-activation kernel (shaders/sign_poly.wgsl + shaders/activation.wgsl): one
+//! parameterised WGSL kernel for every α and scheme, in ReLU mode and max-pool mode.
+
+use super::{Gpu, GpuError};
+use crate::poly::Composite;
+use serde::Serialize;
+use std::str::FromStr;
+
+/// How the GPU evaluates each stage of the composite in float32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Power basis, Horner in x² with fma: the representation of the paper's published files
+    /// (whose own code evaluates it in float64). Unstable in float32 at high α.
+    Horner,
+    /// Odd Clenshaw on each stage's Chebyshev series over its own domain: stable.
+    Clenshaw,
+}
+
+impl Scheme {
+    pub const ALL: [Scheme; 2] = [Scheme::Horner, Scheme::Clenshaw];
+    /// The fastest scheme whose float32 error stays ≤ 5% of 2^-α for every α 4..14 (measured
+    /// by `polycnn poly` and asserted in tests/gpu_activation.rs): Horner fails at high α.
+    pub const DEFAULT: Scheme = Scheme::Clenshaw;
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Horner => "horner",
+            Scheme::Clenshaw => "clenshaw",
+        }
+    }
+
+    fn shader_id(self) -> u32 {
+        match self {
+            Scheme::Horner => 0,
+            Scheme::Clenshaw => 1,
+        }
+    }
+}
+
+impl FromStr for Scheme {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Scheme, String> {
+        Scheme::ALL
+            .into_iter()
+            .find(|sc| sc.name() == s)
+            .ok_or_else(|| format!("unknown scheme '{s}' (expected one of: horner, clenshaw)"))
+    }
+}
+
+/// The coefficient buffer layout of sign_poly.wgsl: [stages, (n_terms, input_scale, c…)…].
+pub fn pack_coefficients(composite: &Composite, scheme: Scheme) -> Vec<f32> {
+    let mut out = vec![composite.stages.len() as f32];
+    for stage in &composite.stages {
+        let (scale, coeffs): (f64, Vec<f64>) = match scheme {
+            Scheme::Horner => (1.0, stage.to_power_basis().iter().skip(1).step_by(2).map(|c| c.to_f64()).collect()),
+            Scheme::Clenshaw => {
+                (1.0 / stage.half_width.to_f64(), stage.cheb.iter().map(|c| c.to_f64()).collect())
+            }
+        };
+        out.push(coeffs.len() as f32);
+        out.push(scale as f32);
+        out.extend(coeffs.iter().map(|&c| c as f32));
+    }
+    out
+}
+
+/// Inputs outside [-B, B] (counted, never clipped) and the largest |x| seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct RangeStats {
+    pub out_of_range: u64,
+    pub max_abs: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    count: u32,
+    scheme: u32,
+    row_stride: u32,
+    window: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    stride: u32,
+    pad: u32,
+    bound: f32,
+    pool_scale: f32,
+}
+
+/// Max-pooling geometry on an NCHW tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolShape {
+    pub planes: usize, // N·C
+    pub height: usize,
+    pub width: usize,
+    pub window: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl PoolShape {
+    pub fn out_hw(&self) -> (usize, usize) {
+        let out = |n: usize| (n + 2 * self.pad - self.window) / self.stride + 1;
+        (out(self.height), out(self.width))
+    }
+}
+
+const GROUP: u32 = 256;
+
+fn shader_source() -> String {
+    [include_str!("../../shaders/sign_poly.wgsl"), include_str!("../../shaders/activation.wgsl")].concat()
+}
+
+/// A composite uploaded for one scheme, ready to run on activation buffers.
+pub struct ActivationKernel<'g> {
+    gpu: &'g Gpu,
+    scheme: Scheme,
+    coeffs: wgpu::Buffer,
+}
+
+impl<'g> ActivationKernel<'g> {
+    pub fn new(gpu: &'g Gpu, composite: &Composite, scheme: Scheme) -> ActivationKernel<'g> {
+        let coeffs = gpu.storage_from("poly coefficients", &pack_coefficients(composite, scheme));
+        ActivationKernel { gpu, scheme, coeffs }
+    }
+
+    /// y = x(1 + p(x/B))/2 for every element.
+    pub fn relu(&self, input: &[f32], bound: f32) -> Result<(Vec<f32>, RangeStats), GpuError> {
+        check_bound(bound)?;
+        let params = self.params(input.len(), bound, 0.0, None);
+        self.run("relu_approx", input, input.len(), params)
+    }
+
+    /// The paper's approximate max-pooling of an NCHW tensor with `input_scale` = s.
+    pub fn max_pool(
+        &self,
+        input: &[f32],
+        shape: PoolShape,
+        bound: f32,
+        input_scale: f32,
+    ) -> Result<(Vec<f32>, RangeStats), GpuError> {
+        check_bound(bound)?;
+        if shape.window * shape.window > 9 || shape.window == 0 || shape.stride == 0 {
+            return Err(GpuError::BadInput(format!("unsupported pooling window {}x{} / stride {}", shape.window, shape.window, shape.stride)));
+        }
+        if input.len() != shape.planes * shape.height * shape.width {
+            return Err(GpuError::BadInput(format!(
+                "max-pool input has {} values, shape says {}x{}x{}",
+                input.len(),
+                shape.planes,
+                shape.height,
+                shape.width
+            )));
+        }
+        let (oh, ow) = shape.out_hw();
+        let count = shape.planes * oh * ow;
+        let params = self.params(count, bound, input_scale, Some(shape));
+        self.run("max_pool_approx", input, count, params)
+    }
+
+    fn params(&self, count: usize, bound: f32, pool_scale: f32, pool: Option<PoolShape>) -> Params {
+        let (gx, _, _) = Gpu::grid_for(count as u64, GROUP);
+        let (oh, ow) = pool.map(|p| p.out_hw()).unwrap_or((0, 0));
+        Params {
+            count: count as u32,
+            scheme: self.scheme.shader_id(),
+            row_stride: gx * GROUP,
+            window: pool.map_or(0, |p| p.window as u32),
+            in_h: pool.map_or(0, |p| p.height as u32),
+            in_w: pool.map_or(0, |p| p.width as u32),
+            out_h: oh as u32,
+            out_w: ow as u32,
+            stride: pool.map_or(0, |p| p.stride as u32),
+            pad: pool.map_or(0, |p| p.pad as u32),
+            bound,
+            pool_scale,
+        }
+    }
+
+    fn run(&self, entry: &str, input: &[f32], count: usize, params: Params) -> Result<(Vec<f32>, RangeStats), GpuError> {
+        if count > u32::MAX as usize / 2 {
+            return Err(GpuError::BadInput(format!("{count} elements exceed one dispatch; split the tensor")));
+        }
+        let gpu = self.gpu;
+        let pipeline = gpu.pipeline("activation", entry, shader_source)?;
+        let uniform = gpu.uniform_from("activation params", &params);
+        let input_buf = gpu.storage_from("activation input", input);
+        let output_buf = gpu.storage_zeroed("activation output", (count * 4) as u64);
+        let stats_buf = gpu.storage_from("range stats", &[0u32, 0u32]);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        gpu.encode_dispatch(
+            &mut encoder,
+            &pipeline,
+            &[&uniform, &self.coeffs, &input_buf, &output_buf, &stats_buf],
+            Gpu::grid_for(count as u64, GROUP),
+        );
+        gpu.submit_and_wait(encoder)?;
+        let output = gpu.read_back::<f32>(&output_buf, count)?;
+        let stats = gpu.read_back::<u32>(&stats_buf, 2)?;
+        Ok((output, RangeStats { out_of_range: stats[0] as u64, max_abs: f32::from_bits(stats[1]) }))
+    }
+
+    /// Time `repeats` ReLU passes over a device-resident buffer of `count` elements (benchmark):
+    /// returns seconds per pass.
+    pub fn time_relu(&self, count: usize, repeats: usize) -> Result<f64, GpuError> {
+        let gpu = self.gpu;
+        let pipeline = gpu.pipeline("activation", "relu_approx", shader_source)?;
+        let params = self.params(count, 1.0, 0.0, None);
+        let uniform = gpu.uniform_from("activation params", &params);
+        let data: Vec<f32> = (0..count).map(|i| ((i % 2001) as f32 / 1000.0) - 1.0).collect();
+        let input_buf = gpu.storage_from("bench input", &data);
+        let output_buf = gpu.storage_zeroed("bench output", (count * 4) as u64);
+        let stats_buf = gpu.storage_from("range stats", &[0u32, 0u32]);
+        let buffers = [&uniform, &self.coeffs, &input_buf, &output_buf, &stats_buf];
+        // one warm-up pass (compilation, first-touch)
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        gpu.encode_dispatch(&mut encoder, &pipeline, &buffers, Gpu::grid_for(count as u64, GROUP));
+        gpu.submit_and_wait(encoder)?;
+        let start = std::time::Instant::now();
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        for _ in 0..repeats {
+            gpu.encode_dispatch(&mut encoder, &pipeline, &buffers, Gpu::grid_for(count as u64, GROUP));
+        }
+        gpu.submit_and_wait(encoder)?;
+        Ok(start.elapsed().as_secs_f64() / repeats as f64)
+    }
+}
+
+fn check_bound(bound: f32) -> Result<(), GpuError> {
+    if bound.is_finite() && bound > 0.0 {
+        Ok(())
+    } else {
+        Err(GpuError::BadInput(format!("the bound B must be a positive finite number, got {bound}")))
+    }
+}

@@ -1,0 +1,169 @@
+//! The polycnn command line. With no arguments it runs `polycnn poly --alpha 4..14`.
+
+use clap::{Args, Parser, Subcommand};
+use polycnn::gpu::Gpu;
+use polycnn::gpu::activation::{ActivationKernel, Scheme};
+use polycnn::poly::parse_degree_list;
+use polycnn::report::poly_report::{PolyRequest, build_rows, format_table, our_composite};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "polycnn", version, about = "Accuracy of CNNs whose ReLU and max-pool are replaced by FHE-friendly polynomials")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build and verify the composite minimax polynomials for precision α (and compare with the
+    /// paper's published ones).
+    Poly(PolyArgs),
+    /// Benchmarks: polynomial generation time and the GPU activation kernel's throughput.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct PolyArgs {
+    /// One α ("14") or a range ("4..14").
+    #[arg(long, default_value = "4..14")]
+    alpha: String,
+    /// Stage degrees, e.g. "15,27,29" (odd, ≤ 63); default: the paper's list for each α.
+    #[arg(long)]
+    degrees: Option<String>,
+    /// The paper's coefficient files (deg_A.txt, coeff_A.txt) to compare against.
+    /// Default: ../shared/data/approxcnn_coeffs when it exists.
+    #[arg(long)]
+    coeffs_dir: Option<PathBuf>,
+    /// Skip the GPU float32 columns.
+    #[arg(long)]
+    no_gpu: bool,
+    /// Write the full report (coefficients in both bases included) as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Elements per activation pass.
+    #[arg(long, default_value_t = 1 << 22)]
+    elements: usize,
+    /// Passes timed per scheme.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Poly(args)) => run_poly(args),
+        Some(Command::Bench(args)) => run_bench(args),
+        None => run_poly(PolyArgs { alpha: "4..14".into(), degrees: None, coeffs_dir: None, no_gpu: false, json: None }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn parse_alphas(s: &str) -> AnyResult<Vec<u32>> {
+    let bad = || format!("--alpha '{s}': expected a number like 14 or a range like 4..14 (α in 1..=30)");
+    let (lo, hi) = match s.split_once("..") {
+        Some((a, b)) => (a.trim().parse::<u32>().map_err(|_| bad())?, b.trim().parse::<u32>().map_err(|_| bad())?),
+        None => {
+            let a = s.trim().parse::<u32>().map_err(|_| bad())?;
+            (a, a)
+        }
+    };
+    if lo == 0 || hi > 30 || lo > hi {
+        return Err(bad().into());
+    }
+    Ok((lo..=hi).collect())
+}
+
+fn default_coeffs_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from("../shared/data/approxcnn_coeffs");
+    dir.is_dir().then_some(dir)
+}
+
+/// The GPU if one can be opened; otherwise say why and go on without it.
+fn try_gpu(wanted: bool) -> Option<Gpu> {
+    if !wanted {
+        return None;
+    }
+    match Gpu::new() {
+        Ok(gpu) => {
+            eprintln!("GPU: {}", gpu.describe());
+            Some(gpu)
+        }
+        Err(e) => {
+            eprintln!("note: {e}\n      (continuing without the GPU columns)");
+            None
+        }
+    }
+}
+
+fn run_poly(args: PolyArgs) -> AnyResult<()> {
+    let alphas = parse_alphas(&args.alpha)?;
+    let degrees = args.degrees.as_deref().map(parse_degree_list).transpose()?;
+    let official_dir = args.coeffs_dir.clone().or_else(default_coeffs_dir);
+    if let Some(dir) = &args.coeffs_dir
+        && !dir.is_dir()
+    {
+        return Err(format!("--coeffs-dir {}: not a directory", dir.display()).into());
+    }
+    // The paper's files exist for α = 4..14 with its own degree lists only.
+    let compare = official_dir.filter(|_| degrees.is_none() && alphas.iter().all(|a| (4..=14).contains(a)));
+    let gpu = try_gpu(!args.no_gpu);
+    let request = PolyRequest { alphas, degrees, official_dir: compare.as_deref() };
+    let rows = build_rows(&request, gpu.as_ref())?;
+    print!("{}", format_table(&rows));
+    if let Some(path) = args.json {
+        let report = serde_json::json!({
+            "polycnn_version": env!("CARGO_PKG_VERSION"),
+            "gpu": gpu.as_ref().map(|g| g.describe()),
+            "rows": rows,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_bench(args: BenchArgs) -> AnyResult<()> {
+    println!("== composite generation (Remez in double-double, ε search; release build)");
+    let start = std::time::Instant::now();
+    for alpha in 4..=14 {
+        let (sc, ms) = our_composite(alpha, None)?;
+        println!("  α={alpha:2} degrees {:?}: {ms:7.1} ms", sc.composite.degrees());
+    }
+    let total = start.elapsed().as_secs_f64();
+    println!("  all α 4..14: {:.3} s (target < 1 s: {})", total, if total < 1.0 { "met" } else { "NOT met" });
+
+    let Some(gpu) = try_gpu(true) else { return Ok(()) };
+    println!("== GPU activation kernel, ReLU mode, {} elements, {} passes ({})", args.elements, args.repeats, gpu.describe());
+    println!("  α   scheme     ms/pass   Gelem/s   GB/s (read+write)");
+    for alpha in [7, 14] {
+        let (sc, _) = our_composite(alpha, None)?;
+        for scheme in Scheme::ALL {
+            let kernel = ActivationKernel::new(&gpu, &sc.composite, scheme);
+            let seconds = kernel.time_relu(args.elements, args.repeats)?;
+            let per_s = args.elements as f64 / seconds;
+            println!(
+                "  {alpha:2}  {:<9} {:9.3}  {:8.3}  {:8.3}",
+                scheme.name(),
+                seconds * 1e3,
+                per_s / 1e9,
+                per_s * 8.0 / 1e9
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Reports: tables for the terminal and JSON for machines.
+
+pub mod poly_report;
