@@ -2,31 +2,36 @@
 //! parameterised WGSL kernel for every α and scheme, in ReLU mode and max-pool mode.
 
 use super::{Gpu, GpuError};
-use crate::poly::Composite;
+use crate::poly::{Composite, Dd};
 use serde::Serialize;
 use std::str::FromStr;
 
 /// How the GPU evaluates each stage of the composite in float32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Scheme {
     /// Power basis, Horner in x² with fma: the representation of the paper's published files
     /// (whose own code evaluates it in float64). Unstable in float32 at high α.
     Horner,
-    /// Odd Clenshaw on each stage's Chebyshev series over its own domain: stable.
+    /// Odd Clenshaw on each stage's Chebyshev series over its own domain: stable, float32
+    /// evaluation error ≈ 2^-20.
     Clenshaw,
+    /// The same Clenshaw recurrence in double-float arithmetic (two f32 words): error ≈ 2^-40
+    /// of the evaluation itself, for α up to 20, at ~10x the arithmetic.
+    ClenshawDf,
 }
 
 impl Scheme {
-    pub const ALL: [Scheme; 2] = [Scheme::Horner, Scheme::Clenshaw];
+    pub const ALL: [Scheme; 3] = [Scheme::Horner, Scheme::Clenshaw, Scheme::ClenshawDf];
     /// The fastest scheme whose float32 error stays ≤ 5% of 2^-α for every α 4..14 (measured
-    /// by `polycnn poly` and asserted in tests/gpu_activation.rs): Horner fails at high α.
+    /// by `polycnn poly` and asserted in tests/gpu_activation.rs): Horner fails from α = 9.
     pub const DEFAULT: Scheme = Scheme::Clenshaw;
 
     pub fn name(self) -> &'static str {
         match self {
             Scheme::Horner => "horner",
             Scheme::Clenshaw => "clenshaw",
+            Scheme::ClenshawDf => "clenshaw-df",
         }
     }
 
@@ -34,6 +39,7 @@ impl Scheme {
         match self {
             Scheme::Horner => 0,
             Scheme::Clenshaw => 1,
+            Scheme::ClenshawDf => 2,
         }
     }
 }
@@ -44,25 +50,32 @@ impl FromStr for Scheme {
         Scheme::ALL
             .into_iter()
             .find(|sc| sc.name() == s)
-            .ok_or_else(|| format!("unknown scheme '{s}' (expected one of: horner, clenshaw)"))
+            .ok_or_else(|| format!("unknown scheme '{s}' (expected one of: horner, clenshaw, clenshaw-df)"))
     }
 }
 
-/// The coefficient buffer layout of sign_poly.wgsl: [stages, (n_terms, input_scale, c…)…].
+/// The coefficient buffer layout of sign_poly.wgsl: [stages, 0, (n, scale_hi, scale_lo,
+/// c_hi…, c_lo…)…]. Every scheme uses the same layout; only the double-float one reads low words.
 pub fn pack_coefficients(composite: &Composite, scheme: Scheme) -> Vec<f32> {
-    let mut out = vec![composite.stages.len() as f32];
+    let mut out = vec![composite.stages.len() as f32, 0.0];
     for stage in &composite.stages {
-        let (scale, coeffs): (f64, Vec<f64>) = match scheme {
-            Scheme::Horner => (1.0, stage.to_power_basis().iter().skip(1).step_by(2).map(|c| c.to_f64()).collect()),
-            Scheme::Clenshaw => {
-                (1.0 / stage.half_width.to_f64(), stage.cheb.iter().map(|c| c.to_f64()).collect())
-            }
+        let (scale, coeffs): (Dd, Vec<Dd>) = match scheme {
+            Scheme::Horner => (Dd::ONE, stage.to_power_basis().into_iter().skip(1).step_by(2).collect()),
+            Scheme::Clenshaw | Scheme::ClenshawDf => (Dd::ONE / stage.half_width, stage.cheb.clone()),
         };
         out.push(coeffs.len() as f32);
-        out.push(scale as f32);
-        out.extend(coeffs.iter().map(|&c| c as f32));
+        out.extend(split_f32(scale));
+        out.extend(coeffs.iter().map(|&c| split_f32(c)[0]));
+        out.extend(coeffs.iter().map(|&c| split_f32(c)[1]));
     }
     out
+}
+
+/// A double-double as two float32 words, hi + lo (lo carries the next 24 bits).
+fn split_f32(x: Dd) -> [f32; 2] {
+    let hi = x.to_f64() as f32;
+    let lo = (x - Dd::new(hi as f64)).to_f64() as f32;
+    [hi, lo]
 }
 
 /// Inputs outside [-B, B] (counted, never clipped) and the largest |x| seen.

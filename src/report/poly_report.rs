@@ -186,9 +186,9 @@ pub fn gpu_f32_error(gpu: &Gpu, composite: &Composite, scheme: Scheme, alpha: u3
 pub fn format_table(rows: &[PolyRow]) -> String {
     let mut out = String::new();
     let schemes: Vec<Scheme> = rows.first().map(|r| r.gpu.iter().map(|g| g.scheme).collect()).unwrap_or_default();
-    out += "  α  source    degrees        log2 ε   stage images [a, c] → …              ReLU err f64";
+    out += "  α  source    degrees        log2 ε   stage images [a, c] → …                      ReLU err f64";
     for s in &schemes {
-        out += &format!("  {:>9} f32", s.name());
+        out += &format!("  {:<13}", format!("{} f32", s.name()));
     }
     out += "  depth  mults   gen ms\n";
     for r in rows {
@@ -205,18 +205,18 @@ pub fn format_table(rows: &[PolyRow]) -> String {
             .join(" ");
         let mark = if r.meets_alpha { ' ' } else { '!' };
         out += &format!(
-            "{:>3}  {:<8}  {:<13} {}   {:<38} 2^{:<7.3}{}",
+            "{:>3}  {:<8}  {:<13} {}   {:<46} 2^{:<7.3}{}",
             r.alpha,
             src,
             format!("{:?}", r.degrees),
             eps,
-            truncate(&images, 38),
+            truncate(&images, 46),
             r.relu_error.log2,
             mark
         );
         for g in &r.gpu {
             let flag = if g.within_budget { ' ' } else { '!' };
-            out += &format!("  2^{:<8.2}{flag}", g.relu_error_log2);
+            out += &format!("  2^{:<10.2}{flag}", g.relu_error_log2);
         }
         out += &format!("  {:>5}  {:>5}  {:>7.1}\n", r.cost.depth, r.cost.nonscalar_mults, r.generation_ms);
     }
