@@ -1,7 +1,9 @@
 //! polycnn: how well do pretrained CNNs classify when every ReLU and max-pool is replaced by the
 //! polynomial an FHE (CKKS) server would evaluate? See ARCHITECTURE.md for the module map.
 
+pub mod cpu;
 pub mod gpu;
+pub mod model;
 pub mod poly;
-pub mod weights;
 pub mod report;
+pub mod weights;

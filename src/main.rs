@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "polycnn", version, about = "Accuracy of CNNs whose ReLU and max-pool are replaced by FHE-friendly polynomials")]
+#[command(
+    name = "polycnn",
+    version,
+    about = "Accuracy of CNNs whose ReLU and max-pool are replaced by FHE-friendly polynomials"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -59,7 +63,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Poly(args)) => run_poly(args),
         Some(Command::Bench(args)) => run_bench(args),
-        None => run_poly(PolyArgs { alpha: "4..14".into(), degrees: None, coeffs_dir: None, no_gpu: false, json: None }),
+        None => run_poly(PolyArgs {
+            alpha: "4..14".into(),
+            degrees: None,
+            coeffs_dir: None,
+            no_gpu: false,
+            json: None,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,7 +85,10 @@ type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 fn parse_alphas(s: &str) -> AnyResult<Vec<u32>> {
     let bad = || format!("--alpha '{s}': expected a number like 14 or a range like 4..14 (α in 1..=30)");
     let (lo, hi) = match s.split_once("..") {
-        Some((a, b)) => (a.trim().parse::<u32>().map_err(|_| bad())?, b.trim().parse::<u32>().map_err(|_| bad())?),
+        Some((a, b)) => (
+            a.trim().parse::<u32>().map_err(|_| bad())?,
+            b.trim().parse::<u32>().map_err(|_| bad())?,
+        ),
         None => {
             let a = s.trim().parse::<u32>().map_err(|_| bad())?;
             (a, a)
@@ -121,7 +134,11 @@ fn run_poly(args: PolyArgs) -> AnyResult<()> {
     // The paper's files exist for α = 4..14 with its own degree lists only.
     let compare = official_dir.filter(|_| degrees.is_none() && alphas.iter().all(|a| (4..=14).contains(a)));
     let gpu = try_gpu(!args.no_gpu);
-    let request = PolyRequest { alphas, degrees, official_dir: compare.as_deref() };
+    let request = PolyRequest {
+        alphas,
+        degrees,
+        official_dir: compare.as_deref(),
+    };
     let rows = build_rows(&request, gpu.as_ref())?;
     print!("{}", format_table(&rows));
     if let Some(path) = args.json {
@@ -145,10 +162,19 @@ fn run_bench(args: BenchArgs) -> AnyResult<()> {
         println!("  α={alpha:2} degrees {:?}: {ms:7.1} ms", sc.composite.degrees());
     }
     let total = start.elapsed().as_secs_f64();
-    println!("  all α 4..14: {:.3} s (target < 1 s: {})", total, if total < 1.0 { "met" } else { "NOT met" });
+    println!(
+        "  all α 4..14: {:.3} s (target < 1 s: {})",
+        total,
+        if total < 1.0 { "met" } else { "NOT met" }
+    );
 
     let Some(gpu) = try_gpu(true) else { return Ok(()) };
-    println!("== GPU activation kernel, ReLU mode, {} elements, {} passes ({})", args.elements, args.repeats, gpu.describe());
+    println!(
+        "== GPU activation kernel, ReLU mode, {} elements, {} passes ({})",
+        args.elements,
+        args.repeats,
+        gpu.describe()
+    );
     println!("  α   scheme     ms/pass   Gelem/s   GB/s (read+write)");
     for alpha in [7, 14] {
         let (sc, _) = our_composite(alpha, None)?;

@@ -29,9 +29,17 @@ fn clenshaw_keeps_the_bound_for_every_paper_alpha() {
     for alpha in 4..=14 {
         let composite = ours(alpha);
         let e = gpu_f32_error(gpu(), &composite, Scheme::Clenshaw, alpha).unwrap();
-        assert!(e.within_budget, "α={alpha}: float32 adds 2^{:.2} > 5% of 2^-{alpha}", e.eval_error_log2);
+        assert!(
+            e.within_budget,
+            "α={alpha}: float32 adds 2^{:.2} > 5% of 2^-{alpha}",
+            e.eval_error_log2
+        );
         if alpha >= 6 {
-            assert!(e.relu_error_log2 <= -(alpha as f64), "α={alpha}: GPU ReLU error 2^{:.3}", e.relu_error_log2);
+            assert!(
+                e.relu_error_log2 <= -(alpha as f64),
+                "α={alpha}: GPU ReLU error 2^{:.3}",
+                e.relu_error_log2
+            );
         }
     }
 }
@@ -52,7 +60,10 @@ fn horner_in_float32_breaks_down_at_high_alpha() {
     let low = gpu_f32_error(gpu(), &ours(7), Scheme::Horner, 7).unwrap();
     assert!(low.within_budget);
     let high = gpu_f32_error(gpu(), &ours(14), Scheme::Horner, 14).unwrap();
-    assert!(!high.within_budget && high.relu_error_log2 > -4.0, "Horner α=14 unexpectedly fine: {high:?}");
+    assert!(
+        !high.within_budget && high.relu_error_log2 > -4.0,
+        "Horner α=14 unexpectedly fine: {high:?}"
+    );
 }
 
 #[test]
@@ -61,7 +72,11 @@ fn official_alpha_14_polynomial_reproduced_on_gpu() {
     let e = gpu_f32_error(gpu(), &official, Scheme::Clenshaw, 14).unwrap();
     // The paper's own polynomial reaches 2^-14.02 in double precision.
     assert!(e.within_budget);
-    assert!(e.relu_error_log2 < -13.98 && e.relu_error_log2 > -14.1, "2^{}", e.relu_error_log2);
+    assert!(
+        e.relu_error_log2 < -13.98 && e.relu_error_log2 > -14.1,
+        "2^{}",
+        e.relu_error_log2
+    );
 }
 
 #[test]
@@ -76,8 +91,14 @@ fn relu_scales_by_bound_and_counts_out_of_range_inputs() {
     for (&x, &y) in xs.iter().zip(&ys) {
         if x.abs() <= bound {
             let reference = approx_relu(&composite, x as f64, bound as f64);
-            assert!((y as f64 - reference).abs() <= 1e-5 * bound as f64, "x={x}: {y} vs {reference}");
-            assert!((y as f64 - (x as f64).max(0.0)).abs() <= bound as f64 * 2f64.powi(-10), "x={x}");
+            assert!(
+                (y as f64 - reference).abs() <= 1e-5 * bound as f64,
+                "x={x}: {y} vs {reference}"
+            );
+            assert!(
+                (y as f64 - (x as f64).max(0.0)).abs() <= bound as f64 * 2f64.powi(-10),
+                "x={x}"
+            );
         }
     }
     assert!(kernel.relu(&xs, f32::NAN).is_err());
@@ -100,7 +121,14 @@ fn check_max_pool(window: usize, stride: usize, pad: usize, alpha: u32) -> f64 {
     let bound = 10.0f32;
     let (planes, h, w) = (3, 9, 11);
     let input = values(planes * h * w, bound, 42 + window as u64);
-    let shape = PoolShape { planes, height: h, width: w, window, stride, pad };
+    let shape = PoolShape {
+        planes,
+        height: h,
+        width: w,
+        window,
+        stride,
+        pad,
+    };
     let scale = max_pool_scale(window * window, alpha, bound as f64).unwrap();
     let kernel = ActivationKernel::new(gpu(), &composite, Scheme::Clenshaw);
     let (out, stats) = kernel.max_pool(&input, shape, bound, scale as f32).unwrap();
@@ -115,15 +143,25 @@ fn check_max_pool(window: usize, stride: usize, pad: usize, alpha: u32) -> f64 {
                 let mut win = Vec::new();
                 for ky in 0..window {
                     for kx in 0..window {
-                        let (iy, ix) = ((oy * stride + ky) as i64 - pad as i64, (ox * stride + kx) as i64 - pad as i64);
+                        let (iy, ix) = (
+                            (oy * stride + ky) as i64 - pad as i64,
+                            (ox * stride + kx) as i64 - pad as i64,
+                        );
                         let inside = iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
-                        win.push(if inside { input[p * h * w + iy as usize * w + ix as usize] as f64 } else { 0.0 });
+                        win.push(if inside {
+                            input[p * h * w + iy as usize * w + ix as usize] as f64
+                        } else {
+                            0.0
+                        });
                     }
                 }
                 let reference = approx_max_window(&composite, &win, scale);
                 let exact = win.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let got = out[(p * oh + oy) * ow + ox] as f64;
-                assert!((got - reference).abs() < 2e-4, "window {window}: gpu {got} vs reference {reference}");
+                assert!(
+                    (got - reference).abs() < 2e-4,
+                    "window {window}: gpu {got} vs reference {reference}"
+                );
                 worst_vs_exact = worst_vs_exact.max((reference - exact).abs());
             }
         }
@@ -140,8 +178,14 @@ fn max_pool_2x2_and_3x3_match_reference_and_stay_close_to_exact_max() {
         // Each approximate max errs by ≤ 2^-α in rescaled units (1 unit = 2B/(1−c·2^-α)); the
         // 2x2 tree has depth 2, the 3x3 tree depth 4.
         let unit = 2.0 * b;
-        assert!(e2 <= 2.0 * unit * 2f64.powi(-(alpha as i32)), "α={alpha} 2x2 error {e2}");
-        assert!(e3 <= 4.0 * unit * 2f64.powi(-(alpha as i32)), "α={alpha} 3x3 error {e3}");
+        assert!(
+            e2 <= 2.0 * unit * 2f64.powi(-(alpha as i32)),
+            "α={alpha} 2x2 error {e2}"
+        );
+        assert!(
+            e3 <= 4.0 * unit * 2f64.powi(-(alpha as i32)),
+            "α={alpha} 3x3 error {e3}"
+        );
     }
 }
 
@@ -149,8 +193,28 @@ fn max_pool_2x2_and_3x3_match_reference_and_stay_close_to_exact_max() {
 fn max_pool_rejects_bad_shapes() {
     let composite = ours(7);
     let kernel = ActivationKernel::new(gpu(), &composite, Scheme::Clenshaw);
-    let shape = PoolShape { planes: 1, height: 4, width: 4, window: 2, stride: 2, pad: 0 };
+    let shape = PoolShape {
+        planes: 1,
+        height: 4,
+        width: 4,
+        window: 2,
+        stride: 2,
+        pad: 0,
+    };
     assert!(kernel.max_pool(&[0.0; 15], shape, 1.0, 0.5).is_err());
     let big = PoolShape { window: 4, ..shape };
     assert!(kernel.max_pool(&[0.0; 16], big, 1.0, 0.5).is_err());
+}
+
+#[test]
+fn double_float_clenshaw_keeps_alpha_20() {
+    let composite = optimise_eps(&[15, 15, 27, 29, 29]).unwrap().composite;
+    let plain = gpu_f32_error(gpu(), &composite, Scheme::Clenshaw, 20).unwrap();
+    let df = gpu_f32_error(gpu(), &composite, Scheme::ClenshawDf, 20).unwrap();
+    // Measured on lavapipe: plain float32 Clenshaw 2^-17.5 (fails), double-float 2^-20.9.
+    assert!(
+        plain.relu_error_log2 > -20.0,
+        "plain float32 unexpectedly reached α=20: {plain:?}"
+    );
+    assert!(df.relu_error_log2 <= -20.0, "double-float: {df:?}");
 }

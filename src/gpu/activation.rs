@@ -123,7 +123,11 @@ impl PoolShape {
 const GROUP: u32 = 256;
 
 fn shader_source() -> String {
-    [include_str!("../../shaders/sign_poly.wgsl"), include_str!("../../shaders/activation.wgsl")].concat()
+    [
+        include_str!("../../shaders/sign_poly.wgsl"),
+        include_str!("../../shaders/activation.wgsl"),
+    ]
+    .concat()
 }
 
 /// A composite uploaded for one scheme, ready to run on activation buffers.
@@ -156,7 +160,10 @@ impl<'g> ActivationKernel<'g> {
     ) -> Result<(Vec<f32>, RangeStats), GpuError> {
         check_bound(bound)?;
         if shape.window * shape.window > 9 || shape.window == 0 || shape.stride == 0 {
-            return Err(GpuError::BadInput(format!("unsupported pooling window {}x{} / stride {}", shape.window, shape.window, shape.stride)));
+            return Err(GpuError::BadInput(format!(
+                "unsupported pooling window {}x{} / stride {}",
+                shape.window, shape.window, shape.stride
+            )));
         }
         if input.len() != shape.planes * shape.height * shape.width {
             return Err(GpuError::BadInput(format!(
@@ -192,9 +199,17 @@ impl<'g> ActivationKernel<'g> {
         }
     }
 
-    fn run(&self, entry: &str, input: &[f32], count: usize, params: Params) -> Result<(Vec<f32>, RangeStats), GpuError> {
+    fn run(
+        &self,
+        entry: &str,
+        input: &[f32],
+        count: usize,
+        params: Params,
+    ) -> Result<(Vec<f32>, RangeStats), GpuError> {
         if count > u32::MAX as usize / 2 {
-            return Err(GpuError::BadInput(format!("{count} elements exceed one dispatch; split the tensor")));
+            return Err(GpuError::BadInput(format!(
+                "{count} elements exceed one dispatch; split the tensor"
+            )));
         }
         let gpu = self.gpu;
         let pipeline = gpu.pipeline("activation", entry, shader_source)?;
@@ -212,7 +227,13 @@ impl<'g> ActivationKernel<'g> {
         gpu.submit_and_wait(encoder)?;
         let output = gpu.read_back::<f32>(&output_buf, count)?;
         let stats = gpu.read_back::<u32>(&stats_buf, 2)?;
-        Ok((output, RangeStats { out_of_range: stats[0] as u64, max_abs: f32::from_bits(stats[1]) }))
+        Ok((
+            output,
+            RangeStats {
+                out_of_range: stats[0] as u64,
+                max_abs: f32::from_bits(stats[1]),
+            },
+        ))
     }
 
     /// Time `repeats` ReLU passes over a device-resident buffer of `count` elements (benchmark):
@@ -245,6 +266,8 @@ fn check_bound(bound: f32) -> Result<(), GpuError> {
     if bound.is_finite() && bound > 0.0 {
         Ok(())
     } else {
-        Err(GpuError::BadInput(format!("the bound B must be a positive finite number, got {bound}")))
+        Err(GpuError::BadInput(format!(
+            "the bound B must be a positive finite number, got {bound}"
+        )))
     }
 }

@@ -63,12 +63,20 @@ impl Gpu {
             ..Default::default()
         }))
         .map_err(|e| GpuError::Device(format!("{} ({:?}): {e}", info.name, info.backend)))?;
-        Ok(Gpu { device, queue, info, pipelines: Mutex::new(HashMap::new()) })
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            pipelines: Mutex::new(HashMap::new()),
+        })
     }
 
     /// "name (backend, type)" for reports.
     pub fn describe(&self) -> String {
-        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
     }
 
     pub fn storage_from<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
@@ -130,7 +138,9 @@ impl Gpu {
         rx.recv()
             .map_err(|e| GpuError::Readback(e.to_string()))?
             .map_err(|e| GpuError::Readback(e.to_string()))?;
-        let view = slice.get_mapped_range().map_err(|e| GpuError::Readback(format!("{e:?}")))?;
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| GpuError::Readback(format!("{e:?}")))?;
         let data = bytemuck::cast_slice::<u8, T>(&view[..bytes as usize]).to_vec();
         drop(view);
         staging.unmap();
@@ -163,10 +173,16 @@ impl Gpu {
             cache: None,
         });
         if let Some(err) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Shader { name: key, message: err.to_string() });
+            return Err(GpuError::Shader {
+                name: key,
+                message: err.to_string(),
+            });
         }
         let pipeline = Arc::new(pipeline);
-        self.pipelines.lock().expect("pipeline cache").insert(key, pipeline.clone());
+        self.pipelines
+            .lock()
+            .expect("pipeline cache")
+            .insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
@@ -181,7 +197,10 @@ impl Gpu {
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
@@ -233,7 +252,13 @@ fn choose_adapter(adapters: Vec<wgpu::Adapter>, wanted: Option<&str>) -> Result<
         wgpu::DeviceType::Cpu => 4,
     };
     // Vulkan before GL: the GL backend lacks storage-buffer features the kernels use.
-    let backend_rank = |a: &wgpu::Adapter| if a.get_info().backend == wgpu::Backend::Vulkan { 0 } else { 1 };
+    let backend_rank = |a: &wgpu::Adapter| {
+        if a.get_info().backend == wgpu::Backend::Vulkan {
+            0
+        } else {
+            1
+        }
+    };
     adapters
         .into_iter()
         .filter(|a| a.get_info().backend != wgpu::Backend::Noop)

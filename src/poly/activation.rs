@@ -43,8 +43,50 @@ pub fn approx_max_window(sign: &Composite, values: &[f64], scale: f64) -> f64 {
     while level.len() > 1 {
         level = level
             .chunks(2)
-            .map(|pair| if pair.len() == 2 { approx_max(sign, pair[0], pair[1]) } else { pair[0] })
+            .map(|pair| {
+                if pair.len() == 2 {
+                    approx_max(sign, pair[0], pair[1])
+                } else {
+                    pair[0]
+                }
+            })
             .collect();
     }
     ((level[0] - Dd::new(0.5)) / s).to_f64()
+}
+
+/// Measured worst error of the approximate max-pooling tree against the exact max, in units of
+/// the bound B (the error scales linearly with B), over `trials` windows of `window_len`
+/// values: half uniform in [-B, B], half clustered near-ties whose differences fall where the
+/// sign approximation is least accurate (around `critical_gap`, in rescaled units).
+pub fn measure_max_pool_error(
+    sign: &Composite,
+    alpha: u32,
+    window_len: usize,
+    critical_gap: f64,
+    trials: usize,
+) -> Result<f64, PolyError> {
+    let scale = max_pool_scale(window_len, alpha, 1.0)?;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ (alpha as u64) << 8 ^ window_len as u64;
+    let mut uniform = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut worst = 0.0f64;
+    for trial in 0..trials {
+        let window: Vec<f64> = if trial % 2 == 0 {
+            (0..window_len).map(|_| uniform() * 2.0 - 1.0).collect()
+        } else {
+            let base = uniform() * 1.6 - 0.8;
+            (0..window_len)
+                .map(|_| base + uniform() * 2.0 * critical_gap / scale)
+                .map(|v| v.clamp(-1.0, 1.0))
+                .collect()
+        };
+        let exact = window.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        worst = worst.max((approx_max_window(sign, &window, scale) - exact).abs());
+    }
+    Ok(worst)
 }

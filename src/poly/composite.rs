@@ -93,13 +93,19 @@ pub fn build_sign_composite(degrees: &[usize], eps: f64) -> Result<SignComposite
         let stage = minimax_sign(degree, a, c, half_width)?;
         let (lo, hi) = stage.image;
         if lo.hi <= 0.0 {
-            return Err(PolyError::StageCollapsed { stage: i + 1, degree, eps });
+            return Err(PolyError::StageCollapsed {
+                stage: i + 1,
+                degree,
+                eps,
+            });
         }
         half_width = hi.max(max_on(&stage.poly, Dd::ZERO, a));
         (a, c) = (lo, hi);
         stages.push(stage);
     }
-    let composite = Composite { stages: stages.iter().map(|s| s.poly.clone()).collect() };
+    let composite = Composite {
+        stages: stages.iter().map(|s| s.poly.clone()).collect(),
+    };
     Ok(SignComposite { eps, stages, composite })
 }
 
@@ -140,7 +146,9 @@ pub fn optimise_eps(degrees: &[usize]) -> Result<SignComposite, PolyError> {
         if tail > gap { lo = mid } else { hi = mid }
     }
     best.map(|(_, sc)| sc).ok_or_else(|| {
-        PolyError::BadDegreeList(format!("no ε in [2^-40, 1) gives a usable composite for degrees {degrees:?}"))
+        PolyError::BadDegreeList(format!(
+            "no ε in [2^-40, 1) gives a usable composite for degrees {degrees:?}"
+        ))
     })
 }
 

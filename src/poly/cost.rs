@@ -170,9 +170,7 @@ struct ChebBasis {
 
 impl ChebBasis {
     fn new(x: Tracked) -> ChebBasis {
-        ChebBasis {
-            t: vec![None, Some(x)],
-        }
+        ChebBasis { t: vec![None, Some(x)] }
     }
 
     fn get(&mut self, j: usize, ops: &mut OpCounter) -> Tracked {
@@ -450,11 +448,7 @@ mod tests {
         let mut rng = Rng(12345);
         let stages: Vec<Vec<f64>> = [7usize, 15, 5]
             .iter()
-            .map(|&d| {
-                (0..d.div_ceil(2))
-                    .map(|_| rng.next_f64() / d as f64)
-                    .collect()
-            })
+            .map(|&d| (0..d.div_ceil(2)).map(|_| rng.next_f64() / d as f64).collect())
             .collect();
         for &x in &POINTS {
             let mut p = x;
@@ -480,26 +474,14 @@ mod tests {
         for degree in (1..=63usize).step_by(2) {
             // Scalar mults are free, so d = 1 (c·x) has depth 0; for odd d >= 3,
             // ceil(log2 d) == ceil(log2(d+1)), Lee et al.'s figure.
-            let want = if degree == 1 {
-                0
-            } else {
-                ceil_log2(degree + 1)
-            };
+            let want = if degree == 1 { 0 } else { ceil_log2(degree + 1) };
             assert_eq!(odd_poly_cost(degree).depth, want, "d={degree}");
             for l in 1..=max_log_baby(degree) {
-                assert_eq!(
-                    odd_poly_cost_with(degree, l).depth,
-                    want,
-                    "d={degree} l={l}"
-                );
+                assert_eq!(odd_poly_cost_with(degree, l).depth, want, "d={degree} l={l}");
             }
         }
         for degree in (65..=255usize).step_by(2) {
-            assert_eq!(
-                odd_poly_cost(degree).depth,
-                ceil_log2(degree + 1),
-                "d={degree}"
-            );
+            assert_eq!(odd_poly_cost(degree).depth, ceil_log2(degree + 1), "d={degree}");
         }
     }
 

@@ -68,7 +68,10 @@ impl Dd {
 
     /// Multiply by a power of two (exact).
     pub fn scale(self, f: f64) -> Dd {
-        Dd { hi: self.hi * f, lo: self.lo * f }
+        Dd {
+            hi: self.hi * f,
+            lo: self.lo * f,
+        }
     }
 
     /// Parse a decimal number keeping more than f64 precision (the official coefficient files
@@ -144,7 +147,10 @@ impl Neg for Dd {
     type Output = Dd;
     #[inline]
     fn neg(self) -> Dd {
-        Dd { hi: -self.hi, lo: -self.lo }
+        Dd {
+            hi: -self.hi,
+            lo: -self.lo,
+        }
     }
 }
 

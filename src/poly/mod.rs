@@ -24,11 +24,26 @@ use std::fmt;
 pub enum PolyError {
     BadDegree(usize),
     BadDegreeList(String),
-    BadDomain { a: f64, c: f64 },
-    RemezFailed { degree: usize, a: f64, c: f64, why: &'static str },
-    StageCollapsed { stage: usize, degree: usize, eps: f64 },
+    BadDomain {
+        a: f64,
+        c: f64,
+    },
+    RemezFailed {
+        degree: usize,
+        a: f64,
+        c: f64,
+        why: &'static str,
+    },
+    StageCollapsed {
+        stage: usize,
+        degree: usize,
+        eps: f64,
+    },
     NoDefaultDegrees(u32),
-    CoeffFile { path: String, why: String },
+    CoeffFile {
+        path: String,
+        why: String,
+    },
 }
 
 impl fmt::Display for PolyError {
@@ -60,13 +75,19 @@ impl std::error::Error for PolyError {}
 pub fn parse_degree_list(s: &str) -> Result<Vec<usize>, PolyError> {
     let degrees: Vec<usize> = s
         .split(',')
-        .map(|t| t.trim().parse::<usize>().map_err(|_| PolyError::BadDegreeList(format!("'{t}' is not a number in '{s}'"))))
+        .map(|t| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| PolyError::BadDegreeList(format!("'{t}' is not a number in '{s}'")))
+        })
         .collect::<Result<_, _>>()?;
     if degrees.is_empty() || degrees.len() > 8 {
         return Err(PolyError::BadDegreeList(format!("'{s}': give 1 to 8 stages")));
     }
-    if let Some(&d) = degrees.iter().find(|&&d| d % 2 == 0 || !(1..=63).contains(&d)) {
-        return Err(PolyError::BadDegreeList(format!("'{s}': degree {d} is not odd in 1..=63")));
+    if let Some(&d) = degrees.iter().find(|&&d| d.is_multiple_of(2) || !(1..=63).contains(&d)) {
+        return Err(PolyError::BadDegreeList(format!(
+            "'{s}': degree {d} is not odd in 1..=63"
+        )));
     }
     Ok(degrees)
 }

@@ -87,7 +87,11 @@ impl OddPoly {
     pub fn from_power_basis(power: &[Dd], half_width: Dd) -> OddPoly {
         assert!(power.len() >= 2, "an odd polynomial needs at least the x^1 coefficient");
         // the largest odd degree the coefficient list reaches
-        let degree = if power.len() % 2 == 0 { power.len() - 1 } else { power.len() - 2 };
+        let degree = if power.len().is_multiple_of(2) {
+            power.len() - 1
+        } else {
+            power.len() - 2
+        };
         // x^j = b^j t^j, and t^j = 2^{1-j} Σ_{i ≤ j/2} C(j,i) T_{j-2i} (no T_0 for odd j).
         let mut cheb = vec![Dd::ZERO; degree.div_ceil(2)];
         let mut b_pow = half_width;
@@ -206,7 +210,10 @@ mod tests {
     use super::*;
 
     fn poly(b: f64, c: &[f64]) -> OddPoly {
-        OddPoly { half_width: Dd::new(b), cheb: c.iter().map(|&v| Dd::new(v)).collect() }
+        OddPoly {
+            half_width: Dd::new(b),
+            cheb: c.iter().map(|&v| Dd::new(v)).collect(),
+        }
     }
 
     #[test]
@@ -214,7 +221,9 @@ mod tests {
         let p = poly(2.0, &[0.5, -0.25, 0.125, 0.3]);
         for &x in &[-2.0, -1.3, 0.0, 0.4, 1.9, 2.0] {
             let theta = (x / 2.0f64).acos();
-            let expect: f64 = (0..4).map(|k| p.cheb[k].to_f64() * (((2 * k + 1) as f64) * theta).cos()).sum();
+            let expect: f64 = (0..4)
+                .map(|k| p.cheb[k].to_f64() * (((2 * k + 1) as f64) * theta).cos())
+                .sum();
             assert!((p.eval_f64(x) - expect).abs() < 1e-14, "x={x}");
         }
     }

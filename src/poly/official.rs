@@ -18,12 +18,21 @@ pub fn load_official(dir: &Path, alpha: u32) -> Result<Composite, PolyError> {
     let coeff_path = dir.join(format!("coeff_{alpha}.txt"));
     let degrees: Vec<usize> = read_numbers(&deg_path, |t| t.parse::<usize>().ok())?;
     let coeffs: Vec<Dd> = read_numbers(&coeff_path, Dd::parse)?;
-    let bad = |why: String| PolyError::CoeffFile { path: coeff_path.display().to_string(), why };
+    let bad = |why: String| PolyError::CoeffFile {
+        path: coeff_path.display().to_string(),
+        why,
+    };
     if degrees.is_empty() {
-        return Err(PolyError::CoeffFile { path: deg_path.display().to_string(), why: "no degrees".into() });
+        return Err(PolyError::CoeffFile {
+            path: deg_path.display().to_string(),
+            why: "no degrees".into(),
+        });
     }
-    if let Some(&d) = degrees.iter().find(|&&d| d % 2 == 0 || d > 255) {
-        return Err(PolyError::CoeffFile { path: deg_path.display().to_string(), why: format!("degree {d} is not odd") });
+    if let Some(&d) = degrees.iter().find(|&&d| d.is_multiple_of(2) || d > 255) {
+        return Err(PolyError::CoeffFile {
+            path: deg_path.display().to_string(),
+            why: format!("degree {d} is not odd"),
+        });
     }
     let expected: usize = degrees.iter().map(|d| d + 1).sum();
     if coeffs.len() != expected {
@@ -40,7 +49,11 @@ pub fn load_official(dir: &Path, alpha: u32) -> Result<Composite, PolyError> {
         let power = &coeffs[offset..offset + d + 1];
         offset += d + 1;
         if let Some(j) = (0..=d).step_by(2).find(|&j| power[j].abs().to_f64() > EVEN_NOISE_LIMIT) {
-            return Err(bad(format!("stage {} is not odd: coefficient of x^{j} is {}", i + 1, power[j])));
+            return Err(bad(format!(
+                "stage {} is not odd: coefficient of x^{j} is {}",
+                i + 1,
+                power[j]
+            )));
         }
         if let Some(c) = power.iter().find(|c| !c.is_finite()) {
             return Err(bad(format!("stage {} has a non-finite coefficient {c}", i + 1)));
@@ -54,8 +67,10 @@ pub fn load_official(dir: &Path, alpha: u32) -> Result<Composite, PolyError> {
 }
 
 fn read_numbers<T>(path: &Path, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, PolyError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| PolyError::CoeffFile { path: path.display().to_string(), why: format!("cannot read: {e}") })?;
+    let text = std::fs::read_to_string(path).map_err(|e| PolyError::CoeffFile {
+        path: path.display().to_string(),
+        why: format!("cannot read: {e}"),
+    })?;
     text.split_whitespace()
         .enumerate()
         .map(|(i, tok)| {

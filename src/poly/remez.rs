@@ -4,9 +4,9 @@
 //! Everything is done in double-double in the odd Chebyshev basis of the stage's own symmetric
 //! domain [-b, b] (see `dd.rs` for why f64 is not enough on narrow later-stage domains).
 
+use super::PolyError;
 use super::dd::Dd;
 use super::odd::OddPoly;
-use super::PolyError;
 
 /// Relative spread of the error magnitudes on the reference at which the exchange stops.
 const LEVELLED_TOLERANCE: f64 = 1e-13;
@@ -30,15 +30,21 @@ pub struct MinimaxStage {
 /// Odd polynomial of odd `degree` minimising max |p(x) − 1| on [a, c], with its Chebyshev series
 /// on [-half_width, half_width] (half_width ≥ c: the range the stage's inputs can take).
 pub fn minimax_sign(degree: usize, a: Dd, c: Dd, half_width: Dd) -> Result<MinimaxStage, PolyError> {
-    if degree % 2 == 0 || degree > 255 {
+    if degree.is_multiple_of(2) || degree > 255 {
         return Err(PolyError::BadDegree(degree));
     }
     if !(a.hi > 0.0 && a < c && c <= half_width) {
-        return Err(PolyError::BadDomain { a: a.to_f64(), c: c.to_f64() });
+        return Err(PolyError::BadDomain {
+            a: a.to_f64(),
+            c: c.to_f64(),
+        });
     }
     let n = degree.div_ceil(2);
     let mut reference = initial_reference(n + 1, a, c);
-    let mut poly = OddPoly { half_width, cheb: vec![Dd::ZERO; n] };
+    let mut poly = OddPoly {
+        half_width,
+        cheb: vec![Dd::ZERO; n],
+    };
     let mut best: Option<MinimaxStage> = None;
     for iteration in 1..=MAX_ITERATIONS {
         poly.cheb = solve_levelled(&reference, half_width)?;
@@ -56,7 +62,9 @@ pub fn minimax_sign(degree: usize, a: Dd, c: Dd, half_width: Dd) -> Result<Minim
         if best.as_ref().is_none_or(|b| max_err < b.error) {
             best = Some(candidate.clone());
         }
-        let Some(alternating) = alternating_subset(&extrema, n + 1) else { break };
+        let Some(alternating) = alternating_subset(&extrema, n + 1) else {
+            break;
+        };
         let min_ref = alternating.iter().map(|e| e.1.abs()).fold(max_err, Dd::min);
         reference = alternating.iter().map(|e| e.0).collect();
         if ((max_err - min_ref) / max_err).to_f64() <= LEVELLED_TOLERANCE {
@@ -138,7 +146,10 @@ fn gaussian_elimination(rows: &mut [Vec<Dd>]) -> Option<()> {
     let m = rows.len();
     for col in 0..m {
         let pivot = (col..m).max_by(|&i, &j| {
-            rows[i][col].abs().partial_cmp(&rows[j][col].abs()).unwrap_or(std::cmp::Ordering::Equal)
+            rows[i][col]
+                .abs()
+                .partial_cmp(&rows[j][col].abs())
+                .unwrap_or(std::cmp::Ordering::Equal)
         })?;
         if rows[pivot][col].hi == 0.0 || !rows[pivot][col].is_finite() {
             return None;
@@ -249,7 +260,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_arguments() {
-        assert!(matches!(minimax_sign(4, Dd::new(0.1), Dd::ONE, Dd::ONE), Err(PolyError::BadDegree(4))));
-        assert!(matches!(minimax_sign(5, Dd::new(0.0), Dd::ONE, Dd::ONE), Err(PolyError::BadDomain { .. })));
+        assert!(matches!(
+            minimax_sign(4, Dd::new(0.1), Dd::ONE, Dd::ONE),
+            Err(PolyError::BadDegree(4))
+        ));
+        assert!(matches!(
+            minimax_sign(5, Dd::new(0.0), Dd::ONE, Dd::ONE),
+            Err(PolyError::BadDomain { .. })
+        ));
     }
 }

@@ -41,7 +41,14 @@ pub fn relu_error(c: &Composite) -> ReluError {
         .reduce(|| (0.0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
     let (dense_points, dense_max) = dense_scan(c);
     let max_abs = located_max.max(dense_max);
-    ReluError { max_abs, log2: max_abs.log2(), argmax, extrema_located, dense_max, dense_points }
+    ReluError {
+        max_abs,
+        log2: max_abs.log2(),
+        argmax,
+        extrema_located,
+        dense_max,
+        dense_points,
+    }
 }
 
 /// Geometric near 0 (the steep part around ε), uniform in x, and uniform in θ = acos x (where
@@ -65,7 +72,10 @@ fn dense_scan(c: &Composite) -> (usize, f64) {
     const UNIFORM: usize = 1 << 20;
     const GEOMETRIC: usize = 1 << 16;
     let g = |x: f64| (x * (c.eval_fast(x) - 1.0) / 2.0).abs();
-    let uniform = (0..=UNIFORM).into_par_iter().map(|i| g(i as f64 / UNIFORM as f64)).reduce(|| 0.0, f64::max);
+    let uniform = (0..=UNIFORM)
+        .into_par_iter()
+        .map(|i| g(i as f64 / UNIFORM as f64))
+        .reduce(|| 0.0, f64::max);
     let geometric = (0..=GEOMETRIC)
         .into_par_iter()
         .map(|i| g(2f64.powf(-40.0 * (1.0 - i as f64 / GEOMETRIC as f64))))

@@ -3,7 +3,7 @@
 
 use crate::gpu::activation::{ActivationKernel, Scheme};
 use crate::gpu::{Gpu, GpuError};
-use crate::poly::activation::approx_relu;
+use crate::poly::activation::{approx_relu, measure_max_pool_error};
 use crate::poly::cost::{HeCost, relu_cost};
 use crate::poly::verify::{ReluError, relu_error};
 use crate::poly::{Composite, PolyError, optimise_eps, paper_degrees};
@@ -49,6 +49,13 @@ pub struct GpuError32 {
 }
 
 #[derive(Clone, Debug, Serialize)]
+pub struct MaxPoolError {
+    pub window_2x2: f64,
+    pub window_3x3: f64,
+    pub windows_tried: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct PolyRow {
     pub alpha: u32,
     pub degrees: Vec<usize>,
@@ -57,6 +64,8 @@ pub struct PolyRow {
     pub meets_alpha: bool,
     pub gpu: Vec<GpuError32>,
     pub cost: HeCost,
+    /// Measured worst |approx max-pool − max| in units of B (2x2 and 3x3 trees).
+    pub max_pool_error: MaxPoolError,
     pub generation_ms: f64,
     pub stages: Vec<StageReport>,
 }
@@ -94,12 +103,17 @@ pub fn build_rows(req: &PolyRequest, gpu: Option<&Gpu>) -> Result<Vec<PolyRow>, 
                 ..stage_report(&s.poly)
             })
             .collect();
-        let source = Source::Ours { eps: sc.eps, log2_eps: sc.eps.log2() };
+        let source = Source::Ours {
+            eps: sc.eps,
+            log2_eps: sc.eps.log2(),
+        };
         rows.push(row(alpha, &sc.composite, source, stages, ms, gpu)?);
         if let Some(dir) = req.official_dir {
             let official = crate::poly::official::load_official(dir, alpha)?;
             let stages = official.stages.iter().map(stage_report).collect();
-            let source = Source::Official { dir: dir.display().to_string() };
+            let source = Source::Official {
+                dir: dir.display().to_string(),
+            };
             rows.push(row(alpha, &official, source, stages, 0.0, gpu)?);
         }
     }
@@ -128,11 +142,24 @@ fn row(
 ) -> Result<PolyRow, GpuError> {
     let relu_error = relu_error(composite);
     let gpu_errors = match gpu {
-        Some(gpu) => Scheme::ALL.iter().map(|&s| gpu_f32_error(gpu, composite, s, alpha)).collect::<Result<_, _>>()?,
+        Some(gpu) => Scheme::ALL
+            .iter()
+            .map(|&s| gpu_f32_error(gpu, composite, s, alpha))
+            .collect::<Result<_, _>>()?,
         None => Vec::new(),
+    };
+    const WINDOWS: usize = 600;
+    let gap = relu_error.argmax;
+    let max_pool_error = MaxPoolError {
+        window_2x2: measure_max_pool_error(composite, alpha, 4, gap, WINDOWS)
+            .map_err(|e| GpuError::BadInput(e.to_string()))?,
+        window_3x3: measure_max_pool_error(composite, alpha, 9, gap, WINDOWS)
+            .map_err(|e| GpuError::BadInput(e.to_string()))?,
+        windows_tried: WINDOWS,
     };
     Ok(PolyRow {
         alpha,
+        max_pool_error,
         degrees: composite.degrees(),
         source,
         meets_alpha: relu_error.max_abs <= 2f64.powi(-(alpha as i32)),
@@ -149,7 +176,9 @@ fn row(
 pub fn f32_grid() -> Vec<f32> {
     const UNIFORM: usize = 1 << 16;
     const GEOMETRIC: usize = 1 << 12;
-    let mut xs: Vec<f32> = (0..=UNIFORM).map(|i| (-1.0 + 2.0 * i as f64 / UNIFORM as f64) as f32).collect();
+    let mut xs: Vec<f32> = (0..=UNIFORM)
+        .map(|i| (-1.0 + 2.0 * i as f64 / UNIFORM as f64) as f32)
+        .collect();
     for i in 0..=GEOMETRIC {
         let x = 2f64.powf(-24.0 * (1.0 - i as f64 / GEOMETRIC as f64)) as f32;
         xs.push(x);
@@ -169,7 +198,11 @@ pub fn gpu_f32_error(gpu: &Gpu, composite: &Composite, scheme: Scheme, alpha: u3
         .map(|(&x, &y)| {
             let reference = approx_relu(composite, x as f64, 1.0);
             let y = y as f64;
-            let e = if y.is_finite() { (y - reference).abs() } else { f64::INFINITY };
+            let e = if y.is_finite() {
+                (y - reference).abs()
+            } else {
+                f64::INFINITY
+            };
             (e, (y - (x as f64).max(0.0)).abs())
         })
         .reduce(|| (0.0, 0.0), |a, b| (a.0.max(b.0), a.1.max(b.1)));
@@ -185,12 +218,15 @@ pub fn gpu_f32_error(gpu: &Gpu, composite: &Composite, scheme: Scheme, alpha: u3
 /// The terminal table.
 pub fn format_table(rows: &[PolyRow]) -> String {
     let mut out = String::new();
-    let schemes: Vec<Scheme> = rows.first().map(|r| r.gpu.iter().map(|g| g.scheme).collect()).unwrap_or_default();
+    let schemes: Vec<Scheme> = rows
+        .first()
+        .map(|r| r.gpu.iter().map(|g| g.scheme).collect())
+        .unwrap_or_default();
     out += "  α  source    degrees        log2 ε   stage images [a, c] → …                      ReLU err f64";
     for s in &schemes {
         out += &format!("  {:<13}", format!("{} f32", s.name()));
     }
-    out += "  depth  mults   gen ms\n";
+    out += "  maxpool 2x2/3x3 (·B)  depth  mults   gen ms\n";
     for r in rows {
         let (src, eps) = match &r.source {
             Source::Ours { log2_eps, .. } => ("ours", format!("{log2_eps:7.3}")),
@@ -218,18 +254,34 @@ pub fn format_table(rows: &[PolyRow]) -> String {
             let flag = if g.within_budget { ' ' } else { '!' };
             out += &format!("  2^{:<10.2}{flag}", g.relu_error_log2);
         }
-        out += &format!("  {:>5}  {:>5}  {:>7.1}\n", r.cost.depth, r.cost.nonscalar_mults, r.generation_ms);
+        out += &format!(
+            "  2^{:<6.2} / 2^{:<6.2}    {:>5}  {:>5}  {:>7.1}\n",
+            r.max_pool_error.window_2x2.log2(),
+            r.max_pool_error.window_3x3.log2(),
+            r.cost.depth,
+            r.cost.nonscalar_mults,
+            r.generation_ms
+        );
     }
     out += "ReLU err: max |x(1+p(x))/2 − ReLU(x)| on [-1,1]; '!' after f64 = above 2^-α. f32 columns: the GPU\n";
     out += "output's ReLU error; '!' = float32 evaluation itself adds more than 5% of 2^-α. depth/mults: HE cost\n";
-    out += "of the ReLU (odd baby-step giant-step; non-scalar multiplications).\n";
+    out += "of the ReLU (odd baby-step giant-step; non-scalar multiplications). maxpool: worst measured |approx −\n";
+    out += "exact| of the paper's pooling trees over random and near-tie windows, in units of B.\n";
     out
 }
 
 fn short(x: f64) -> String {
-    if x < 0.01 { format!("{x:.1e}") } else { format!("{x:.3}") }
+    if x < 0.01 {
+        format!("{x:.1e}")
+    } else {
+        format!("{x:.3}")
+    }
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).collect::<String>() + "…" }
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
 }
