@@ -88,22 +88,12 @@ impl DType {
         // One match outside the loop keeps the per-element work a plain byte conversion.
         match self {
             DType::F32 => Elements::Float(map_chunks(bytes, big_endian, f32::from_le_bytes)),
-            DType::F64 => Elements::Float(map_chunks(bytes, big_endian, |b| {
-                f64::from_le_bytes(b) as f32
-            })),
-            DType::F16 => Elements::Float(map_chunks(bytes, big_endian, |b| {
-                half::f16::from_le_bytes(b).to_f32()
-            })),
-            DType::BF16 => Elements::Float(map_chunks(bytes, big_endian, |b| {
-                half::bf16::from_le_bytes(b).to_f32()
-            })),
+            DType::F64 => Elements::Float(map_chunks(bytes, big_endian, |b| f64::from_le_bytes(b) as f32)),
+            DType::F16 => Elements::Float(map_chunks(bytes, big_endian, |b| half::f16::from_le_bytes(b).to_f32())),
+            DType::BF16 => Elements::Float(map_chunks(bytes, big_endian, |b| half::bf16::from_le_bytes(b).to_f32())),
             DType::I64 => Elements::Int(map_chunks(bytes, big_endian, i64::from_le_bytes)),
-            DType::I32 => Elements::Int(map_chunks(bytes, big_endian, |b| {
-                i32::from_le_bytes(b).into()
-            })),
-            DType::I16 => Elements::Int(map_chunks(bytes, big_endian, |b| {
-                i16::from_le_bytes(b).into()
-            })),
+            DType::I32 => Elements::Int(map_chunks(bytes, big_endian, |b| i32::from_le_bytes(b).into())),
+            DType::I16 => Elements::Int(map_chunks(bytes, big_endian, |b| i16::from_le_bytes(b).into())),
             DType::I8 => Elements::Int(bytes.iter().map(|&b| (b as i8).into()).collect()),
             DType::U8 => Elements::Int(bytes.iter().map(|&b| b.into()).collect()),
             DType::Bool => Elements::Int(bytes.iter().map(|&b| i64::from(b != 0)).collect()),
@@ -112,11 +102,7 @@ impl DType {
 }
 
 /// Converts each N-byte chunk; big-endian input is reversed first so every converter reads LE.
-fn map_chunks<const N: usize, T>(
-    bytes: &[u8],
-    big_endian: bool,
-    convert: impl Fn([u8; N]) -> T,
-) -> Vec<T> {
+fn map_chunks<const N: usize, T>(bytes: &[u8], big_endian: bool, convert: impl Fn([u8; N]) -> T) -> Vec<T> {
     bytes
         .chunks_exact(N)
         .map(|chunk| {
@@ -143,19 +129,14 @@ pub(super) fn checked_numel(shape: &[usize]) -> Option<usize> {
 
 /// The bytes of a tensor in row-major order: borrowed when the layout is already contiguous,
 /// gathered element by element otherwise. Every index is bounds-checked against the storage first.
-pub(super) fn gather<'s>(
-    storage: &'s [u8],
-    elem_size: usize,
-    layout: &Layout,
-) -> Parsed<Cow<'s, [u8]>> {
+pub(super) fn gather<'s>(storage: &'s [u8], elem_size: usize, layout: &Layout) -> Parsed<Cow<'s, [u8]>> {
     if layout.shape.len() != layout.stride.len() {
         return Err(corrupt(format!(
             "shape {:?} and stride {:?} differ in rank",
             layout.shape, layout.stride
         )));
     }
-    let numel = checked_numel(layout.shape)
-        .ok_or_else(|| corrupt(format!("shape {:?} overflows", layout.shape)))?;
+    let numel = checked_numel(layout.shape).ok_or_else(|| corrupt(format!("shape {:?} overflows", layout.shape)))?;
     let storage_len = storage.len() / elem_size;
     if numel == 0 {
         return Ok(Cow::Borrowed(&[]));
@@ -179,9 +160,7 @@ pub(super) fn gather<'s>(
         let start = layout.offset * elem_size;
         return Ok(Cow::Borrowed(&storage[start..start + numel * elem_size]));
     }
-    Ok(Cow::Owned(gather_strided(
-        storage, elem_size, layout, numel,
-    )))
+    Ok(Cow::Owned(gather_strided(storage, elem_size, layout, numel)))
 }
 
 /// Index of the furthest element the layout touches, or None on overflow.
@@ -190,9 +169,7 @@ fn last_element(layout: &Layout) -> Option<usize> {
         .shape
         .iter()
         .zip(layout.stride)
-        .try_fold(layout.offset, |acc, (&d, &s)| {
-            acc.checked_add((d - 1).checked_mul(s)?)
-        })
+        .try_fold(layout.offset, |acc, (&d, &s)| acc.checked_add((d - 1).checked_mul(s)?))
 }
 
 /// Row-major contiguity; dimensions of size 1 may carry any stride (torch leaves them arbitrary).

@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub enum WeightsError {
     /// The file could not be read or written.
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// Not a format we read, or truncated / corrupt.
     Format { path: PathBuf, detail: String },
     /// The pickle names a global outside the allow-list. Nothing is ever executed; loading stops here.
@@ -48,11 +45,7 @@ impl fmt::Display for WeightsError {
                  nothing was executed)",
                 path.display()
             ),
-            Self::BadTensor {
-                path,
-                tensor,
-                detail,
-            } => {
+            Self::BadTensor { path, tensor, detail } => {
                 write!(f, "{}: tensor `{tensor}`: {detail}", path.display())
             }
             Self::MissingTensor {
@@ -111,11 +104,7 @@ impl Fault {
         match self {
             Fault::Format(detail) => WeightsError::Format { path, detail },
             Fault::ForbiddenGlobal(global) => WeightsError::ForbiddenGlobal { path, global },
-            Fault::Tensor { tensor, detail } => WeightsError::BadTensor {
-                path,
-                tensor,
-                detail,
-            },
+            Fault::Tensor { tensor, detail } => WeightsError::BadTensor { path, tensor, detail },
         }
     }
 

@@ -77,9 +77,7 @@ impl StateDict {
     }
 
     /// A state dict built in memory (tests, converters); errors call its file `<memory>`.
-    pub fn from_tensors<S: Into<String>>(
-        tensors: impl IntoIterator<Item = (S, Tensor)>,
-    ) -> StateDict {
+    pub fn from_tensors<S: Into<String>>(tensors: impl IntoIterator<Item = (S, Tensor)>) -> StateDict {
         let mut dict = StateDict {
             path: PathBuf::from("<memory>"),
             floats: Named::default(),
@@ -239,10 +237,7 @@ fn bad_length(path: &Path, name: &str) -> WeightsError {
     }
 }
 
-fn write_safetensors_file(
-    path: &Path,
-    tensors: &[safetensors::Outgoing],
-) -> Result<(), WeightsError> {
+fn write_safetensors_file(path: &Path, tensors: &[safetensors::Outgoing]) -> Result<(), WeightsError> {
     let io_error = |source| WeightsError::Io {
         path: path.to_path_buf(),
         source,

@@ -139,13 +139,9 @@ fn resolve_global(module: &str, name: &str) -> Parsed<Global> {
     let global = match (module, name) {
         ("collections", "OrderedDict") => Global::OrderedDict,
         ("torch._utils", "_rebuild_tensor" | "_rebuild_tensor_v2") => Global::RebuildTensor,
-        ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => {
-            Global::RebuildParameter
-        }
+        ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => Global::RebuildParameter,
         ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromType,
-        ("torch" | "torch._tensor", "Tensor") | ("torch.nn.parameter", "Parameter") => {
-            Global::TensorClass
-        }
+        ("torch" | "torch._tensor", "Tensor") | ("torch.nn.parameter", "Parameter") => Global::TensorClass,
         ("torch", "Size") => Global::TorchSize,
         ("_codecs", "encode") => Global::CodecsEncode,
         ("torch", class) => match DType::from_torch_storage(class) {
@@ -303,9 +299,7 @@ impl<'a> Machine<'a> {
             let at = self.input.pos;
             let opcode = self.input.u8()?;
             let done = self.step(opcode).map_err(|fault| match fault {
-                Fault::Format(detail) => corrupt(format!(
-                    "pickle opcode 0x{opcode:02x} at byte {at}: {detail}"
-                )),
+                Fault::Format(detail) => corrupt(format!("pickle opcode 0x{opcode:02x} at byte {at}: {detail}")),
                 other => other,
             })?;
             if done {
@@ -463,8 +457,7 @@ impl<'a> Machine<'a> {
             op::GLOBAL => {
                 let module = self.input.line()?;
                 let name = self.input.line()?;
-                self.stack
-                    .push(Value::Global(resolve_global(module, name)?));
+                self.stack.push(Value::Global(resolve_global(module, name)?));
             }
             op::STACK_GLOBAL => {
                 let name = self.pop()?;
@@ -472,8 +465,7 @@ impl<'a> Machine<'a> {
                 let (Value::Str(module), Value::Str(name)) = (module, name) else {
                     return Err(corrupt("STACK_GLOBAL needs two strings"));
                 };
-                self.stack
-                    .push(Value::Global(resolve_global(&module, &name)?));
+                self.stack.push(Value::Global(resolve_global(&module, &name)?));
             }
             op::REDUCE => {
                 let args = self.pop()?;
@@ -523,10 +515,7 @@ impl<'a> Machine<'a> {
     }
 
     fn pop_mark(&mut self) -> Parsed<Vec<Value>> {
-        let mark = self
-            .marks
-            .pop()
-            .ok_or_else(|| corrupt("no MARK on the stack"))?;
+        let mark = self.marks.pop().ok_or_else(|| corrupt("no MARK on the stack"))?;
         Ok(self.stack.split_off(mark))
     }
 
@@ -659,10 +648,7 @@ impl<'a> Machine<'a> {
                 Node::Pairs(_) => unreachable!("Tuple/List values always point at Seq nodes"),
             },
             other => {
-                return Err(corrupt(format!(
-                    "{what}: expected a tuple, found {}",
-                    describe(other)
-                )));
+                return Err(corrupt(format!("{what}: expected a tuple, found {}", describe(other))));
             }
         };
         if items.len() > max_len {
@@ -687,18 +673,10 @@ impl<'a> Machine<'a> {
     /// metadata, which do not affect the values.
     fn rebuild_tensor(&self, args: &[Value]) -> Parsed<Value> {
         let [Value::Storage(storage), offset, size, stride, ..] = args else {
-            return Err(corrupt(
-                "_rebuild_tensor needs (storage, offset, size, stride)",
-            ));
+            return Err(corrupt("_rebuild_tensor needs (storage, offset, size, stride)"));
         };
-        let shape = usize_list(
-            &self.small_tuple(size, "tensor size", MAX_RANK)?,
-            "tensor size",
-        )?;
-        let stride = usize_list(
-            &self.small_tuple(stride, "tensor stride", MAX_RANK)?,
-            "tensor stride",
-        )?;
+        let shape = usize_list(&self.small_tuple(size, "tensor size", MAX_RANK)?, "tensor size")?;
+        let stride = usize_list(&self.small_tuple(stride, "tensor stride", MAX_RANK)?, "tensor stride")?;
         if shape.len() != stride.len() {
             return Err(corrupt(format!(
                 "tensor size {shape:?} and stride {stride:?} differ in rank"
@@ -754,10 +732,7 @@ impl<'a> Machine<'a> {
             Value::Str(s) => s.clone(),
             Value::Int(i) => i.to_string().into(),
             other => {
-                return Err(corrupt(format!(
-                    "storage key is not a string but {}",
-                    describe(other)
-                )));
+                return Err(corrupt(format!("storage key is not a string but {}", describe(other))));
             }
         };
         let numel = to_usize(numel, "storage size")?;
@@ -766,10 +741,7 @@ impl<'a> Machine<'a> {
             Some(meta) => {
                 let meta = self.small_tuple(meta, "storage view", 3)?;
                 match meta.as_slice() {
-                    [_view_key, offset, size] => Some((
-                        to_usize(offset, "view offset")?,
-                        to_usize(size, "view size")?,
-                    )),
+                    [_view_key, offset, size] => Some((to_usize(offset, "view offset")?, to_usize(size, "view size")?)),
                     _ => return Err(corrupt("storage view is not (key, offset, size)")),
                 }
             }
@@ -799,10 +771,7 @@ fn into_pairs(items: Vec<Value>) -> Parsed<Vec<(Value, Value)>> {
 /// (the legacy magic number needs 80).
 fn decode_long(bytes: &[u8]) -> Parsed<i128> {
     if bytes.len() > 16 {
-        return Err(corrupt(format!(
-            "integer of {} bytes is too large",
-            bytes.len()
-        )));
+        return Err(corrupt(format!("integer of {} bytes is too large", bytes.len())));
     }
     let negative = bytes.last().is_some_and(|&b| b & 0x80 != 0);
     let mut wide = [if negative { 0xff } else { 0 }; 16];
@@ -812,13 +781,8 @@ fn decode_long(bytes: &[u8]) -> Parsed<i128> {
 
 fn to_usize(value: &Value, what: &str) -> Parsed<usize> {
     match value {
-        Value::Int(i) => {
-            usize::try_from(*i).map_err(|_| corrupt(format!("{what} {i} is out of range")))
-        }
-        other => Err(corrupt(format!(
-            "{what} is not an int but {}",
-            describe(other)
-        ))),
+        Value::Int(i) => usize::try_from(*i).map_err(|_| corrupt(format!("{what} {i} is out of range"))),
+        other => Err(corrupt(format!("{what} is not an int but {}", describe(other)))),
     }
 }
 

@@ -39,8 +39,7 @@ pub(super) fn parse(bytes: &[u8]) -> Parsed<Vec<Record>> {
         if name == "__metadata__" {
             continue;
         }
-        let info: EntryInfo = serde_json::from_value(info)
-            .map_err(|e| bad(&name, format!("bad header entry: {e}")))?;
+        let info: EntryInfo = serde_json::from_value(info).map_err(|e| bad(&name, format!("bad header entry: {e}")))?;
         infos.push((name, info));
     }
     infos.sort_by_key(|(_, info)| info.data_offsets[0]);
@@ -51,27 +50,20 @@ pub(super) fn parse(bytes: &[u8]) -> Parsed<Vec<Record>> {
 }
 
 fn split_header(bytes: &[u8]) -> Parsed<(serde_json::Map<String, serde_json::Value>, &[u8])> {
-    let len_bytes = bytes
-        .get(..8)
-        .ok_or_else(|| corrupt("safetensors file is truncated"))?;
+    let len_bytes = bytes.get(..8).ok_or_else(|| corrupt("safetensors file is truncated"))?;
     let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes"));
     let end = usize::try_from(len)
         .ok()
         .and_then(|len| len.checked_add(8))
         .filter(|&end| end <= bytes.len())
-        .ok_or_else(|| {
-            corrupt(format!(
-                "safetensors header length {len} exceeds the file (truncated?)"
-            ))
-        })?;
-    let header = serde_json::from_slice(&bytes[8..end])
-        .map_err(|e| corrupt(format!("bad safetensors header: {e}")))?;
+        .ok_or_else(|| corrupt(format!("safetensors header length {len} exceeds the file (truncated?)")))?;
+    let header = serde_json::from_slice(&bytes[8..end]).map_err(|e| corrupt(format!("bad safetensors header: {e}")))?;
     Ok((header, &bytes[end..]))
 }
 
 fn decode_entry(data: &[u8], name: String, info: EntryInfo) -> Parsed<Record> {
-    let dtype = DType::from_safetensors(&info.dtype)
-        .ok_or_else(|| bad(&name, format!("unsupported dtype {}", info.dtype)))?;
+    let dtype =
+        DType::from_safetensors(&info.dtype).ok_or_else(|| bad(&name, format!("unsupported dtype {}", info.dtype)))?;
     let [begin, end] = info.data_offsets;
     let bytes = data.get(begin..end).ok_or_else(|| {
         bad(
@@ -119,7 +111,8 @@ pub(super) fn write(out: &mut impl Write, tensors: &[Outgoing]) -> std::io::Resu
     let mut offset = 0usize;
     for t in tensors {
         let end = offset + t.bytes.len();
-        let info = serde_json::json!({"dtype": t.dtype.safetensors_name(), "shape": t.shape, "data_offsets": [offset, end]});
+        let info =
+            serde_json::json!({"dtype": t.dtype.safetensors_name(), "shape": t.shape, "data_offsets": [offset, end]});
         header.insert(t.name.to_string(), info);
         offset = end;
     }

@@ -22,8 +22,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(test: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("polycnn-weights-{}-{test}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("polycnn-weights-{}-{test}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
@@ -65,11 +64,7 @@ fn akamaster_resnets_load_with_prefix_stripped() {
         );
         assert_eq!(dict.names().next(), Some("conv1.weight"), "{file}");
         assert!(dict.names().all(|n| !n.starts_with("module.")), "{file}");
-        assert_eq!(
-            dict.get("conv1.weight").unwrap().shape,
-            [16, 3, 3, 3],
-            "{file}"
-        );
+        assert_eq!(dict.get("conv1.weight").unwrap().shape, [16, 3, 3, 3], "{file}");
         assert_eq!(dict.get("linear.weight").unwrap().shape, [10, 64], "{file}");
         assert_eq!(dict.get("linear.bias").unwrap().shape, [10], "{file}");
         assert_eq!(
@@ -104,14 +99,8 @@ fn vgg_zip_checkpoint_loads_with_int_tensors_apart() {
     );
     assert_eq!(dict.get("features.0.weight").unwrap().shape, [64, 3, 3, 3]);
     assert_eq!(dict.get("classifier.weight").unwrap().shape, [10, 512]);
-    assert_eq!(
-        dict.get("features.0.weight").unwrap().data[0],
-        0.23047693_f32
-    );
-    assert_eq!(
-        dict.get("classifier.bias").unwrap().data[0],
-        -0.08672871_f32
-    );
+    assert_eq!(dict.get("features.0.weight").unwrap().data[0], 0.23047693_f32);
+    assert_eq!(dict.get("classifier.bias").unwrap().data[0], -0.08672871_f32);
     assert!(
         dict.get("features.1.running_var")
             .unwrap()
@@ -181,19 +170,12 @@ fn safetensors_round_trip_keeps_order_shapes_and_values() {
     let path = dir.0.join("small.safetensors");
     save_safetensors(
         &path,
-        &[
-            ("z.weight", &weight),
-            ("a.scalar", &scalar),
-            ("m.empty", &empty),
-        ],
+        &[("z.weight", &weight), ("a.scalar", &scalar), ("m.empty", &empty)],
     )
     .unwrap();
 
     let dict = StateDict::load(&path).unwrap();
-    assert_eq!(
-        dict.names().collect::<Vec<_>>(),
-        ["z.weight", "a.scalar", "m.empty"]
-    );
+    assert_eq!(dict.names().collect::<Vec<_>>(), ["z.weight", "a.scalar", "m.empty"]);
     assert_eq!(dict.get("z.weight"), Some(&weight));
     assert_eq!(dict.get("a.scalar"), Some(&scalar));
     assert_eq!(dict.get("m.empty"), Some(&empty));
@@ -206,10 +188,7 @@ fn vgg_converts_to_safetensors_losslessly() {
     let path = dir.0.join("vgg.safetensors");
     original.save_safetensors(&path).unwrap();
     let copy = StateDict::load(&path).unwrap();
-    assert_eq!(
-        copy.names().collect::<Vec<_>>(),
-        original.names().collect::<Vec<_>>()
-    );
+    assert_eq!(copy.names().collect::<Vec<_>>(), original.names().collect::<Vec<_>>());
     for name in original.names() {
         assert_eq!(copy.get(name), original.get(name), "{name}");
     }
@@ -274,18 +253,11 @@ impl Pickle {
     }
     fn global(mut self, module: &str, name: &str) -> Self {
         self.0.push(b'c');
-        self.0
-            .extend_from_slice(format!("{module}\n{name}\n").as_bytes());
+        self.0.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
         self
     }
     /// `_rebuild_tensor_v2(pid(('storage', torch.<class>, key, 'cpu', numel[, None])), offset, size, stride, False, OrderedDict())`
-    fn tensor(
-        self,
-        storage: (&str, &str, i32, bool),
-        offset: i32,
-        size: &[i32],
-        stride: &[i32],
-    ) -> Self {
+    fn tensor(self, storage: (&str, &str, i32, bool), offset: i32, size: &[i32], stride: &[i32]) -> Self {
         let (class, key, numel, legacy) = storage;
         let pid = self
             .global("torch._utils", "_rebuild_tensor_v2")
@@ -416,10 +388,7 @@ fn legacy_strided_tensors_and_views_are_made_contiguous() {
         .op(b'R')
         .op(b'u')
         .stop();
-    let file = legacy_file(
-        &object,
-        &[("k0", 6, f32_bytes(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]))],
-    );
+    let file = legacy_file(&object, &[("k0", 6, f32_bytes(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]))]);
     let dict = StateDict::load(&dir.write("strided.pt", &file)).unwrap();
     let t = dict.get("t").unwrap();
     assert_eq!(
@@ -446,14 +415,8 @@ fn zip_with_half_double_bfloat_long_and_big_endian() {
         .tensor(("LongStorage", "3", 1, false), 0, &[], &[])
         .op(b'u')
         .stop();
-    let half: Vec<u8> = [0x3c00u16, 0xc100]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect(); // 1.0, -2.5
-    let double: Vec<u8> = [0.5f64, -1e300]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let half: Vec<u8> = [0x3c00u16, 0xc100].iter().flat_map(|v| v.to_le_bytes()).collect(); // 1.0, -2.5
+    let double: Vec<u8> = [0.5f64, -1e300].iter().flat_map(|v| v.to_le_bytes()).collect();
     let bf16 = 0x4049u16.to_le_bytes(); // 3.140625
     let long = 7i64.to_le_bytes();
     let entries = [
@@ -485,10 +448,7 @@ fn zip_with_half_double_bfloat_long_and_big_endian() {
                 .collect::<Vec<u8>>(),
         ),
         ("ckpt/data/2", &[bf16[1], bf16[0]]),
-        (
-            "ckpt/data/3",
-            &long.iter().rev().copied().collect::<Vec<u8>>(),
-        ),
+        ("ckpt/data/3", &long.iter().rev().copied().collect::<Vec<u8>>()),
     ];
     let dict = StateDict::load(&dir.write("big.pt", &zip_file(&big_entries))).unwrap();
     assert_eq!(dict.get("h").unwrap().data, [1.0, -2.5]);
@@ -509,10 +469,7 @@ fn os_system_pickle() -> Vec<u8> {
 fn forbidden_global_is_refused_by_name_in_legacy_and_zip_files() {
     let dir = TempDir::new("forbidden");
     let legacy = dir.write("evil_legacy.pt", &legacy_file(&os_system_pickle(), &[]));
-    let zip = dir.write(
-        "evil_zip.pt",
-        &zip_file(&[("archive/data.pkl", &os_system_pickle())]),
-    );
+    let zip = dir.write("evil_zip.pt", &zip_file(&[("archive/data.pkl", &os_system_pickle())]));
     for path in [legacy, zip] {
         let err = StateDict::load(&path).unwrap_err();
         assert!(
@@ -543,10 +500,7 @@ fn nested_pickle_loader_is_refused() {
         .stop();
     let path = dir.write("nested.pt", &zip_file(&[("archive/data.pkl", &pickle)]));
     let err = StateDict::load(&path).unwrap_err();
-    assert!(
-        err.to_string().contains("torch.storage._load_from_bytes"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("torch.storage._load_from_bytes"), "{err}");
 }
 
 #[test]
@@ -603,9 +557,7 @@ fn missing_file_names_the_path() {
 #[test]
 fn garbage_and_empty_files_are_unrecognised() {
     let dir = TempDir::new("garbage");
-    let garbage: Vec<u8> = (0..4096u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     for (name, bytes) in [("garbage.pth", garbage.as_slice()), ("empty.pth", &[])] {
         let path = dir.write(name, bytes);
         let err = StateDict::load(&path).unwrap_err();

@@ -92,17 +92,13 @@ pub(super) fn parse_legacy(bytes: &[u8]) -> Parsed<Vec<Record>> {
     state_dict_tensors(&main)?
         .into_iter()
         .map(|(name, tensor)| {
-            let bytes =
-                storages
-                    .get(&tensor.storage.key)
-                    .copied()
-                    .ok_or_else(|| Fault::Tensor {
-                        tensor: name.clone(),
-                        detail: format!(
-                            "storage {} is not in the file's storage list",
-                            tensor.storage.key
-                        ),
-                    })?;
+            let bytes = storages
+                .get(&tensor.storage.key)
+                .copied()
+                .ok_or_else(|| Fault::Tensor {
+                    tensor: name.clone(),
+                    detail: format!("storage {} is not in the file's storage list", tensor.storage.key),
+                })?;
             materialize(name, &tensor, bytes, false)
         })
         .collect()
@@ -125,8 +121,7 @@ fn read_legacy_storages<'a>(
     main: &Pickled,
     keys: &Pickled,
 ) -> Parsed<HashMap<Rc<str>, &'a [u8]>> {
-    let referenced: HashMap<&str, &StorageRef> =
-        main.storages.iter().map(|s| (&*s.key, &**s)).collect();
+    let referenced: HashMap<&str, &StorageRef> = main.storages.iter().map(|s| (&*s.key, &**s)).collect();
     let key_list = keys
         .items(&keys.root)
         .ok_or_else(|| corrupt("legacy storage key list is not a list"))?;
@@ -181,10 +176,7 @@ fn state_dict_tensors(pickled: &Pickled) -> Parsed<Vec<(String, Rc<TensorRef>)>>
         .iter()
         .map(|(key, value)| {
             let Value::Str(name) = key else {
-                return Err(corrupt(format!(
-                    "state dict key is not a string but {}",
-                    describe(key)
-                )));
+                return Err(corrupt(format!("state dict key is not a string but {}", describe(key))));
             };
             match value {
                 Value::Tensor(tensor) => Ok((name.to_string(), tensor.clone())),
@@ -217,12 +209,7 @@ fn state_dict_entries(pickled: &Pickled) -> Parsed<&[(Value, Value)]> {
 }
 
 /// Copies one tensor out of its storage bytes into a dense row-major record.
-fn materialize(
-    name: String,
-    tensor: &TensorRef,
-    storage: &[u8],
-    big_endian: bool,
-) -> Parsed<Record> {
+fn materialize(name: String, tensor: &TensorRef, storage: &[u8], big_endian: bool) -> Parsed<Record> {
     let at_tensor = |detail: String| Fault::Tensor {
         tensor: name.clone(),
         detail,
@@ -248,11 +235,7 @@ fn materialize(
             .checked_add(len)
             .and_then(|end| end.checked_mul(size))
             .and_then(|end| storage[..root_len].get(offset * size..end))
-            .ok_or_else(|| {
-                at_tensor(format!(
-                    "view [{offset}, +{len}) lies outside storage {key}"
-                ))
-            })?,
+            .ok_or_else(|| at_tensor(format!("view [{offset}, +{len}) lies outside storage {key}")))?,
     };
     let layout = Layout {
         offset: tensor.offset,

@@ -46,16 +46,8 @@ impl<'a> ZipArchive<'a> {
         let eocd = find_end_of_central_directory(data)?;
         let directory = read_directory_location(data, eocd)?;
         let entries = read_central_directory(data, &directory)?;
-        let by_name = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.name.clone(), i))
-            .collect();
-        Ok(ZipArchive {
-            data,
-            entries,
-            by_name,
-        })
+        let by_name = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        Ok(ZipArchive { data, entries, by_name })
     }
 
     pub(super) fn find(&self, name: &str) -> Option<&ZipEntry> {
@@ -156,8 +148,7 @@ fn read_central_record(data: &[u8], at: usize) -> Parsed<(ZipEntry, usize)> {
     let extra_len = usize::from(u16_at(data, at + 30)?);
     let comment_len = usize::from(u16_at(data, at + 32)?);
     let name_bytes = slice(data, at + 46, name_len)?;
-    let name = String::from_utf8(name_bytes.to_vec())
-        .map_err(|_| corrupt("zip entry name is not UTF-8"))?;
+    let name = String::from_utf8(name_bytes.to_vec()).map_err(|_| corrupt("zip entry name is not UTF-8"))?;
     let extra = slice(data, at + 46 + name_len, extra_len)?;
     let mut entry = ZipEntry {
         name,
@@ -189,9 +180,7 @@ fn apply_zip64_extra(entry: &mut ZipEntry, extra: &[u8]) -> Parsed<()> {
                 &mut entry.local_header_offset,
             ] {
                 if *value == u64::from(u32::MAX) {
-                    *value = fields
-                        .next()
-                        .ok_or_else(|| corrupt("short ZIP64 extra field"))?;
+                    *value = fields.next().ok_or_else(|| corrupt("short ZIP64 extra field"))?;
                 }
             }
         }
@@ -211,29 +200,23 @@ fn slice(data: &[u8], at: usize, len: usize) -> Parsed<&[u8]> {
 }
 
 fn u16_at(data: &[u8], at: usize) -> Parsed<u16> {
-    Ok(u16::from_le_bytes(
-        slice(data, at, 2)?.try_into().expect("2 bytes"),
-    ))
+    Ok(u16::from_le_bytes(slice(data, at, 2)?.try_into().expect("2 bytes")))
 }
 
 fn u32_at(data: &[u8], at: usize) -> Parsed<u32> {
-    Ok(u32::from_le_bytes(
-        slice(data, at, 4)?.try_into().expect("4 bytes"),
-    ))
+    Ok(u32::from_le_bytes(slice(data, at, 4)?.try_into().expect("4 bytes")))
 }
 
 fn u64_at(data: &[u8], at: usize) -> Parsed<u64> {
-    Ok(u64::from_le_bytes(
-        slice(data, at, 8)?.try_into().expect("8 bytes"),
-    ))
+    Ok(u64::from_le_bytes(slice(data, at, 8)?.try_into().expect("8 bytes")))
 }
 
 /// CRC-32 (IEEE, reflected), table-driven; about 1 GB/s, negligible next to reading the file.
 pub(super) fn crc32(bytes: &[u8]) -> u32 {
     const TABLE: [u32; 256] = crc32_table();
-    !bytes.iter().fold(!0u32, |crc, &b| {
-        TABLE[usize::from((crc as u8) ^ b)] ^ (crc >> 8)
-    })
+    !bytes
+        .iter()
+        .fold(!0u32, |crc, &b| TABLE[usize::from((crc as u8) ^ b)] ^ (crc >> 8))
 }
 
 const fn crc32_table() -> [u32; 256] {
@@ -243,11 +226,7 @@ const fn crc32_table() -> [u32; 256] {
         let mut c = i as u32;
         let mut bit = 0;
         while bit < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
             bit += 1;
         }
         table[i] = c;
