@@ -26,23 +26,42 @@ struct Params {
 // [0]: inputs with |x| > B, [1]: bits of max |x| (non-negative floats order like u32).
 @group(0) @binding(4) var<storage, read_write> range_stats: array<atomic<u32>, 2>;
 
+// Range statistics are gathered per workgroup and flushed with one global atomic per
+// workgroup: a global atomic per element serialises the whole dispatch.
+var<workgroup> wg_out_of_range: atomic<u32>;
+var<workgroup> wg_max_bits: atomic<u32>;
+
 fn record_range(x: f32) {
     let a = abs(x);
     if a > params.bound || a != a {
-        atomicAdd(&range_stats[0], 1u);
+        atomicAdd(&wg_out_of_range, 1u);
     }
-    atomicMax(&range_stats[1], bitcast<u32>(a));
+    let bits = bitcast<u32>(a);
+    if bits > atomicLoad(&wg_max_bits) {
+        atomicMax(&wg_max_bits, bits);
+    }
+}
+
+fn flush_range(local_index: u32) {
+    workgroupBarrier();
+    if local_index == 0u {
+        let count = atomicLoad(&wg_out_of_range);
+        if count > 0u {
+            atomicAdd(&range_stats[0], count);
+        }
+        atomicMax(&range_stats[1], atomicLoad(&wg_max_bits));
+    }
 }
 
 @compute @workgroup_size(256)
-fn relu_approx(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn relu_approx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = gid.x + gid.y * params.row_stride;
-    if i >= params.count {
-        return;
+    if i < params.count {
+        let x = input[i];
+        record_range(x);
+        output[i] = 0.5 * x * (1.0 + sign_poly(x / params.bound, params.scheme));
     }
-    let x = input[i];
-    record_range(x);
-    output[i] = 0.5 * x * (1.0 + sign_poly(x / params.bound, params.scheme));
+    flush_range(lid);
 }
 
 fn approx_max(a: f32, b: f32) -> f32 {
@@ -51,11 +70,15 @@ fn approx_max(a: f32, b: f32) -> f32 {
 }
 
 @compute @workgroup_size(256)
-fn max_pool_approx(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn max_pool_approx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = gid.x + gid.y * params.row_stride;
-    if i >= params.count {
-        return;
+    if i < params.count {
+        output[i] = pool_window(i);
     }
+    flush_range(lid);
+}
+
+fn pool_window(i: u32) -> f32 {
     let ox = i % params.out_w;
     let oy = (i / params.out_w) % params.out_h;
     let plane = i / (params.out_w * params.out_h);
@@ -88,5 +111,5 @@ fn max_pool_approx(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         len = half + (len & 1u);
     }
-    output[i] = (vals[0] - 0.5) / params.pool_scale;
+    return (vals[0] - 0.5) / params.pool_scale;
 }
