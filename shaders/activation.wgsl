@@ -1,4 +1,4 @@
-// Approximate activations over a whole buffer (prepend sign_poly.wgsl):
+// Approximate activations over a whole buffer (prepend sign_poly.wgsl and range_stats.wgsl):
 //   relu_approx:     y = x(1 + p(x/B))/2
 //   max_pool_approx: the paper's k×k max-pooling tree of max(a,b) ≈ ((a+b) + (a−b)p(a−b))/2 on
 //                    inputs rescaled by x·s + 1/2, zero padding as in the paper, NCHW layout.
@@ -26,39 +26,12 @@ struct Params {
 // [0]: inputs with |x| > B, [1]: bits of max |x| (non-negative floats order like u32).
 @group(0) @binding(4) var<storage, read_write> range_stats: array<atomic<u32>, 2>;
 
-// Range statistics are gathered per workgroup and flushed with one global atomic per
-// workgroup: a global atomic per element serialises the whole dispatch.
-var<workgroup> wg_out_of_range: atomic<u32>;
-var<workgroup> wg_max_bits: atomic<u32>;
-
-fn record_range(x: f32) {
-    let a = abs(x);
-    if a > params.bound || a != a {
-        atomicAdd(&wg_out_of_range, 1u);
-    }
-    let bits = bitcast<u32>(a);
-    if bits > atomicLoad(&wg_max_bits) {
-        atomicMax(&wg_max_bits, bits);
-    }
-}
-
-fn flush_range(local_index: u32) {
-    workgroupBarrier();
-    if local_index == 0u {
-        let count = atomicLoad(&wg_out_of_range);
-        if count > 0u {
-            atomicAdd(&range_stats[0], count);
-        }
-        atomicMax(&range_stats[1], atomicLoad(&wg_max_bits));
-    }
-}
-
 @compute @workgroup_size(256)
 fn relu_approx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = gid.x + gid.y * params.row_stride;
     if i < params.count {
         let x = input[i];
-        record_range(x);
+        record_range(x, params.bound);
         output[i] = 0.5 * x * (1.0 + sign_poly(x / params.bound, params.scheme));
     }
     flush_range(lid);
@@ -92,7 +65,7 @@ fn pool_window(i: u32) -> f32 {
             var v = 0.0;
             if iy >= 0 && ix >= 0 && iy < i32(params.in_h) && ix < i32(params.in_w) {
                 v = input[base + u32(iy) * params.in_w + u32(ix)];
-                record_range(v);
+                record_range(v, params.bound);
             }
             vals[n] = fma(v, params.pool_scale, 0.5);
             n++;

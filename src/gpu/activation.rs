@@ -122,6 +122,12 @@ impl PoolShape {
 
 const GROUP: u32 = 256;
 
+/// Range statistics of one dispatch, read back from its two-word buffer.
+pub fn read_range_stats(gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<RangeStats, GpuError> {
+    let words = gpu.read_back::<u32>(buffer, 2)?;
+    Ok(RangeStats { out_of_range: words[0] as u64, max_abs: f32::from_bits(words[1]) })
+}
+
 fn shader_source() -> String {
     [
         include_str!("../../shaders/sign_poly.wgsl"),
@@ -130,17 +136,37 @@ fn shader_source() -> String {
     .concat()
 }
 
+/// A composite packed for one scheme and uploaded: what every kernel with a polynomial
+/// activation binds as `poly_coeffs`.
+pub struct PolyBuffer {
+    pub buffer: wgpu::Buffer,
+    pub scheme: Scheme,
+}
+
+impl PolyBuffer {
+    pub fn new(gpu: &Gpu, composite: &Composite, scheme: Scheme) -> PolyBuffer {
+        PolyBuffer { buffer: gpu.storage_from("poly coefficients", &pack_coefficients(composite, scheme)), scheme }
+    }
+
+    /// A composite with no stages, for dispatches whose activations are all exact.
+    pub fn empty(gpu: &Gpu) -> PolyBuffer {
+        PolyBuffer { buffer: gpu.storage_from("poly coefficients (none)", &[0.0f32, 0.0]), scheme: Scheme::DEFAULT }
+    }
+
+    pub fn shader_scheme(&self) -> u32 {
+        self.scheme.shader_id()
+    }
+}
+
 /// A composite uploaded for one scheme, ready to run on activation buffers.
 pub struct ActivationKernel<'g> {
     gpu: &'g Gpu,
-    scheme: Scheme,
-    coeffs: wgpu::Buffer,
+    poly: PolyBuffer,
 }
 
 impl<'g> ActivationKernel<'g> {
     pub fn new(gpu: &'g Gpu, composite: &Composite, scheme: Scheme) -> ActivationKernel<'g> {
-        let coeffs = gpu.storage_from("poly coefficients", &pack_coefficients(composite, scheme));
-        ActivationKernel { gpu, scheme, coeffs }
+        ActivationKernel { gpu, poly: PolyBuffer::new(gpu, composite, scheme) }
     }
 
     /// y = x(1 + p(x/B))/2 for every element.
@@ -185,7 +211,7 @@ impl<'g> ActivationKernel<'g> {
         let (oh, ow) = pool.map(|p| p.out_hw()).unwrap_or((0, 0));
         Params {
             count: count as u32,
-            scheme: self.scheme.shader_id(),
+            scheme: self.poly.shader_scheme(),
             row_stride: gx * GROUP,
             window: pool.map_or(0, |p| p.window as u32),
             in_h: pool.map_or(0, |p| p.height as u32),
@@ -221,7 +247,7 @@ impl<'g> ActivationKernel<'g> {
         gpu.encode_dispatch(
             &mut encoder,
             &pipeline,
-            &[&uniform, &self.coeffs, &input_buf, &output_buf, &stats_buf],
+            &[&uniform, &self.poly.buffer, &input_buf, &output_buf, &stats_buf],
             Gpu::grid_for(count as u64, GROUP),
         );
         gpu.submit_and_wait(encoder)?;
@@ -247,7 +273,7 @@ impl<'g> ActivationKernel<'g> {
         let input_buf = gpu.storage_from("bench input", &data);
         let output_buf = gpu.storage_zeroed("bench output", (count * 4) as u64);
         let stats_buf = gpu.storage_from("range stats", &[0u32, 0u32]);
-        let buffers = [&uniform, &self.coeffs, &input_buf, &output_buf, &stats_buf];
+        let buffers = [&uniform, &self.poly.buffer, &input_buf, &output_buf, &stats_buf];
         // one warm-up pass (compilation, first-touch)
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         gpu.encode_dispatch(&mut encoder, &pipeline, &buffers, Gpu::grid_for(count as u64, GROUP));

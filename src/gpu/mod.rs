@@ -2,6 +2,7 @@
 //! dispatch. Everything else in polycnn talks to the GPU through `Gpu`.
 
 pub mod activation;
+pub mod conv;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -40,6 +41,7 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    placeholder: std::sync::OnceLock<wgpu::Buffer>,
 }
 
 impl Gpu {
@@ -68,6 +70,7 @@ impl Gpu {
             queue,
             info,
             pipelines: Mutex::new(HashMap::new()),
+            placeholder: Default::default(),
         })
     }
 
@@ -95,6 +98,12 @@ impl Gpu {
             contents,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         })
+    }
+
+    /// A small storage buffer to bind where a kernel's optional input is unused (wgpu needs
+    /// every binding filled, and one buffer may not be bound both read-only and writable).
+    pub fn placeholder(&self) -> &wgpu::Buffer {
+        self.placeholder.get_or_init(|| self.storage_zeroed("unused binding", 16))
     }
 
     pub fn storage_zeroed(&self, label: &str, bytes: u64) -> wgpu::Buffer {

@@ -1,0 +1,241 @@
+//! Convolution on the GPU (shaders/conv2d.wgsl): tiled implicit GEMM with bias, optional
+//! residual add and an exact or polynomial ReLU fused into the epilogue.
+
+use super::activation::{PolyBuffer, RangeStats, read_range_stats};
+use super::{Gpu, GpuError};
+
+/// What the epilogue applies after bias (+ residual).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Epilogue {
+    None,
+    /// Exact ReLU; inputs beyond `bound` are still counted (they tell which B a polynomial
+    /// ReLU would need).
+    Relu {
+        bound: f32,
+    },
+    /// x(1 + p(x/B))/2 with the bound's polynomial buffer.
+    PolyRelu {
+        bound: f32,
+    },
+}
+
+impl Epilogue {
+    fn code_and_bound(self) -> (u32, f32) {
+        match self {
+            Epilogue::None => (0, 1.0),
+            Epilogue::Relu { bound } => (1, bound),
+            Epilogue::PolyRelu { bound } => (2, bound),
+        }
+    }
+}
+
+/// Geometry of one convolution (NCHW input, square stride/padding as in every supported net).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub batch: usize,
+    pub in_c: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_c: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvShape {
+    pub fn out_hw(&self) -> (usize, usize) {
+        let out = |n: usize, k: usize| (n + 2 * self.pad - k) / self.stride + 1;
+        (out(self.in_h, self.kernel_h), out(self.in_w, self.kernel_w))
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_c * self.in_h * self.in_w
+    }
+
+    pub fn output_len(&self) -> usize {
+        let (oh, ow) = self.out_hw();
+        self.batch * self.out_c * oh * ow
+    }
+
+    pub fn weight_len(&self) -> usize {
+        self.out_c * self.in_c * self.kernel_h * self.kernel_w
+    }
+
+    /// Multiply-adds ×2.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.output_len() as f64 * (self.in_c * self.kernel_h * self.kernel_w) as f64
+    }
+
+    fn validate(&self) -> Result<(), GpuError> {
+        let ok = self.batch > 0
+            && self.in_c > 0
+            && self.out_c > 0
+            && self.stride > 0
+            && self.kernel_h > 0
+            && self.kernel_w > 0
+            && self.in_h + 2 * self.pad >= self.kernel_h
+            && self.in_w + 2 * self.pad >= self.kernel_w;
+        if ok {
+            Ok(())
+        } else {
+            Err(GpuError::BadInput(format!("invalid convolution shape {self:?}")))
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    in_c: u32,
+    in_h: u32,
+    in_w: u32,
+    out_c: u32,
+    out_h: u32,
+    out_w: u32,
+    kernel_h: u32,
+    kernel_w: u32,
+    stride: u32,
+    pad: u32,
+    activation: u32,
+    has_residual: u32,
+    scheme: u32,
+    bound: f32,
+    _pad: u32,
+}
+
+const TILE: u64 = 64;
+
+fn shader_source() -> String {
+    [
+        include_str!("../../shaders/sign_poly.wgsl"),
+        include_str!("../../shaders/range_stats.wgsl"),
+        include_str!("../../shaders/conv2d.wgsl"),
+    ]
+    .concat()
+}
+
+/// Device buffers of one convolution call.
+pub struct ConvBuffers<'a> {
+    pub input: &'a wgpu::Buffer,
+    pub weight: &'a wgpu::Buffer,
+    pub bias: &'a wgpu::Buffer,
+    /// Same shape as the output; with `None` the kernel reads no residual.
+    pub residual: Option<&'a wgpu::Buffer>,
+    pub output: &'a wgpu::Buffer,
+    pub range_stats: &'a wgpu::Buffer,
+}
+
+/// Record one convolution into `encoder` (no host round trip).
+pub fn encode_conv(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    shape: ConvShape,
+    epilogue: Epilogue,
+    poly: &PolyBuffer,
+    buffers: &ConvBuffers,
+) -> Result<(), GpuError> {
+    shape.validate()?;
+    let (out_h, out_w) = shape.out_hw();
+    let groups_m = ((shape.batch * out_h * out_w) as u64).div_ceil(TILE);
+    let groups_n = (shape.out_c as u64).div_ceil(TILE);
+    if groups_m > 65_535 || groups_n > 65_535 {
+        return Err(GpuError::BadInput(format!(
+            "convolution {shape:?} is too large for one dispatch; lower the batch"
+        )));
+    }
+    let (activation, bound) = epilogue.code_and_bound();
+    if !(bound.is_finite() && bound > 0.0) {
+        return Err(GpuError::BadInput(format!(
+            "the bound B must be a positive finite number, got {bound}"
+        )));
+    }
+    let params = Params {
+        batch: shape.batch as u32,
+        in_c: shape.in_c as u32,
+        in_h: shape.in_h as u32,
+        in_w: shape.in_w as u32,
+        out_c: shape.out_c as u32,
+        out_h: out_h as u32,
+        out_w: out_w as u32,
+        kernel_h: shape.kernel_h as u32,
+        kernel_w: shape.kernel_w as u32,
+        stride: shape.stride as u32,
+        pad: shape.pad as u32,
+        activation,
+        has_residual: buffers.residual.is_some() as u32,
+        scheme: poly.shader_scheme(),
+        bound,
+        _pad: 0,
+    };
+    let pipeline = gpu.pipeline("conv2d", "conv2d", shader_source)?;
+    let uniform = gpu.uniform_from("conv params", &params);
+    let residual = buffers.residual.unwrap_or(gpu.placeholder());
+    gpu.encode_dispatch(
+        encoder,
+        &pipeline,
+        &[
+            &uniform,
+            &poly.buffer,
+            buffers.input,
+            buffers.weight,
+            buffers.bias,
+            residual,
+            buffers.output,
+            buffers.range_stats,
+        ],
+        (groups_m as u32, groups_n as u32, 1),
+    );
+    Ok(())
+}
+
+/// Host convenience: upload, convolve, read back (tests, one-off use).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_host(
+    gpu: &Gpu,
+    shape: ConvShape,
+    input: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    epilogue: Epilogue,
+    poly: &PolyBuffer,
+) -> Result<(Vec<f32>, RangeStats), GpuError> {
+    let check = |what: &str, got: usize, want: usize| {
+        if got == want {
+            Ok(())
+        } else {
+            Err(GpuError::BadInput(format!(
+                "convolution {what} has {got} values, the shape needs {want}"
+            )))
+        }
+    };
+    check("input", input.len(), shape.input_len())?;
+    check("weight", weight.len(), shape.weight_len())?;
+    check("bias", bias.len(), shape.out_c)?;
+    if let Some(r) = residual {
+        check("residual", r.len(), shape.output_len())?;
+    }
+    let input_buf = gpu.storage_from("conv input", input);
+    let weight_buf = gpu.storage_from("conv weight", weight);
+    let bias_buf = gpu.storage_from("conv bias", bias);
+    let residual_buf = residual.map(|r| gpu.storage_from("conv residual", r));
+    let output_buf = gpu.storage_zeroed("conv output", (shape.output_len() * 4) as u64);
+    let stats_buf = gpu.storage_from("range stats", &[0u32, 0u32]);
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    let buffers = ConvBuffers {
+        input: &input_buf,
+        weight: &weight_buf,
+        bias: &bias_buf,
+        residual: residual_buf.as_ref(),
+        output: &output_buf,
+        range_stats: &stats_buf,
+    };
+    encode_conv(gpu, &mut encoder, shape, epilogue, poly, &buffers)?;
+    gpu.submit_and_wait(encoder)?;
+    Ok((
+        gpu.read_back(&output_buf, shape.output_len())?,
+        read_range_stats(gpu, &stats_buf)?,
+    ))
+}

@@ -1,0 +1,195 @@
+//! The GPU convolution (implicit GEMM + fused epilogue) against a direct f64 convolution.
+
+use polycnn::gpu::Gpu;
+use polycnn::gpu::activation::{PolyBuffer, Scheme};
+use polycnn::gpu::conv::{ConvShape, Epilogue, conv2d_host};
+use polycnn::poly::activation::approx_relu;
+use polycnn::poly::{optimise_eps, paper_degrees};
+use std::sync::OnceLock;
+
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("these tests need a GPU adapter: {e}")))
+}
+
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Direct convolution in f64: (value, Σ|terms|) per output, NCHW.
+fn reference(
+    shape: ConvShape,
+    input: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+) -> Vec<(f64, f64)> {
+    let (oh, ow) = shape.out_hw();
+    let mut out = Vec::with_capacity(shape.output_len());
+    for n in 0..shape.batch {
+        for o in 0..shape.out_c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut acc, mut mag) = (bias[o] as f64, (bias[o] as f64).abs());
+                    for c in 0..shape.in_c {
+                        for ky in 0..shape.kernel_h {
+                            for kx in 0..shape.kernel_w {
+                                let iy = (oy * shape.stride + ky) as i64 - shape.pad as i64;
+                                let ix = (ox * shape.stride + kx) as i64 - shape.pad as i64;
+                                if iy < 0 || ix < 0 || iy >= shape.in_h as i64 || ix >= shape.in_w as i64 {
+                                    continue;
+                                }
+                                let x =
+                                    input[((n * shape.in_c + c) * shape.in_h + iy as usize) * shape.in_w + ix as usize];
+                                let w = weight[((o * shape.in_c + c) * shape.kernel_h + ky) * shape.kernel_w + kx];
+                                acc += x as f64 * w as f64;
+                                mag += (x as f64 * w as f64).abs();
+                            }
+                        }
+                    }
+                    let index = out.len();
+                    if let Some(r) = residual {
+                        acc += r[index] as f64;
+                        mag += (r[index] as f64).abs();
+                    }
+                    out.push((acc, mag));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn shape(
+    batch: usize,
+    in_c: usize,
+    hw: (usize, usize),
+    out_c: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> ConvShape {
+    ConvShape {
+        batch,
+        in_c,
+        in_h: hw.0,
+        in_w: hw.1,
+        out_c,
+        kernel_h: k,
+        kernel_w: k,
+        stride,
+        pad,
+    }
+}
+
+#[test]
+fn implicit_gemm_matches_direct_convolution_on_many_shapes() {
+    let shapes = [
+        shape(2, 3, (9, 11), 5, 3, 1, 1),    // small, odd sizes, batch 2
+        shape(1, 70, (6, 6), 130, 1, 1, 0),  // 1x1, K and O not multiples of the tiles
+        shape(2, 3, (23, 19), 16, 7, 2, 3),  // ImageNet stem geometry
+        shape(1, 32, (16, 16), 64, 3, 2, 1), // stride-2 3x3
+        shape(3, 16, (8, 8), 16, 3, 1, 1),   // CIFAR ResNet block
+        shape(1, 8, (5, 5), 4, 5, 1, 0),     // kernel = input
+    ];
+    let poly = PolyBuffer::empty(gpu());
+    for (i, s) in shapes.into_iter().enumerate() {
+        let input = values(s.input_len(), 1 + i as u64);
+        let weight = values(s.weight_len(), 100 + i as u64);
+        let bias = values(s.out_c, 200 + i as u64);
+        let (got, _) = conv2d_host(gpu(), s, &input, &weight, &bias, None, Epilogue::None, &poly).unwrap();
+        let want = reference(s, &input, &weight, &bias, None);
+        for (g, (w, mag)) in got.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() <= 1e-6 * mag + 1e-7, "shape {s:?}: {g} vs {w}");
+        }
+    }
+}
+
+#[test]
+fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
+    let s = shape(2, 16, (8, 8), 24, 3, 1, 1);
+    let input = values(s.input_len(), 7);
+    let weight = values(s.weight_len(), 8);
+    let bias = values(s.out_c, 9);
+    let residual = values(s.output_len(), 10);
+    let want = reference(s, &input, &weight, &bias, Some(&residual));
+    let max_abs = want.iter().map(|w| w.0.abs()).fold(0.0, f64::max);
+
+    let exact = PolyBuffer::empty(gpu());
+    let bound = 4.0f32; // below max |x|: some inputs must be counted out of range
+    let (got, stats) = conv2d_host(
+        gpu(),
+        s,
+        &input,
+        &weight,
+        &bias,
+        Some(&residual),
+        Epilogue::Relu { bound },
+        &exact,
+    )
+    .unwrap();
+    let expected_out = want.iter().filter(|w| w.0.abs() > bound as f64).count() as u64;
+    assert!(expected_out > 0);
+    assert_eq!(stats.out_of_range, expected_out);
+    assert!((stats.max_abs as f64 - max_abs).abs() < 1e-4 * max_abs);
+    for (g, (w, mag)) in got.iter().zip(&want) {
+        assert!((*g as f64 - w.max(0.0)).abs() <= 1e-6 * mag + 1e-7);
+    }
+
+    let composite = optimise_eps(paper_degrees(12).unwrap()).unwrap().composite;
+    let poly = PolyBuffer::new(gpu(), &composite, Scheme::Clenshaw);
+    let bound = 2.0 * max_abs as f32;
+    let (got, stats) = conv2d_host(
+        gpu(),
+        s,
+        &input,
+        &weight,
+        &bias,
+        Some(&residual),
+        Epilogue::PolyRelu { bound },
+        &poly,
+    )
+    .unwrap();
+    assert_eq!(stats.out_of_range, 0);
+    for (g, (w, mag)) in got.iter().zip(&want) {
+        let reference = approx_relu(&composite, *w, bound as f64);
+        assert!(
+            (*g as f64 - reference).abs() <= 4e-6 * mag + 1e-5 * bound as f64,
+            "{g} vs {reference}"
+        );
+        assert!((*g as f64 - w.max(0.0)).abs() <= bound as f64 * 2f64.powi(-12) + 1e-5 * mag);
+    }
+}
+
+#[test]
+fn bad_shapes_and_lengths_are_errors() {
+    let poly = PolyBuffer::empty(gpu());
+    let s = shape(1, 2, (4, 4), 3, 3, 1, 1);
+    let input = vec![0.0; s.input_len()];
+    let weight = vec![0.0; s.weight_len()];
+    assert!(conv2d_host(gpu(), s, &input[1..], &weight, &[0.0; 3], None, Epilogue::None, &poly).is_err());
+    assert!(conv2d_host(gpu(), s, &input, &weight, &[0.0; 2], None, Epilogue::None, &poly).is_err());
+    let too_big_kernel = shape(1, 2, (2, 2), 3, 5, 1, 0);
+    let w = vec![0.0; too_big_kernel.weight_len()];
+    assert!(
+        conv2d_host(
+            gpu(),
+            too_big_kernel,
+            &[0.0; 8],
+            &w,
+            &[0.0; 3],
+            None,
+            Epilogue::None,
+            &poly
+        )
+        .is_err()
+    );
+    let nan_bound = Epilogue::PolyRelu { bound: f32::NAN };
+    assert!(conv2d_host(gpu(), s, &input, &weight, &[0.0; 3], None, nan_bound, &poly).is_err());
+}
