@@ -24,7 +24,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> input: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 // [0]: inputs with |x| > B, [1]: bits of max |x| (non-negative floats order like u32).
-@group(0) @binding(4) var<storage, read_write> range_stats: array<atomic<u32>, 2>;
+@group(0) @binding(4) var<storage, read_write> range_stats: array<atomic<u32>, 51>;
 
 @compute @workgroup_size(256)
 fn relu_approx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

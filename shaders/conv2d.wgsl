@@ -39,7 +39,7 @@ const ACT_POLY_RELU: u32 = 2u;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 @group(0) @binding(6) var<storage, read_write> output: array<f32>;
-@group(0) @binding(7) var<storage, read_write> range_stats: array<atomic<u32>, 2>;
+@group(0) @binding(7) var<storage, read_write> range_stats: array<atomic<u32>, 51>;
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;

@@ -78,11 +78,23 @@ fn split_f32(x: Dd) -> [f32; 2] {
     [hi, lo]
 }
 
-/// Inputs outside [-B, B] (counted, never clipped) and the largest |x| seen.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+/// What one dispatch saw of its activation inputs (shaders/range_stats.wgsl): inputs outside
+/// [-B, B] (counted, never clipped), non-finite ones, the largest finite |x| and a histogram of
+/// ⌊log2 |x|⌋ with the CPU backend's bins.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RangeStats {
     pub out_of_range: u64,
     pub max_abs: f32,
+    pub non_finite: u64,
+    pub log2_hist: Vec<u64>,
+}
+
+/// Words of a range-statistics buffer: 3 counters + the histogram.
+pub const RANGE_STATS_WORDS: usize = 3 + 48;
+
+/// A zeroed range-statistics buffer for one dispatch (or one site, accumulated over several).
+pub fn range_stats_buffer(gpu: &Gpu) -> wgpu::Buffer {
+    gpu.storage_from("range stats", &[0u32; RANGE_STATS_WORDS])
 }
 
 #[repr(C)]
@@ -124,13 +136,19 @@ const GROUP: u32 = 256;
 
 /// Range statistics of one dispatch, read back from its two-word buffer.
 pub fn read_range_stats(gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<RangeStats, GpuError> {
-    let words = gpu.read_back::<u32>(buffer, 2)?;
-    Ok(RangeStats { out_of_range: words[0] as u64, max_abs: f32::from_bits(words[1]) })
+    let words = gpu.read_back::<u32>(buffer, RANGE_STATS_WORDS)?;
+    Ok(RangeStats {
+        out_of_range: words[0] as u64,
+        max_abs: f32::from_bits(words[1]),
+        non_finite: words[2] as u64,
+        log2_hist: words[3..].iter().map(|&w| w as u64).collect(),
+    })
 }
 
 fn shader_source() -> String {
     [
         include_str!("../../shaders/sign_poly.wgsl"),
+        include_str!("../../shaders/range_stats.wgsl"),
         include_str!("../../shaders/activation.wgsl"),
     ]
     .concat()
@@ -145,12 +163,18 @@ pub struct PolyBuffer {
 
 impl PolyBuffer {
     pub fn new(gpu: &Gpu, composite: &Composite, scheme: Scheme) -> PolyBuffer {
-        PolyBuffer { buffer: gpu.storage_from("poly coefficients", &pack_coefficients(composite, scheme)), scheme }
+        PolyBuffer {
+            buffer: gpu.storage_from("poly coefficients", &pack_coefficients(composite, scheme)),
+            scheme,
+        }
     }
 
     /// A composite with no stages, for dispatches whose activations are all exact.
     pub fn empty(gpu: &Gpu) -> PolyBuffer {
-        PolyBuffer { buffer: gpu.storage_from("poly coefficients (none)", &[0.0f32, 0.0]), scheme: Scheme::DEFAULT }
+        PolyBuffer {
+            buffer: gpu.storage_from("poly coefficients (none)", &[0.0f32, 0.0]),
+            scheme: Scheme::DEFAULT,
+        }
     }
 
     pub fn shader_scheme(&self) -> u32 {
@@ -166,7 +190,10 @@ pub struct ActivationKernel<'g> {
 
 impl<'g> ActivationKernel<'g> {
     pub fn new(gpu: &'g Gpu, composite: &Composite, scheme: Scheme) -> ActivationKernel<'g> {
-        ActivationKernel { gpu, poly: PolyBuffer::new(gpu, composite, scheme) }
+        ActivationKernel {
+            gpu,
+            poly: PolyBuffer::new(gpu, composite, scheme),
+        }
     }
 
     /// y = x(1 + p(x/B))/2 for every element.
@@ -242,7 +269,7 @@ impl<'g> ActivationKernel<'g> {
         let uniform = gpu.uniform_from("activation params", &params);
         let input_buf = gpu.storage_from("activation input", input);
         let output_buf = gpu.storage_zeroed("activation output", (count * 4) as u64);
-        let stats_buf = gpu.storage_from("range stats", &[0u32, 0u32]);
+        let stats_buf = range_stats_buffer(gpu);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         gpu.encode_dispatch(
             &mut encoder,
@@ -252,14 +279,7 @@ impl<'g> ActivationKernel<'g> {
         );
         gpu.submit_and_wait(encoder)?;
         let output = gpu.read_back::<f32>(&output_buf, count)?;
-        let stats = gpu.read_back::<u32>(&stats_buf, 2)?;
-        Ok((
-            output,
-            RangeStats {
-                out_of_range: stats[0] as u64,
-                max_abs: f32::from_bits(stats[1]),
-            },
-        ))
+        Ok((output, read_range_stats(gpu, &stats_buf)?))
     }
 
     /// Time `repeats` ReLU passes over a device-resident buffer of `count` elements (benchmark):
@@ -272,7 +292,7 @@ impl<'g> ActivationKernel<'g> {
         let data: Vec<f32> = (0..count).map(|i| ((i % 2001) as f32 / 1000.0) - 1.0).collect();
         let input_buf = gpu.storage_from("bench input", &data);
         let output_buf = gpu.storage_zeroed("bench output", (count * 4) as u64);
-        let stats_buf = gpu.storage_from("range stats", &[0u32, 0u32]);
+        let stats_buf = range_stats_buffer(gpu);
         let buffers = [&uniform, &self.poly.buffer, &input_buf, &output_buf, &stats_buf];
         // one warm-up pass (compilation, first-touch)
         let mut encoder = gpu.device.create_command_encoder(&Default::default());

@@ -1,7 +1,7 @@
 //! Convolution on the GPU (shaders/conv2d.wgsl): tiled implicit GEMM with bias, optional
 //! residual add and an exact or polynomial ReLU fused into the epilogue.
 
-use super::activation::{PolyBuffer, RangeStats, read_range_stats};
+use super::activation::{PolyBuffer, RangeStats, range_stats_buffer, read_range_stats};
 use super::{Gpu, GpuError};
 
 /// What the epilogue applies after bias (+ residual).
@@ -222,7 +222,7 @@ pub fn conv2d_host(
     let bias_buf = gpu.storage_from("conv bias", bias);
     let residual_buf = residual.map(|r| gpu.storage_from("conv residual", r));
     let output_buf = gpu.storage_zeroed("conv output", (shape.output_len() * 4) as u64);
-    let stats_buf = gpu.storage_from("range stats", &[0u32, 0u32]);
+    let stats_buf = range_stats_buffer(gpu);
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     let buffers = ConvBuffers {
         input: &input_buf,

@@ -103,7 +103,8 @@ impl Gpu {
     /// A small storage buffer to bind where a kernel's optional input is unused (wgpu needs
     /// every binding filled, and one buffer may not be bound both read-only and writable).
     pub fn placeholder(&self) -> &wgpu::Buffer {
-        self.placeholder.get_or_init(|| self.storage_zeroed("unused binding", 16))
+        self.placeholder
+            .get_or_init(|| self.storage_zeroed("unused binding", 16))
     }
 
     pub fn storage_zeroed(&self, label: &str, bytes: u64) -> wgpu::Buffer {
