@@ -1,12 +1,15 @@
-// Approximate activations over a whole buffer (prepend sign_poly.wgsl and range_stats.wgsl):
-//   relu_approx:     y = x(1 + p(x/B))/2
-//   max_pool_approx: the paper's k×k max-pooling tree of max(a,b) ≈ ((a+b) + (a−b)p(a−b))/2 on
-//                    inputs rescaled by x·s + 1/2, zero padding as in the paper, NCHW layout.
-// Both count inputs with |x| > B and track max |x| (they are never clipped silently).
+// ReLU and max-pooling over a whole NCHW buffer, exact or approximate (prepend sign_poly.wgsl
+// and range_stats.wgsl):
+//   relu:     exact max(x, 0), or y = x(1 + p(x/B))/2
+//   max_pool: exact (PyTorch: padding and ceil-mode overhang never win), or the paper's k×k tree
+//             of max(a,b) ≈ ((a+b) + (a−b)p(a−b))/2 on inputs rescaled by x·s + 1/2, where
+//             padding and ceil-mode overhang read zeros as in the official code.
+// Both record their inputs' range statistics (|x| > B counted, never clipped silently).
 
 struct Params {
     count: u32,      // relu: elements; max-pool: output elements
     scheme: u32,
+    approximate: u32, // 0: exact, 1: polynomial
     row_stride: u32, // threads per row of the 2-D dispatch grid
     window: u32,     // max-pool kernel size k (k*k ≤ 9)
     in_h: u32,
@@ -17,6 +20,9 @@ struct Params {
     pad: u32,
     bound: f32,
     pool_scale: f32, // s = (1 − c·2^-α)/(2B)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -27,12 +33,16 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> range_stats: array<atomic<u32>, 51>;
 
 @compute @workgroup_size(256)
-fn relu_approx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = gid.x + gid.y * params.row_stride;
     if i < params.count {
         let x = input[i];
         record_range(x, params.bound);
-        output[i] = 0.5 * x * (1.0 + sign_poly(x / params.bound, params.scheme));
+        if params.approximate == 1u {
+            output[i] = 0.5 * x * (1.0 + sign_poly(x / params.bound, params.scheme));
+        } else {
+            output[i] = max(x, 0.0);
+        }
     }
     flush_range(lid);
 }
@@ -43,15 +53,42 @@ fn approx_max(a: f32, b: f32) -> f32 {
 }
 
 @compute @workgroup_size(256)
-fn max_pool_approx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn max_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = gid.x + gid.y * params.row_stride;
     if i < params.count {
-        output[i] = pool_window(i);
+        if params.approximate == 1u {
+            output[i] = approx_pool_window(i);
+        } else {
+            output[i] = exact_pool_window(i);
+        }
     }
     flush_range(lid);
 }
 
-fn pool_window(i: u32) -> f32 {
+fn exact_pool_window(i: u32) -> f32 {
+    let ox = i % params.out_w;
+    let oy = (i / params.out_w) % params.out_h;
+    let plane = i / (params.out_w * params.out_h);
+    let base = plane * params.in_h * params.in_w;
+    var best = bitcast<f32>(0xff800000u); // −∞
+    for (var ky = 0u; ky < params.window; ky++) {
+        for (var kx = 0u; kx < params.window; kx++) {
+            let iy = i32(oy * params.stride + ky) - i32(params.pad);
+            let ix = i32(ox * params.stride + kx) - i32(params.pad);
+            if iy >= 0 && ix >= 0 && iy < i32(params.in_h) && ix < i32(params.in_w) {
+                let v = input[base + u32(iy) * params.in_w + u32(ix)];
+                record_range(v, params.bound);
+                // NaN propagates as in PyTorch
+                if v > best || v != v {
+                    best = v;
+                }
+            }
+        }
+    }
+    return best;
+}
+
+fn approx_pool_window(i: u32) -> f32 {
     let ox = i % params.out_w;
     let oy = (i / params.out_w) % params.out_h;
     let plane = i / (params.out_w * params.out_h);

@@ -3,7 +3,7 @@
 //! are the point of the kernel, so they must not pass vacuously.
 
 use polycnn::gpu::Gpu;
-use polycnn::gpu::activation::{ActivationKernel, PoolShape, Scheme};
+use polycnn::gpu::activation::{ActivationKernel, PoolShape, Scheme, SiteEval};
 use polycnn::poly::activation::{approx_max_window, approx_relu, max_pool_scale};
 use polycnn::poly::official::load_official;
 use polycnn::poly::{Composite, optimise_eps, paper_degrees};
@@ -128,10 +128,15 @@ fn check_max_pool(window: usize, stride: usize, pad: usize, alpha: u32) -> f64 {
         window,
         stride,
         pad,
+        ceil_mode: false,
     };
     let scale = max_pool_scale(window * window, alpha, bound as f64).unwrap();
     let kernel = ActivationKernel::new(gpu(), &composite, Scheme::Clenshaw);
-    let (out, stats) = kernel.max_pool(&input, shape, bound, scale as f32).unwrap();
+    let eval = SiteEval::Approx {
+        bound,
+        pool_scale: scale as f32,
+    };
+    let (out, stats) = kernel.max_pool(&input, shape, eval).unwrap();
     assert_eq!(stats.out_of_range, 0);
     let (oh, ow) = shape.out_hw();
     assert_eq!(out.len(), planes * oh * ow);
@@ -200,10 +205,79 @@ fn max_pool_rejects_bad_shapes() {
         window: 2,
         stride: 2,
         pad: 0,
+        ceil_mode: false,
     };
-    assert!(kernel.max_pool(&[0.0; 15], shape, 1.0, 0.5).is_err());
+    let eval = SiteEval::Approx {
+        bound: 1.0,
+        pool_scale: 0.5,
+    };
+    assert!(kernel.max_pool(&[0.0; 15], shape, eval).is_err());
     let big = PoolShape { window: 4, ..shape };
-    assert!(kernel.max_pool(&[0.0; 16], big, 1.0, 0.5).is_err());
+    assert!(kernel.max_pool(&[0.0; 16], big, eval).is_err());
+    let bad_bound = SiteEval::Approx {
+        bound: -1.0,
+        pool_scale: 0.5,
+    };
+    assert!(kernel.max_pool(&[0.0; 16], shape, bad_bound).is_err());
+}
+
+#[test]
+fn exact_max_pool_follows_pytorch_padding_and_ceil_mode() {
+    // 3x3/s2/p1 with ceil_mode on 7x6 (GoogLeNet-style) and 2x2/s2 on an odd size: padding and
+    // the ceil-mode overhang never win, even when every real value is negative.
+    let kernel = ActivationKernel::new(gpu(), &ours(7), Scheme::Clenshaw);
+    for (window, stride, pad, ceil_mode, (h, w)) in [
+        (3, 2, 1, true, (7, 6)),
+        (2, 2, 0, true, (5, 5)),
+        (3, 2, 1, false, (8, 8)),
+        (2, 2, 1, true, (7, 5)),
+    ] {
+        let planes = 2;
+        let input: Vec<f32> = values(planes * h * w, 1.0, 9).iter().map(|v| v - 2.0).collect();
+        let shape = PoolShape {
+            planes,
+            height: h,
+            width: w,
+            window,
+            stride,
+            pad,
+            ceil_mode,
+        };
+        let (out, stats) = kernel.max_pool(&input, shape, SiteEval::Exact).unwrap();
+        assert_eq!(stats.out_of_range, 0);
+        let (oh, ow) = shape.out_hw();
+        for p in 0..planes {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut best = f32::NEG_INFINITY;
+                    for ky in 0..window {
+                        for kx in 0..window {
+                            let (iy, ix) = (
+                                (oy * stride + ky) as i64 - pad as i64,
+                                (ox * stride + kx) as i64 - pad as i64,
+                            );
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                best = best.max(input[p * h * w + iy as usize * w + ix as usize]);
+                            }
+                        }
+                    }
+                    assert_eq!(out[(p * oh + oy) * ow + ox], best);
+                }
+            }
+        }
+    }
+    // PyTorch's ceil-mode rule: a last window that would start in the right padding is dropped
+    // (2x2/s2/p1 on 7x5: 4x3 rather than 5x4).
+    let shape = PoolShape {
+        planes: 1,
+        height: 7,
+        width: 5,
+        window: 2,
+        stride: 2,
+        pad: 1,
+        ceil_mode: true,
+    };
+    assert_eq!(shape.out_hw(), (4, 3));
 }
 
 #[test]

@@ -98,10 +98,11 @@ pub fn range_stats_buffer(gpu: &Gpu) -> wgpu::Buffer {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     count: u32,
     scheme: u32,
+    approximate: u32,
     row_stride: u32,
     window: u32,
     in_h: u32,
@@ -112,6 +113,7 @@ struct Params {
     pad: u32,
     bound: f32,
     pool_scale: f32,
+    _pad: [u32; 3],
 }
 
 /// Max-pooling geometry on an NCHW tensor.
@@ -123,18 +125,67 @@ pub struct PoolShape {
     pub window: usize,
     pub stride: usize,
     pub pad: usize,
+    pub ceil_mode: bool,
 }
 
 impl PoolShape {
+    /// PyTorch's output size, including its ceil-mode rule that the last window must start
+    /// inside the input or the left padding.
     pub fn out_hw(&self) -> (usize, usize) {
-        let out = |n: usize| (n + 2 * self.pad - self.window) / self.stride + 1;
+        let out = |n: usize| {
+            let span = n + 2 * self.pad - self.window;
+            let mut len = if self.ceil_mode {
+                span.div_ceil(self.stride) + 1
+            } else {
+                span / self.stride + 1
+            };
+            if self.ceil_mode && (len - 1) * self.stride >= n + self.pad {
+                len -= 1;
+            }
+            len
+        };
         (out(self.height), out(self.width))
+    }
+
+    fn validate(&self) -> Result<(), GpuError> {
+        let ok = (1..=3).contains(&self.window)
+            && self.stride > 0
+            && self.height + 2 * self.pad >= self.window
+            && self.width + 2 * self.pad >= self.window;
+        if ok {
+            Ok(())
+        } else {
+            Err(GpuError::BadInput(format!(
+                "unsupported max-pool geometry {self:?} (windows 1x1..3x3)"
+            )))
+        }
+    }
+}
+
+/// How a ReLU or max-pool site is evaluated on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SiteEval {
+    /// PyTorch semantics; no bound, so nothing is counted out of range.
+    Exact,
+    /// The polynomial bound to B; max-pooling also needs the rescaling factor s.
+    Approx { bound: f32, pool_scale: f32 },
+}
+
+impl SiteEval {
+    fn fields(self) -> Result<(u32, f32, f32), GpuError> {
+        match self {
+            SiteEval::Exact => Ok((0, f32::INFINITY, 1.0)),
+            SiteEval::Approx { bound, pool_scale } => {
+                check_bound(bound)?;
+                Ok((1, bound, pool_scale))
+            }
+        }
     }
 }
 
 const GROUP: u32 = 256;
 
-/// Range statistics of one dispatch, read back from its two-word buffer.
+/// Range statistics of one dispatch (or site), read back from its buffer.
 pub fn read_range_stats(gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<RangeStats, GpuError> {
     let words = gpu.read_back::<u32>(buffer, RANGE_STATS_WORDS)?;
     Ok(RangeStats {
@@ -182,7 +233,98 @@ impl PolyBuffer {
     }
 }
 
-/// A composite uploaded for one scheme, ready to run on activation buffers.
+/// Device buffers of one activation dispatch.
+pub struct SiteBuffers<'a> {
+    pub input: &'a wgpu::Buffer,
+    pub output: &'a wgpu::Buffer,
+    pub range_stats: &'a wgpu::Buffer,
+}
+
+/// Record a ReLU over `count` elements.
+pub fn encode_relu(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    poly: &PolyBuffer,
+    eval: SiteEval,
+    count: usize,
+    buffers: &SiteBuffers,
+) -> Result<(), GpuError> {
+    let (approximate, bound, _) = eval.fields()?;
+    let params = Params {
+        count: count as u32,
+        approximate,
+        bound,
+        ..Params::default()
+    };
+    dispatch(gpu, encoder, "relu", poly, params, count, buffers)
+}
+
+/// Record a max-pooling of an NCHW tensor.
+pub fn encode_max_pool(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    poly: &PolyBuffer,
+    eval: SiteEval,
+    shape: PoolShape,
+    buffers: &SiteBuffers,
+) -> Result<(), GpuError> {
+    shape.validate()?;
+    let (approximate, bound, pool_scale) = eval.fields()?;
+    let (out_h, out_w) = shape.out_hw();
+    let count = shape.planes * out_h * out_w;
+    let params = Params {
+        count: count as u32,
+        approximate,
+        window: shape.window as u32,
+        in_h: shape.height as u32,
+        in_w: shape.width as u32,
+        out_h: out_h as u32,
+        out_w: out_w as u32,
+        stride: shape.stride as u32,
+        pad: shape.pad as u32,
+        bound,
+        pool_scale,
+        ..Params::default()
+    };
+    dispatch(gpu, encoder, "max_pool", poly, params, count, buffers)
+}
+
+fn dispatch(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    entry: &str,
+    poly: &PolyBuffer,
+    mut params: Params,
+    count: usize,
+    buffers: &SiteBuffers,
+) -> Result<(), GpuError> {
+    if count > u32::MAX as usize / 2 {
+        return Err(GpuError::BadInput(format!(
+            "{count} elements exceed one dispatch; split the tensor"
+        )));
+    }
+    let grid = Gpu::grid_for(count as u64, GROUP);
+    params.row_stride = grid.0 * GROUP;
+    params.scheme = poly.shader_scheme();
+    let pipeline = gpu.pipeline("activation", entry, shader_source)?;
+    let uniform = gpu.uniform_from("activation params", &params);
+    gpu.encode_dispatch(
+        encoder,
+        &pipeline,
+        &[
+            &uniform,
+            &poly.buffer,
+            buffers.input,
+            buffers.output,
+            buffers.range_stats,
+        ],
+        grid,
+    );
+    Ok(())
+}
+
+/// A composite uploaded for one scheme, with host-side entry points (upload, run, read back)
+/// for tests, measurements and one-off use.
 pub struct ActivationKernel<'g> {
     gpu: &'g Gpu,
     poly: PolyBuffer,
@@ -198,26 +340,20 @@ impl<'g> ActivationKernel<'g> {
 
     /// y = x(1 + p(x/B))/2 for every element.
     pub fn relu(&self, input: &[f32], bound: f32) -> Result<(Vec<f32>, RangeStats), GpuError> {
-        check_bound(bound)?;
-        let params = self.params(input.len(), bound, 0.0, None);
-        self.run("relu_approx", input, input.len(), params)
+        let eval = SiteEval::Approx { bound, pool_scale: 1.0 };
+        self.run_host(input, input.len(), |gpu, encoder, buffers| {
+            encode_relu(gpu, encoder, &self.poly, eval, input.len(), buffers)
+        })
     }
 
-    /// The paper's approximate max-pooling of an NCHW tensor with `input_scale` = s.
+    /// Max-pooling of an NCHW tensor, exact or approximate.
     pub fn max_pool(
         &self,
         input: &[f32],
         shape: PoolShape,
-        bound: f32,
-        input_scale: f32,
+        eval: SiteEval,
     ) -> Result<(Vec<f32>, RangeStats), GpuError> {
-        check_bound(bound)?;
-        if shape.window * shape.window > 9 || shape.window == 0 || shape.stride == 0 {
-            return Err(GpuError::BadInput(format!(
-                "unsupported pooling window {}x{} / stride {}",
-                shape.window, shape.window, shape.stride
-            )));
-        }
+        shape.validate()?;
         if input.len() != shape.planes * shape.height * shape.width {
             return Err(GpuError::BadInput(format!(
                 "max-pool input has {} values, shape says {}x{}x{}",
@@ -228,80 +364,59 @@ impl<'g> ActivationKernel<'g> {
             )));
         }
         let (oh, ow) = shape.out_hw();
-        let count = shape.planes * oh * ow;
-        let params = self.params(count, bound, input_scale, Some(shape));
-        self.run("max_pool_approx", input, count, params)
+        self.run_host(input, shape.planes * oh * ow, |gpu, encoder, buffers| {
+            encode_max_pool(gpu, encoder, &self.poly, eval, shape, buffers)
+        })
     }
 
-    fn params(&self, count: usize, bound: f32, pool_scale: f32, pool: Option<PoolShape>) -> Params {
-        let (gx, _, _) = Gpu::grid_for(count as u64, GROUP);
-        let (oh, ow) = pool.map(|p| p.out_hw()).unwrap_or((0, 0));
-        Params {
-            count: count as u32,
-            scheme: self.poly.shader_scheme(),
-            row_stride: gx * GROUP,
-            window: pool.map_or(0, |p| p.window as u32),
-            in_h: pool.map_or(0, |p| p.height as u32),
-            in_w: pool.map_or(0, |p| p.width as u32),
-            out_h: oh as u32,
-            out_w: ow as u32,
-            stride: pool.map_or(0, |p| p.stride as u32),
-            pad: pool.map_or(0, |p| p.pad as u32),
-            bound,
-            pool_scale,
-        }
-    }
-
-    fn run(
+    fn run_host(
         &self,
-        entry: &str,
         input: &[f32],
-        count: usize,
-        params: Params,
+        out_len: usize,
+        encode: impl FnOnce(&Gpu, &mut wgpu::CommandEncoder, &SiteBuffers) -> Result<(), GpuError>,
     ) -> Result<(Vec<f32>, RangeStats), GpuError> {
-        if count > u32::MAX as usize / 2 {
-            return Err(GpuError::BadInput(format!(
-                "{count} elements exceed one dispatch; split the tensor"
-            )));
-        }
         let gpu = self.gpu;
-        let pipeline = gpu.pipeline("activation", entry, shader_source)?;
-        let uniform = gpu.uniform_from("activation params", &params);
         let input_buf = gpu.storage_from("activation input", input);
-        let output_buf = gpu.storage_zeroed("activation output", (count * 4) as u64);
+        let output_buf = gpu.storage_zeroed("activation output", (out_len * 4) as u64);
         let stats_buf = range_stats_buffer(gpu);
+        let buffers = SiteBuffers {
+            input: &input_buf,
+            output: &output_buf,
+            range_stats: &stats_buf,
+        };
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        gpu.encode_dispatch(
-            &mut encoder,
-            &pipeline,
-            &[&uniform, &self.poly.buffer, &input_buf, &output_buf, &stats_buf],
-            Gpu::grid_for(count as u64, GROUP),
-        );
+        encode(gpu, &mut encoder, &buffers)?;
         gpu.submit_and_wait(encoder)?;
-        let output = gpu.read_back::<f32>(&output_buf, count)?;
-        Ok((output, read_range_stats(gpu, &stats_buf)?))
+        Ok((
+            gpu.read_back::<f32>(&output_buf, out_len)?,
+            read_range_stats(gpu, &stats_buf)?,
+        ))
     }
 
-    /// Time `repeats` ReLU passes over a device-resident buffer of `count` elements (benchmark):
-    /// returns seconds per pass.
+    /// Seconds per approximate-ReLU pass over a device-resident buffer of `count` elements
+    /// (benchmark; one untimed warm-up pass).
     pub fn time_relu(&self, count: usize, repeats: usize) -> Result<f64, GpuError> {
         let gpu = self.gpu;
-        let pipeline = gpu.pipeline("activation", "relu_approx", shader_source)?;
-        let params = self.params(count, 1.0, 0.0, None);
-        let uniform = gpu.uniform_from("activation params", &params);
         let data: Vec<f32> = (0..count).map(|i| ((i % 2001) as f32 / 1000.0) - 1.0).collect();
         let input_buf = gpu.storage_from("bench input", &data);
         let output_buf = gpu.storage_zeroed("bench output", (count * 4) as u64);
         let stats_buf = range_stats_buffer(gpu);
-        let buffers = [&uniform, &self.poly.buffer, &input_buf, &output_buf, &stats_buf];
-        // one warm-up pass (compilation, first-touch)
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        gpu.encode_dispatch(&mut encoder, &pipeline, &buffers, Gpu::grid_for(count as u64, GROUP));
-        gpu.submit_and_wait(encoder)?;
+        let buffers = SiteBuffers {
+            input: &input_buf,
+            output: &output_buf,
+            range_stats: &stats_buf,
+        };
+        let eval = SiteEval::Approx {
+            bound: 1.0,
+            pool_scale: 1.0,
+        };
+        let mut warm_up = gpu.device.create_command_encoder(&Default::default());
+        encode_relu(gpu, &mut warm_up, &self.poly, eval, count, &buffers)?;
+        gpu.submit_and_wait(warm_up)?;
         let start = std::time::Instant::now();
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         for _ in 0..repeats {
-            gpu.encode_dispatch(&mut encoder, &pipeline, &buffers, Gpu::grid_for(count as u64, GROUP));
+            encode_relu(gpu, &mut encoder, &self.poly, eval, count, &buffers)?;
         }
         gpu.submit_and_wait(encoder)?;
         Ok(start.elapsed().as_secs_f64() / repeats as f64)
