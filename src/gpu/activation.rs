@@ -92,9 +92,51 @@ pub struct RangeStats {
 /// Words of a range-statistics buffer: 3 counters + the histogram.
 pub const RANGE_STATS_WORDS: usize = 3 + 48;
 
-/// A zeroed range-statistics buffer for one dispatch (or one site, accumulated over several).
+/// Bytes between the statistics of consecutive sites in a shared buffer (a multiple of every
+/// adapter's storage-offset alignment, 256).
+pub const RANGE_STATS_STRIDE: u64 = 256;
+
+/// A zeroed buffer with range-statistics slots for `sites` sites.
+pub fn range_stats_buffer_for(gpu: &Gpu, sites: usize) -> wgpu::Buffer {
+    let words = (RANGE_STATS_STRIDE as usize / 4) * sites.max(1);
+    gpu.storage_from("range stats", &vec![0u32; words])
+}
+
+/// A zeroed range-statistics buffer for one dispatch.
 pub fn range_stats_buffer(gpu: &Gpu) -> wgpu::Buffer {
-    gpu.storage_from("range stats", &[0u32; RANGE_STATS_WORDS])
+    range_stats_buffer_for(gpu, 1)
+}
+
+/// One site's statistics inside a (possibly shared) range-statistics buffer.
+#[derive(Clone, Copy)]
+pub struct StatsSlot<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub site: usize,
+}
+
+impl<'a> StatsSlot<'a> {
+    pub fn whole(buffer: &'a wgpu::Buffer) -> StatsSlot<'a> {
+        StatsSlot { buffer, site: 0 }
+    }
+
+    pub fn binding(&self) -> wgpu::BindingResource<'a> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.site as u64 * RANGE_STATS_STRIDE,
+            size: std::num::NonZeroU64::new(RANGE_STATS_WORDS as u64 * 4),
+        })
+    }
+}
+
+/// Decode one site's statistics from the words of a range-statistics buffer.
+pub fn decode_range_stats(words: &[u32], site: usize) -> RangeStats {
+    let w = &words[site * RANGE_STATS_STRIDE as usize / 4..][..RANGE_STATS_WORDS];
+    RangeStats {
+        out_of_range: w[0] as u64,
+        max_abs: f32::from_bits(w[1]),
+        non_finite: w[2] as u64,
+        log2_hist: w[3..].iter().map(|&c| c as u64).collect(),
+    }
 }
 
 #[repr(C)]
@@ -187,13 +229,7 @@ const GROUP: u32 = 256;
 
 /// Range statistics of one dispatch (or site), read back from its buffer.
 pub fn read_range_stats(gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<RangeStats, GpuError> {
-    let words = gpu.read_back::<u32>(buffer, RANGE_STATS_WORDS)?;
-    Ok(RangeStats {
-        out_of_range: words[0] as u64,
-        max_abs: f32::from_bits(words[1]),
-        non_finite: words[2] as u64,
-        log2_hist: words[3..].iter().map(|&w| w as u64).collect(),
-    })
+    Ok(decode_range_stats(&gpu.read_back::<u32>(buffer, RANGE_STATS_WORDS)?, 0))
 }
 
 fn shader_source() -> String {
@@ -237,7 +273,7 @@ impl PolyBuffer {
 pub struct SiteBuffers<'a> {
     pub input: &'a wgpu::Buffer,
     pub output: &'a wgpu::Buffer,
-    pub range_stats: &'a wgpu::Buffer,
+    pub range_stats: StatsSlot<'a>,
 }
 
 /// Record a ReLU over `count` elements.
@@ -312,11 +348,11 @@ fn dispatch(
         encoder,
         &pipeline,
         &[
-            &uniform,
-            &poly.buffer,
-            buffers.input,
-            buffers.output,
-            buffers.range_stats,
+            uniform.as_entire_binding(),
+            poly.buffer.as_entire_binding(),
+            buffers.input.as_entire_binding(),
+            buffers.output.as_entire_binding(),
+            buffers.range_stats.binding(),
         ],
         grid,
     );
@@ -382,7 +418,7 @@ impl<'g> ActivationKernel<'g> {
         let buffers = SiteBuffers {
             input: &input_buf,
             output: &output_buf,
-            range_stats: &stats_buf,
+            range_stats: StatsSlot::whole(&stats_buf),
         };
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         encode(gpu, &mut encoder, &buffers)?;
@@ -404,7 +440,7 @@ impl<'g> ActivationKernel<'g> {
         let buffers = SiteBuffers {
             input: &input_buf,
             output: &output_buf,
-            range_stats: &stats_buf,
+            range_stats: StatsSlot::whole(&stats_buf),
         };
         let eval = SiteEval::Approx {
             bound: 1.0,

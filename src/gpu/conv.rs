@@ -1,7 +1,7 @@
 //! Convolution on the GPU (shaders/conv2d.wgsl): tiled implicit GEMM with bias, optional
 //! residual add and an exact or polynomial ReLU fused into the epilogue.
 
-use super::activation::{PolyBuffer, RangeStats, range_stats_buffer, read_range_stats};
+use super::activation::{PolyBuffer, RangeStats, StatsSlot, range_stats_buffer, read_range_stats};
 use super::{Gpu, GpuError};
 
 /// What the epilogue applies after bias (+ residual).
@@ -124,7 +124,7 @@ pub struct ConvBuffers<'a> {
     /// Same shape as the output; with `None` the kernel reads no residual.
     pub residual: Option<&'a wgpu::Buffer>,
     pub output: &'a wgpu::Buffer,
-    pub range_stats: &'a wgpu::Buffer,
+    pub range_stats: StatsSlot<'a>,
 }
 
 /// Record one convolution into `encoder` (no host round trip).
@@ -176,14 +176,14 @@ pub fn encode_conv(
         encoder,
         &pipeline,
         &[
-            &uniform,
-            &poly.buffer,
-            buffers.input,
-            buffers.weight,
-            buffers.bias,
-            residual,
-            buffers.output,
-            buffers.range_stats,
+            uniform.as_entire_binding(),
+            poly.buffer.as_entire_binding(),
+            buffers.input.as_entire_binding(),
+            buffers.weight.as_entire_binding(),
+            buffers.bias.as_entire_binding(),
+            residual.as_entire_binding(),
+            buffers.output.as_entire_binding(),
+            buffers.range_stats.binding(),
         ],
         (groups_m as u32, groups_n as u32, 1),
     );
@@ -230,7 +230,7 @@ pub fn conv2d_host(
         bias: &bias_buf,
         residual: residual_buf.as_ref(),
         output: &output_buf,
-        range_stats: &stats_buf,
+        range_stats: StatsSlot::whole(&stats_buf),
     };
     encode_conv(gpu, &mut encoder, shape, epilogue, poly, &buffers)?;
     gpu.submit_and_wait(encoder)?;

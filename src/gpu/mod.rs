@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod tensor_ops;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -196,20 +197,20 @@ impl Gpu {
         Ok(pipeline)
     }
 
-    /// Record one dispatch with `buffers` bound at bindings 0, 1, 2, … of group 0.
+    /// Record one dispatch with `bindings` at bindings 0, 1, 2, … of group 0.
     pub fn encode_dispatch(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         pipeline: &wgpu::ComputePipeline,
-        buffers: &[&wgpu::Buffer],
+        bindings: &[wgpu::BindingResource],
         workgroups: (u32, u32, u32),
     ) {
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
+        let entries: Vec<wgpu::BindGroupEntry> = bindings
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
+            .map(|(i, resource)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.as_entire_binding(),
+                resource: resource.clone(),
             })
             .collect();
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
