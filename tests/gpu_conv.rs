@@ -122,7 +122,6 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
     let max_abs = want.iter().map(|w| w.0.abs()).fold(0.0, f64::max);
 
     let exact = PolyBuffer::empty(gpu());
-    let bound = 4.0f32; // below max |x|: some inputs must be counted out of range
     let (got, stats) = conv2d_host(
         gpu(),
         s,
@@ -130,20 +129,36 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
         &weight,
         &bias,
         Some(&residual),
-        Epilogue::Relu { bound },
+        Epilogue::Relu,
         &exact,
     )
     .unwrap();
-    let expected_out = want.iter().filter(|w| w.0.abs() > bound as f64).count() as u64;
-    assert!(expected_out > 0);
-    assert_eq!(stats.out_of_range, expected_out);
+    assert_eq!(stats.out_of_range, 0); // an exact ReLU has no bound
+    assert_eq!(stats.log2_hist.iter().sum::<u64>(), s.output_len() as u64);
     assert!((stats.max_abs as f64 - max_abs).abs() < 1e-4 * max_abs);
     for (g, (w, mag)) in got.iter().zip(&want) {
         assert!((*g as f64 - w.max(0.0)).abs() <= 1e-6 * mag + 1e-7);
     }
 
+    // A bound below max |x|: the polynomial ReLU counts every input beyond it.
     let composite = optimise_eps(paper_degrees(12).unwrap()).unwrap().composite;
     let poly = PolyBuffer::new(gpu(), &composite, Scheme::Clenshaw);
+    let small = 4.0f32;
+    let (_, stats) = conv2d_host(
+        gpu(),
+        s,
+        &input,
+        &weight,
+        &bias,
+        Some(&residual),
+        Epilogue::PolyRelu { bound: small },
+        &poly,
+    )
+    .unwrap();
+    let expected_out = want.iter().filter(|w| w.0.abs() > small as f64).count() as u64;
+    assert!(expected_out > 0);
+    assert_eq!(stats.out_of_range, expected_out);
+
     let bound = 2.0 * max_abs as f32;
     let (got, stats) = conv2d_host(
         gpu(),

@@ -8,22 +8,17 @@ use super::{Gpu, GpuError};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Epilogue {
     None,
-    /// Exact ReLU; inputs beyond `bound` are still counted (they tell which B a polynomial
-    /// ReLU would need).
-    Relu {
-        bound: f32,
-    },
-    /// x(1 + p(x/B))/2 with the bound's polynomial buffer.
-    PolyRelu {
-        bound: f32,
-    },
+    /// Exact ReLU (its inputs' statistics are still recorded; with no bound, none is out of range).
+    Relu,
+    /// x(1 + p(x/B))/2 with the polynomial buffer; |x| > B is counted.
+    PolyRelu { bound: f32 },
 }
 
 impl Epilogue {
     fn code_and_bound(self) -> (u32, f32) {
         match self {
-            Epilogue::None => (0, 1.0),
-            Epilogue::Relu { bound } => (1, bound),
+            Epilogue::None => (0, f32::INFINITY),
+            Epilogue::Relu => (1, f32::INFINITY),
             Epilogue::PolyRelu { bound } => (2, bound),
         }
     }
@@ -146,7 +141,7 @@ pub fn encode_conv(
         )));
     }
     let (activation, bound) = epilogue.code_and_bound();
-    if !(bound.is_finite() && bound > 0.0) {
+    if matches!(epilogue, Epilogue::PolyRelu { .. }) && !(bound.is_finite() && bound > 0.0) {
         return Err(GpuError::BadInput(format!(
             "the bound B must be a positive finite number, got {bound}"
         )));
