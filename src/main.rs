@@ -154,6 +154,51 @@ fn run_poly(args: PolyArgs) -> AnyResult<()> {
     Ok(())
 }
 
+/// The convolution kernel at real ResNet shapes (batch 1, 224x224 input), tiled vs naive.
+fn bench_conv(gpu: &Gpu) -> AnyResult<()> {
+    use polycnn::gpu::conv::{ConvKernel, ConvShape, time_conv};
+    println!(
+        "== GPU convolution (implicit GEMM) at ResNet shapes, batch 1 ({})",
+        gpu.describe()
+    );
+    println!("  layer                       M      N      K    tiled ms  GFLOP/s   naive ms  GFLOP/s   speed-up");
+    let conv = |c: usize, hw: usize, o: usize, k: usize, stride: usize| ConvShape {
+        batch: 1,
+        in_c: c,
+        in_h: hw,
+        in_w: hw,
+        out_c: o,
+        kernel_h: k,
+        kernel_w: k,
+        stride,
+        pad: k / 2,
+    };
+    let layers = [
+        ("conv 3x3 56x56 64→64", conv(64, 56, 64, 3, 1)),
+        ("conv 3x3 28x28 128→128", conv(128, 28, 128, 3, 1)),
+        ("conv 3x3 14x14 256→256", conv(256, 14, 256, 3, 1)),
+        ("conv 1x1 56x56 64→256", conv(64, 56, 256, 1, 1)),
+        ("conv 1x1 56x56 256→64", conv(256, 56, 64, 1, 1)),
+        ("conv 1x1 14x14 1024→256", conv(1024, 14, 256, 1, 1)),
+    ];
+    for (name, shape) in layers {
+        let (oh, ow) = shape.out_hw();
+        let (m, n, k) = (oh * ow, shape.out_c, shape.in_c * shape.kernel_h * shape.kernel_w);
+        let tiled = time_conv(gpu, shape, ConvKernel::Tiled, 3)?;
+        let naive = time_conv(gpu, shape, ConvKernel::Naive, 1)?;
+        let gf = |s: f64| shape.flops() / s / 1e9;
+        println!(
+            "  {name:<24} {m:>6} {n:>6} {k:>6}  {:>9.2} {:>8.2}  {:>9.2} {:>8.2}  {:>8.1}x",
+            tiled * 1e3,
+            gf(tiled),
+            naive * 1e3,
+            gf(naive),
+            naive / tiled
+        );
+    }
+    Ok(())
+}
+
 fn run_bench(args: BenchArgs) -> AnyResult<()> {
     println!("== composite generation (Remez in double-double, ε search; release build)");
     let start = std::time::Instant::now();
@@ -169,6 +214,7 @@ fn run_bench(args: BenchArgs) -> AnyResult<()> {
     );
 
     let Some(gpu) = try_gpu(true) else { return Ok(()) };
+    bench_conv(&gpu)?;
     println!(
         "== GPU activation kernel, ReLU mode, {} elements, {} passes ({})",
         args.elements,

@@ -11,7 +11,9 @@ pub enum Epilogue {
     /// Exact ReLU (its inputs' statistics are still recorded; with no bound, none is out of range).
     Relu,
     /// x(1 + p(x/B))/2 with the polynomial buffer; |x| > B is counted.
-    PolyRelu { bound: f32 },
+    PolyRelu {
+        bound: f32,
+    },
 }
 
 impl Epilogue {
@@ -183,6 +185,95 @@ pub fn encode_conv(
         (groups_m as u32, groups_n as u32, 1),
     );
     Ok(())
+}
+
+/// Which kernel a timing measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// The tiled implicit GEMM used by the engine.
+    Tiled,
+    /// One thread per output, no reuse: the baseline the benchmark compares against.
+    Naive,
+}
+
+/// Seconds per convolution of `shape` (bias epilogue, device-resident data, `repeats` timed
+/// dispatches after one warm-up).
+pub fn time_conv(gpu: &Gpu, shape: ConvShape, kernel: ConvKernel, repeats: usize) -> Result<f64, GpuError> {
+    shape.validate()?;
+    let data = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 7919 + seed) % 2003) as f32) / 2003.0 - 0.5)
+            .collect()
+    };
+    let input = gpu.storage_from("bench conv input", &data(shape.input_len(), 1));
+    let weight = gpu.storage_from("bench conv weight", &data(shape.weight_len(), 2));
+    let bias = gpu.storage_from("bench conv bias", &data(shape.out_c, 3));
+    let output = gpu.storage_zeroed("bench conv output", (shape.output_len() * 4) as u64);
+    let stats = range_stats_buffer(gpu);
+    let poly = PolyBuffer::empty(gpu);
+    let encode = |encoder: &mut wgpu::CommandEncoder| -> Result<(), GpuError> {
+        match kernel {
+            ConvKernel::Tiled => {
+                let buffers = ConvBuffers {
+                    input: &input,
+                    weight: &weight,
+                    bias: &bias,
+                    residual: None,
+                    output: &output,
+                    range_stats: StatsSlot::whole(&stats),
+                };
+                encode_conv(gpu, encoder, shape, Epilogue::None, &poly, &buffers)
+            }
+            ConvKernel::Naive => {
+                let pipeline = gpu.pipeline("conv2d_naive", "conv2d_naive", || {
+                    include_str!("../../shaders/conv2d_naive.wgsl").to_string()
+                })?;
+                let (out_h, out_w) = shape.out_hw();
+                let params = Params {
+                    batch: shape.batch as u32,
+                    in_c: shape.in_c as u32,
+                    in_h: shape.in_h as u32,
+                    in_w: shape.in_w as u32,
+                    out_c: shape.out_c as u32,
+                    out_h: out_h as u32,
+                    out_w: out_w as u32,
+                    kernel_h: shape.kernel_h as u32,
+                    kernel_w: shape.kernel_w as u32,
+                    stride: shape.stride as u32,
+                    pad: shape.pad as u32,
+                    activation: 0,
+                    has_residual: 0,
+                    scheme: 0,
+                    bound: 1.0,
+                    _pad: 0,
+                };
+                let uniform = gpu.uniform_from("naive conv params", &params);
+                gpu.encode_dispatch(
+                    encoder,
+                    &pipeline,
+                    &[
+                        uniform.as_entire_binding(),
+                        input.as_entire_binding(),
+                        weight.as_entire_binding(),
+                        bias.as_entire_binding(),
+                        output.as_entire_binding(),
+                    ],
+                    Gpu::grid_for(shape.output_len() as u64, 256),
+                );
+                Ok(())
+            }
+        }
+    };
+    let mut warm_up = gpu.device.create_command_encoder(&Default::default());
+    encode(&mut warm_up)?;
+    gpu.submit_and_wait(warm_up)?;
+    let start = std::time::Instant::now();
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    for _ in 0..repeats {
+        encode(&mut encoder)?;
+    }
+    gpu.submit_and_wait(encoder)?;
+    Ok(start.elapsed().as_secs_f64() / repeats as f64)
 }
 
 /// Host convenience: upload, convolve, read back (tests, one-off use).
