@@ -1,0 +1,514 @@
+//! CPU backend: runs a network [`Graph`] on a batch with rayon; the reference for the GPU
+//! executor and a fallback without one.
+//!
+//! ```text
+//! let plan = ActivationPlan::exact(&graph);                     // or ::uniform(&graph, SiteMode::approx(..))
+//! let out = cpu::run(&graph, &batch, &plan)?;                  // logits [n, classes] + per-site stats
+//! ```
+//!
+//! Parallelism: a batch of at least twice as many images as threads is cut into chunks that run
+//! the whole graph independently (single-threaded GEMMs, no synchronisation per layer); a
+//! smaller batch runs chunk after chunk, each one's GEMMs and activations using every thread.
+//! Chunks are sized so that a chunk's largest value stays around 32 MB.
+//!
+//! Fusion follows [`crate::model::schedule`]: bias and residual are written before the GEMM
+//! accumulates onto them, and a fused ReLU site is applied to each group of images' output
+//! while it is still in cache.
+//!
+//! Statistics: every site records what it saw ([`SiteStats`]) in the same pass.
+
+pub mod activation;
+mod conv;
+pub mod gemm;
+mod ops;
+
+pub use activation::{Approx, HIST_BINS, LOG2_MIN, SiteMode, SiteStats};
+
+use crate::model::schedule::{Step, fused_schedule_keeping, reader_counts};
+use crate::model::{Batch, Graph, GraphError, NodeId, Op, Shape, SiteId};
+use activation::{MaxPoolSite, SignEvaluator, relu_in_place};
+use conv::{ConvGeometry, conv_group};
+use gemm::{MatRef, Threads, matmul};
+use rayon::prelude::*;
+use std::fmt;
+
+/// How every activation site of a graph is evaluated (indexed by [`SiteId`]).
+#[derive(Clone, Debug)]
+pub struct ActivationPlan<'a> {
+    pub modes: Vec<SiteMode<'a>>,
+}
+
+impl<'a> ActivationPlan<'a> {
+    /// Every ReLU and max-pool exact.
+    pub fn exact(graph: &Graph) -> ActivationPlan<'a> {
+        Self::uniform(graph, SiteMode::Exact)
+    }
+
+    /// The same mode at every site.
+    pub fn uniform(graph: &Graph, mode: SiteMode<'a>) -> ActivationPlan<'a> {
+        ActivationPlan {
+            modes: vec![mode; graph.sites.len()],
+        }
+    }
+}
+
+/// The result of a run: logits `[n, classes]` row-major and what each site saw.
+#[derive(Clone, Debug)]
+pub struct RunOutput {
+    pub logits: Vec<f32>,
+    pub classes: usize,
+    /// Indexed by [`SiteId`], named as [`Graph::sites`].
+    pub sites: Vec<SiteStats>,
+}
+
+impl RunOutput {
+    /// The arg-max class of each image (the first on ties; NaN logits never win).
+    pub fn predictions(&self) -> Vec<usize> {
+        self.logits
+            .chunks_exact(self.classes)
+            .map(|row| {
+                (0..row.len()).fold(0, |best, i| {
+                    if row[i] > row[best] || row[best].is_nan() {
+                        i
+                    } else {
+                        best
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// How many predictions equal `labels` (compared up to the shorter length).
+    pub fn correct(&self, labels: &[usize]) -> usize {
+        self.predictions().iter().zip(labels).filter(|(p, l)| p == l).count()
+    }
+}
+
+/// Why a run could not start. Nothing fails once the run has started: non-finite activations
+/// produced by an approximation are counted in [`SiteStats::non_finite`], not raised.
+#[derive(Debug)]
+pub enum CpuError {
+    Graph(GraphError),
+    /// The batch does not fit the graph, or holds NaN/infinity.
+    Input(String),
+    /// The plan does not fit the graph, or a site's mode is unusable.
+    Site {
+        site: String,
+        detail: String,
+    },
+}
+
+impl fmt::Display for CpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CpuError::Graph(e) => write!(f, "bad graph: {e}"),
+            CpuError::Input(s) => write!(f, "bad input: {s}"),
+            CpuError::Site { site, detail } => write!(f, "activation site `{site}`: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for CpuError {}
+
+impl From<GraphError> for CpuError {
+    fn from(e: GraphError) -> Self {
+        CpuError::Graph(e)
+    }
+}
+
+/// Runs `graph` on `batch` with the activation `plan`.
+pub fn run(graph: &Graph, batch: &Batch, plan: &ActivationPlan) -> Result<RunOutput, CpuError> {
+    Ok(run_keeping(graph, batch, plan, &[])?.0)
+}
+
+/// Like [`run`], also returning the values of the nodes `keep`, in that order (NCHW, the whole
+/// batch each): to compare another executor layer by layer. Kept nodes are never
+/// fused away, so a kept conv is its output before the ReLU that follows it.
+pub fn run_keeping(
+    graph: &Graph,
+    batch: &Batch,
+    plan: &ActivationPlan,
+    keep: &[NodeId],
+) -> Result<(RunOutput, Vec<Vec<f32>>), CpuError> {
+    if let Some(bad) = keep.iter().find(|&&id| id >= graph.nodes.len()) {
+        return Err(CpuError::Input(format!(
+            "cannot keep node {bad}: {} has {} nodes",
+            graph.name,
+            graph.nodes.len()
+        )));
+    }
+    let prepared = Prepared::new(graph, plan, keep)?;
+    check_batch(graph, batch)?;
+    let classes = prepared.shapes[graph.output].numel();
+    let per_image = graph.input.numel();
+    let (chunk, threads) = prepared.chunking(batch.n);
+    let run_chunk = |images: &[f32]| prepared.run_chunk(images.to_vec(), images.len() / per_image, threads);
+    let results: Vec<ChunkResult> = match threads {
+        Threads::One => batch.data.par_chunks(chunk * per_image).map(run_chunk).collect(),
+        Threads::All => batch.data.chunks(chunk * per_image).map(run_chunk).collect(),
+    };
+    let mut sites = prepared.empty_stats();
+    let mut logits = Vec::with_capacity(batch.n * classes);
+    let mut kept: Vec<Vec<f32>> = vec![Vec::new(); keep.len()];
+    for chunk in results {
+        logits.extend(chunk.logits);
+        sites.iter_mut().zip(&chunk.stats).for_each(|(a, b)| a.merge(b));
+        kept.iter_mut().zip(chunk.kept).for_each(|(all, part)| all.extend(part));
+    }
+    Ok((RunOutput { logits, classes, sites }, kept))
+}
+
+fn check_batch(graph: &Graph, batch: &Batch) -> Result<(), CpuError> {
+    if batch.shape != graph.input {
+        return Err(CpuError::Input(format!(
+            "{} takes {} images, the batch holds {}",
+            graph.name, graph.input, batch.shape
+        )));
+    }
+    let per_image = batch.shape.numel();
+    if batch.data.len() != batch.n * per_image {
+        return Err(CpuError::Input(format!(
+            "batch of {} images {} has {} values",
+            batch.n,
+            batch.shape,
+            batch.data.len()
+        )));
+    }
+    if let Some(i) = batch.data.iter().position(|v| !v.is_finite()) {
+        return Err(CpuError::Input(format!(
+            "image {} holds a non-finite value (at offset {})",
+            i / per_image,
+            i % per_image
+        )));
+    }
+    Ok(())
+}
+
+/// What one chunk of images produced.
+struct ChunkResult {
+    logits: Vec<f32>,
+    stats: Vec<SiteStats>,
+    kept: Vec<Vec<f32>>,
+}
+
+/// A graph checked against a plan, with its fused schedule.
+struct Prepared<'a> {
+    graph: &'a Graph,
+    plan: &'a ActivationPlan<'a>,
+    shapes: Vec<Shape>,
+    steps: Vec<Step>,
+    /// Per node, how many reads of its value are outstanding at the start; the output and kept
+    /// nodes count one extra read that never happens, so they are never freed nor fused away.
+    readers: Vec<usize>,
+    keep: &'a [NodeId],
+    /// Per max-pool site, its prepared pooling (None for ReLU sites).
+    pools: Vec<Option<MaxPoolSite<'a>>>,
+    /// Per approximate site, its polynomial ready for fast evaluation.
+    signs: Vec<Option<SignEvaluator>>,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(graph: &'a Graph, plan: &'a ActivationPlan<'a>, keep: &'a [NodeId]) -> Result<Prepared<'a>, CpuError> {
+        let shapes = graph.shapes()?;
+        if plan.modes.len() != graph.sites.len() {
+            return Err(CpuError::Site {
+                site: graph.name.clone(),
+                detail: format!(
+                    "the plan has {} modes for {} sites",
+                    plan.modes.len(),
+                    graph.sites.len()
+                ),
+            });
+        }
+        let pools = graph
+            .sites
+            .iter()
+            .zip(&plan.modes)
+            .map(|(site, mode)| prepare_site(graph, &shapes, site.node, mode))
+            .collect::<Result<_, _>>()?;
+        let signs = plan
+            .modes
+            .iter()
+            .map(|mode| match mode {
+                SiteMode::Exact => None,
+                SiteMode::Approx(a) => Some(SignEvaluator::new(a.composite)),
+            })
+            .collect();
+        let readers = reader_counts(graph, keep);
+        let steps = fused_schedule_keeping(graph, keep);
+        Ok(Prepared {
+            graph,
+            plan,
+            shapes,
+            steps,
+            readers,
+            keep,
+            pools,
+            signs,
+        })
+    }
+
+    /// Images per chunk, and whether chunks run in parallel (each single-threaded) or one after
+    /// the other (each using every thread). Parallel chunks need enough images to keep every
+    /// thread busy; every chunk is small enough that its largest value stays around 32 MB.
+    fn chunking(&self, n: usize) -> (usize, Threads) {
+        let threads = rayon::current_num_threads();
+        let largest = self.shapes.iter().map(Shape::numel).max().unwrap_or(1);
+        let by_memory = ((8 << 20) / largest).clamp(1, 32);
+        if threads > 1 && n >= 2 * threads {
+            (n.div_ceil(4 * threads).clamp(1, by_memory), Threads::One)
+        } else {
+            (by_memory, Threads::All)
+        }
+    }
+
+    fn empty_stats(&self) -> Vec<SiteStats> {
+        self.graph
+            .sites
+            .iter()
+            .map(|s| SiteStats::new(&s.name, s.kind))
+            .collect()
+    }
+
+    /// Runs the whole graph on `n` images; returns their logits and the sites' statistics.
+    fn run_chunk(&self, input: Vec<f32>, n: usize, threads: Threads) -> ChunkResult {
+        let mut values: Vec<Option<Vec<f32>>> = vec![None; self.graph.nodes.len()];
+        let mut remaining = self.readers.clone();
+        let mut stats = self.empty_stats();
+        values[0] = Some(input);
+        for step in &self.steps {
+            let out = self.run_step(step, &mut values, &remaining, n, &mut stats, threads);
+            for read in step.reads(self.graph) {
+                remaining[read] -= 1;
+                if remaining[read] == 0 {
+                    values[read] = None;
+                }
+            }
+            values[step.output()] = Some(out);
+        }
+        let kept = self
+            .keep
+            .iter()
+            .map(|&id| values[id].clone().expect("kept values are computed"))
+            .collect();
+        let logits = values[self.graph.output].take().expect("the output node was computed");
+        ChunkResult { logits, stats, kept }
+    }
+
+    fn run_step(
+        &self,
+        step: &Step,
+        values: &mut [Option<Vec<f32>>],
+        remaining: &[usize],
+        n: usize,
+        stats: &mut [SiteStats],
+        threads: Threads,
+    ) -> Vec<f32> {
+        let id = match *step {
+            Step::Conv {
+                conv,
+                residual,
+                site,
+                output,
+            } => {
+                let v = |id: NodeId| values[id].as_deref().expect("inputs are computed before use");
+                let residual = residual.map(v);
+                return self.conv(conv, v, residual, site, output, n, stats, threads);
+            }
+            Step::Node(id) => id,
+        };
+        let shape = self.shapes[id];
+        // The input buffer itself when this is its last reader (in-place ops), else a copy.
+        let owned = |input: NodeId, values: &mut [Option<Vec<f32>>]| -> Vec<f32> {
+            if remaining[input] == 1 {
+                values[input].take().expect("inputs are computed before use")
+            } else {
+                values[input].clone().expect("inputs are computed before use")
+            }
+        };
+        match &self.graph.nodes[id].op {
+            Op::Input => unreachable!("the input is not a step"),
+            Op::Conv2d(_) => {
+                let v = |id: NodeId| values[id].as_deref().expect("inputs are computed before use");
+                self.conv(id, v, None, None, id, n, stats, threads)
+            }
+            Op::Relu { input, site } => {
+                let mut x = owned(*input, values);
+                self.apply_relu(&mut x, *site, &mut stats[*site], threads);
+                x
+            }
+            Op::Add { a, b } => {
+                let mut x = owned(*a, values);
+                // `a` is only taken when this is its last reader, so `b` (even if `a == b`) is still there.
+                let y = values[*b].as_deref().expect("inputs are computed before use");
+                x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
+                x
+            }
+            Op::Flatten { input } => owned(*input, values),
+            Op::Linear(lin) => {
+                let x = values[lin.input].as_deref().expect("inputs are computed before use");
+                let (in_f, out_f) = (lin.weight.shape[1], lin.weight.shape[0]);
+                let mut out: Vec<f32> = (0..n).flat_map(|_| lin.bias.iter().copied()).collect();
+                let weight_t = MatRef::transposed(&lin.weight.data, in_f, out_f);
+                matmul(MatRef::row_major(x, n, in_f), weight_t, &mut out, true, threads);
+                out
+            }
+            Op::MaxPool { input, site, .. } => {
+                let pool = self.pools[*site].as_ref().expect("max-pool sites are prepared");
+                let x = values[*input].as_deref().expect("inputs are computed before use");
+                let (site_stats, out) = per_image(
+                    x,
+                    self.shapes[*input],
+                    shape,
+                    n,
+                    threads,
+                    &stats[*site],
+                    |img, out, st| pool.run(img, out, st),
+                );
+                stats[*site].merge(&site_stats);
+                out
+            }
+            Op::AvgPool { input, pool } => {
+                let x = values[*input].as_deref().expect("inputs are computed before use");
+                let from = self.shapes[*input];
+                map_images(x, from, shape, n, |img, out| ops::avg_pool(img, from, shape, pool, out))
+            }
+            Op::GlobalAvgPool { input } => {
+                let x = values[*input].as_deref().expect("inputs are computed before use");
+                let from = self.shapes[*input];
+                map_images(x, from, shape, n, |img, out| ops::global_avg_pool(img, from, out))
+            }
+            Op::ShortcutA { input, stride, .. } => {
+                let x = values[*input].as_deref().expect("inputs are computed before use");
+                let from = self.shapes[*input];
+                map_images(x, from, shape, n, |img, out| {
+                    ops::shortcut_a(img, from, shape, *stride, out)
+                })
+            }
+        }
+    }
+
+    /// ReLU site over a buffer: in parallel pieces (merged statistics) when threads are free.
+    fn apply_relu(&self, values: &mut [f32], site: SiteId, stats: &mut SiteStats, threads: Threads) {
+        const PIECE: usize = 1 << 14;
+        let (mode, sign) = (&self.plan.modes[site], self.signs[site].as_ref());
+        if threads == Threads::One || values.len() <= PIECE {
+            return relu_in_place(values, mode, sign, stats);
+        }
+        let pieces: Vec<SiteStats> = values
+            .par_chunks_mut(PIECE)
+            .map(|piece| {
+                let mut local = SiteStats::new(&stats.name, stats.kind);
+                relu_in_place(piece, mode, sign, &mut local);
+                local
+            })
+            .collect();
+        pieces.iter().for_each(|p| stats.merge(p));
+    }
+
+    /// Conv node `conv` (+ residual, + ReLU site) over `n` images; the result is node `output`'s.
+    #[allow(clippy::too_many_arguments)]
+    fn conv<'v>(
+        &self,
+        conv: NodeId,
+        value: impl Fn(NodeId) -> &'v [f32],
+        residual: Option<&[f32]>,
+        site: Option<SiteId>,
+        output: NodeId,
+        n: usize,
+        stats: &mut [SiteStats],
+        threads: Threads,
+    ) -> Vec<f32> {
+        let Op::Conv2d(c) = &self.graph.nodes[conv].op else {
+            unreachable!("conv step on a conv")
+        };
+        let (from, to) = (self.shapes[c.input], self.shapes[output]);
+        let g = ConvGeometry::of(c, from, to);
+        let x = value(c.input);
+        let mut out = vec![0.0f32; n * to.numel()];
+        let mut scratch = Vec::new();
+        let group = g.images_per_gemm(n);
+        // Each group's output gets its activation while still in cache.
+        for (i, y) in out.chunks_mut(group * to.numel()).enumerate() {
+            let images = i * group..(i * group + y.len() / to.numel());
+            let r = residual.map(|r| &r[images.start * to.numel()..images.end * to.numel()]);
+            let x = &x[images.start * from.numel()..images.end * from.numel()];
+            conv_group(c, &g, x, r, y, &mut scratch, threads);
+            if let Some(s) = site {
+                self.apply_relu(y, s, &mut stats[s], threads);
+            }
+        }
+        out
+    }
+}
+
+/// Checks one site's mode and prepares max-pooling geometry (None for ReLU sites).
+fn prepare_site<'a>(
+    graph: &Graph,
+    shapes: &[Shape],
+    node: NodeId,
+    mode: &'a SiteMode<'a>,
+) -> Result<Option<MaxPoolSite<'a>>, CpuError> {
+    let name = &graph.nodes[node].name;
+    let bad = |detail: String| CpuError::Site {
+        site: name.clone(),
+        detail,
+    };
+    if let SiteMode::Approx(a) = mode
+        && !(a.bound.is_finite() && a.bound > 0.0)
+    {
+        return Err(bad(format!("the bound B must be positive and finite, got {}", a.bound)));
+    }
+    match &graph.nodes[node].op {
+        Op::MaxPool { input, pool, .. } => MaxPoolSite::new(*pool, shapes[*input], shapes[node], mode)
+            .map(Some)
+            .map_err(bad),
+        _ => Ok(None),
+    }
+}
+
+/// Applies `f(image, out)` to each of `n` images.
+fn map_images(x: &[f32], from: Shape, to: Shape, n: usize, f: impl Fn(&[f32], &mut [f32])) -> Vec<f32> {
+    let mut out = vec![0.0f32; n * to.numel()];
+    for (img, y) in x.chunks_exact(from.numel()).zip(out.chunks_exact_mut(to.numel())) {
+        f(img, y);
+    }
+    out
+}
+
+/// Applies a statistics-gathering `f(image, out, stats)` to each image, in parallel when allowed.
+fn per_image(
+    x: &[f32],
+    from: Shape,
+    to: Shape,
+    n: usize,
+    threads: Threads,
+    template: &SiteStats,
+    f: impl Fn(&[f32], &mut [f32], &mut SiteStats) + Sync,
+) -> (SiteStats, Vec<f32>) {
+    let mut out = vec![0.0f32; n * to.numel()];
+    let fresh = || SiteStats::new(&template.name, template.kind);
+    let pairs = x
+        .par_chunks_exact(from.numel())
+        .zip(out.par_chunks_exact_mut(to.numel()));
+    let stats = match threads {
+        Threads::All => pairs
+            .map(|(img, y)| {
+                let mut s = fresh();
+                f(img, y, &mut s);
+                s
+            })
+            .reduce(fresh, |mut a, b| {
+                a.merge(&b);
+                a
+            }),
+        Threads::One => {
+            let mut s = fresh();
+            for (img, y) in x.chunks_exact(from.numel()).zip(out.chunks_exact_mut(to.numel())) {
+                f(img, y, &mut s);
+            }
+            s
+        }
+    };
+    (stats, out)
+}

@@ -1,0 +1,262 @@
+//! Network graphs: architecture descriptions and loading weights into them.
+//!
+//! - [`graph`]: the IR every executor runs ([`Graph`], [`Op`], activation [`Site`]s).
+//! - [`schedule`]: the conv + residual + ReLU fusion both executors follow.
+//! - Architectures (akamaster CIFAR ResNets, torchvision ResNets and VGG-bn, the project's CIFAR
+//!   VGG-11-bn), each written once against a [`ParamSource`]: the same code builds a graph from a
+//!   checkpoint ([`load`], [`from_state_dict`]), from deterministic random weights ([`random`]),
+//!   or only lists the tensors it expects in torchvision `state_dict()` order ([`list_layers`]).
+//!   [`torchvision_resnet_from_state_dict`] reads a ResNet's widths and depths from the file.
+//!
+//! BatchNorm is folded into the preceding convolution while building (in f64, eval semantics,
+//! eps 1e-5). Every tensor is checked by name: missing, mis-shaped, non-finite or left-over
+//! tensors are errors naming the file and the tensor.
+
+pub mod graph;
+mod params;
+mod resnet;
+pub mod schedule;
+mod vgg;
+
+pub use graph::{
+    Batch, Conv2d, Graph, GraphBuilder, GraphError, Linear, Node, NodeId, Op, Pool2d, Shape, Site, SiteId, SiteKind,
+};
+pub use params::{ParamInfo, ParamKind, ParamSource, RandomParams};
+pub use resnet::ResNetLayout;
+
+use crate::weights::{StateDict, WeightsError};
+use params::{ListParams, StateDictParams};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Every architecture this crate builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// akamaster's CIFAR-10 ResNet (option-A shortcuts); depth 20, 32, 44, 56 or 110.
+    CifarResNet(usize),
+    /// torchvision ResNet; depth 18, 34, 50, 101 or 152.
+    ResNet(usize),
+    /// torchvision VGG with batch norm (ImageNet, 224x224); depth 11, 13, 16 or 19.
+    VggBn(usize),
+    /// This project's CIFAR-10 VGG-11-bn (shared/data/cifar10/weights_vgg).
+    CifarVgg11Bn,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 14] = [
+        Arch::CifarResNet(20),
+        Arch::CifarResNet(32),
+        Arch::CifarResNet(44),
+        Arch::CifarResNet(56),
+        Arch::CifarResNet(110),
+        Arch::ResNet(18),
+        Arch::ResNet(34),
+        Arch::ResNet(50),
+        Arch::ResNet(101),
+        Arch::ResNet(152),
+        Arch::VggBn(11),
+        Arch::VggBn(13),
+        Arch::VggBn(16),
+        Arch::VggBn(19),
+    ];
+
+    /// The name used on the command line and as [`Graph::name`].
+    pub fn name(self) -> String {
+        match self {
+            Arch::CifarResNet(d) => format!("resnet{d}"),
+            Arch::ResNet(d) => format!("resnet{d}_imagenet"),
+            Arch::VggBn(d) => format!("vgg{d}_bn"),
+            Arch::CifarVgg11Bn => "vgg11_bn_cifar10".into(),
+        }
+    }
+
+    /// Per-image input shape.
+    pub fn input_shape(self) -> Shape {
+        match self {
+            Arch::CifarResNet(_) | Arch::CifarVgg11Bn => Shape::new(3, 32, 32),
+            Arch::ResNet(_) | Arch::VggBn(_) => Shape::new(3, 224, 224),
+        }
+    }
+
+    /// The per-channel (mean, std) the weights were trained with (applied to pixels/255).
+    pub fn normalisation(self) -> ([f32; 3], [f32; 3]) {
+        const IMAGENET: ([f32; 3], [f32; 3]) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+        match self {
+            Arch::CifarVgg11Bn => ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
+            // akamaster trained its CIFAR ResNets with the ImageNet statistics.
+            _ => IMAGENET,
+        }
+    }
+
+    fn check(self) -> Result<Arch, ModelError> {
+        let ok = match self {
+            Arch::CifarResNet(d) => [20, 32, 44, 56, 110].contains(&d),
+            Arch::ResNet(d) => [18, 34, 50, 101, 152].contains(&d),
+            Arch::VggBn(d) => [11, 13, 16, 19].contains(&d),
+            Arch::CifarVgg11Bn => true,
+        };
+        if ok {
+            Ok(self)
+        } else {
+            Err(ModelError::UnknownArch(format!("{self:?}")))
+        }
+    }
+}
+
+impl FromStr for Arch {
+    type Err = ModelError;
+    /// "resnet20" (CIFAR), "resnet50_imagenet" or "resnet50" for depths ≥ 18 that are not CIFAR
+    /// depths, "vgg16_bn", "vgg11_bn_cifar10".
+    fn from_str(s: &str) -> Result<Arch, ModelError> {
+        let unknown = || ModelError::UnknownArch(s.to_string());
+        let depth = |t: &str| t.parse::<usize>().map_err(|_| unknown());
+        let arch = if s == "vgg11_bn_cifar10" {
+            Arch::CifarVgg11Bn
+        } else if let Some(rest) = s.strip_prefix("vgg").and_then(|r| r.strip_suffix("_bn")) {
+            Arch::VggBn(depth(rest)?)
+        } else if let Some(rest) = s.strip_prefix("resnet").and_then(|r| r.strip_suffix("_imagenet")) {
+            Arch::ResNet(depth(rest)?)
+        } else if let Some(rest) = s.strip_prefix("resnet") {
+            match depth(rest)? {
+                d @ (18 | 34 | 50 | 101 | 152) => Arch::ResNet(d),
+                d => Arch::CifarResNet(d),
+            }
+        } else {
+            return Err(unknown());
+        };
+        arch.check().map_err(|_| unknown())
+    }
+}
+
+/// Why a model could not be built.
+#[derive(Debug)]
+pub enum ModelError {
+    /// A tensor is missing, mis-shaped, or the file unreadable (names file and tensor).
+    Weights(WeightsError),
+    /// The checkpoint holds float tensors the architecture does not use.
+    Unexpected {
+        path: String,
+        tensors: Vec<String>,
+    },
+    /// A tensor holds NaN or infinity.
+    NonFinite {
+        tensor: String,
+    },
+    /// A BatchNorm running variance below −eps (a sqrt of a negative).
+    BadVariance {
+        tensor: String,
+        value: f64,
+    },
+    Graph(GraphError),
+    UnknownArch(String),
+}
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelError::Weights(e) => write!(f, "{e}"),
+            ModelError::Unexpected { path, tensors } => {
+                let shown: Vec<&str> = tensors.iter().take(8).map(String::as_str).collect();
+                let more = if tensors.len() > 8 {
+                    format!(" and {} more", tensors.len() - 8)
+                } else {
+                    String::new()
+                };
+                write!(
+                    f,
+                    "{path}: {} tensors not used by the architecture: {}{more}",
+                    tensors.len(),
+                    shown.join(", ")
+                )
+            }
+            ModelError::NonFinite { tensor } => write!(f, "tensor `{tensor}` holds NaN or infinity"),
+            ModelError::BadVariance { tensor, value } => {
+                write!(f, "tensor `{tensor}` holds a negative variance {value}")
+            }
+            ModelError::Graph(e) => write!(f, "bad graph: {e}"),
+            ModelError::UnknownArch(s) => write!(
+                f,
+                "unknown architecture `{s}` (expected resnet20/32/44/56/110, resnet18/34/50/101/152, \
+                 vgg11/13/16/19_bn or vgg11_bn_cifar10)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+impl From<WeightsError> for ModelError {
+    fn from(e: WeightsError) -> Self {
+        ModelError::Weights(e)
+    }
+}
+
+impl From<GraphError> for ModelError {
+    fn from(e: GraphError) -> Self {
+        ModelError::Graph(e)
+    }
+}
+
+/// Builds `arch` from a checkpoint file (any format [`StateDict::load`] reads).
+pub fn load(arch: Arch, path: &Path) -> Result<Graph, ModelError> {
+    let mut dict = StateDict::load(path)?;
+    from_state_dict(arch, &mut dict)
+}
+
+/// Builds `arch` taking its tensors from `dict`; fails naming any tensor missing, mis-shaped,
+/// non-finite, or left over.
+pub fn from_state_dict(arch: Arch, dict: &mut StateDict) -> Result<Graph, ModelError> {
+    let graph = build(arch, &mut StateDictParams::new(dict))?;
+    check_all_taken(dict)?;
+    Ok(graph)
+}
+
+/// Fails naming the float tensors the architecture did not use.
+fn check_all_taken(dict: &StateDict) -> Result<(), ModelError> {
+    let left = dict.remaining();
+    if left.is_empty() {
+        return Ok(());
+    }
+    Err(ModelError::Unexpected {
+        path: dict.path().display().to_string(),
+        tensors: left,
+    })
+}
+
+/// Builds a torchvision ResNet whose layout (block type and counts, widths, classes) is read
+/// from the state dict itself — a narrowed or fine-tuned variant — for `input`-sized images.
+pub fn torchvision_resnet_from_state_dict(dict: &mut StateDict, input: Shape) -> Result<Graph, ModelError> {
+    let layout = ResNetLayout::infer(dict, input)?;
+    let graph = resnet::torchvision_resnet(&layout, &mut StateDictParams::new(dict))?;
+    check_all_taken(dict)?;
+    Ok(graph)
+}
+
+/// Builds `arch` with deterministic random weights (He-normal convs, sane BatchNorm statistics):
+/// for tests and benchmarks of networks whose weights are not at hand.
+pub fn random(arch: Arch, seed: u64) -> Result<Graph, ModelError> {
+    build(arch, &mut RandomParams::new(seed))
+}
+
+/// The parameter tensors `arch` expects, in torchvision `state_dict()` order, with BatchNorm's
+/// int64 `num_batches_tracked` included (as `ParamKind::Counter`, shape `[]`), as in a
+/// torchvision state dict. akamaster's files lack those counters; they are not float weights.
+pub fn list_layers(arch: Arch) -> Result<Vec<ParamInfo>, ModelError> {
+    let mut lister = ListParams::default();
+    build(arch, &mut lister)?;
+    Ok(lister.into_list())
+}
+
+/// Builds `arch` from any parameter source.
+pub fn build(arch: Arch, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
+    match arch.check()? {
+        Arch::CifarResNet(depth) => resnet::cifar_resnet(depth, params),
+        Arch::ResNet(depth) => resnet::imagenet_resnet(depth, params),
+        Arch::VggBn(depth) => vgg::imagenet_vgg_bn(depth, params),
+        Arch::CifarVgg11Bn => vgg::cifar_vgg11_bn(params),
+    }
+}
+
+#[cfg(test)]
+mod tests;

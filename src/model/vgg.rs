@@ -1,0 +1,154 @@
+//! VGG with batch norm: torchvision's ImageNet VGG-11/13/16/19-bn and this project's CIFAR-10
+//! VGG-11-bn. Layers are numbered as torchvision's `features.N`: a conv at N, its BatchNorm at
+//! N+1, its ReLU at N+2; a 2x2/2 max-pool takes one index.
+
+use super::ModelError;
+use super::graph::{Graph, GraphBuilder, NodeId, Op, Pool2d, Shape};
+use super::params::{ConvSpec, ParamSource, push_conv_bn, push_linear};
+
+/// One entry of torchvision's VGG configuration: a 3x3 conv's output channels, or a max-pool.
+#[derive(Clone, Copy)]
+enum Layer {
+    Conv(usize),
+    Pool,
+}
+
+fn config(depth: usize) -> Vec<Layer> {
+    use Layer::{Conv as C, Pool as M};
+    match depth {
+        11 => vec![
+            C(64),
+            M,
+            C(128),
+            M,
+            C(256),
+            C(256),
+            M,
+            C(512),
+            C(512),
+            M,
+            C(512),
+            C(512),
+            M,
+        ],
+        13 => vec![
+            C(64),
+            C(64),
+            M,
+            C(128),
+            C(128),
+            M,
+            C(256),
+            C(256),
+            M,
+            C(512),
+            C(512),
+            M,
+            C(512),
+            C(512),
+            M,
+        ],
+        16 => vec![
+            C(64),
+            C(64),
+            M,
+            C(128),
+            C(128),
+            M,
+            C(256),
+            C(256),
+            C(256),
+            M,
+            C(512),
+            C(512),
+            C(512),
+            M,
+            C(512),
+            C(512),
+            C(512),
+            M,
+        ],
+        _ => vec![
+            C(64),
+            C(64),
+            M,
+            C(128),
+            C(128),
+            M,
+            C(256),
+            C(256),
+            C(256),
+            C(256),
+            M,
+            C(512),
+            C(512),
+            C(512),
+            C(512),
+            M,
+            C(512),
+            C(512),
+            C(512),
+            C(512),
+            M,
+        ],
+    }
+}
+
+/// torchvision `vgg{depth}_bn` at 224x224: features, then (the 7x7 adaptive average pool being
+/// the identity at this size) classifier.0 / .3 / .6 with ReLU sites classifier.1 and .4.
+pub fn imagenet_vgg_bn(depth: usize, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
+    let mut b = GraphBuilder::new(&format!("vgg{depth}_bn"), super::Arch::VggBn(depth).input_shape());
+    let features = push_features(&mut b, params, &config(depth))?;
+    let mut x = b.push("flatten", Op::Flatten { input: features });
+    let widths = [512 * 7 * 7, 4096, 4096, 1000];
+    for (i, pair) in widths.windows(2).enumerate() {
+        x = push_linear(&mut b, params, &format!("classifier.{}", 3 * i), x, (pair[0], pair[1]))?;
+        if i < 2 {
+            x = b.relu(&format!("classifier.{}", 3 * i + 1), x);
+        }
+    }
+    Ok(b.finish(x)?)
+}
+
+/// The CIFAR-10 VGG-11-bn of shared/data/cifar10/weights_vgg: VGG-11 features on 32x32 (ending
+/// at 512x1x1), flattened into a single `classifier` Linear(512, 10).
+pub fn cifar_vgg11_bn(params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
+    let mut b = GraphBuilder::new("vgg11_bn_cifar10", Shape::new(3, 32, 32));
+    let features = push_features(&mut b, params, &config(11))?;
+    let flat = b.push("flatten", Op::Flatten { input: features });
+    let logits = push_linear(&mut b, params, "classifier", flat, (512, 10))?;
+    Ok(b.finish(logits)?)
+}
+
+fn push_features(b: &mut GraphBuilder, params: &mut dyn ParamSource, layers: &[Layer]) -> Result<NodeId, ModelError> {
+    let pool = Pool2d {
+        kernel: 2,
+        stride: 2,
+        padding: 0,
+        ceil_mode: false,
+    };
+    let (mut x, mut channels, mut index) = (GraphBuilder::INPUT, 3, 0);
+    for &layer in layers {
+        match layer {
+            Layer::Conv(out) => {
+                let names = (format!("features.{index}"), format!("features.{}", index + 1));
+                let conv = push_conv_bn(
+                    b,
+                    params,
+                    (&names.0, &names.1),
+                    x,
+                    ConvSpec::same(channels, out, 3, 1),
+                    true,
+                )?;
+                x = b.relu(&format!("features.{}", index + 2), conv);
+                channels = out;
+                index += 3;
+            }
+            Layer::Pool => {
+                x = b.max_pool(&format!("features.{index}"), x, pool);
+                index += 1;
+            }
+        }
+    }
+    Ok(x)
+}
