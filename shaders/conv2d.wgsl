@@ -25,7 +25,11 @@ struct Params {
     has_residual: u32,
     scheme: u32,
     bound: f32,
-    _pad: u32,
+    out_c_offset: u32, // this dispatch computes output channels [offset, offset + out_c) …
+    out_c_total: u32,  // … of a tensor with out_c_total channels (weights bound from row offset)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const ACT_NONE: u32 = 0u;
@@ -72,8 +76,9 @@ fn load_a(m: u32, k: u32, total_m: u32, total_k: u32) -> f32 {
 fn epilogue(m: u32, o: u32, acc: f32) {
     let plane = params.out_h * params.out_w;
     let n = m / plane;
-    let index = (n * params.out_c + o) * plane + m % plane;
-    var v = acc + bias[o];
+    let channel = params.out_c_offset + o;
+    let index = (n * params.out_c_total + channel) * plane + m % plane;
+    var v = acc + bias[channel];
     if params.has_residual == 1u {
         v += residual[index];
     }

@@ -1,4 +1,4 @@
-// Baseline for benchmarks only: one thread per output element, no tiling, no reuse. The tiled
+// Baseline for benchmarks only (whole tensors: out_c_offset = 0, out_c_total = out_c): one thread per output element, no tiling, no reuse. The tiled
 // implicit GEMM (conv2d.wgsl) is measured against it. Same bindings as conv2d.wgsl (the bias
 // epilogue only).
 
@@ -18,7 +18,11 @@ struct Params {
     has_residual: u32,
     scheme: u32,
     bound: f32,
-    _pad: u32,
+    out_c_offset: u32, // this dispatch computes output channels [offset, offset + out_c) …
+    out_c_total: u32,  // … of a tensor with out_c_total channels (weights bound from row offset)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

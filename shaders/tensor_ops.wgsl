@@ -29,7 +29,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 
+// Every entry point must use every binding: the bind group layout is derived per entry point
+// from what it uses, and the host binds all four.
 fn element_index(gid: vec3<u32>) -> u32 {
+    _ = &a;
+    _ = &b;
     return gid.x + gid.y * params.row_stride;
 }
 

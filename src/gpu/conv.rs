@@ -99,7 +99,9 @@ struct Params {
     has_residual: u32,
     scheme: u32,
     bound: f32,
-    _pad: u32,
+    out_c_offset: u32,
+    out_c_total: u32,
+    _pad: [u32; 3],
 }
 
 const TILE: u64 = 64;
@@ -148,42 +150,96 @@ pub fn encode_conv(
             "the bound B must be a positive finite number, got {bound}"
         )));
     }
-    let params = Params {
-        batch: shape.batch as u32,
-        in_c: shape.in_c as u32,
-        in_h: shape.in_h as u32,
-        in_w: shape.in_w as u32,
-        out_c: shape.out_c as u32,
-        out_h: out_h as u32,
-        out_w: out_w as u32,
-        kernel_h: shape.kernel_h as u32,
-        kernel_w: shape.kernel_w as u32,
-        stride: shape.stride as u32,
-        pad: shape.pad as u32,
-        activation,
-        has_residual: buffers.residual.is_some() as u32,
-        scheme: poly.shader_scheme(),
-        bound,
-        _pad: 0,
-    };
+    check_binding_sizes(gpu, shape, buffers)?;
     let pipeline = gpu.pipeline("conv2d", "conv2d", shader_source)?;
-    let uniform = gpu.uniform_from("conv params", &params);
     let residual = buffers.residual.unwrap_or(gpu.placeholder());
-    gpu.encode_dispatch(
-        encoder,
-        &pipeline,
-        &[
-            uniform.as_entire_binding(),
-            poly.buffer.as_entire_binding(),
-            buffers.input.as_entire_binding(),
-            buffers.weight.as_entire_binding(),
-            buffers.bias.as_entire_binding(),
-            residual.as_entire_binding(),
-            buffers.output.as_entire_binding(),
-            buffers.range_stats.binding(),
-        ],
-        (groups_m as u32, groups_n as u32, 1),
-    );
+    for (first, count) in weight_chunks(gpu, shape)? {
+        let params = Params {
+            batch: shape.batch as u32,
+            in_c: shape.in_c as u32,
+            in_h: shape.in_h as u32,
+            in_w: shape.in_w as u32,
+            out_c: count as u32,
+            out_h: out_h as u32,
+            out_w: out_w as u32,
+            kernel_h: shape.kernel_h as u32,
+            kernel_w: shape.kernel_w as u32,
+            stride: shape.stride as u32,
+            pad: shape.pad as u32,
+            activation,
+            has_residual: buffers.residual.is_some() as u32,
+            scheme: poly.shader_scheme(),
+            bound,
+            out_c_offset: first as u32,
+            out_c_total: shape.out_c as u32,
+            _pad: [0; 3],
+        };
+        let uniform = gpu.uniform_from("conv params", &params);
+        let row_bytes = (shape.weight_len() / shape.out_c * 4) as u64;
+        let weight_rows = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: buffers.weight,
+            offset: first as u64 * row_bytes,
+            size: std::num::NonZeroU64::new(count as u64 * row_bytes),
+        });
+        gpu.encode_dispatch(
+            encoder,
+            &pipeline,
+            &[
+                uniform.as_entire_binding(),
+                poly.buffer.as_entire_binding(),
+                buffers.input.as_entire_binding(),
+                weight_rows,
+                buffers.bias.as_entire_binding(),
+                residual.as_entire_binding(),
+                buffers.output.as_entire_binding(),
+                buffers.range_stats.binding(),
+            ],
+            (groups_m as u32, (count as u64).div_ceil(TILE) as u32, 1),
+        );
+    }
+    Ok(())
+}
+
+/// Output-channel ranges whose weight rows fit one storage binding (a VGG classifier matrix is
+/// 400 MB; lavapipe binds at most 128 MiB), each starting at an aligned offset.
+fn weight_chunks(gpu: &Gpu, shape: ConvShape) -> Result<Vec<(usize, usize)>, GpuError> {
+    let limits = gpu.device.limits();
+    let row_bytes = (shape.weight_len() / shape.out_c * 4) as u64;
+    let align = limits.min_storage_buffer_offset_alignment as u64;
+    let mut rows = (limits.max_storage_buffer_binding_size as u64 / row_bytes).min(shape.out_c as u64);
+    if rows < shape.out_c as u64 {
+        // every chunk but the last must end on an aligned offset
+        while rows > 0 && (rows * row_bytes) % align != 0 {
+            rows -= 1;
+        }
+    }
+    if rows == 0 {
+        return Err(GpuError::BadInput(format!(
+            "one output channel of convolution {shape:?} needs {row_bytes} bytes of weights, more than this adapter can bind"
+        )));
+    }
+    let rows = rows as usize;
+    Ok((0..shape.out_c)
+        .step_by(rows)
+        .map(|first| (first, rows.min(shape.out_c - first)))
+        .collect())
+}
+
+/// Activations must fit one binding; say so (and what to change) instead of failing validation.
+fn check_binding_sizes(gpu: &Gpu, shape: ConvShape, buffers: &ConvBuffers) -> Result<(), GpuError> {
+    let limit = gpu.device.limits().max_storage_buffer_binding_size as u64;
+    for (what, buffer) in [("input", buffers.input), ("output", buffers.output)]
+        .into_iter()
+        .chain(buffers.residual.map(|r| ("residual", r)))
+    {
+        if buffer.size() > limit {
+            return Err(GpuError::BadInput(format!(
+                "convolution {what} of {shape:?} is {} MiB, more than this adapter binds ({} MiB): lower the batch",
+                buffer.size() >> 20,
+                limit >> 20
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -245,7 +301,9 @@ pub fn time_conv(gpu: &Gpu, shape: ConvShape, kernel: ConvKernel, repeats: usize
                     has_residual: 0,
                     scheme: 0,
                     bound: 1.0,
-                    _pad: 0,
+                    out_c_offset: 0,
+                    out_c_total: shape.out_c as u32,
+                    _pad: [0; 3],
                 };
                 let uniform = gpu.uniform_from("naive conv params", &params);
                 gpu.encode_dispatch(

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod network;
 pub mod tensor_ops;
 
 use std::collections::HashMap;
@@ -159,7 +160,9 @@ impl Gpu {
     }
 
     /// A compute pipeline from the cache, compiling `source()` on first use. The bind group
-    /// layout is derived from the shader, so a kernel's bindings are declared in one place.
+    /// layout is derived from the shader, so a kernel's bindings are declared in one place; an
+    /// entry point must therefore use every binding the host passes (a phony `_ = &x;` where it
+    /// otherwise would not).
     pub fn pipeline(
         &self,
         name: &str,

@@ -1,0 +1,442 @@
+//! Runs a network [`Graph`] on the GPU: weights uploaded once, one command buffer per batch
+//! (no host round trip between layers), activation buffers allocated once per batch size and
+//! reused across batches and — by liveness — across layers, every site's statistics in one
+//! buffer read back with the logits.
+
+use super::activation::{
+    PolyBuffer, RANGE_STATS_STRIDE, Scheme, SiteBuffers, SiteEval, StatsSlot, decode_range_stats, encode_max_pool,
+    encode_relu, range_stats_buffer_for,
+};
+use super::conv::{ConvBuffers, ConvShape, Epilogue, encode_conv};
+use super::tensor_ops::{Dims, encode_add, encode_avg_pool, encode_shortcut_a};
+use super::{Gpu, GpuError};
+use crate::cpu::{ActivationPlan, RunOutput, SiteMode, SiteStats};
+use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId, schedule::Step, schedule::fused_schedule};
+use crate::poly::activation::max_pool_scale;
+use std::cell::RefCell;
+
+/// Weights of a conv or linear node on the device (a linear layer is a 1x1 convolution of a
+/// 1x1 image: `[out, in]` is already `[O, C, 1, 1]`).
+struct DeviceParams {
+    weight: wgpu::Buffer,
+    bias: wgpu::Buffer,
+}
+
+/// Activation buffers for one batch size: a slot per stored value, shared by liveness.
+struct BatchBuffers {
+    batch: usize,
+    slots: Vec<wgpu::Buffer>,
+    /// Slot of each node's value (None: fused away or never stored).
+    slot_of: Vec<Option<usize>>,
+    stats: wgpu::Buffer,
+}
+
+pub struct GpuNetwork<'a> {
+    gpu: &'a Gpu,
+    graph: &'a Graph,
+    shapes: Vec<Shape>,
+    steps: Vec<Step>,
+    params: Vec<Option<DeviceParams>>,
+    scheme: Scheme,
+    exact_poly: PolyBuffer,
+    buffers: RefCell<Option<BatchBuffers>>,
+}
+
+impl<'a> GpuNetwork<'a> {
+    /// Check the graph and upload its weights. `scheme` is how polynomial sites are evaluated.
+    pub fn new(gpu: &'a Gpu, graph: &'a Graph, scheme: Scheme) -> Result<GpuNetwork<'a>, GpuError> {
+        let shapes = graph.shapes().map_err(|e| GpuError::BadInput(e.to_string()))?;
+        let params = graph
+            .nodes
+            .iter()
+            .map(|node| match &node.op {
+                Op::Conv2d(c) => Some(upload_params(gpu, &node.name, &c.weight.data, &c.bias)),
+                Op::Linear(l) => Some(upload_params(gpu, &node.name, &l.weight.data, &l.bias)),
+                _ => None,
+            })
+            .collect();
+        let steps = fused_schedule(graph);
+        let exact_poly = PolyBuffer::empty(gpu);
+        Ok(GpuNetwork {
+            gpu,
+            graph,
+            shapes,
+            steps,
+            params,
+            scheme,
+            exact_poly,
+            buffers: RefCell::new(None),
+        })
+    }
+
+    /// Logits and per-site statistics for `batch`, evaluated as `plan` says.
+    pub fn run(&self, batch: &Batch, plan: &ActivationPlan) -> Result<RunOutput, GpuError> {
+        self.check(batch, plan)?;
+        let polys = self.site_polys(plan);
+        let mut cache = self.buffers.borrow_mut();
+        if cache.as_ref().is_none_or(|b| b.batch != batch.n) {
+            *cache = Some(self.allocate(batch.n));
+        }
+        let buffers = cache.as_ref().expect("allocated above");
+        let gpu = self.gpu;
+        let input_slot = buffers.slot_of[0].expect("the input is stored");
+        gpu.queue
+            .write_buffer(&buffers.slots[input_slot], 0, bytemuck::cast_slice(&batch.data));
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        encoder.clear_buffer(&buffers.stats, 0, None);
+        for step in &self.steps {
+            self.encode_step(&mut encoder, step, batch.n, plan, &polys, buffers)?;
+        }
+        gpu.submit_and_wait(encoder)?;
+        let classes = self.shapes[self.graph.output].numel();
+        let output_slot = buffers.slot_of[self.graph.output].expect("the output is stored");
+        let logits = gpu.read_back::<f32>(&buffers.slots[output_slot], batch.n * classes)?;
+        let words = gpu.read_back::<u32>(
+            &buffers.stats,
+            self.graph.sites.len().max(1) * RANGE_STATS_STRIDE as usize / 4,
+        )?;
+        let sites = self.site_stats(&words, batch.n);
+        Ok(RunOutput { logits, classes, sites })
+    }
+
+    fn check(&self, batch: &Batch, plan: &ActivationPlan) -> Result<(), GpuError> {
+        if batch.shape != self.graph.input || batch.data.len() != batch.n * batch.shape.numel() || batch.n == 0 {
+            return Err(GpuError::BadInput(format!(
+                "{} takes images {}, got a batch of {} images {} with {} values",
+                self.graph.name,
+                self.graph.input,
+                batch.n,
+                batch.shape,
+                batch.data.len()
+            )));
+        }
+        if let Some(i) = batch.data.iter().position(|v| !v.is_finite()) {
+            let per = batch.shape.numel();
+            return Err(GpuError::BadInput(format!(
+                "image {} holds a non-finite value (at offset {})",
+                i / per,
+                i % per
+            )));
+        }
+        if plan.modes.len() != self.graph.sites.len() {
+            return Err(GpuError::BadInput(format!(
+                "{}: the plan has {} modes for {} activation sites",
+                self.graph.name,
+                plan.modes.len(),
+                self.graph.sites.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// One polynomial buffer per approximate site (they are a few hundred bytes each).
+    fn site_polys(&self, plan: &ActivationPlan) -> Vec<Option<PolyBuffer>> {
+        plan.modes
+            .iter()
+            .map(|mode| match mode {
+                SiteMode::Exact => None,
+                SiteMode::Approx(a) => Some(PolyBuffer::new(self.gpu, a.composite, self.scheme)),
+            })
+            .collect()
+    }
+
+    fn site_eval(&self, plan: &ActivationPlan, site: SiteId, window: usize) -> Result<SiteEval, GpuError> {
+        match &plan.modes[site] {
+            SiteMode::Exact => Ok(SiteEval::Exact),
+            SiteMode::Approx(a) => {
+                let pool_scale = if window > 1 {
+                    max_pool_scale(window * window, a.alpha, a.bound)
+                        .map_err(|e| GpuError::BadInput(format!("site `{}`: {e}", self.graph.sites[site].name)))?
+                        as f32
+                } else {
+                    1.0
+                };
+                Ok(SiteEval::Approx {
+                    bound: a.bound as f32,
+                    pool_scale,
+                })
+            }
+        }
+    }
+
+    /// Slots by liveness: a value's slot returns to the free list after its last reader.
+    fn allocate(&self, batch: usize) -> BatchBuffers {
+        let nodes = self.graph.nodes.len();
+        let mut last_read = vec![0usize; nodes];
+        for (position, step) in self.steps.iter().enumerate() {
+            for read in step.reads(self.graph) {
+                last_read[read] = position;
+            }
+        }
+        let mut slot_of: Vec<Option<usize>> = vec![None; nodes];
+        let mut slot_sizes: Vec<usize> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let acquire = |elements: usize, slot_sizes: &mut Vec<usize>, free: &mut Vec<usize>| {
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| slot_sizes[**s] >= elements)
+                .min_by_key(|(_, s)| slot_sizes[**s])
+                .map(|(i, _)| i);
+            match best {
+                Some(i) => free.swap_remove(i),
+                None => {
+                    slot_sizes.push(elements);
+                    slot_sizes.len() - 1
+                }
+            }
+        };
+        slot_of[0] = Some(acquire(batch * self.shapes[0].numel(), &mut slot_sizes, &mut free));
+        for (position, step) in self.steps.iter().enumerate() {
+            let out = step.output();
+            slot_of[out] = match self.graph.nodes[out].op {
+                // Flatten is a view: same memory, read in the same order.
+                Op::Flatten { input } => slot_of[input],
+                _ => Some(acquire(batch * self.shapes[out].numel(), &mut slot_sizes, &mut free)),
+            };
+            for read in step.reads(self.graph) {
+                let aliased_later = self.aliases_read_after(read, position, &last_read);
+                if last_read[read] == position && read != self.graph.output && !aliased_later {
+                    if let Some(slot) = slot_of[read]
+                        && slot_of[out] != Some(slot)
+                    {
+                        free.push(slot);
+                    }
+                }
+            }
+        }
+        let slots = slot_sizes
+            .iter()
+            .map(|&e| self.gpu.storage_zeroed("activation slot", (e * 4) as u64))
+            .collect();
+        let stats = range_stats_buffer_for(self.gpu, self.graph.sites.len());
+        BatchBuffers {
+            batch,
+            slots,
+            slot_of,
+            stats,
+        }
+    }
+
+    /// Whether a Flatten view of `node` is read after `position` (its memory must live on).
+    fn aliases_read_after(&self, node: NodeId, position: usize, last_read: &[usize]) -> bool {
+        self.graph
+            .nodes
+            .iter()
+            .enumerate()
+            .any(|(id, n)| matches!(n.op, Op::Flatten { input } if input == node) && last_read[id] > position)
+    }
+
+    fn encode_step(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        step: &Step,
+        n: usize,
+        plan: &ActivationPlan,
+        polys: &[Option<PolyBuffer>],
+        buffers: &BatchBuffers,
+    ) -> Result<(), GpuError> {
+        let gpu = self.gpu;
+        let slot = |id: NodeId| -> Result<&wgpu::Buffer, GpuError> {
+            buffers.slot_of[id].map(|s| &buffers.slots[s]).ok_or_else(|| {
+                GpuError::BadInput(format!(
+                    "node `{}` was not computed before use",
+                    self.graph.nodes[id].name
+                ))
+            })
+        };
+        let stats_slot = |site: SiteId| StatsSlot {
+            buffer: &buffers.stats,
+            site,
+        };
+        let poly_for = |site: SiteId| polys[site].as_ref().unwrap_or(&self.exact_poly);
+        let dims = |id: NodeId| {
+            let s = self.shapes[id];
+            Dims {
+                n,
+                c: s.c,
+                h: s.h,
+                w: s.w,
+            }
+        };
+        match *step {
+            Step::Conv {
+                conv,
+                residual,
+                site,
+                output,
+            } => {
+                let (input, shape) = self.conv_shape(conv, n);
+                let epilogue = match site.map(|s| (s, self.site_eval(plan, s, 1))) {
+                    None => Epilogue::None,
+                    Some((_, Ok(SiteEval::Exact))) => Epilogue::Relu,
+                    Some((_, Ok(SiteEval::Approx { bound, .. }))) => Epilogue::PolyRelu { bound },
+                    Some((_, Err(e))) => return Err(e),
+                };
+                let params = self.params[conv].as_ref().expect("conv params uploaded");
+                let residual_buffer = residual.map(slot).transpose()?;
+                let unused_stats = StatsSlot {
+                    buffer: &buffers.stats,
+                    site: 0,
+                };
+                let conv_buffers = ConvBuffers {
+                    input: slot(input)?,
+                    weight: &params.weight,
+                    bias: &params.bias,
+                    residual: residual_buffer,
+                    output: slot(output)?,
+                    range_stats: site.map(stats_slot).unwrap_or(unused_stats),
+                };
+                let poly = site.map(poly_for).unwrap_or(&self.exact_poly);
+                encode_conv(gpu, encoder, shape, epilogue, poly, &conv_buffers)
+            }
+            Step::Node(id) => match &self.graph.nodes[id].op {
+                Op::Input | Op::Conv2d(_) => unreachable!("scheduled as input / conv steps"),
+                Op::Linear(_) => {
+                    let (input, shape) = self.conv_shape(id, n);
+                    let params = self.params[id].as_ref().expect("linear params uploaded");
+                    let conv_buffers = ConvBuffers {
+                        input: slot(input)?,
+                        weight: &params.weight,
+                        bias: &params.bias,
+                        residual: None,
+                        output: slot(id)?,
+                        range_stats: StatsSlot {
+                            buffer: &buffers.stats,
+                            site: 0,
+                        },
+                    };
+                    encode_conv(gpu, encoder, shape, Epilogue::None, &self.exact_poly, &conv_buffers)
+                }
+                &Op::Relu { input, site } => {
+                    let eval = self.site_eval(plan, site, 1)?;
+                    let site_buffers = SiteBuffers {
+                        input: slot(input)?,
+                        output: slot(id)?,
+                        range_stats: stats_slot(site),
+                    };
+                    encode_relu(
+                        gpu,
+                        encoder,
+                        poly_for(site),
+                        eval,
+                        n * self.shapes[id].numel(),
+                        &site_buffers,
+                    )
+                }
+                &Op::MaxPool { input, pool, site } => {
+                    let eval = self.site_eval(plan, site, pool.kernel)?;
+                    let d = dims(input);
+                    let shape = super::activation::PoolShape {
+                        planes: d.n * d.c,
+                        height: d.h,
+                        width: d.w,
+                        window: pool.kernel,
+                        stride: pool.stride,
+                        pad: pool.padding,
+                        ceil_mode: pool.ceil_mode,
+                    };
+                    let site_buffers = SiteBuffers {
+                        input: slot(input)?,
+                        output: slot(id)?,
+                        range_stats: stats_slot(site),
+                    };
+                    encode_max_pool(gpu, encoder, poly_for(site), eval, shape, &site_buffers)
+                }
+                &Op::AvgPool { input, pool } => {
+                    let out = self.shapes[id];
+                    let k = (pool.kernel, pool.kernel);
+                    encode_avg_pool(
+                        gpu,
+                        encoder,
+                        dims(input),
+                        k,
+                        pool.stride,
+                        pool.padding,
+                        (out.h, out.w),
+                        slot(input)?,
+                        slot(id)?,
+                    )
+                }
+                &Op::GlobalAvgPool { input } => {
+                    let d = dims(input);
+                    encode_avg_pool(gpu, encoder, d, (d.h, d.w), 1, 0, (1, 1), slot(input)?, slot(id)?)
+                }
+                &Op::Add { a, b } => {
+                    encode_add(gpu, encoder, n * self.shapes[id].numel(), slot(a)?, slot(b)?, slot(id)?)
+                }
+                &Op::ShortcutA {
+                    input,
+                    out_channels,
+                    stride,
+                } => encode_shortcut_a(gpu, encoder, dims(input), out_channels, stride, slot(input)?, slot(id)?),
+                Op::Flatten { .. } => Ok(()), // a view of its input's buffer
+            },
+        }
+    }
+
+    /// The convolution geometry of a conv or linear node (linear: 1x1 kernel on a 1x1 image).
+    fn conv_shape(&self, id: NodeId, batch: usize) -> (NodeId, ConvShape) {
+        match &self.graph.nodes[id].op {
+            Op::Conv2d(c) => {
+                let s = self.shapes[c.input];
+                let shape = ConvShape {
+                    batch,
+                    in_c: s.c,
+                    in_h: s.h,
+                    in_w: s.w,
+                    out_c: c.out_channels(),
+                    kernel_h: c.kernel(),
+                    kernel_w: c.kernel(),
+                    stride: c.stride,
+                    pad: c.padding,
+                };
+                (c.input, shape)
+            }
+            Op::Linear(l) => {
+                let shape = ConvShape {
+                    batch,
+                    in_c: l.weight.shape[1],
+                    in_h: 1,
+                    in_w: 1,
+                    out_c: l.weight.shape[0],
+                    kernel_h: 1,
+                    kernel_w: 1,
+                    stride: 1,
+                    pad: 0,
+                };
+                (l.input, shape)
+            }
+            other => unreachable!("conv_shape of {other:?}"),
+        }
+    }
+
+    fn site_stats(&self, words: &[u32], batch: usize) -> Vec<SiteStats> {
+        self.graph
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(i, site)| {
+                let r = decode_range_stats(words, i);
+                let input = match self.graph.nodes[site.node].op {
+                    Op::Relu { input, .. } | Op::MaxPool { input, .. } => input,
+                    _ => site.node,
+                };
+                let mut s = SiteStats::new(&site.name, site.kind);
+                s.count = (batch * self.shapes[input].numel()) as u64;
+                s.max_abs = r.max_abs;
+                s.out_of_range = r.out_of_range;
+                s.non_finite = r.non_finite;
+                s.log2_hist = r.log2_hist;
+                s
+            })
+            .collect()
+    }
+}
+
+fn upload_params(gpu: &Gpu, name: &str, weight: &[f32], bias: &[f32]) -> DeviceParams {
+    DeviceParams {
+        weight: gpu.storage_from(&format!("{name}.weight"), weight),
+        bias: gpu.storage_from(&format!("{name}.bias"), bias),
+    }
+}

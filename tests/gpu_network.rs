@@ -1,0 +1,198 @@
+//! The GPU executor against the CPU backend (and PyTorch's logits where a fixture has them):
+//! real pretrained CIFAR nets exact and approximate, narrow torchvision nets, and every ImageNet
+//! architecture with random weights at batch 1.
+//!
+//! "Relative difference" = max |gpu − reference| / max |reference| over all logits.
+
+use polycnn::cpu::{self, ActivationPlan, RunOutput, SiteMode};
+use polycnn::gpu::Gpu;
+use polycnn::gpu::activation::Scheme;
+use polycnn::gpu::network::GpuNetwork;
+use polycnn::model::{self, Arch, Batch, Graph, Shape};
+use polycnn::poly::{Composite, optimise_eps, paper_degrees};
+use polycnn::weights::StateDict;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("these tests need a GPU adapter: {e}")))
+}
+
+fn alpha14() -> &'static Composite {
+    static C: OnceLock<Composite> = OnceLock::new();
+    C.get_or_init(|| optimise_eps(paper_degrees(14).unwrap()).unwrap().composite)
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn shared(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(path)
+}
+
+fn relative_difference(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+    got.iter()
+        .zip(want)
+        .fold(0.0f64, |m, (g, w)| m.max((*g as f64 - *w as f64).abs()))
+        / scale
+}
+
+/// A batch from a fixture file holding `input` [n, c, h, w] (and usually `logits`).
+fn fixture_batch(dict: &StateDict) -> Batch {
+    let input = dict.get("input").expect("fixture has an input");
+    let s = &input.shape;
+    Batch::new(s[0], Shape::new(s[1], s[2], s[3]), input.data.clone()).unwrap()
+}
+
+fn compare(graph: &Graph, batch: &Batch, plan: &ActivationPlan, tolerance: f64) -> (RunOutput, RunOutput) {
+    let network = GpuNetwork::new(gpu(), graph, Scheme::Clenshaw).unwrap();
+    let on_gpu = network.run(batch, plan).unwrap();
+    let on_cpu = cpu::run(graph, batch, plan).unwrap();
+    let diff = relative_difference(&on_gpu.logits, &on_cpu.logits);
+    assert!(
+        diff <= tolerance,
+        "{}: GPU vs CPU relative difference {diff:e}",
+        graph.name
+    );
+    for (g, c) in on_gpu.sites.iter().zip(&on_cpu.sites) {
+        assert_eq!(g.name, c.name);
+        assert_eq!(g.count, c.count, "site {}", g.name);
+        assert_eq!(g.non_finite, c.non_finite, "site {}", g.name);
+        assert!(
+            (g.max_abs - c.max_abs).abs() <= 1e-4 * c.max_abs.max(1.0),
+            "site {}: {} vs {}",
+            g.name,
+            g.max_abs,
+            c.max_abs
+        );
+        assert!(g.out_of_range.abs_diff(c.out_of_range) <= 1, "site {}", g.name);
+    }
+    (on_gpu, on_cpu)
+}
+
+#[test]
+fn resnet20_real_weights_exact_and_alpha_14_match_cpu_and_pytorch() {
+    let graph = model::load(
+        Arch::CifarResNet(20),
+        &shared("cifar10/weights_akamaster/resnet20-12fca82f.th"),
+    )
+    .unwrap();
+    let dict = StateDict::load(&fixture("akamaster_resnet20_logits.safetensors")).unwrap();
+    let batch = fixture_batch(&dict);
+    let (exact, _) = compare(&graph, &batch, &ActivationPlan::exact(&graph), 1e-4);
+    let torch = &dict.get("logits").unwrap().data;
+    assert!(relative_difference(&exact.logits, torch) <= 1e-4);
+    let approx = ActivationPlan::uniform(&graph, SiteMode::approx(alpha14(), 14, 30.0));
+    let (gpu_approx, _) = compare(&graph, &batch, &approx, 1e-4);
+    assert!(gpu_approx.sites.iter().all(|s| s.out_of_range == 0));
+    assert_eq!(gpu_approx.predictions(), exact.predictions());
+}
+
+#[test]
+fn cifar_vgg_with_approximate_relu_and_max_pool_matches_cpu() {
+    let graph = model::load(Arch::CifarVgg11Bn, &shared("cifar10/weights_vgg/vgg11_bn_cifar10.pth")).unwrap();
+    let dict = StateDict::load(&fixture("cifar10_vgg11_bn_logits.safetensors")).unwrap();
+    let batch = fixture_batch(&dict);
+    let (exact, _) = compare(&graph, &batch, &ActivationPlan::exact(&graph), 1e-4);
+    assert!(relative_difference(&exact.logits, &dict.get("logits").unwrap().data) <= 1e-4);
+    let approx = ActivationPlan::uniform(&graph, SiteMode::approx(alpha14(), 14, 7.0));
+    compare(&graph, &batch, &approx, 1e-4);
+}
+
+#[test]
+fn narrow_torchvision_resnets_match_pytorch_on_gpu() {
+    for name in ["tv_resnet18_w6", "tv_bottleneck_w6"] {
+        let io = StateDict::load(&fixture(&format!("{name}_io.safetensors"))).unwrap();
+        let batch = fixture_batch(&io);
+        let mut weights = StateDict::load(&fixture(&format!("{name}.safetensors"))).unwrap();
+        let graph = model::torchvision_resnet_from_state_dict(&mut weights, batch.shape).unwrap();
+        let (gpu_out, _) = compare(&graph, &batch, &ActivationPlan::exact(&graph), 1e-4);
+        let diff = relative_difference(&gpu_out.logits, &io.get("logits").unwrap().data);
+        assert!(diff <= 1e-4, "{name}: GPU vs PyTorch {diff:e}");
+    }
+}
+
+#[test]
+fn every_imagenet_architecture_matches_cpu_at_batch_1() {
+    let image: Vec<f32> = (0..3 * 224 * 224)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+        .collect();
+    let batch = Batch::new(1, Shape::new(3, 224, 224), image).unwrap();
+    for arch in [
+        Arch::ResNet(18),
+        Arch::ResNet(34),
+        Arch::ResNet(50),
+        Arch::ResNet(101),
+        Arch::ResNet(152),
+        Arch::VggBn(11),
+    ] {
+        let graph = model::random(arch, 7).unwrap();
+        let start = Instant::now();
+        compare(&graph, &batch, &ActivationPlan::exact(&graph), 1e-4);
+        eprintln!(
+            "{}: GPU+CPU exact forward {:.1} s",
+            graph.name,
+            start.elapsed().as_secs_f64()
+        );
+    }
+}
+
+#[test]
+fn buffers_are_reused_across_batches_without_stale_values() {
+    let graph = model::load(
+        Arch::CifarResNet(20),
+        &shared("cifar10/weights_akamaster/resnet20-12fca82f.th"),
+    )
+    .unwrap();
+    let dict = StateDict::load(&fixture("akamaster_resnet20_logits.safetensors")).unwrap();
+    let batch = fixture_batch(&dict);
+    let network = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw).unwrap();
+    let plan = ActivationPlan::exact(&graph);
+    let whole = network.run(&batch, &plan).unwrap();
+    let first = network.run(&batch.slice(0, 5), &plan).unwrap();
+    let again = network.run(&batch.slice(0, 5), &plan).unwrap();
+    assert_eq!(first.logits, again.logits);
+    assert!(relative_difference(&first.logits, &whole.logits[..50]) <= 1e-5);
+    // statistics are per run, not accumulated
+    assert_eq!(first.sites[0].count, again.sites[0].count);
+    assert_eq!(first.sites[0].count * 16, whole.sites[0].count * 5);
+}
+
+#[test]
+fn bad_batches_and_plans_are_errors() {
+    let graph = model::random(Arch::CifarResNet(20), 1).unwrap();
+    let network = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw).unwrap();
+    let plan = ActivationPlan::exact(&graph);
+    let wrong_shape = Batch::new(1, Shape::new(3, 16, 16), vec![0.0; 768]).unwrap();
+    assert!(
+        network
+            .run(&wrong_shape, &plan)
+            .unwrap_err()
+            .to_string()
+            .contains("resnet20")
+    );
+    let mut nan = vec![0.0; 3 * 32 * 32];
+    nan[5] = f32::NAN;
+    let nan_batch = Batch::new(1, Shape::new(3, 32, 32), nan).unwrap();
+    assert!(
+        network
+            .run(&nan_batch, &plan)
+            .unwrap_err()
+            .to_string()
+            .contains("non-finite")
+    );
+    let short_plan = ActivationPlan {
+        modes: vec![SiteMode::Exact],
+    };
+    let ok_batch = Batch::new(1, Shape::new(3, 32, 32), vec![0.0; 3 * 32 * 32]).unwrap();
+    assert!(network.run(&ok_batch, &short_plan).is_err());
+}
