@@ -2,6 +2,7 @@
 //! polynomial an FHE (CKKS) server would evaluate? See ARCHITECTURE.md for the module map.
 
 pub mod cpu;
+pub mod data;
 pub mod gpu;
 pub mod model;
 pub mod poly;
