@@ -3,6 +3,7 @@
 
 pub mod cpu;
 pub mod data;
+pub mod eval;
 pub mod gpu;
 pub mod model;
 pub mod poly;

@@ -1,8 +1,14 @@
-//! The polycnn command line. With no arguments it runs `polycnn poly --alpha 4..14`.
+//! The polycnn command line. With no arguments it runs the offline default job: the shipped
+//! digits CNN, exact vs approximate for α = 5..14.
 
 use clap::{Args, Parser, Subcommand};
+use polycnn::eval::BoundRule;
+use polycnn::eval::Mode;
+use polycnn::eval::command::{EvalRequest, default_search_grid, run_eval};
+use polycnn::eval::report::{EvalReport, format_summary, sweep_csv, sweep_markdown, sweep_svg};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::{ActivationKernel, Scheme};
+use polycnn::model::Arch;
 use polycnn::poly::parse_degree_list;
 use polycnn::report::poly_report::{PolyRequest, build_rows, format_table, our_composite};
 use std::path::PathBuf;
@@ -24,8 +30,81 @@ enum Command {
     /// Build and verify the composite minimax polynomials for precision α (and compare with the
     /// paper's published ones).
     Poly(PolyArgs),
-    /// Benchmarks: polynomial generation time and the GPU activation kernel's throughput.
+    /// Accuracy of a pretrained network exact vs with polynomial activations, in one pass.
+    Eval(EvalArgs),
+    /// `eval` over a range of α: table (markdown, CSV), plot (SVG) and JSON.
+    Sweep(SweepArgs),
+    /// Benchmarks: polynomial generation time and the GPU kernels' throughput.
     Bench(BenchArgs),
+}
+
+#[derive(Args, Clone)]
+struct EvalArgs {
+    /// resnet20/32/44/56/110 (CIFAR), resnet18/34/50/101/152, vgg11/13/16/19_bn (ImageNet),
+    /// vgg11_bn_cifar10, digits_cnn.
+    #[arg(long)]
+    model: String,
+    /// Checkpoint: PyTorch (.pth/.th, zip or legacy) or safetensors.
+    #[arg(long)]
+    weights: PathBuf,
+    /// Dataset: CIFAR-10 (batch file, pickle, class folders or the PNG strip), ImageNet val
+    /// (class folders, flat + --labels, or synset-prefixed files), or the digits file.
+    #[arg(long)]
+    data: PathBuf,
+    /// Labels for flat ImageNet folders: LOC_val_solution.csv or `<file> <index>` lines.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// imagenet_class_index.json (torchvision class order).
+    #[arg(long)]
+    class_index: Option<PathBuf>,
+    /// One α ("14") or a range ("4..14"); each is evaluated in the same pass.
+    #[arg(long, default_value = "14")]
+    alpha: String,
+    /// Stage degrees for every α, e.g. "15,27,29" (default: the paper's list per α).
+    #[arg(long)]
+    degrees: Option<String>,
+    /// Use the paper's published polynomials (deg_A.txt, coeff_A.txt) from this directory.
+    #[arg(long)]
+    coeffs_dir: Option<PathBuf>,
+    /// ReLU evaluation: exact or approx.
+    #[arg(long, default_value = "approx")]
+    relu: String,
+    /// Max-pool evaluation: exact or approx.
+    #[arg(long, default_value = "approx")]
+    maxpool: String,
+    /// ReLU bound B: a number, `search[:START:STEP]` (the paper's grid, from one statistics
+    /// pass) or `calibrate[:MARGIN]` (per site: max |x| on a calibration subset × margin).
+    #[arg(long, default_value = "search")]
+    bound: String,
+    /// Max-pool bound, same forms as --bound.
+    #[arg(long, default_value = "search")]
+    bound_max: String,
+    /// Images for `calibrate` (default: a tenth of the evaluated ones).
+    #[arg(long, default_value_t = 0)]
+    calibration_images: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Evaluate only the first N images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// gpu or cpu.
+    #[arg(long, default_value = "gpu")]
+    backend: String,
+    /// GPU polynomial scheme: horner, clenshaw, clenshaw-df.
+    #[arg(long, default_value = "clenshaw")]
+    scheme: String,
+    /// Write the full report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    #[command(flatten)]
+    eval: EvalArgs,
+    /// Folder for sweep.md, sweep.csv, sweep.svg and report.json.
+    #[arg(long, default_value = "sweep")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -62,14 +141,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Poly(args)) => run_poly(args),
+        Some(Command::Eval(args)) => run_eval_command(&args).map(|_| ()),
+        Some(Command::Sweep(args)) => run_sweep(args),
         Some(Command::Bench(args)) => run_bench(args),
-        None => run_poly(PolyArgs {
-            alpha: "4..14".into(),
-            degrees: None,
-            coeffs_dir: None,
-            no_gpu: false,
-            json: None,
-        }),
+        None => run_default_job(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -120,6 +195,120 @@ fn try_gpu(wanted: bool) -> Option<Gpu> {
             None
         }
     }
+}
+
+/// The offline default: the shipped digits CNN, exact vs approximate ReLU + max-pool for a
+/// few α, with the sweep table printed and its files written to ./sweep-digits.
+fn run_default_job() -> AnyResult<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/digits");
+    eprintln!("polycnn default job: the digits CNN shipped in datasets/digits (see README for the CIFAR-10 command)");
+    let eval = EvalArgs {
+        model: "digits_cnn".into(),
+        weights: root.join("digits_cnn.safetensors"),
+        data: root.join("digits_test.bin"),
+        labels: None,
+        class_index: None,
+        alpha: "5..14".into(),
+        degrees: None,
+        coeffs_dir: None,
+        relu: "approx".into(),
+        maxpool: "approx".into(),
+        bound: "search".into(),
+        bound_max: "search".into(),
+        calibration_images: 0,
+        batch: 100,
+        limit: None,
+        backend: "gpu".into(),
+        scheme: "clenshaw".into(),
+        json: None,
+    };
+    run_sweep(SweepArgs {
+        eval,
+        out: PathBuf::from("sweep-digits"),
+    })
+}
+
+fn parse_mode(s: &str, flag: &str) -> AnyResult<Mode> {
+    match s {
+        "exact" => Ok(Mode::Exact),
+        "approx" => Ok(Mode::Approx),
+        _ => Err(format!("{flag} '{s}': expected exact or approx").into()),
+    }
+}
+
+fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
+    let model: Arch = args.model.parse()?;
+    let (relu_grid, max_grid) = default_search_grid(model);
+    let gpu = match args.backend.as_str() {
+        "gpu" => true,
+        "cpu" => false,
+        other => return Err(format!("--backend '{other}': expected gpu or cpu").into()),
+    };
+    if args.batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
+    Ok(EvalRequest {
+        model,
+        weights: args.weights.clone(),
+        data: args.data.clone(),
+        labels: args.labels.clone(),
+        class_index: args.class_index.clone(),
+        alphas: parse_alphas(&args.alpha)?,
+        degrees: args.degrees.as_deref().map(parse_degree_list).transpose()?,
+        coeffs_dir: args.coeffs_dir.clone(),
+        relu: parse_mode(&args.relu, "--relu")?,
+        maxpool: parse_mode(&args.maxpool, "--maxpool")?,
+        bound: BoundRule::parse(&args.bound, relu_grid)?,
+        bound_max: BoundRule::parse(&args.bound_max, max_grid)?,
+        calibration_images: args.calibration_images,
+        batch: args.batch,
+        limit: args.limit,
+        gpu,
+        scheme: args.scheme.parse()?,
+    })
+}
+
+fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
+    let request = eval_request(args)?;
+    let gpu = if request.gpu {
+        match Gpu::new() {
+            Ok(gpu) => Some(gpu),
+            Err(e) => {
+                eprintln!("note: {e}\n      falling back to the CPU backend");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let request = EvalRequest {
+        gpu: gpu.is_some(),
+        ..request
+    };
+    let report = run_eval(&request, gpu.as_ref())?;
+    print!("{}", format_summary(&report, 8));
+    if let Some(path) = &args.json {
+        write_file(path, &serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(report)
+}
+
+fn run_sweep(args: SweepArgs) -> AnyResult<()> {
+    let report = run_eval_command(&args.eval)?;
+    println!();
+    print!("{}", sweep_markdown(&report));
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    write_file(&args.out.join("sweep.md"), &sweep_markdown(&report))?;
+    write_file(&args.out.join("sweep.csv"), &sweep_csv(&report))?;
+    write_file(&args.out.join("sweep.svg"), &sweep_svg(&report))?;
+    write_file(&args.out.join("report.json"), &serde_json::to_string_pretty(&report)?)?;
+    Ok(())
+}
+
+fn write_file(path: &std::path::Path, contents: &str) -> AnyResult<()> {
+    std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 fn run_poly(args: PolyArgs) -> AnyResult<()> {

@@ -111,7 +111,7 @@ pub fn load_batch(dataset: &dyn Dataset, indices: &[usize], normalize: &Normaliz
     for (&index, result) in indices.iter().zip(decoded) {
         match result {
             Ok(image) => {
-                normalize.apply_into(&image.data, &mut batch.data);
+                normalize.apply_into(&image, &mut batch.data);
                 batch.labels.push(dataset.label(index));
                 batch.indices.push(index);
             }

@@ -20,6 +20,7 @@
 
 pub mod cache;
 pub mod cifar;
+pub mod digits;
 mod decode;
 mod files;
 pub mod imagenet;
@@ -112,6 +113,6 @@ pub trait Dataset: Send + Sync {
 
     /// `load_u8` followed by `normalize`: the f32 CHW tensor a network consumes.
     fn load(&self, i: usize, normalize: &Normalize) -> Result<Vec<f32>, DataError> {
-        Ok(normalize.apply(&self.load_u8(i)?.data))
+        Ok(normalize.apply(&self.load_u8(i)?))
     }
 }

@@ -124,6 +124,8 @@ fn to_chw(rgb: &[u8], stride_w: usize, left: usize, top: usize, w: usize, h: usi
 pub struct Normalize {
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// The pixel value that maps to 1.0 (255 for 8-bit images; 16 for scikit-learn's digits).
+    pub max_value: f32,
 }
 
 impl Normalize {
@@ -131,27 +133,34 @@ impl Normalize {
     pub const IMAGENET: Normalize = Normalize {
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
+        max_value: 255.0,
     };
     /// CIFAR-10 statistics used by the project's CIFAR VGG-11-bn.
     pub const CIFAR_VGG: Normalize = Normalize {
         mean: [0.4914, 0.4822, 0.4465],
         std: [0.2470, 0.2435, 0.2616],
+        max_value: 255.0,
     };
 
-    /// `(x / 255 - mean) / std` per channel, in f32 and in torch's operation order (divide, subtract,
-    /// divide), so results match torchvision bit for bit.
-    pub fn apply(&self, chw: &[u8]) -> Vec<f32> {
-        let mut out = Vec::with_capacity(chw.len());
-        self.apply_into(chw, &mut out);
+    /// `(x / max - mean) / std` per channel, in f32 and in torch's operation order (divide,
+    /// subtract, divide), so results match torchvision bit for bit.
+    pub fn apply(&self, image: &ImageU8) -> Vec<f32> {
+        let mut out = Vec::with_capacity(image.data.len());
+        self.apply_into(image, &mut out);
         out
     }
 
     /// Appends the normalised image to `out` (batch assembly without extra copies).
-    pub fn apply_into(&self, chw: &[u8], out: &mut Vec<f32>) {
-        let plane = chw.len() / 3;
-        for (c, channel) in chw.chunks_exact(plane.max(1)).enumerate().take(3) {
+    pub fn apply_into(&self, image: &ImageU8, out: &mut Vec<f32>) {
+        let plane = image.height * image.width;
+        for (c, channel) in image
+            .data
+            .chunks_exact(plane.max(1))
+            .enumerate()
+            .take(image.channels.min(3))
+        {
             let (mean, std) = (self.mean[c], self.std[c]);
-            out.extend(channel.iter().map(|&v| (f32::from(v) / 255.0 - mean) / std));
+            out.extend(channel.iter().map(|&v| (f32::from(v) / self.max_value - mean) / std));
         }
     }
 }

@@ -41,10 +41,12 @@ pub enum Arch {
     VggBn(usize),
     /// This project's CIFAR-10 VGG-11-bn (shared/data/cifar10/weights_vgg).
     CifarVgg11Bn,
+    /// The small CNN shipped in datasets/digits (8x8 grayscale digits).
+    DigitsCnn,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 14] = [
+    pub const ALL: [Arch; 15] = [
         Arch::CifarResNet(20),
         Arch::CifarResNet(32),
         Arch::CifarResNet(44),
@@ -59,6 +61,7 @@ impl Arch {
         Arch::VggBn(13),
         Arch::VggBn(16),
         Arch::VggBn(19),
+        Arch::DigitsCnn,
     ];
 
     /// The name used on the command line and as [`Graph::name`].
@@ -68,6 +71,7 @@ impl Arch {
             Arch::ResNet(d) => format!("resnet{d}_imagenet"),
             Arch::VggBn(d) => format!("vgg{d}_bn"),
             Arch::CifarVgg11Bn => "vgg11_bn_cifar10".into(),
+            Arch::DigitsCnn => "digits_cnn".into(),
         }
     }
 
@@ -76,6 +80,7 @@ impl Arch {
         match self {
             Arch::CifarResNet(_) | Arch::CifarVgg11Bn => Shape::new(3, 32, 32),
             Arch::ResNet(_) | Arch::VggBn(_) => Shape::new(3, 224, 224),
+            Arch::DigitsCnn => Shape::new(1, 8, 8),
         }
     }
 
@@ -84,6 +89,9 @@ impl Arch {
         const IMAGENET: ([f32; 3], [f32; 3]) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
         match self {
             Arch::CifarVgg11Bn => ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
+            // One grayscale plane (only the first entry is used), on pixels scaled to [0, 1];
+            // the training set's statistics, from datasets/digits/README.md.
+            Arch::DigitsCnn => ([0.305_505_93; 3], [0.376_510_2; 3]),
             // akamaster trained its CIFAR ResNets with the ImageNet statistics.
             _ => IMAGENET,
         }
@@ -94,7 +102,7 @@ impl Arch {
             Arch::CifarResNet(d) => [20, 32, 44, 56, 110].contains(&d),
             Arch::ResNet(d) => [18, 34, 50, 101, 152].contains(&d),
             Arch::VggBn(d) => [11, 13, 16, 19].contains(&d),
-            Arch::CifarVgg11Bn => true,
+            Arch::CifarVgg11Bn | Arch::DigitsCnn => true,
         };
         if ok {
             Ok(self)
@@ -113,6 +121,8 @@ impl FromStr for Arch {
         let depth = |t: &str| t.parse::<usize>().map_err(|_| unknown());
         let arch = if s == "vgg11_bn_cifar10" {
             Arch::CifarVgg11Bn
+        } else if s == "digits_cnn" {
+            Arch::DigitsCnn
         } else if let Some(rest) = s.strip_prefix("vgg").and_then(|r| r.strip_suffix("_bn")) {
             Arch::VggBn(depth(rest)?)
         } else if let Some(rest) = s.strip_prefix("resnet").and_then(|r| r.strip_suffix("_imagenet")) {
@@ -178,7 +188,7 @@ impl fmt::Display for ModelError {
             ModelError::UnknownArch(s) => write!(
                 f,
                 "unknown architecture `{s}` (expected resnet20/32/44/56/110, resnet18/34/50/101/152, \
-                 vgg11/13/16/19_bn or vgg11_bn_cifar10)"
+                 vgg11/13/16/19_bn, vgg11_bn_cifar10 or digits_cnn)"
             ),
         }
     }
@@ -255,6 +265,7 @@ pub fn build(arch: Arch, params: &mut dyn ParamSource) -> Result<Graph, ModelErr
         Arch::ResNet(depth) => resnet::imagenet_resnet(depth, params),
         Arch::VggBn(depth) => vgg::imagenet_vgg_bn(depth, params),
         Arch::CifarVgg11Bn => vgg::cifar_vgg11_bn(params),
+        Arch::DigitsCnn => vgg::digits_cnn(params),
     }
 }
 

@@ -98,7 +98,7 @@ fn config(depth: usize) -> Vec<Layer> {
 /// the identity at this size) classifier.0 / .3 / .6 with ReLU sites classifier.1 and .4.
 pub fn imagenet_vgg_bn(depth: usize, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
     let mut b = GraphBuilder::new(&format!("vgg{depth}_bn"), super::Arch::VggBn(depth).input_shape());
-    let features = push_features(&mut b, params, &config(depth))?;
+    let features = push_features(&mut b, params, &config(depth), 3, true)?;
     let mut x = b.push("flatten", Op::Flatten { input: features });
     let widths = [512 * 7 * 7, 4096, 4096, 1000];
     for (i, pair) in widths.windows(2).enumerate() {
@@ -114,20 +114,40 @@ pub fn imagenet_vgg_bn(depth: usize, params: &mut dyn ParamSource) -> Result<Gra
 /// at 512x1x1), flattened into a single `classifier` Linear(512, 10).
 pub fn cifar_vgg11_bn(params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
     let mut b = GraphBuilder::new("vgg11_bn_cifar10", Shape::new(3, 32, 32));
-    let features = push_features(&mut b, params, &config(11))?;
+    let features = push_features(&mut b, params, &config(11), 3, true)?;
     let flat = b.push("flatten", Op::Flatten { input: features });
     let logits = push_linear(&mut b, params, "classifier", flat, (512, 10))?;
     Ok(b.finish(logits)?)
 }
 
-fn push_features(b: &mut GraphBuilder, params: &mut dyn ParamSource, layers: &[Layer]) -> Result<NodeId, ModelError> {
+/// The small CNN of datasets/digits (trained by scripts/train_digits.py on scikit-learn's 8x8
+/// digits): VGG-style features [16, M, 32, M] with bias-free convs + BatchNorm on 1x8x8 input,
+/// flattened (32x2x2) into a single `classifier` Linear(128, 10).
+pub fn digits_cnn(params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
+    let mut b = GraphBuilder::new("digits_cnn", super::Arch::DigitsCnn.input_shape());
+    let layers = [Layer::Conv(16), Layer::Pool, Layer::Conv(32), Layer::Pool];
+    let features = push_features(&mut b, params, &layers, 1, false)?;
+    let flat = b.push("flatten", Op::Flatten { input: features });
+    let logits = push_linear(&mut b, params, "classifier", flat, (128, 10))?;
+    Ok(b.finish(logits)?)
+}
+
+/// `features.N` layers from `in_channels` input planes; `conv_bias`: whether the convs carry a
+/// bias before their BatchNorm (torchvision's VGG does, the digits CNN does not).
+fn push_features(
+    b: &mut GraphBuilder,
+    params: &mut dyn ParamSource,
+    layers: &[Layer],
+    in_channels: usize,
+    conv_bias: bool,
+) -> Result<NodeId, ModelError> {
     let pool = Pool2d {
         kernel: 2,
         stride: 2,
         padding: 0,
         ceil_mode: false,
     };
-    let (mut x, mut channels, mut index) = (GraphBuilder::INPUT, 3, 0);
+    let (mut x, mut channels, mut index) = (GraphBuilder::INPUT, in_channels, 0);
     for &layer in layers {
         match layer {
             Layer::Conv(out) => {
@@ -138,7 +158,7 @@ fn push_features(b: &mut GraphBuilder, params: &mut dyn ParamSource, layers: &[L
                     (&names.0, &names.1),
                     x,
                     ConvSpec::same(channels, out, 3, 1),
-                    true,
+                    conv_bias,
                 )?;
                 x = b.relu(&format!("features.{}", index + 2), conv);
                 channels = out;

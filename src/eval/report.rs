@@ -1,0 +1,376 @@
+//! Evaluation reports: the JSON document, the terminal summary, and the sweep table (markdown,
+//! CSV) and plot (SVG).
+
+use super::{Bounds, Hits, Mode, Tally};
+use crate::cpu::SiteStats;
+use crate::poly::cost::HeCost;
+use serde::Serialize;
+
+/// Accuracy as counts and percentages of the images evaluated.
+#[derive(Clone, Debug, Serialize)]
+pub struct Accuracy {
+    pub top1: f64,
+    pub top5: f64,
+    pub top1_correct: u64,
+    pub top5_correct: u64,
+}
+
+impl Accuracy {
+    fn of(h: Hits, images: u64) -> Accuracy {
+        let pct = |c: u64| 100.0 * c as f64 / images.max(1) as f64;
+        Accuracy {
+            top1: pct(h.top1),
+            top5: pct(h.top5),
+            top1_correct: h.top1,
+            top5_correct: h.top5,
+        }
+    }
+}
+
+/// The polynomial a configuration used.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolyInfo {
+    pub degrees: Vec<usize>,
+    /// "ours (ε = …)" or the official coefficient directory.
+    pub source: String,
+    /// Verified max |x(1+p(x))/2 − ReLU(x)| on [-1, 1], log2.
+    pub relu_error_log2: f64,
+    pub relu_cost: HeCost,
+}
+
+/// One site of one approximate configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct SiteReport {
+    pub site: String,
+    pub kind: &'static str,
+    pub bound: f64,
+    pub exact_max_abs: f32,
+    pub approx_max_abs: f32,
+    pub out_of_range: u64,
+    pub non_finite: u64,
+    /// Elements seen (the denominator of out_of_range).
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigReport {
+    pub label: String,
+    pub alpha: u32,
+    pub relu: Mode,
+    pub maxpool: Mode,
+    pub polynomial: PolyInfo,
+    pub approx: Accuracy,
+    /// Percentage of images whose approximate top-1 equals the exact top-1.
+    pub agreement: f64,
+    pub agree_count: u64,
+    pub out_of_range: u64,
+    pub non_finite: u64,
+    pub sites: Vec<SiteReport>,
+}
+
+/// The whole evaluation, as written by `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub polycnn_version: &'static str,
+    pub model: String,
+    pub weights: String,
+    pub data: String,
+    pub backend: String,
+    pub device: Option<String>,
+    pub scheme: Option<String>,
+    pub batch_size: usize,
+    pub images: u64,
+    pub failures: Vec<(String, String)>,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    pub exact: Accuracy,
+    pub exact_sites: Vec<SiteStats>,
+    pub bounds: Bounds,
+    pub configs: Vec<ConfigReport>,
+}
+
+/// Who ran what, for the report header.
+pub struct RunInfo {
+    pub model: String,
+    pub weights: String,
+    pub data: String,
+    pub backend: String,
+    pub device: Option<String>,
+    pub scheme: Option<String>,
+    pub batch_size: usize,
+}
+
+pub fn build_report(
+    info: RunInfo,
+    tally: &Tally,
+    bounds: Bounds,
+    modes: &[(Mode, Mode)],
+    polys: Vec<PolyInfo>,
+) -> EvalReport {
+    let configs = tally
+        .approx
+        .iter()
+        .zip(modes)
+        .zip(polys)
+        .map(|((a, &(relu, maxpool)), polynomial)| {
+            let sites: Vec<SiteReport> = a
+                .sites
+                .iter()
+                .zip(&tally.exact_sites)
+                .zip(&bounds.per_site)
+                .map(|((s, e), b)| SiteReport {
+                    site: s.name.clone(),
+                    kind: b.kind,
+                    bound: b.bound,
+                    exact_max_abs: e.max_abs,
+                    approx_max_abs: s.max_abs,
+                    out_of_range: s.out_of_range,
+                    non_finite: s.non_finite,
+                    count: s.count,
+                })
+                .collect();
+            ConfigReport {
+                label: a.label.clone(),
+                alpha: a.alpha,
+                relu,
+                maxpool,
+                polynomial,
+                approx: Accuracy::of(a.hits, tally.images),
+                agreement: 100.0 * a.agree as f64 / tally.images.max(1) as f64,
+                agree_count: a.agree,
+                out_of_range: sites.iter().map(|s| s.out_of_range).sum(),
+                non_finite: sites.iter().map(|s| s.non_finite).sum(),
+                sites,
+            }
+        })
+        .collect();
+    EvalReport {
+        polycnn_version: env!("CARGO_PKG_VERSION"),
+        model: info.model,
+        weights: info.weights,
+        data: info.data,
+        backend: info.backend,
+        device: info.device,
+        scheme: info.scheme,
+        batch_size: info.batch_size,
+        images: tally.images,
+        failures: tally.failures.clone(),
+        seconds: tally.seconds,
+        images_per_second: tally.images_per_second(),
+        exact: Accuracy::of(tally.exact, tally.images),
+        exact_sites: tally.exact_sites.clone(),
+        bounds,
+        configs,
+    }
+}
+
+/// The terminal summary: accuracy side by side, then the sites closest to their bound.
+pub fn format_summary(r: &EvalReport, sites_shown: usize) -> String {
+    let mut out = format!(
+        "{} on {} — {} images ({} failed), backend {}{}, {:.1} images/s\n",
+        r.model,
+        r.data,
+        r.images,
+        r.failures.len(),
+        r.backend,
+        r.device.as_ref().map(|d| format!(" [{d}]")).unwrap_or_default(),
+        r.images_per_second
+    );
+    out += "  configuration                 top-1     top-5    agree   out-of-range  NaN/inf  ReLU err  depth  mults\n";
+    out += &format!(
+        "  {:<28} {:>6.2}%  {:>6.2}%        -              -        -         -      -      -\n",
+        "exact", r.exact.top1, r.exact.top5
+    );
+    for c in &r.configs {
+        out += &format!(
+            "  {:<28} {:>6.2}%  {:>6.2}%  {:>6.2}%  {:>13}  {:>7}  2^{:<6.2}  {:>5}  {:>5}\n",
+            c.label,
+            c.approx.top1,
+            c.approx.top5,
+            c.agreement,
+            c.out_of_range,
+            c.non_finite,
+            c.polynomial.relu_error_log2,
+            c.polynomial.relu_cost.depth,
+            c.polynomial.relu_cost.nonscalar_mults
+        );
+    }
+    if let Some(c) = r.configs.last() {
+        let mut sites: Vec<&SiteReport> = c.sites.iter().collect();
+        sites.sort_by(|a, b| (b.approx_max_abs as f64 / b.bound).total_cmp(&(a.approx_max_abs as f64 / a.bound)));
+        out += &format!(
+            "  sites nearest their bound ({}; all {} in the JSON report):\n    site                      kind        B   exact max|x|  approx max|x|  out of range\n",
+            c.label,
+            c.sites.len()
+        );
+        for s in sites.iter().take(sites_shown) {
+            out += &format!(
+                "    {:<24} {:<8} {:>7.2}  {:>12.4}  {:>13.4}  {:>12}\n",
+                s.site, s.kind, s.bound, s.exact_max_abs, s.approx_max_abs, s.out_of_range
+            );
+        }
+    }
+    if !r.failures.is_empty() {
+        out += &format!(
+            "  {} images could not be read, e.g. {}: {}\n",
+            r.failures.len(),
+            r.failures[0].0,
+            r.failures[0].1
+        );
+    }
+    out
+}
+
+/// Sweep rows as a markdown table.
+pub fn sweep_markdown(r: &EvalReport) -> String {
+    let mut out = String::from(
+        "| α | degrees | top-1 | top-5 | Δ top-1 vs exact | agreement | out of range | depth | mults |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    out += &format!(
+        "| exact | - | {:.2}% | {:.2}% | - | - | - | - | - |\n",
+        r.exact.top1, r.exact.top5
+    );
+    for c in &r.configs {
+        out += &format!(
+            "| {} | {:?} | {:.2}% | {:.2}% | {:+.2} | {:.2}% | {} | {} | {} |\n",
+            c.alpha,
+            c.polynomial.degrees,
+            c.approx.top1,
+            c.approx.top5,
+            c.approx.top1 - r.exact.top1,
+            c.agreement,
+            c.out_of_range,
+            c.polynomial.relu_cost.depth,
+            c.polynomial.relu_cost.nonscalar_mults
+        );
+    }
+    out
+}
+
+/// Sweep rows as CSV.
+pub fn sweep_csv(r: &EvalReport) -> String {
+    let mut out = String::from(
+        "alpha,degrees,top1,top5,exact_top1,exact_top5,agreement,out_of_range,non_finite,depth,nonscalar_mults,images\n",
+    );
+    for c in &r.configs {
+        let degrees: Vec<String> = c.polynomial.degrees.iter().map(|d| d.to_string()).collect();
+        out += &format!(
+            "{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{},{},{},{},{}\n",
+            c.alpha,
+            degrees.join(" "),
+            c.approx.top1,
+            c.approx.top5,
+            r.exact.top1,
+            r.exact.top5,
+            c.agreement,
+            c.out_of_range,
+            c.non_finite,
+            c.polynomial.relu_cost.depth,
+            c.polynomial.relu_cost.nonscalar_mults,
+            r.images
+        );
+    }
+    out
+}
+
+/// Top-1 accuracy and agreement against α, with the exact accuracy as a dashed line.
+pub fn sweep_svg(r: &EvalReport) -> String {
+    let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 20.0, 40.0, 50.0);
+    let alphas: Vec<f64> = r.configs.iter().map(|c| c.alpha as f64).collect();
+    let (a_min, a_max) = alphas.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &a| {
+        (lo.min(a), hi.max(a))
+    });
+    let (a_min, a_max) = if a_max > a_min {
+        (a_min, a_max)
+    } else {
+        (a_min - 1.0, a_max + 1.0)
+    };
+    let values = r
+        .configs
+        .iter()
+        .flat_map(|c| [c.approx.top1, c.agreement])
+        .chain([r.exact.top1]);
+    let y_min = (values.fold(100.0f64, f64::min) / 10.0).floor() * 10.0;
+    let x = |a: f64| left + (a - a_min) / (a_max - a_min) * (w - left - right);
+    let y = |v: f64| top + (100.0 - v) / (100.0 - y_min).max(1.0) * (h - top - bottom);
+    let polyline = |pick: &dyn Fn(&ConfigReport) -> f64| {
+        r.configs
+            .iter()
+            .map(|c| format!("{:.1},{:.1}", x(c.alpha as f64), y(pick(c))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">{} — top-1 vs α ({} images)</text>\n",
+        w / 2.0,
+        xml_escape(&r.model),
+        r.images
+    );
+    // axes, ticks and grid
+    svg += &format!(
+        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/><line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - bottom,
+        w - right,
+        h - bottom,
+        h - bottom
+    );
+    for c in &r.configs {
+        svg += &format!(
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            x(c.alpha as f64),
+            h - bottom + 18.0,
+            c.alpha
+        );
+    }
+    let mut v = y_min;
+    while v <= 100.0 + 1e-9 {
+        svg += &format!(
+            "<line x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#ddd\"/><text x=\"{2}\" y=\"{3:.1}\" text-anchor=\"end\">{v:.0}%</text>\n",
+            y(v),
+            w - right,
+            left - 6.0,
+            y(v) + 4.0
+        );
+        v += 10.0;
+    }
+    svg += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">α (precision of the ReLU approximation: error ≤ 2^-α)</text>\n",
+        w / 2.0,
+        h - 12.0
+    );
+    svg += &format!(
+        "<line x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"gray\" stroke-dasharray=\"6,4\"/><text x=\"{1}\" y=\"{2:.1}\" text-anchor=\"end\" fill=\"gray\">exact {3:.2}%</text>\n",
+        y(r.exact.top1),
+        w - right,
+        y(r.exact.top1) - 4.0,
+        r.exact.top1
+    );
+    svg += &format!(
+        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>\n",
+        polyline(&|c| c.approx.top1)
+    );
+    svg += &format!(
+        "<polyline fill=\"none\" stroke=\"#ff7f0e\" stroke-width=\"2\" stroke-dasharray=\"3,3\" points=\"{}\"/>\n",
+        polyline(&|c| c.agreement)
+    );
+    for c in &r.configs {
+        svg += &format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#1f77b4\"/>\n",
+            x(c.alpha as f64),
+            y(c.approx.top1)
+        );
+    }
+    svg += &format!(
+        "<text x=\"{0}\" y=\"{1}\" fill=\"#1f77b4\">approximate top-1</text><text x=\"{0}\" y=\"{2}\" fill=\"#ff7f0e\">agreement with exact</text>\n</svg>\n",
+        left + 10.0,
+        top + 14.0,
+        top + 30.0
+    );
+    svg
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
