@@ -87,8 +87,9 @@ struct EvalArgs {
     /// Evaluate only the first N images.
     #[arg(long)]
     limit: Option<usize>,
-    /// gpu or cpu.
-    #[arg(long, default_value = "gpu")]
+    /// gpu, cpu, or auto: the GPU when it is a real one, the CPU backend when the only adapter
+    /// is a software rasteriser (lavapipe is far slower than the CPU GEMM).
+    #[arg(long, default_value = "auto")]
     backend: String,
     /// GPU polynomial scheme: horner, clenshaw, clenshaw-df.
     #[arg(long, default_value = "clenshaw")]
@@ -218,7 +219,7 @@ fn run_default_job() -> AnyResult<()> {
         calibration_images: 0,
         batch: 100,
         limit: None,
-        backend: "gpu".into(),
+        backend: "auto".into(),
         scheme: "clenshaw".into(),
         json: None,
     };
@@ -240,9 +241,9 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
     let model: Arch = args.model.parse()?;
     let (relu_grid, max_grid) = default_search_grid(model);
     let gpu = match args.backend.as_str() {
-        "gpu" => true,
+        "gpu" | "auto" => true,
         "cpu" => false,
-        other => return Err(format!("--backend '{other}': expected gpu or cpu").into()),
+        other => return Err(format!("--backend '{other}': expected gpu, cpu or auto").into()),
     };
     if args.batch == 0 {
         return Err("--batch must be at least 1".into());
@@ -270,16 +271,20 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
 
 fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
     let request = eval_request(args)?;
-    let gpu = if request.gpu {
-        match Gpu::new() {
-            Ok(gpu) => Some(gpu),
-            Err(e) => {
-                eprintln!("note: {e}\n      falling back to the CPU backend");
+    let gpu = match args.backend.as_str() {
+        "gpu" => Some(Gpu::new()?),
+        "auto" => match Gpu::new() {
+            Ok(gpu) if gpu.info.device_type != wgpu::DeviceType::Cpu => Some(gpu),
+            Ok(gpu) => {
+                eprintln!("note: the only GPU adapter is a software one ({}); using the CPU backend", gpu.describe());
                 None
             }
-        }
-    } else {
-        None
+            Err(e) => {
+                eprintln!("note: {e}\n      using the CPU backend");
+                None
+            }
+        },
+        _ => None,
     };
     let request = EvalRequest {
         gpu: gpu.is_some(),

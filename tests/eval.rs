@@ -1,0 +1,258 @@
+//! The evaluation pipeline end to end: the shipped digits job against PyTorch, one-pass
+//! accounting against direct runs, bound rules, corrupt images, and the JSON report.
+
+use polycnn::cpu::{self, ActivationPlan, SiteStats};
+use polycnn::data::Dataset;
+use polycnn::data::digits::{self, DigitsDataset};
+use polycnn::eval::command::{EvalRequest, run_eval};
+use polycnn::eval::{BoundRule, Mode, choose_bounds, top5};
+use polycnn::gpu::Gpu;
+use polycnn::gpu::activation::Scheme;
+use polycnn::model::{self, Arch, Batch, SiteKind};
+use std::path::PathBuf;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn digits_request() -> EvalRequest {
+    let dir = root().join("datasets/digits");
+    EvalRequest {
+        model: Arch::DigitsCnn,
+        weights: dir.join("digits_cnn.safetensors"),
+        data: dir.join("digits_test.bin"),
+        labels: None,
+        class_index: None,
+        alphas: vec![7, 14],
+        degrees: None,
+        coeffs_dir: None,
+        relu: Mode::Approx,
+        maxpool: Mode::Approx,
+        bound: BoundRule::Search { start: 8.0, step: 1.0 },
+        bound_max: BoundRule::Search { start: 8.0, step: 1.0 },
+        calibration_images: 0,
+        batch: 64,
+        limit: None,
+        gpu: false,
+        scheme: Scheme::Clenshaw,
+    }
+}
+
+#[test]
+fn digits_cnn_reproduces_pytorch_logits() {
+    let dir = root().join("datasets/digits");
+    let graph = model::load(Arch::DigitsCnn, &dir.join("digits_cnn.safetensors")).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("digits_cnn_expected.json")).unwrap()).unwrap();
+    let data = DigitsDataset::open(&dir.join("digits_test.bin")).unwrap();
+    for case in expected["expected"].as_array().unwrap() {
+        let i = case["index"].as_u64().unwrap() as usize;
+        assert_eq!(data.label(i) as u64, case["label"].as_u64().unwrap());
+        let batch = Batch::new(1, graph.input, data.load(i, &digits::NORMALIZE).unwrap()).unwrap();
+        let out = cpu::run(&graph, &batch, &ActivationPlan::exact(&graph)).unwrap();
+        for (got, want) in out.logits.iter().zip(case["logits"].as_array().unwrap()) {
+            assert!(
+                (*got as f64 - want.as_f64().unwrap()).abs() < 1e-4,
+                "image {i}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn digits_default_job_numbers() {
+    let report = run_eval(&digits_request(), None).unwrap();
+    assert_eq!(report.images, 500);
+    // scripts/train_digits.py measured 494/500 exact in PyTorch
+    assert_eq!(report.exact.top1_correct, 494);
+    let a14 = &report.configs[1];
+    assert_eq!(a14.alpha, 14);
+    assert_eq!(a14.out_of_range, 0);
+    assert!(
+        a14.approx.top1_correct.abs_diff(494) <= 2,
+        "α=14: {}",
+        a14.approx.top1_correct
+    );
+    assert!(a14.agreement >= 99.0);
+    // the search grid starts at 8 and the largest activation is ~7.15
+    assert!(report.bounds.per_site.iter().all(|b| b.bound == 8.0));
+    let json = serde_json::to_value(&report).unwrap();
+    for key in [
+        "model",
+        "images",
+        "exact",
+        "configs",
+        "bounds",
+        "exact_sites",
+        "images_per_second",
+        "backend",
+    ] {
+        assert!(json.get(key).is_some(), "JSON report lacks `{key}`");
+    }
+    let site = &json["configs"][0]["sites"][0];
+    for key in [
+        "site",
+        "kind",
+        "bound",
+        "exact_max_abs",
+        "approx_max_abs",
+        "out_of_range",
+        "count",
+    ] {
+        assert!(site.get(key).is_some(), "site report lacks `{key}`");
+    }
+}
+
+#[test]
+fn gpu_and_cpu_backends_count_the_same() {
+    let gpu = Gpu::new().unwrap_or_else(|e| panic!("this test needs a GPU adapter: {e}"));
+    let cpu_report = run_eval(&digits_request(), None).unwrap();
+    let gpu_report = run_eval(
+        &EvalRequest {
+            gpu: true,
+            ..digits_request()
+        },
+        Some(&gpu),
+    )
+    .unwrap();
+    assert_eq!(gpu_report.backend, "gpu");
+    assert_eq!(cpu_report.exact.top1_correct, gpu_report.exact.top1_correct);
+    for (c, g) in cpu_report.configs.iter().zip(&gpu_report.configs) {
+        assert!(
+            c.approx.top1_correct.abs_diff(g.approx.top1_correct) <= 1,
+            "{}",
+            c.label
+        );
+        assert_eq!(c.out_of_range, g.out_of_range);
+    }
+}
+
+#[test]
+fn one_pass_accounting_equals_direct_runs() {
+    // ResNet-20 on the first 200 lossless CIFAR images: the tally equals counting by hand.
+    let data = root().join("../shared/data");
+    let request = EvalRequest {
+        model: Arch::CifarResNet(20),
+        weights: data.join("cifar10/weights_akamaster/resnet20-12fca82f.th"),
+        data: data.join("cifar10/test_first1000_png"),
+        alphas: vec![10],
+        bound: BoundRule::Fixed { bound: 50.0 },
+        bound_max: BoundRule::Fixed { bound: 50.0 },
+        limit: Some(200),
+        batch: 48, // not a divisor of 200: the last batch is short
+        ..digits_request()
+    };
+    let report = run_eval(&request, None).unwrap();
+    let graph = model::load(request.model, &request.weights).unwrap();
+    let (dataset, normalize) = polycnn::eval::command::open_dataset(&request).unwrap();
+    let images: Vec<f32> = (0..200).flat_map(|i| dataset.load(i, &normalize).unwrap()).collect();
+    let labels: Vec<usize> = (0..200).map(|i| dataset.label(i)).collect();
+    let batch = Batch::new(200, graph.input, images).unwrap();
+    let exact = cpu::run(&graph, &batch, &ActivationPlan::exact(&graph)).unwrap();
+    assert_eq!(report.exact.top1_correct, exact.correct(&labels) as u64);
+    let ranked = top5(&exact.logits, exact.classes);
+    let top5_hits = ranked.iter().zip(&labels).filter(|(r, l)| r.contains(l)).count() as u64;
+    assert_eq!(report.exact.top5_correct, top5_hits);
+    assert_eq!(report.exact_sites[0].count, 200 * 16 * 32 * 32);
+}
+
+#[test]
+fn bound_rules() {
+    let graph = model::random(Arch::CifarVgg11Bn, 3).unwrap();
+    let stats: Vec<SiteStats> = graph
+        .sites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut st = SiteStats::new(&s.name, s.kind);
+            st.max_abs = if s.kind == SiteKind::Relu { 10.0 + i as f32 } else { 3.0 };
+            st
+        })
+        .collect();
+    let relu_max = stats
+        .iter()
+        .filter(|s| s.kind == SiteKind::Relu)
+        .map(|s| s.max_abs)
+        .fold(0.0, f32::max) as f64;
+    let search = BoundRule::Search { start: 5.0, step: 5.0 };
+    let bounds = choose_bounds(&graph, &search, &BoundRule::Fixed { bound: 4.0 }, Some(&stats)).unwrap();
+    for (b, s) in bounds.per_site.iter().zip(&graph.sites) {
+        if s.kind == SiteKind::Relu {
+            // the smallest grid value covering the largest ReLU input anywhere
+            assert!(b.bound >= relu_max && b.bound - 5.0 < relu_max && (b.bound / 5.0).fract() == 0.0);
+        } else {
+            assert_eq!(b.bound, 4.0);
+        }
+    }
+    let calibrate = BoundRule::Calibrate { margin: 1.5, images: 0 };
+    let per_site = choose_bounds(&graph, &calibrate, &calibrate, Some(&stats)).unwrap();
+    for (b, s) in per_site.per_site.iter().zip(&stats) {
+        assert!((b.bound - 1.5 * s.max_abs as f64).abs() < 1e-9);
+    }
+    assert!(choose_bounds(&graph, &search, &search, None).is_err());
+    assert_eq!(
+        BoundRule::parse("search", (50.0, 5.0)).unwrap(),
+        BoundRule::Search { start: 50.0, step: 5.0 }
+    );
+    assert_eq!(
+        BoundRule::parse("calibrate:1.2", (1.0, 1.0)).unwrap(),
+        BoundRule::Calibrate { margin: 1.2, images: 0 }
+    );
+    assert_eq!(
+        BoundRule::parse("65", (1.0, 1.0)).unwrap(),
+        BoundRule::Fixed { bound: 65.0 }
+    );
+    assert!(BoundRule::parse("-3", (1.0, 1.0)).is_err());
+    assert!(BoundRule::parse("search:x:1", (1.0, 1.0)).is_err());
+}
+
+#[test]
+fn corrupt_images_are_reported_and_the_run_goes_on() {
+    let dir = std::env::temp_dir().join(format!("polycnn-eval-corrupt-{}", std::process::id()));
+    let source = root().join("../shared/data/cifar10/test_jpg/test");
+    for class in [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for i in 0..3 {
+            let name = format!("{i:04}.jpg");
+            std::fs::copy(source.join(class).join(&name), dir.join(class).join(&name)).unwrap();
+        }
+    }
+    std::fs::write(dir.join("cat/0001.jpg"), b"\xff\xd8\xff garbage, not a JPEG").unwrap();
+    let data = root().join("../shared/data");
+    let request = EvalRequest {
+        model: Arch::CifarResNet(20),
+        weights: data.join("cifar10/weights_akamaster/resnet20-12fca82f.th"),
+        data: dir.clone(),
+        alphas: vec![12],
+        bound: BoundRule::Fixed { bound: 50.0 },
+        bound_max: BoundRule::Fixed { bound: 50.0 },
+        batch: 8,
+        ..digits_request()
+    };
+    let report = run_eval(&request, None).unwrap();
+    assert_eq!(report.images, 29);
+    assert_eq!(report.failures.len(), 1);
+    assert!(
+        report.failures[0].0.contains("cat") && report.failures[0].0.contains("0001.jpg"),
+        "{:?}",
+        report.failures
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn top5_ranks_ignore_nan_and_break_ties_by_index() {
+    let logits = [0.1, 0.5, f32::NAN, 0.5, -1.0, 0.2, 0.3];
+    assert_eq!(top5(&logits, 7), vec![vec![1, 3, 6, 5, 0]]);
+}
