@@ -20,7 +20,7 @@ struct Params {
     pad: u32,
     bound: f32,
     pool_scale: f32, // s = (1 − c·2^-α)/(2B)
-    _pad0: u32,
+    clamp: u32,      // 1: the polynomial sees inputs clamped to [-B, B]
     _pad1: u32,
     _pad2: u32,
 }
@@ -39,12 +39,20 @@ fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation
         let x = input[i];
         record_range(x, params.bound);
         if params.approximate == 1u {
-            output[i] = 0.5 * x * (1.0 + sign_poly(x / params.bound, params.scheme));
+            let xc = polynomial_input(x);
+            output[i] = 0.5 * xc * (1.0 + sign_poly(xc / params.bound, params.scheme));
         } else {
             output[i] = max(x, 0.0);
         }
     }
     flush_range(lid);
+}
+
+fn polynomial_input(x: f32) -> f32 {
+    if params.clamp == 1u {
+        return clamp(x, -params.bound, params.bound);
+    }
+    return x;
 }
 
 fn approx_max(a: f32, b: f32) -> f32 {
@@ -104,7 +112,7 @@ fn approx_pool_window(i: u32) -> f32 {
                 v = input[base + u32(iy) * params.in_w + u32(ix)];
                 record_range(v, params.bound);
             }
-            vals[n] = fma(v, params.pool_scale, 0.5);
+            vals[n] = fma(polynomial_input(v), params.pool_scale, 0.5);
             n++;
         }
     }

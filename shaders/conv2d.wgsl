@@ -27,7 +27,7 @@ struct Params {
     bound: f32,
     out_c_offset: u32, // this dispatch computes output channels [offset, offset + out_c) …
     out_c_total: u32,  // … of a tensor with out_c_total channels (weights bound from row offset)
-    _pad0: u32,
+    clamp: u32,        // 1: the polynomial ReLU sees inputs clamped to [-B, B]
     _pad1: u32,
     _pad2: u32,
 }
@@ -87,6 +87,9 @@ fn epilogue(m: u32, o: u32, acc: f32) {
         if params.activation == ACT_RELU {
             v = max(v, 0.0);
         } else {
+            if params.clamp == 1u {
+                v = clamp(v, -params.bound, params.bound);
+            }
             v = 0.5 * v * (1.0 + sign_poly(v / params.bound, params.scheme));
         }
     }

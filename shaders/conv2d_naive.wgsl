@@ -20,7 +20,7 @@ struct Params {
     bound: f32,
     out_c_offset: u32, // this dispatch computes output channels [offset, offset + out_c) …
     out_c_total: u32,  // … of a tensor with out_c_total channels (weights bound from row offset)
-    _pad0: u32,
+    clamp: u32,
     _pad1: u32,
     _pad2: u32,
 }

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use polycnn::eval::BoundRule;
 use polycnn::eval::Mode;
 use polycnn::eval::command::{EvalRequest, default_search_grid, run_eval};
-use polycnn::eval::report::{EvalReport, format_summary, sweep_csv, sweep_markdown, sweep_svg};
+use polycnn::eval::report::{EvalReport, format_summary, sweep_csv, sweep_markdown};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::{ActivationKernel, Scheme};
 use polycnn::model::Arch;
@@ -79,6 +79,10 @@ struct EvalArgs {
     /// Max-pool bound, same forms as --bound.
     #[arg(long, default_value = "search")]
     bound_max: String,
+    /// Clamp approximate inputs to [-B, B] (default: let them reach the polynomial, as under
+    /// encryption; out-of-range values are counted per site either way).
+    #[arg(long)]
+    clamp: bool,
     /// Images for `calibrate` (default: a tenth of the evaluated ones).
     #[arg(long, default_value_t = 0)]
     calibration_images: usize,
@@ -87,6 +91,10 @@ struct EvalArgs {
     /// Evaluate only the first N images.
     #[arg(long)]
     limit: Option<usize>,
+    /// Preprocessed uint8 cache file: built on first use, reused while the data and
+    /// preprocessing are unchanged (α sweeps then decode the images once).
+    #[arg(long)]
+    cache: Option<PathBuf>,
     /// gpu, cpu, or auto: the GPU when it is a real one, the CPU backend when the only adapter
     /// is a software rasteriser (lavapipe is far slower than the CPU GEMM).
     #[arg(long, default_value = "auto")]
@@ -216,9 +224,11 @@ fn run_default_job() -> AnyResult<()> {
         maxpool: "approx".into(),
         bound: "search".into(),
         bound_max: "search".into(),
+        clamp: false,
         calibration_images: 0,
         batch: 100,
         limit: None,
+        cache: None,
         backend: "auto".into(),
         scheme: "clenshaw".into(),
         json: None,
@@ -259,11 +269,13 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
         coeffs_dir: args.coeffs_dir.clone(),
         relu: parse_mode(&args.relu, "--relu")?,
         maxpool: parse_mode(&args.maxpool, "--maxpool")?,
+        clamp: args.clamp,
         bound: BoundRule::parse(&args.bound, relu_grid)?,
         bound_max: BoundRule::parse(&args.bound_max, max_grid)?,
         calibration_images: args.calibration_images,
         batch: args.batch,
         limit: args.limit,
+        cache: args.cache.clone(),
         gpu,
         scheme: args.scheme.parse()?,
     })
@@ -276,7 +288,10 @@ fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
         "auto" => match Gpu::new() {
             Ok(gpu) if gpu.info.device_type != wgpu::DeviceType::Cpu => Some(gpu),
             Ok(gpu) => {
-                eprintln!("note: the only GPU adapter is a software one ({}); using the CPU backend", gpu.describe());
+                eprintln!(
+                    "note: the only GPU adapter is a software one ({}); using the CPU backend",
+                    gpu.describe()
+                );
                 None
             }
             Err(e) => {
@@ -305,7 +320,9 @@ fn run_sweep(args: SweepArgs) -> AnyResult<()> {
     std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     write_file(&args.out.join("sweep.md"), &sweep_markdown(&report))?;
     write_file(&args.out.join("sweep.csv"), &sweep_csv(&report))?;
-    write_file(&args.out.join("sweep.svg"), &sweep_svg(&report))?;
+    for path in polycnn::eval::plot::write_plots(&report, &args.out)? {
+        eprintln!("wrote {}", path.display());
+    }
     write_file(&args.out.join("report.json"), &serde_json::to_string_pretty(&report)?)?;
     Ok(())
 }

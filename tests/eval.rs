@@ -28,11 +28,13 @@ fn digits_request() -> EvalRequest {
         coeffs_dir: None,
         relu: Mode::Approx,
         maxpool: Mode::Approx,
+        clamp: false,
         bound: BoundRule::Search { start: 8.0, step: 1.0 },
         bound_max: BoundRule::Search { start: 8.0, step: 1.0 },
         calibration_images: 0,
         batch: 64,
         limit: None,
+        cache: None,
         gpu: false,
         scheme: Scheme::Clenshaw,
     }
@@ -255,4 +257,32 @@ fn corrupt_images_are_reported_and_the_run_goes_on() {
 fn top5_ranks_ignore_nan_and_break_ties_by_index() {
     let logits = [0.1, 0.5, f32::NAN, 0.5, -1.0, 0.2, 0.3];
     assert_eq!(top5(&logits, 7), vec![vec![1, 3, 6, 5, 0]]);
+}
+
+#[test]
+fn cached_runs_give_the_same_counts() {
+    let path = std::env::temp_dir().join(format!("polycnn-eval-cache-{}.bin", std::process::id()));
+    let data = root().join("../shared/data");
+    let request = EvalRequest {
+        model: Arch::CifarResNet(20),
+        weights: data.join("cifar10/weights_akamaster/resnet20-12fca82f.th"),
+        data: data.join("cifar10/test_jpg/test"),
+        alphas: vec![12],
+        bound: BoundRule::Fixed { bound: 50.0 },
+        bound_max: BoundRule::Fixed { bound: 50.0 },
+        limit: Some(100),
+        ..digits_request()
+    };
+    let direct = run_eval(&request, None).unwrap();
+    let cached = EvalRequest {
+        cache: Some(path.clone()),
+        ..request
+    };
+    let first = run_eval(&cached, None).unwrap(); // builds the cache
+    let second = run_eval(&cached, None).unwrap(); // reuses it
+    for r in [&first, &second] {
+        assert_eq!(r.exact.top1_correct, direct.exact.top1_correct);
+        assert_eq!(r.configs[0].approx.top1_correct, direct.configs[0].approx.top1_correct);
+    }
+    std::fs::remove_file(&path).ok();
 }

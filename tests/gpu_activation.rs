@@ -135,6 +135,7 @@ fn check_max_pool(window: usize, stride: usize, pad: usize, alpha: u32) -> f64 {
     let eval = SiteEval::Approx {
         bound,
         pool_scale: scale as f32,
+        clamp: false,
     };
     let (out, stats) = kernel.max_pool(&input, shape, eval).unwrap();
     assert_eq!(stats.out_of_range, 0);
@@ -210,6 +211,7 @@ fn max_pool_rejects_bad_shapes() {
     let eval = SiteEval::Approx {
         bound: 1.0,
         pool_scale: 0.5,
+        clamp: false,
     };
     assert!(kernel.max_pool(&[0.0; 15], shape, eval).is_err());
     let big = PoolShape { window: 4, ..shape };
@@ -217,6 +219,7 @@ fn max_pool_rejects_bad_shapes() {
     let bad_bound = SiteEval::Approx {
         bound: -1.0,
         pool_scale: 0.5,
+        clamp: false,
     };
     assert!(kernel.max_pool(&[0.0; 16], shape, bad_bound).is_err());
 }
@@ -291,4 +294,32 @@ fn double_float_clenshaw_keeps_alpha_20() {
         "plain float32 unexpectedly reached α=20: {plain:?}"
     );
     assert!(df.relu_error_log2 <= -20.0, "double-float: {df:?}");
+}
+
+#[test]
+fn clamping_is_the_users_choice_and_out_of_range_is_counted_either_way() {
+    let composite = ours(10);
+    let kernel = ActivationKernel::new(gpu(), &composite, Scheme::Clenshaw);
+    let xs = [-30.0f32, 5.0, 25.0, 100.0];
+    let bound = 20.0;
+    let report = SiteEval::Approx {
+        bound,
+        pool_scale: 1.0,
+        clamp: false,
+    };
+    let clamp = SiteEval::Approx {
+        bound,
+        pool_scale: 1.0,
+        clamp: true,
+    };
+    let (free, s1) = kernel.relu_with(&xs, report).unwrap();
+    let (held, s2) = kernel.relu_with(&xs, clamp).unwrap();
+    assert_eq!((s1.out_of_range, s2.out_of_range), (3, 3));
+    // Unclamped, the polynomial explodes outside [-B, B]; clamped, ReLU saturates at ±B's value.
+    assert!(free[3].abs() > 1e6 || !free[3].is_finite(), "{free:?}");
+    assert!(
+        (held[3] - 20.0).abs() < 20.0 * 2f32.powi(-10) && held[0].abs() < 20.0 * 2f32.powi(-10),
+        "{held:?}"
+    );
+    assert_eq!(free[1], held[1]);
 }

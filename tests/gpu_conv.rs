@@ -151,7 +151,10 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
         &weight,
         &bias,
         Some(&residual),
-        Epilogue::PolyRelu { bound: small },
+        Epilogue::PolyRelu {
+            bound: small,
+            clamp: false,
+        },
         &poly,
     )
     .unwrap();
@@ -167,7 +170,7 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
         &weight,
         &bias,
         Some(&residual),
-        Epilogue::PolyRelu { bound },
+        Epilogue::PolyRelu { bound, clamp: false },
         &poly,
     )
     .unwrap();
@@ -205,6 +208,9 @@ fn bad_shapes_and_lengths_are_errors() {
         )
         .is_err()
     );
-    let nan_bound = Epilogue::PolyRelu { bound: f32::NAN };
+    let nan_bound = Epilogue::PolyRelu {
+        bound: f32::NAN,
+        clamp: false,
+    };
     assert!(conv2d_host(gpu(), s, &input, &weight, &[0.0; 3], None, nan_bound, &poly).is_err());
 }

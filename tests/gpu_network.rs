@@ -5,6 +5,7 @@
 //! "Relative difference" = max |gpu − reference| / max |reference| over all logits.
 
 use polycnn::cpu::{self, ActivationPlan, RunOutput, SiteMode};
+use polycnn::data::Dataset;
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::gpu::network::GpuNetwork;
@@ -118,6 +119,77 @@ fn narrow_torchvision_resnets_match_pytorch_on_gpu() {
         let (gpu_out, _) = compare(&graph, &batch, &ActivationPlan::exact(&graph), 1e-4);
         let diff = relative_difference(&gpu_out.logits, &io.get("logits").unwrap().data);
         assert!(diff <= 1e-4, "{name}: GPU vs PyTorch {diff:e}");
+    }
+}
+
+#[test]
+fn clamped_out_of_range_inputs_agree_between_backends() {
+    // B = 8 is far below ResNet-20's activations (up to ~27): many inputs are out of range.
+    let graph = model::load(
+        Arch::CifarResNet(20),
+        &shared("cifar10/weights_akamaster/resnet20-12fca82f.th"),
+    )
+    .unwrap();
+    let batch = fixture_batch(&StateDict::load(&fixture("akamaster_resnet20_logits.safetensors")).unwrap()).slice(0, 4);
+    let plan = ActivationPlan::uniform(&graph, SiteMode::approx(alpha14(), 14, 8.0).clamped(true));
+    let (gpu_out, _) = compare(&graph, &batch, &plan, 1e-4);
+    assert!(gpu_out.sites.iter().map(|s| s.out_of_range).sum::<u64>() > 0);
+    assert!(gpu_out.logits.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn every_cifar_architecture_matches_cpu() {
+    let image: Vec<f32> = (0..2 * 3 * 32 * 32)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+        .collect();
+    let batch = Batch::new(2, Shape::new(3, 32, 32), image).unwrap();
+    for arch in [
+        Arch::CifarResNet(32),
+        Arch::CifarResNet(44),
+        Arch::CifarResNet(56),
+        Arch::CifarResNet(110),
+    ] {
+        let graph = model::random(arch, 11).unwrap();
+        compare(&graph, &batch, &ActivationPlan::exact(&graph), 1e-4);
+    }
+}
+
+#[test]
+fn resnet20_and_resnet56_on_the_lossless_1000_equal_pytorch_on_gpu() {
+    // tests/fixtures/cifar10_first1000_predictions.json: PyTorch's predictions and margins.
+    let fixture_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("cifar10_first1000_predictions.json")).unwrap()).unwrap();
+    let data = polycnn::data::cifar::open(&shared("cifar10/test_first1000_png")).unwrap();
+    let normalize = polycnn::data::Normalize::IMAGENET;
+    let images: Vec<f32> = (0..1000).flat_map(|i| data.load(i, &normalize).unwrap()).collect();
+    let labels: Vec<usize> = (0..1000).map(|i| data.label(i)).collect();
+    for (depth, file) in [(20, "resnet20-12fca82f.th"), (56, "resnet56-4bfd9763.th")] {
+        let graph = model::load(
+            Arch::CifarResNet(depth),
+            &shared(&format!("cifar10/weights_akamaster/{file}")),
+        )
+        .unwrap();
+        let network = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw).unwrap();
+        let plan = ActivationPlan::exact(&graph);
+        let mut predictions = Vec::new();
+        for start in (0..1000).step_by(250) {
+            let batch = Batch::new(
+                250,
+                Shape::new(3, 32, 32),
+                images[start * 3072..(start + 250) * 3072].to_vec(),
+            )
+            .unwrap();
+            predictions.extend(network.run(&batch, &plan).unwrap().predictions());
+        }
+        let torch = &fixture_json["models"][format!("resnet{depth}")];
+        let correct = predictions.iter().zip(&labels).filter(|(p, l)| p == l).count() as u64;
+        assert_eq!(correct, torch["correct"].as_u64().unwrap(), "resnet{depth}");
+        for (i, p) in predictions.iter().enumerate() {
+            if torch["margin"][i].as_f64().unwrap() > 1e-3 {
+                assert_eq!(*p as u64, torch["pred"][i].as_u64().unwrap(), "resnet{depth} image {i}");
+            }
+        }
+        eprintln!("resnet{depth}: {correct}/1000 on the GPU, as PyTorch");
     }
 }
 

@@ -18,7 +18,8 @@ pub enum SiteMode<'a> {
     Exact,
     /// The composite polynomial sign approximation `p` with bound `B`:
     /// ReLU(x) ≈ x(1 + p(x/B))/2; max-pool by the paper's tree on inputs rescaled by
-    /// [`max_pool_scale`]`(window, alpha, B)`. Inputs beyond ±B are counted, never clipped.
+    /// [`max_pool_scale`]`(window, alpha, B)`. Inputs beyond ±B are counted, and clamped to
+    /// [-B, B] only when [`Approx::clamp`] says so (otherwise the polynomial sees them as they are).
     Approx(Approx<'a>),
 }
 
@@ -28,6 +29,8 @@ pub struct Approx<'a> {
     pub composite: &'a Composite,
     pub alpha: u32,
     pub bound: f64,
+    /// Clamp inputs to [-B, B] before the polynomial (they are counted out of range either way).
+    pub clamp: bool,
 }
 
 impl<'a> SiteMode<'a> {
@@ -36,7 +39,24 @@ impl<'a> SiteMode<'a> {
             composite,
             alpha,
             bound,
+            clamp: false,
         })
+    }
+
+    /// This mode, clamping approximate inputs to [-B, B] (`clamp` true) or not.
+    pub fn clamped(self, clamp: bool) -> SiteMode<'a> {
+        match self {
+            SiteMode::Approx(a) => SiteMode::Approx(Approx { clamp, ..a }),
+            exact => exact,
+        }
+    }
+
+    /// The input as the polynomial sees it: clamped to [-B, B] where the mode says so.
+    pub fn polynomial_input(&self, x: f64) -> f64 {
+        match self {
+            SiteMode::Approx(a) if a.clamp => x.clamp(-a.bound, a.bound),
+            _ => x,
+        }
     }
 
     fn bound(&self) -> Option<f64> {
@@ -129,11 +149,11 @@ pub fn relu_in_place(values: &mut [f32], mode: &SiteMode, sign: Option<&SignEval
     let mut scaled = [0.0f64; LANES];
     for block in values.chunks_mut(LANES) {
         for (t, &v) in scaled.iter_mut().zip(block.iter()) {
-            *t = v as f64 / a.bound;
+            *t = mode.polynomial_input(v as f64) / a.bound;
         }
         sign.eval_lanes(&mut scaled);
         for (v, p) in block.iter_mut().zip(scaled) {
-            *v = (0.5 * *v as f64 * (1.0 + p)) as f32;
+            *v = (0.5 * mode.polynomial_input(*v as f64) * (1.0 + p)) as f32;
         }
     }
 }
@@ -270,7 +290,7 @@ impl<'a> MaxPoolSite<'a> {
                     for (block, ys) in y.chunks_mut(LANES).enumerate() {
                         let windows: [[f64; MAX_WINDOW]; LANES] = std::array::from_fn(|lane| {
                             let i = (block * LANES + lane).min(plane_out - 1);
-                            self.window(x, i, 0.0).map(f64::from)
+                            self.window(x, i, 0.0).map(|v| self.mode.polynomial_input(v as f64))
                         });
                         let maxima = approx_max_windows(sign, &windows, len, self.scale);
                         ys.iter_mut().zip(maxima).for_each(|(y, m)| *y = m as f32);

@@ -20,8 +20,8 @@
 
 pub mod cache;
 pub mod cifar;
-pub mod digits;
 mod decode;
+pub mod digits;
 mod files;
 pub mod imagenet;
 mod jpeg;

@@ -4,6 +4,7 @@
 
 use super::report::{EvalReport, PolyInfo, RunInfo, build_report};
 use super::{ApproxConfig, Backend, BoundRule, Mode, PassInput, approx_plan, choose_bounds, evaluate};
+use crate::data::cache::{CacheStatus, CachedDataset};
 use crate::data::digits::{self, DigitsDataset};
 use crate::data::imagenet::{self, ClassIndex, Layout};
 use crate::data::{Dataset, Geometry, Normalize, cifar};
@@ -35,12 +36,17 @@ pub struct EvalRequest {
     pub coeffs_dir: Option<PathBuf>,
     pub relu: Mode,
     pub maxpool: Mode,
+    /// Clamp approximate inputs to [-B, B] instead of only reporting them.
+    pub clamp: bool,
     pub bound: BoundRule,
     pub bound_max: BoundRule,
     /// Images used by `calibrate` bounds (0: a tenth of the evaluated images, at least one batch).
     pub calibration_images: usize,
     pub batch: usize,
     pub limit: Option<usize>,
+    /// A preprocessed uint8 cache of the dataset (built on first use, rebuilt when stale), so
+    /// α sweeps and repeated runs decode the images once.
+    pub cache: Option<PathBuf>,
     pub gpu: bool,
     pub scheme: Scheme,
 }
@@ -58,8 +64,22 @@ pub fn default_search_grid(arch: Arch) -> ((f64, f64), (f64, f64)) {
 
 type AnyError = Box<dyn std::error::Error>;
 
-/// Opens the dataset an architecture expects, with its normalisation.
+/// Opens the dataset an architecture expects (through the cache when asked), with its
+/// normalisation.
 pub fn open_dataset(req: &EvalRequest) -> Result<(Arc<dyn Dataset>, Normalize), AnyError> {
+    let (dataset, normalize) = open_source_dataset(req)?;
+    let Some(path) = &req.cache else {
+        return Ok((dataset, normalize));
+    };
+    let (cached, status) = CachedDataset::open_or_build(dataset.as_ref(), path)?;
+    match status {
+        CacheStatus::Reused => eprintln!("using the preprocessed cache {}", path.display()),
+        CacheStatus::Built { reason } => eprintln!("built the preprocessed cache {} ({reason})", path.display()),
+    }
+    Ok((Arc::new(cached), normalize))
+}
+
+fn open_source_dataset(req: &EvalRequest) -> Result<(Arc<dyn Dataset>, Normalize), AnyError> {
     let (mean, std) = req.model.normalisation();
     let normalize = Normalize {
         mean,
@@ -117,6 +137,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
             composite,
             relu: req.relu,
             maxpool: req.maxpool,
+            clamp: req.clamp,
         })
         .collect();
     let pass = |indices: Vec<usize>, title: &str| PassInput {
@@ -164,6 +185,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         backend: backend.name().to_string(),
         device: gpu.filter(|_| req.gpu).map(Gpu::describe),
         scheme: req.gpu.then(|| req.scheme.name().to_string()),
+        out_of_range_policy: if req.clamp { "clamp" } else { "report" },
         batch_size: req.batch,
     };
     let modes = vec![(req.relu, req.maxpool); configs.len()];

@@ -7,6 +7,7 @@
 //! once per approximate plan, and tallies everything by counts (never averages of averages).
 
 pub mod command;
+pub mod plot;
 pub mod report;
 
 use crate::cpu::{self, ActivationPlan, RunOutput, SiteMode, SiteStats};
@@ -104,6 +105,9 @@ pub struct ApproxConfig<'a> {
     pub composite: &'a Composite,
     pub relu: Mode,
     pub maxpool: Mode,
+    /// Clamp approximate inputs to [-B, B] (otherwise out-of-range values reach the polynomial,
+    /// as they would under encryption; they are counted either way).
+    pub clamp: bool,
 }
 
 /// Per-site bounds actually used (ReLU sites and max-pool sites may differ).
@@ -192,7 +196,7 @@ pub fn approx_plan<'a>(graph: &Graph, config: &ApproxConfig<'a>, bounds: &Bounds
             };
             match mode {
                 Mode::Exact => SiteMode::Exact,
-                Mode::Approx => SiteMode::approx(config.composite, config.alpha, b.bound),
+                Mode::Approx => SiteMode::approx(config.composite, config.alpha, b.bound).clamped(config.clamp),
             }
         })
         .collect();

@@ -78,6 +78,9 @@ pub struct EvalReport {
     pub backend: String,
     pub device: Option<String>,
     pub scheme: Option<String>,
+    /// "report": out-of-range inputs reach the polynomial as they are (and are counted);
+    /// "clamp": they are clamped to [-B, B] first (and counted).
+    pub out_of_range_policy: &'static str,
     pub batch_size: usize,
     pub images: u64,
     pub failures: Vec<(String, String)>,
@@ -97,6 +100,7 @@ pub struct RunInfo {
     pub backend: String,
     pub device: Option<String>,
     pub scheme: Option<String>,
+    pub out_of_range_policy: &'static str,
     pub batch_size: usize,
 }
 
@@ -152,6 +156,7 @@ pub fn build_report(
         backend: info.backend,
         device: info.device,
         scheme: info.scheme,
+        out_of_range_policy: info.out_of_range_policy,
         batch_size: info.batch_size,
         images: tally.images,
         failures: tally.failures.clone(),
@@ -275,102 +280,5 @@ pub fn sweep_csv(r: &EvalReport) -> String {
 
 /// Top-1 accuracy and agreement against α, with the exact accuracy as a dashed line.
 pub fn sweep_svg(r: &EvalReport) -> String {
-    let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 20.0, 40.0, 50.0);
-    let alphas: Vec<f64> = r.configs.iter().map(|c| c.alpha as f64).collect();
-    let (a_min, a_max) = alphas.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &a| {
-        (lo.min(a), hi.max(a))
-    });
-    let (a_min, a_max) = if a_max > a_min {
-        (a_min, a_max)
-    } else {
-        (a_min - 1.0, a_max + 1.0)
-    };
-    let values = r
-        .configs
-        .iter()
-        .flat_map(|c| [c.approx.top1, c.agreement])
-        .chain([r.exact.top1]);
-    let y_min = (values.fold(100.0f64, f64::min) / 10.0).floor() * 10.0;
-    let x = |a: f64| left + (a - a_min) / (a_max - a_min) * (w - left - right);
-    let y = |v: f64| top + (100.0 - v) / (100.0 - y_min).max(1.0) * (h - top - bottom);
-    let polyline = |pick: &dyn Fn(&ConfigReport) -> f64| {
-        r.configs
-            .iter()
-            .map(|c| format!("{:.1},{:.1}", x(c.alpha as f64), y(pick(c))))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">{} — top-1 vs α ({} images)</text>\n",
-        w / 2.0,
-        xml_escape(&r.model),
-        r.images
-    );
-    // axes, ticks and grid
-    svg += &format!(
-        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/><line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n",
-        h - bottom,
-        w - right,
-        h - bottom,
-        h - bottom
-    );
-    for c in &r.configs {
-        svg += &format!(
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
-            x(c.alpha as f64),
-            h - bottom + 18.0,
-            c.alpha
-        );
-    }
-    let mut v = y_min;
-    while v <= 100.0 + 1e-9 {
-        svg += &format!(
-            "<line x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#ddd\"/><text x=\"{2}\" y=\"{3:.1}\" text-anchor=\"end\">{v:.0}%</text>\n",
-            y(v),
-            w - right,
-            left - 6.0,
-            y(v) + 4.0
-        );
-        v += 10.0;
-    }
-    svg += &format!(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">α (precision of the ReLU approximation: error ≤ 2^-α)</text>\n",
-        w / 2.0,
-        h - 12.0
-    );
-    svg += &format!(
-        "<line x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"gray\" stroke-dasharray=\"6,4\"/><text x=\"{1}\" y=\"{2:.1}\" text-anchor=\"end\" fill=\"gray\">exact {3:.2}%</text>\n",
-        y(r.exact.top1),
-        w - right,
-        y(r.exact.top1) - 4.0,
-        r.exact.top1
-    );
-    svg += &format!(
-        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>\n",
-        polyline(&|c| c.approx.top1)
-    );
-    svg += &format!(
-        "<polyline fill=\"none\" stroke=\"#ff7f0e\" stroke-width=\"2\" stroke-dasharray=\"3,3\" points=\"{}\"/>\n",
-        polyline(&|c| c.agreement)
-    );
-    for c in &r.configs {
-        svg += &format!(
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#1f77b4\"/>\n",
-            x(c.alpha as f64),
-            y(c.approx.top1)
-        );
-    }
-    svg += &format!(
-        "<text x=\"{0}\" y=\"{1}\" fill=\"#1f77b4\">approximate top-1</text><text x=\"{0}\" y=\"{2}\" fill=\"#ff7f0e\">agreement with exact</text>\n</svg>\n",
-        left + 10.0,
-        top + 14.0,
-        top + 30.0
-    );
-    svg
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    super::plot::sweep_svg(r)
 }

@@ -155,7 +155,8 @@ struct Params {
     pad: u32,
     bound: f32,
     pool_scale: f32,
-    _pad: [u32; 3],
+    clamp: u32,
+    _pad: [u32; 2],
 }
 
 /// Max-pooling geometry on an NCHW tensor.
@@ -209,17 +210,23 @@ impl PoolShape {
 pub enum SiteEval {
     /// PyTorch semantics; no bound, so nothing is counted out of range.
     Exact,
-    /// The polynomial bound to B; max-pooling also needs the rescaling factor s.
-    Approx { bound: f32, pool_scale: f32 },
+    /// The polynomial bound to B; max-pooling also needs the rescaling factor s. With `clamp`,
+    /// inputs are clamped to [-B, B] before the polynomial (they are counted either way).
+    Approx { bound: f32, pool_scale: f32, clamp: bool },
 }
 
 impl SiteEval {
-    fn fields(self) -> Result<(u32, f32, f32), GpuError> {
+    /// (approximate, bound, pool_scale, clamp) as the shader's parameters.
+    fn fields(self) -> Result<(u32, f32, f32, u32), GpuError> {
         match self {
-            SiteEval::Exact => Ok((0, f32::INFINITY, 1.0)),
-            SiteEval::Approx { bound, pool_scale } => {
+            SiteEval::Exact => Ok((0, f32::INFINITY, 1.0, 0)),
+            SiteEval::Approx {
+                bound,
+                pool_scale,
+                clamp,
+            } => {
                 check_bound(bound)?;
-                Ok((1, bound, pool_scale))
+                Ok((1, bound, pool_scale, clamp as u32))
             }
         }
     }
@@ -285,11 +292,12 @@ pub fn encode_relu(
     count: usize,
     buffers: &SiteBuffers,
 ) -> Result<(), GpuError> {
-    let (approximate, bound, _) = eval.fields()?;
+    let (approximate, bound, _, clamp) = eval.fields()?;
     let params = Params {
         count: count as u32,
         approximate,
         bound,
+        clamp,
         ..Params::default()
     };
     dispatch(gpu, encoder, "relu", poly, params, count, buffers)
@@ -305,7 +313,7 @@ pub fn encode_max_pool(
     buffers: &SiteBuffers,
 ) -> Result<(), GpuError> {
     shape.validate()?;
-    let (approximate, bound, pool_scale) = eval.fields()?;
+    let (approximate, bound, pool_scale, clamp) = eval.fields()?;
     let (out_h, out_w) = shape.out_hw();
     let count = shape.planes * out_h * out_w;
     let params = Params {
@@ -320,6 +328,7 @@ pub fn encode_max_pool(
         pad: shape.pad as u32,
         bound,
         pool_scale,
+        clamp,
         ..Params::default()
     };
     dispatch(gpu, encoder, "max_pool", poly, params, count, buffers)
@@ -376,7 +385,18 @@ impl<'g> ActivationKernel<'g> {
 
     /// y = x(1 + p(x/B))/2 for every element.
     pub fn relu(&self, input: &[f32], bound: f32) -> Result<(Vec<f32>, RangeStats), GpuError> {
-        let eval = SiteEval::Approx { bound, pool_scale: 1.0 };
+        self.relu_with(
+            input,
+            SiteEval::Approx {
+                bound,
+                pool_scale: 1.0,
+                clamp: false,
+            },
+        )
+    }
+
+    /// A ReLU site evaluated as `eval` says (exact, approximate, clamped or not).
+    pub fn relu_with(&self, input: &[f32], eval: SiteEval) -> Result<(Vec<f32>, RangeStats), GpuError> {
         self.run_host(input, input.len(), |gpu, encoder, buffers| {
             encode_relu(gpu, encoder, &self.poly, eval, input.len(), buffers)
         })
@@ -445,6 +465,7 @@ impl<'g> ActivationKernel<'g> {
         let eval = SiteEval::Approx {
             bound: 1.0,
             pool_scale: 1.0,
+            clamp: false,
         };
         let mut warm_up = gpu.device.create_command_encoder(&Default::default());
         encode_relu(gpu, &mut warm_up, &self.poly, eval, count, &buffers)?;

@@ -10,9 +10,11 @@ pub enum Epilogue {
     None,
     /// Exact ReLU (its inputs' statistics are still recorded; with no bound, none is out of range).
     Relu,
-    /// x(1 + p(x/B))/2 with the polynomial buffer; |x| > B is counted.
+    /// x(1 + p(x/B))/2 with the polynomial buffer; |x| > B is counted, and clamped to [-B, B]
+    /// first when `clamp` is set.
     PolyRelu {
         bound: f32,
+        clamp: bool,
     },
 }
 
@@ -21,7 +23,7 @@ impl Epilogue {
         match self {
             Epilogue::None => (0, f32::INFINITY),
             Epilogue::Relu => (1, f32::INFINITY),
-            Epilogue::PolyRelu { bound } => (2, bound),
+            Epilogue::PolyRelu { bound, .. } => (2, bound),
         }
     }
 }
@@ -101,7 +103,8 @@ struct Params {
     bound: f32,
     out_c_offset: u32,
     out_c_total: u32,
-    _pad: [u32; 3],
+    clamp: u32,
+    _pad: [u32; 2],
 }
 
 const TILE: u64 = 64;
@@ -172,7 +175,8 @@ pub fn encode_conv(
             bound,
             out_c_offset: first as u32,
             out_c_total: shape.out_c as u32,
-            _pad: [0; 3],
+            clamp: matches!(epilogue, Epilogue::PolyRelu { clamp: true, .. }) as u32,
+            _pad: [0; 2],
         };
         let uniform = gpu.uniform_from("conv params", &params);
         let row_bytes = (shape.weight_len() / shape.out_c * 4) as u64;
@@ -303,7 +307,8 @@ pub fn time_conv(gpu: &Gpu, shape: ConvShape, kernel: ConvKernel, repeats: usize
                     bound: 1.0,
                     out_c_offset: 0,
                     out_c_total: shape.out_c as u32,
-                    _pad: [0; 3],
+                    clamp: 0,
+                    _pad: [0; 2],
                 };
                 let uniform = gpu.uniform_from("naive conv params", &params);
                 gpu.encode_dispatch(

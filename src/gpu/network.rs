@@ -154,6 +154,7 @@ impl<'a> GpuNetwork<'a> {
                 Ok(SiteEval::Approx {
                     bound: a.bound as f32,
                     pool_scale,
+                    clamp: a.clamp,
                 })
             }
         }
@@ -270,7 +271,7 @@ impl<'a> GpuNetwork<'a> {
                 let epilogue = match site.map(|s| (s, self.site_eval(plan, s, 1))) {
                     None => Epilogue::None,
                     Some((_, Ok(SiteEval::Exact))) => Epilogue::Relu,
-                    Some((_, Ok(SiteEval::Approx { bound, .. }))) => Epilogue::PolyRelu { bound },
+                    Some((_, Ok(SiteEval::Approx { bound, clamp, .. }))) => Epilogue::PolyRelu { bound, clamp },
                     Some((_, Err(e))) => return Err(e),
                 };
                 let params = self.params[conv].as_ref().expect("conv params uploaded");
