@@ -144,6 +144,13 @@ struct BenchArgs {
     /// Passes timed per scheme.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// Networks timed end to end (random weights), comma-separated.
+    #[arg(long, default_value = "resnet20,resnet56,resnet50,resnet152")]
+    models: String,
+    /// Images per batch for the network timings (CIFAR nets; ImageNet nets use 1 on the GPU
+    /// when the adapter is a software one).
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
 }
 
 fn main() -> ExitCode {
@@ -410,6 +417,71 @@ fn bench_conv(gpu: &Gpu) -> AnyResult<()> {
     Ok(())
 }
 
+/// Seconds per image of `plan` on `backend`, after one untimed warm-up run.
+fn time_network(
+    backend: &polycnn::eval::Backend,
+    graph: &polycnn::model::Graph,
+    batch: &polycnn::model::Batch,
+    plans: &[&polycnn::cpu::ActivationPlan],
+) -> AnyResult<f64> {
+    for plan in plans {
+        backend.run(graph, batch, plan)?;
+    }
+    let start = std::time::Instant::now();
+    for plan in plans {
+        backend.run(graph, batch, plan)?;
+    }
+    Ok(start.elapsed().as_secs_f64() / batch.n as f64)
+}
+
+/// Images/s of whole networks (random weights): exact, approximate (α=14) and both in one pass,
+/// on the CPU and the GPU backends.
+fn bench_networks(args: &BenchArgs, gpu: Option<&Gpu>) -> AnyResult<()> {
+    use polycnn::cpu::{ActivationPlan, SiteMode};
+    use polycnn::eval::Backend;
+    use polycnn::gpu::network::GpuNetwork;
+    use polycnn::model::{self, Batch};
+    let (sc, _) = our_composite(14, None)?;
+    println!("== networks, random weights: seconds per image (images/s)");
+    println!("  model              backend  batch        exact        approx α=14    exact+approx (one pass)");
+    for name in args.models.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let arch: Arch = name.parse()?;
+        let graph = model::random(arch, 1)?;
+        let approx = ActivationPlan::uniform(&graph, SiteMode::approx(&sc.composite, 14, 100.0));
+        let exact = ActivationPlan::exact(&graph);
+        let software_gpu = gpu.is_some_and(|g| g.info.device_type == wgpu::DeviceType::Cpu);
+        let mut backends: Vec<(Backend, usize)> = vec![(Backend::Cpu, args.batch)];
+        if let Some(gpu) = gpu {
+            let n = if software_gpu && graph.input.h > 64 {
+                1
+            } else {
+                args.batch
+            };
+            backends.push((Backend::Gpu(GpuNetwork::new(gpu, &graph, Scheme::DEFAULT)?), n));
+        }
+        for (backend, n) in &backends {
+            let data: Vec<f32> = (0..n * graph.input.numel())
+                .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+                .collect();
+            let batch = Batch::new(*n, graph.input, data)?;
+            let e = time_network(backend, &graph, &batch, &[&exact])?;
+            let a = time_network(backend, &graph, &batch, &[&approx])?;
+            let both = time_network(backend, &graph, &batch, &[&exact, &approx])?;
+            let cell = |s: f64| format!("{s:8.4} s ({:7.1}/s)", 1.0 / s);
+            println!(
+                "  {:<18} {:<7} {:>6}  {}  {}  {}",
+                graph.name,
+                backend.name(),
+                n,
+                cell(e),
+                cell(a),
+                cell(both)
+            );
+        }
+    }
+    Ok(())
+}
+
 fn run_bench(args: BenchArgs) -> AnyResult<()> {
     println!("== composite generation (Remez in double-double, ε search; release build)");
     let start = std::time::Instant::now();
@@ -424,7 +496,9 @@ fn run_bench(args: BenchArgs) -> AnyResult<()> {
         if total < 1.0 { "met" } else { "NOT met" }
     );
 
-    let Some(gpu) = try_gpu(true) else { return Ok(()) };
+    let gpu = try_gpu(true);
+    bench_networks(&args, gpu.as_ref())?;
+    let Some(gpu) = gpu else { return Ok(()) };
     bench_conv(&gpu)?;
     println!(
         "== GPU activation kernel, ReLU mode, {} elements, {} passes ({})",
