@@ -5,7 +5,6 @@
 //! "Relative difference" = max |gpu − reference| / max |reference| over all logits.
 
 use polycnn::cpu::{self, ActivationPlan, RunOutput, SiteMode};
-use polycnn::data::Dataset;
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::gpu::network::GpuNetwork;
@@ -154,43 +153,52 @@ fn every_cifar_architecture_matches_cpu() {
     }
 }
 
-#[test]
-fn resnet20_and_resnet56_on_the_lossless_1000_equal_pytorch_on_gpu() {
-    // tests/fixtures/cifar10_first1000_predictions.json: PyTorch's predictions and margins.
-    let fixture_json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("cifar10_first1000_predictions.json")).unwrap()).unwrap();
+/// The lossless CIFAR images `range`, normalised for the akamaster nets, and their labels.
+fn lossless(range: std::ops::Range<usize>) -> (Vec<f32>, Vec<usize>) {
     let data = polycnn::data::cifar::open(&shared("cifar10/test_first1000_png")).unwrap();
     let normalize = polycnn::data::Normalize::IMAGENET;
-    let images: Vec<f32> = (0..1000).flat_map(|i| data.load(i, &normalize).unwrap()).collect();
-    let labels: Vec<usize> = (0..1000).map(|i| data.label(i)).collect();
-    for (depth, file) in [(20, "resnet20-12fca82f.th"), (56, "resnet56-4bfd9763.th")] {
-        let graph = model::load(
-            Arch::CifarResNet(depth),
-            &shared(&format!("cifar10/weights_akamaster/{file}")),
-        )
-        .unwrap();
-        let network = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw).unwrap();
-        let plan = ActivationPlan::exact(&graph);
-        let mut predictions = Vec::new();
-        for start in (0..1000).step_by(250) {
-            let batch = Batch::new(
-                250,
-                Shape::new(3, 32, 32),
-                images[start * 3072..(start + 250) * 3072].to_vec(),
-            )
-            .unwrap();
-            predictions.extend(network.run(&batch, &plan).unwrap().predictions());
-        }
-        let torch = &fixture_json["models"][format!("resnet{depth}")];
-        let correct = predictions.iter().zip(&labels).filter(|(p, l)| p == l).count() as u64;
-        assert_eq!(correct, torch["correct"].as_u64().unwrap(), "resnet{depth}");
-        for (i, p) in predictions.iter().enumerate() {
-            if torch["margin"][i].as_f64().unwrap() > 1e-3 {
-                assert_eq!(*p as u64, torch["pred"][i].as_u64().unwrap(), "resnet{depth} image {i}");
-            }
-        }
-        eprintln!("resnet{depth}: {correct}/1000 on the GPU, as PyTorch");
+    let images = range.clone().flat_map(|i| data.load(i, &normalize).unwrap()).collect();
+    (images, range.map(|i| data.label(i)).collect())
+}
+
+/// GPU predictions on lossless images `range` equal PyTorch's (tests/fixtures/
+/// cifar10_first1000_predictions.json) wherever PyTorch's top-1/top-2 margin exceeds 1e-3.
+fn check_against_pytorch(depth: usize, file: &str, range: std::ops::Range<usize>) -> usize {
+    let fixture_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("cifar10_first1000_predictions.json")).unwrap()).unwrap();
+    let (images, labels) = lossless(range.clone());
+    let graph = model::load(
+        Arch::CifarResNet(depth),
+        &shared(&format!("cifar10/weights_akamaster/{file}")),
+    )
+    .unwrap();
+    let network = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw).unwrap();
+    let plan = ActivationPlan::exact(&graph);
+    let mut predictions = Vec::new();
+    for chunk in images.chunks(250 * 3072) {
+        let batch = Batch::new(chunk.len() / 3072, Shape::new(3, 32, 32), chunk.to_vec()).unwrap();
+        predictions.extend(network.run(&batch, &plan).unwrap().predictions());
     }
+    let torch = &fixture_json["models"][format!("resnet{depth}")];
+    for (p, i) in predictions.iter().zip(range) {
+        if torch["margin"][i].as_f64().unwrap() > 1e-3 {
+            assert_eq!(*p as u64, torch["pred"][i].as_u64().unwrap(), "resnet{depth} image {i}");
+        }
+    }
+    predictions.iter().zip(&labels).filter(|(p, l)| p == l).count()
+}
+
+#[test]
+fn resnet20_on_the_lossless_1000_equals_pytorch_on_gpu() {
+    let correct = check_against_pytorch(20, "resnet20-12fca82f.th", 0..1000);
+    assert_eq!(correct, 915); // PyTorch: 915 (fixture), akamaster: 91.78% on all 10,000
+}
+
+#[test]
+fn resnet56_on_the_first_lossless_200_equals_pytorch_on_gpu() {
+    // All 1,000 are checked on the CPU backend (tests/cpu_models.rs); on the software GPU adapter
+    // ResNet-56 costs ~125 MFLOP per image, so the GPU checks 200 of them image for image.
+    check_against_pytorch(56, "resnet56-4bfd9763.th", 0..200);
 }
 
 #[test]
