@@ -11,7 +11,7 @@ use crate::data::{Dataset, Geometry, Normalize, cifar};
 use crate::gpu::Gpu;
 use crate::gpu::activation::Scheme;
 use crate::gpu::network::GpuNetwork;
-use crate::model::{self, Arch, Graph};
+use crate::model::{self, Arch, Graph, SiteKind};
 use crate::poly::cost::relu_cost;
 use crate::poly::official::load_official;
 use crate::poly::verify::relu_error;
@@ -132,7 +132,12 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
     let configs: Vec<ApproxConfig> = composites
         .iter()
         .map(|(alpha, composite, _)| ApproxConfig {
-            label: config_label(*alpha, req.relu, req.maxpool),
+            label: config_label(
+                *alpha,
+                req.relu,
+                req.maxpool,
+                graph.sites.iter().any(|s| s.kind == SiteKind::MaxPool),
+            ),
             alpha: *alpha,
             composite,
             relu: req.relu,
@@ -192,7 +197,9 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
     Ok(build_report(info, &tally, bounds, &modes, polys))
 }
 
-fn config_label(alpha: u32, relu: Mode, maxpool: Mode) -> String {
+/// "α=14 (ReLU + max-pool)": what the configuration approximates in this network.
+fn config_label(alpha: u32, relu: Mode, maxpool: Mode, has_maxpool: bool) -> String {
+    let maxpool = if has_maxpool { maxpool } else { Mode::Exact };
     let what = match (relu, maxpool) {
         (Mode::Approx, Mode::Approx) => "ReLU + max-pool",
         (Mode::Approx, Mode::Exact) => "ReLU",

@@ -107,6 +107,34 @@ struct Params {
     _pad: [u32; 2],
 }
 
+impl Params {
+    /// The whole convolution's geometry, no epilogue (bias only), all output channels.
+    fn geometry(shape: ConvShape) -> Params {
+        let (out_h, out_w) = shape.out_hw();
+        Params {
+            batch: shape.batch as u32,
+            in_c: shape.in_c as u32,
+            in_h: shape.in_h as u32,
+            in_w: shape.in_w as u32,
+            out_c: shape.out_c as u32,
+            out_h: out_h as u32,
+            out_w: out_w as u32,
+            kernel_h: shape.kernel_h as u32,
+            kernel_w: shape.kernel_w as u32,
+            stride: shape.stride as u32,
+            pad: shape.pad as u32,
+            activation: 0,
+            has_residual: 0,
+            scheme: 0,
+            bound: f32::INFINITY,
+            out_c_offset: 0,
+            out_c_total: shape.out_c as u32,
+            clamp: 0,
+            _pad: [0; 2],
+        }
+    }
+}
+
 const TILE: u64 = 64;
 
 fn shader_source() -> String {
@@ -158,25 +186,14 @@ pub fn encode_conv(
     let residual = buffers.residual.unwrap_or(gpu.placeholder());
     for (first, count) in weight_chunks(gpu, shape)? {
         let params = Params {
-            batch: shape.batch as u32,
-            in_c: shape.in_c as u32,
-            in_h: shape.in_h as u32,
-            in_w: shape.in_w as u32,
             out_c: count as u32,
-            out_h: out_h as u32,
-            out_w: out_w as u32,
-            kernel_h: shape.kernel_h as u32,
-            kernel_w: shape.kernel_w as u32,
-            stride: shape.stride as u32,
-            pad: shape.pad as u32,
             activation,
             has_residual: buffers.residual.is_some() as u32,
             scheme: poly.shader_scheme(),
             bound,
             out_c_offset: first as u32,
-            out_c_total: shape.out_c as u32,
             clamp: matches!(epilogue, Epilogue::PolyRelu { clamp: true, .. }) as u32,
-            _pad: [0; 2],
+            ..Params::geometry(shape)
         };
         let uniform = gpu.uniform_from("conv params", &params);
         let row_bytes = (shape.weight_len() / shape.out_c * 4) as u64;
@@ -288,28 +305,7 @@ pub fn time_conv(gpu: &Gpu, shape: ConvShape, kernel: ConvKernel, repeats: usize
                 let pipeline = gpu.pipeline("conv2d_naive", "conv2d_naive", || {
                     include_str!("../../shaders/conv2d_naive.wgsl").to_string()
                 })?;
-                let (out_h, out_w) = shape.out_hw();
-                let params = Params {
-                    batch: shape.batch as u32,
-                    in_c: shape.in_c as u32,
-                    in_h: shape.in_h as u32,
-                    in_w: shape.in_w as u32,
-                    out_c: shape.out_c as u32,
-                    out_h: out_h as u32,
-                    out_w: out_w as u32,
-                    kernel_h: shape.kernel_h as u32,
-                    kernel_w: shape.kernel_w as u32,
-                    stride: shape.stride as u32,
-                    pad: shape.pad as u32,
-                    activation: 0,
-                    has_residual: 0,
-                    scheme: 0,
-                    bound: 1.0,
-                    out_c_offset: 0,
-                    out_c_total: shape.out_c as u32,
-                    clamp: 0,
-                    _pad: [0; 2],
-                };
+                let params = Params::geometry(shape);
                 let uniform = gpu.uniform_from("naive conv params", &params);
                 gpu.encode_dispatch(
                     encoder,
