@@ -457,7 +457,10 @@ fn bench_networks(args: &BenchArgs, gpu: Option<&Gpu>) -> AnyResult<()> {
             } else {
                 args.batch
             };
-            backends.push((Backend::Gpu(GpuNetwork::new(gpu, &graph, Scheme::DEFAULT)?), n));
+            backends.push((
+                Backend::Gpu(Box::new(GpuNetwork::new(gpu, &graph, Scheme::DEFAULT)?)),
+                n,
+            ));
         }
         for (backend, n) in &backends {
             let data: Vec<f32> = (0..n * graph.input.numel())

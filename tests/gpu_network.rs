@@ -79,8 +79,8 @@ fn compare(graph: &Graph, batch: &Batch, plan: &ActivationPlan, tolerance: f64) 
     (on_gpu, on_cpu)
 }
 
-#[test]
-fn resnet20_real_weights_exact_and_alpha_14_match_cpu_and_pytorch() {
+/// The real akamaster ResNet-20 and the PyTorch fixture with its 16 input images.
+fn resnet20_and_fixture() -> (Graph, StateDict, Batch) {
     let graph = model::load(
         Arch::CifarResNet(20),
         &shared("cifar10/weights_akamaster/resnet20-12fca82f.th"),
@@ -88,6 +88,12 @@ fn resnet20_real_weights_exact_and_alpha_14_match_cpu_and_pytorch() {
     .unwrap();
     let dict = StateDict::load(&fixture("akamaster_resnet20_logits.safetensors")).unwrap();
     let batch = fixture_batch(&dict);
+    (graph, dict, batch)
+}
+
+#[test]
+fn resnet20_real_weights_exact_and_alpha_14_match_cpu_and_pytorch() {
+    let (graph, dict, batch) = resnet20_and_fixture();
     let (exact, _) = compare(&graph, &batch, &ActivationPlan::exact(&graph), 1e-4);
     let torch = &dict.get("logits").unwrap().data;
     assert!(relative_difference(&exact.logits, torch) <= 1e-4);
@@ -124,12 +130,8 @@ fn narrow_torchvision_resnets_match_pytorch_on_gpu() {
 #[test]
 fn clamped_out_of_range_inputs_agree_between_backends() {
     // B = 8 is far below ResNet-20's activations (up to ~27): many inputs are out of range.
-    let graph = model::load(
-        Arch::CifarResNet(20),
-        &shared("cifar10/weights_akamaster/resnet20-12fca82f.th"),
-    )
-    .unwrap();
-    let batch = fixture_batch(&StateDict::load(&fixture("akamaster_resnet20_logits.safetensors")).unwrap()).slice(0, 4);
+    let (graph, _, batch) = resnet20_and_fixture();
+    let batch = batch.slice(0, 4);
     let plan = ActivationPlan::uniform(&graph, SiteMode::approx(alpha14(), 14, 8.0).clamped(true));
     let (gpu_out, _) = compare(&graph, &batch, &plan, 1e-4);
     assert!(gpu_out.sites.iter().map(|s| s.out_of_range).sum::<u64>() > 0);
@@ -228,13 +230,7 @@ fn every_imagenet_architecture_matches_cpu_at_batch_1() {
 
 #[test]
 fn buffers_are_reused_across_batches_without_stale_values() {
-    let graph = model::load(
-        Arch::CifarResNet(20),
-        &shared("cifar10/weights_akamaster/resnet20-12fca82f.th"),
-    )
-    .unwrap();
-    let dict = StateDict::load(&fixture("akamaster_resnet20_logits.safetensors")).unwrap();
-    let batch = fixture_batch(&dict);
+    let (graph, _, batch) = resnet20_and_fixture();
     let network = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw).unwrap();
     let plan = ActivationPlan::exact(&graph);
     let whole = network.run(&batch, &plan).unwrap();

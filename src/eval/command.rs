@@ -120,7 +120,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         return Err(format!("{}: no images to evaluate", req.data.display()).into());
     }
     let backend = match (req.gpu, gpu) {
-        (true, Some(gpu)) => Backend::Gpu(GpuNetwork::new(gpu, &graph, req.scheme)?),
+        (true, Some(gpu)) => Backend::Gpu(Box::new(GpuNetwork::new(gpu, &graph, req.scheme)?)),
         (true, None) => return Err("--backend gpu: no GPU adapter (use --backend cpu)".into()),
         (false, _) => Backend::Cpu,
     };

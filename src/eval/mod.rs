@@ -24,7 +24,8 @@ use std::time::Instant;
 /// Where the network runs.
 pub enum Backend<'a> {
     Cpu,
-    Gpu(GpuNetwork<'a>),
+    // boxed: the GPU network is large and a backend is made once per run
+    Gpu(Box<GpuNetwork<'a>>),
 }
 
 impl Backend<'_> {

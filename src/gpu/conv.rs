@@ -227,10 +227,10 @@ fn weight_chunks(gpu: &Gpu, shape: ConvShape) -> Result<Vec<(usize, usize)>, Gpu
     let limits = gpu.device.limits();
     let row_bytes = (shape.weight_len() / shape.out_c * 4) as u64;
     let align = limits.min_storage_buffer_offset_alignment as u64;
-    let mut rows = (limits.max_storage_buffer_binding_size as u64 / row_bytes).min(shape.out_c as u64);
+    let mut rows = (limits.max_storage_buffer_binding_size / row_bytes).min(shape.out_c as u64);
     if rows < shape.out_c as u64 {
         // every chunk but the last must end on an aligned offset
-        while rows > 0 && (rows * row_bytes) % align != 0 {
+        while rows > 0 && !(rows * row_bytes).is_multiple_of(align) {
             rows -= 1;
         }
     }
@@ -248,7 +248,7 @@ fn weight_chunks(gpu: &Gpu, shape: ConvShape) -> Result<Vec<(usize, usize)>, Gpu
 
 /// Activations must fit one binding; say so (and what to change) instead of failing validation.
 fn check_binding_sizes(gpu: &Gpu, shape: ConvShape, buffers: &ConvBuffers) -> Result<(), GpuError> {
-    let limit = gpu.device.limits().max_storage_buffer_binding_size as u64;
+    let limit = gpu.device.limits().max_storage_buffer_binding_size;
     for (what, buffer) in [("input", buffers.input), ("output", buffers.output)]
         .into_iter()
         .chain(buffers.residual.map(|r| ("residual", r)))

@@ -197,12 +197,13 @@ impl<'a> GpuNetwork<'a> {
             };
             for read in step.reads(self.graph) {
                 let aliased_later = self.aliases_read_after(read, position, &last_read);
-                if last_read[read] == position && read != self.graph.output && !aliased_later {
-                    if let Some(slot) = slot_of[read]
-                        && slot_of[out] != Some(slot)
-                    {
-                        free.push(slot);
-                    }
+                if last_read[read] == position
+                    && read != self.graph.output
+                    && !aliased_later
+                    && let Some(slot) = slot_of[read]
+                    && slot_of[out] != Some(slot)
+                {
+                    free.push(slot);
                 }
             }
         }
