@@ -138,7 +138,7 @@ pub fn run_keeping(
         )));
     }
     let prepared = Prepared::new(graph, plan, keep)?;
-    check_batch(graph, batch)?;
+    batch.check_against(graph).map_err(CpuError::Input)?;
     let classes = prepared.shapes[graph.output].numel();
     let per_image = graph.input.numel();
     let (chunk, threads) = prepared.chunking(batch.n);
@@ -156,32 +156,6 @@ pub fn run_keeping(
         kept.iter_mut().zip(chunk.kept).for_each(|(all, part)| all.extend(part));
     }
     Ok((RunOutput { logits, classes, sites }, kept))
-}
-
-fn check_batch(graph: &Graph, batch: &Batch) -> Result<(), CpuError> {
-    if batch.shape != graph.input {
-        return Err(CpuError::Input(format!(
-            "{} takes {} images, the batch holds {}",
-            graph.name, graph.input, batch.shape
-        )));
-    }
-    let per_image = batch.shape.numel();
-    if batch.data.len() != batch.n * per_image {
-        return Err(CpuError::Input(format!(
-            "batch of {} images {} has {} values",
-            batch.n,
-            batch.shape,
-            batch.data.len()
-        )));
-    }
-    if let Some(i) = batch.data.iter().position(|v| !v.is_finite()) {
-        return Err(CpuError::Input(format!(
-            "image {} holds a non-finite value (at offset {})",
-            i / per_image,
-            i % per_image
-        )));
-    }
-    Ok(())
 }
 
 /// What one chunk of images produced.

@@ -2,6 +2,7 @@
 //! parameterised WGSL kernel for every α and scheme, in ReLU mode and max-pool mode.
 
 use super::{Gpu, GpuError};
+use crate::model::Pool2d;
 use crate::poly::{Composite, Dd};
 use serde::Serialize;
 use std::str::FromStr;
@@ -172,20 +173,21 @@ pub struct PoolShape {
 }
 
 impl PoolShape {
-    /// PyTorch's output size, including its ceil-mode rule that the last window must start
-    /// inside the input or the left padding.
+    /// PyTorch's output size (ceil-mode rule included), as the graph computes it; (0, 0) when
+    /// the window does not fit (`validate` reports that).
     pub fn out_hw(&self) -> (usize, usize) {
+        let pool = Pool2d {
+            kernel: self.window,
+            stride: self.stride,
+            padding: self.pad,
+            ceil_mode: self.ceil_mode,
+        };
         let out = |n: usize| {
-            let span = n + 2 * self.pad - self.window;
-            let mut len = if self.ceil_mode {
-                span.div_ceil(self.stride) + 1
+            if self.stride == 0 {
+                0
             } else {
-                span / self.stride + 1
-            };
-            if self.ceil_mode && (len - 1) * self.stride >= n + self.pad {
-                len -= 1;
+                pool.out_len(n).unwrap_or(0)
             }
-            len
         };
         (out(self.height), out(self.width))
     }
@@ -467,16 +469,9 @@ impl<'g> ActivationKernel<'g> {
             pool_scale: 1.0,
             clamp: false,
         };
-        let mut warm_up = gpu.device.create_command_encoder(&Default::default());
-        encode_relu(gpu, &mut warm_up, &self.poly, eval, count, &buffers)?;
-        gpu.submit_and_wait(warm_up)?;
-        let start = std::time::Instant::now();
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        for _ in 0..repeats {
-            encode_relu(gpu, &mut encoder, &self.poly, eval, count, &buffers)?;
-        }
-        gpu.submit_and_wait(encoder)?;
-        Ok(start.elapsed().as_secs_f64() / repeats as f64)
+        gpu.seconds_per_repeat(repeats, |encoder| {
+            encode_relu(gpu, encoder, &self.poly, eval, count, &buffers)
+        })
     }
 }
 

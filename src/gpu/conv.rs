@@ -323,16 +323,7 @@ pub fn time_conv(gpu: &Gpu, shape: ConvShape, kernel: ConvKernel, repeats: usize
             }
         }
     };
-    let mut warm_up = gpu.device.create_command_encoder(&Default::default());
-    encode(&mut warm_up)?;
-    gpu.submit_and_wait(warm_up)?;
-    let start = std::time::Instant::now();
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    for _ in 0..repeats {
-        encode(&mut encoder)?;
-    }
-    gpu.submit_and_wait(encoder)?;
-    Ok(start.elapsed().as_secs_f64() / repeats as f64)
+    gpu.seconds_per_repeat(repeats, encode)
 }
 
 /// Host convenience: upload, convolve, read back (tests, one-off use).

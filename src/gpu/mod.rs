@@ -236,6 +236,25 @@ impl Gpu {
             .map_err(|e| GpuError::Device(e.to_string()))
     }
 
+    /// Seconds per repetition of `encode`: one untimed warm-up submission (compilation,
+    /// first touch), then `repeats` recordings in one command buffer (benchmarks).
+    pub fn seconds_per_repeat(
+        &self,
+        repeats: usize,
+        mut encode: impl FnMut(&mut wgpu::CommandEncoder) -> Result<(), GpuError>,
+    ) -> Result<f64, GpuError> {
+        let mut warm_up = self.device.create_command_encoder(&Default::default());
+        encode(&mut warm_up)?;
+        self.submit_and_wait(warm_up)?;
+        let start = std::time::Instant::now();
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        for _ in 0..repeats.max(1) {
+            encode(&mut encoder)?;
+        }
+        self.submit_and_wait(encoder)?;
+        Ok(start.elapsed().as_secs_f64() / repeats.max(1) as f64)
+    }
+
     /// Workgroup counts covering `threads` threads of `group_size`, folded into 2-D because one
     /// dimension is limited to 65,535 groups. Kernels recover the index as x + y·(groups_x·size).
     pub fn grid_for(threads: u64, group_size: u32) -> (u32, u32, u32) {

@@ -100,22 +100,11 @@ impl<'a> GpuNetwork<'a> {
     }
 
     fn check(&self, batch: &Batch, plan: &ActivationPlan) -> Result<(), GpuError> {
-        if batch.shape != self.graph.input || batch.data.len() != batch.n * batch.shape.numel() || batch.n == 0 {
+        batch.check_against(self.graph).map_err(GpuError::BadInput)?;
+        if batch.n == 0 {
             return Err(GpuError::BadInput(format!(
-                "{} takes images {}, got a batch of {} images {} with {} values",
-                self.graph.name,
-                self.graph.input,
-                batch.n,
-                batch.shape,
-                batch.data.len()
-            )));
-        }
-        if let Some(i) = batch.data.iter().position(|v| !v.is_finite()) {
-            let per = batch.shape.numel();
-            return Err(GpuError::BadInput(format!(
-                "image {} holds a non-finite value (at offset {})",
-                i / per,
-                i % per
+                "{}: an empty batch has nothing to run",
+                self.graph.name
             )));
         }
         if plan.modes.len() != self.graph.sites.len() {

@@ -445,6 +445,35 @@ impl Batch {
         Ok(Batch { n, shape, data })
     }
 
+    /// Whether this batch can run through `graph`: its image shape, its length, and finite values
+    /// (a NaN in the input would be indistinguishable from one an approximation produced).
+    /// Shared by every backend so they refuse the same inputs with the same words.
+    pub fn check_against(&self, graph: &Graph) -> Result<(), String> {
+        if self.shape != graph.input {
+            return Err(format!(
+                "{} takes {} images, the batch holds {}",
+                graph.name, graph.input, self.shape
+            ));
+        }
+        let per_image = self.shape.numel();
+        if self.data.len() != self.n * per_image {
+            return Err(format!(
+                "batch of {} images {} has {} values",
+                self.n,
+                self.shape,
+                self.data.len()
+            ));
+        }
+        if let Some(i) = self.data.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "image {} holds a non-finite value (at offset {})",
+                i / per_image,
+                i % per_image
+            ));
+        }
+        Ok(())
+    }
+
     /// Images `start..start+count` as a new batch (for chunked runs).
     pub fn slice(&self, start: usize, count: usize) -> Batch {
         let per = self.shape.numel();
