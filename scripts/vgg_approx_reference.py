@@ -40,9 +40,10 @@ class Overflow(Exception):
 def sign(stages, t):
     """p_k o ... o p_1 (t), each stage by Horner in float64."""
     for c in stages:
-        acc = torch.zeros_like(t)
-        for coeff in reversed(c.tolist()):
-            acc = acc * t + coeff
+        coeffs = c.tolist()
+        acc = torch.full_like(t, coeffs[-1])
+        for coeff in reversed(coeffs[:-1]):
+            acc.mul_(t).add_(coeff)
         t = acc
     return t
 
@@ -108,7 +109,7 @@ def main():
     ap.add_argument("--alphas", type=int, nargs="+", default=[10, 11, 12, 13, 14])
     ap.add_argument("--batch", type=int, default=128)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # the development machine is shared
     model = load_cifar_vgg(args.data).double()
     imgs, labels = load_lossless(args.data)
     x = normalise(imgs, CIFAR_MEAN, CIFAR_STD).double()

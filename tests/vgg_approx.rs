@@ -59,7 +59,11 @@ fn vgg11_bn_approximate_top1_and_bounds_match_the_f64_reference_at_alpha_10_to_1
         assert_eq!(config.alpha, *alpha);
         // the official search on the f64 network ends at the same B
         assert_eq!(search.relu_bound, theirs["relu_bound"].as_f64().unwrap(), "α={alpha}");
-        assert_eq!(search.maxpool_bound, theirs["maxpool_bound"].as_f64().unwrap(), "α={alpha}");
+        assert_eq!(
+            search.maxpool_bound,
+            theirs["maxpool_bound"].as_f64().unwrap(),
+            "α={alpha}"
+        );
         assert_eq!((config.out_of_range, config.non_finite), (0, 0), "α={alpha}");
         assert!(
             config.approx.top1_correct.abs_diff(their_top1) <= 3,

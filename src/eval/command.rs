@@ -268,11 +268,12 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
     Ok(report)
 }
 
-/// (start, step) of a searched rule; a fixed bound stays where it is.
+/// (start, step) of a searched rule; a fixed bound stays where it is; per-site rules have no
+/// single B (NaN in the search's record).
 fn search_grid(rule: &BoundRule) -> (f64, f64) {
     match rule {
         BoundRule::Search { start, step } => (*start, *step),
         BoundRule::Fixed { bound } => (*bound, 0.0),
-        _ => (0.0, 0.0),
+        _ => (f64::NAN, 0.0),
     }
 }
