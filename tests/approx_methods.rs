@@ -379,3 +379,35 @@ fn relu_aq_runs_once_with_exact_max_pooling_and_reports_its_method() {
     // the baseline collapses ResNet-20 (its activations grow layer after layer)
     assert!(config.approx.top1_correct < 20 || config.non_finite > 0);
 }
+
+#[test]
+fn a_relu_polynomial_at_a_max_pool_site_is_an_error_naming_it() {
+    let graph = model::random(Arch::CifarVgg11Bn, 3).unwrap();
+    let poly = ReluPoly::square();
+    let mut plan = ActivationPlan::exact(&graph);
+    let pool = graph.sites.iter().position(|s| s.kind == SiteKind::MaxPool).unwrap();
+    plan.modes[pool] = SiteMode::Poly(PolyRelu {
+        poly: &poly,
+        bound: 10.0,
+        clamp: false,
+    });
+    let batch = Batch::new(1, graph.input, vec![0.5; graph.input.numel()]).unwrap();
+    let err = cpu::run(&graph, &batch, &plan).unwrap_err().to_string();
+    assert!(err.contains(&graph.sites[pool].name) && err.contains("square"), "{err}");
+    let kernel = ActivationKernel::power(gpu(), &poly.coeffs);
+    let shape = polycnn::gpu::activation::PoolShape {
+        planes: 1,
+        height: 4,
+        width: 4,
+        window: 2,
+        stride: 2,
+        pad: 0,
+        ceil_mode: false,
+    };
+    let eval = SiteEval::Power {
+        bound: 10.0,
+        scaled: false,
+        clamp: false,
+    };
+    assert!(kernel.max_pool(&[0.0; 16], shape, eval).is_err());
+}
