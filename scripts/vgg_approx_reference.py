@@ -14,6 +14,8 @@ top-1 count and the 1,000 predictions. Independent of the Rust code: PyTorch lay
 coefficient files, the official search loop.
 
     /work/main/.venv/bin/python scripts/vgg_approx_reference.py --alphas 10 11 12 13 14
+    /work/main/.venv/bin/python scripts/vgg_approx_reference.py --alphas 10 14 --start 4 4 --step 1 \
+        --section tight_grid
 """
 
 import argparse
@@ -108,6 +110,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures"))
     ap.add_argument("--alphas", type=int, nargs="+", default=[10, 11, 12, 13, 14])
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--start", type=float, nargs=2, default=[50.0, 50.0], help="B_relu B_max to start from")
+    ap.add_argument("--step", type=float, default=5.0)
+    ap.add_argument("--section", default=None, help="store under this key (default: top level, the official grid)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # the development machine is shared
     model = load_cifar_vgg(args.data).double()
@@ -115,20 +120,23 @@ def main():
     x = normalise(imgs, CIFAR_MEAN, CIFAR_STD).double()
     path = os.path.join(args.out, "cifar10_vgg11_bn_approx_f64.json")
     result = json.load(open(path)) if os.path.exists(path) else {}
+    top = result
+    if args.section:
+        result = top.setdefault(args.section, {})
     result.update(
         {
             "what": "CIFAR-10 VGG-11-bn (vgg11_bn_cifar10.pth) on the 1,000 lossless test images, float64, "
             "ReLU and 2x2 max-pool approximated with approxcnn_coeffs (official), B from the official "
-            "search (start 50/50, step 5, batches of 128); written by scripts/vgg_approx_reference.py",
+            "search (grid below, batches of 128); written by scripts/vgg_approx_reference.py",
             "batch": args.batch,
-            "grid": {"start": [50.0, 50.0], "step": 5.0},
+            "grid": {"start": args.start, "step": args.step},
         }
     )
     result.setdefault("alphas", {})
     for alpha in args.alphas:
         t0 = time.time()
         _, stages = load_composite(args.data, alpha)
-        b_relu, b_max, tries, preds = official_search(model, x, stages, alpha, (50.0, 50.0), 5.0, args.batch)
+        b_relu, b_max, tries, preds = official_search(model, x, stages, alpha, tuple(args.start), args.step, args.batch)
         top1 = int((preds == labels).sum())
         print(f"alpha={alpha}: B_relu={b_relu} B_max={b_max} top-1 {top1}/1000 ({time.time() - t0:.0f} s)", flush=True)
         result["alphas"][str(alpha)] = {
@@ -139,7 +147,7 @@ def main():
             "pred": preds.tolist(),
         }
         with open(path, "w") as f:
-            json.dump(result, f, separators=(",", ":"))
+            json.dump(top, f, separators=(",", ":"))
     print("wrote", path)
 
 

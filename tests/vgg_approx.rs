@@ -19,34 +19,36 @@ fn reference() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-#[test]
-fn vgg11_bn_approximate_top1_and_bounds_match_the_f64_reference_at_alpha_10_to_14() {
-    let reference = reference();
-    let alphas: Vec<u32> = (10..=14).collect();
+fn request(alphas: &[u32], start: f64, step: f64) -> EvalRequest {
     let data = root().join("../shared/data");
-    let request = EvalRequest {
+    EvalRequest {
         model: Arch::CifarVgg11Bn,
         weights: data.join("cifar10/weights_vgg/vgg11_bn_cifar10.pth"),
         data: data.join("cifar10/test_first1000_png"),
         labels: None,
         class_index: None,
-        alphas: alphas.clone(),
+        alphas: alphas.to_vec(),
         degrees: None,
         // the reference's polynomials: the paper's files
         coeffs_dir: Some(data.join("approxcnn_coeffs")),
         relu: Mode::Approx,
         maxpool: Mode::Approx,
         clamp: false,
-        bound: BoundRule::Search { start: 50.0, step: 5.0 },
-        bound_max: BoundRule::Search { start: 50.0, step: 5.0 },
+        bound: BoundRule::Search { start, step },
+        bound_max: BoundRule::Search { start, step },
         calibration_images: 0,
         batch: 100,
         limit: None,
         cache: None,
         gpu: false,
         scheme: Scheme::Clenshaw,
-    };
-    let report = run_eval(&request, None).unwrap();
+    }
+}
+
+/// Runs the search + evaluation and compares each α with `reference["alphas"]`: the same B,
+/// nothing out of range, top-1 within 3 images.
+fn check_against(reference: &serde_json::Value, alphas: &[u32], start: f64, step: f64) {
+    let report = run_eval(&request(alphas, start, step), None).unwrap();
     assert_eq!(report.images, 1000);
     for ((alpha, config), search) in alphas.iter().zip(&report.configs).zip(&report.bounds.search) {
         let theirs = &reference["alphas"][alpha.to_string()];
@@ -71,4 +73,18 @@ fn vgg11_bn_approximate_top1_and_bounds_match_the_f64_reference_at_alpha_10_to_1
             config.approx.top1_correct
         );
     }
+}
+
+#[test]
+fn vgg11_bn_approximate_top1_and_bounds_match_the_f64_reference_at_alpha_10_to_14() {
+    // The official CIFAR grid: the search accepts its start (activations stay below 6).
+    check_against(&reference(), &[10, 11, 12, 13, 14], 50.0, 5.0);
+}
+
+#[test]
+fn vgg11_bn_search_from_a_tight_grid_raises_both_kinds_as_the_f64_reference_does() {
+    let reference = reference();
+    let tight = &reference["tight_grid"];
+    assert_eq!(tight["grid"]["step"], 1.0);
+    check_against(tight, &[10, 14], 4.0, 1.0);
 }
