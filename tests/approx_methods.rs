@@ -411,3 +411,19 @@ fn a_relu_polynomial_at_a_max_pool_site_is_an_error_naming_it() {
     };
     assert!(kernel.max_pool(&[0.0; 16], shape, eval).is_err());
 }
+
+#[test]
+fn resnet20_alpha_7_search_on_the_1000_lossless_images_ends_at_65() {
+    // The measurement: the exact network's ReLU inputs stay below 28, yet the official
+    // search on the α = 7 network ends at B = 65 (50, 55, 60 overflow).
+    let request = EvalRequest {
+        bound: BoundRule::Search { start: 50.0, step: 5.0 },
+        ..resnet20_request(1000)
+    };
+    let report = run_eval(&request, None).unwrap();
+    let search = &report.bounds.search[0];
+    let tried: Vec<f64> = search.tries.iter().map(|t| t.relu_bound).collect();
+    assert_eq!(tried, [50.0, 55.0, 60.0, 65.0], "{}", search.summary());
+    assert_eq!(report.configs[0].out_of_range, 0);
+    assert!(report.exact_sites.iter().all(|s| s.max_abs < 28.0));
+}
