@@ -1,6 +1,8 @@
 // ReLU and max-pooling over a whole NCHW buffer, exact or approximate (prepend sign_poly.wgsl
 // and range_stats.wgsl):
-//   relu:     exact max(x, 0), or y = x(1 + p(x/B))/2
+//   relu:     exact max(x, 0), or y = x(1 + p(x/B))/2, or (approximate == 2) a power-basis
+//             polynomial Σ c_k x^k standing in for ReLU (poly_coeffs = [n, c_0, …]; on x/B times
+//             B when params.scaled == 1)
 //   max_pool: exact (PyTorch: padding and ceil-mode overhang never win), or the paper's k×k tree
 //             of max(a,b) ≈ ((a+b) + (a−b)p(a−b))/2 on inputs rescaled by x·s + 1/2, where
 //             padding and ceil-mode overhang read zeros as in the official code.
@@ -9,7 +11,7 @@
 struct Params {
     count: u32,      // relu: elements; max-pool: output elements
     scheme: u32,
-    approximate: u32, // 0: exact, 1: polynomial
+    approximate: u32, // 0: exact, 1: composite sign polynomial, 2: power-basis ReLU polynomial
     row_stride: u32, // threads per row of the 2-D dispatch grid
     window: u32,     // max-pool kernel size k (k*k ≤ 9)
     in_h: u32,
@@ -21,7 +23,7 @@ struct Params {
     bound: f32,
     pool_scale: f32, // s = (1 − c·2^-α)/(2B)
     clamp: u32,      // 1: the polynomial sees inputs clamped to [-B, B]
-    _pad1: u32,
+    scaled: u32,     // power-basis ReLU polynomial: 1 if it is in x/B (value times B)
     _pad2: u32,
 }
 
@@ -41,6 +43,8 @@ fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation
         if params.approximate == 1u {
             let xc = polynomial_input(x);
             output[i] = 0.5 * xc * (1.0 + sign_poly(xc / params.bound, params.scheme));
+        } else if params.approximate == 2u {
+            output[i] = power_poly_relu(polynomial_input(x));
         } else {
             output[i] = max(x, 0.0);
         }
@@ -53,6 +57,23 @@ fn polynomial_input(x: f32) -> f32 {
         return clamp(x, -params.bound, params.bound);
     }
     return x;
+}
+
+// Σ c_k t^k by Horner (fma), t = x or x/B.
+fn power_poly_relu(x: f32) -> f32 {
+    let n = u32(poly_coeffs[0]);
+    var t = x;
+    if params.scaled == 1u {
+        t = x / params.bound;
+    }
+    var acc = 0.0;
+    for (var k = n; k > 0u; k--) {
+        acc = fma(acc, t, poly_coeffs[k]);
+    }
+    if params.scaled == 1u {
+        return acc * params.bound;
+    }
+    return acc;
 }
 
 fn approx_max(a: f32, b: f32) -> f32 {

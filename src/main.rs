@@ -66,14 +66,19 @@ struct EvalArgs {
     /// Use the paper's published polynomials (deg_A.txt, coeff_A.txt) from this directory.
     #[arg(long)]
     coeffs_dir: Option<PathBuf>,
-    /// ReLU evaluation: exact or approx.
+    /// ReLU evaluation: exact, approx (composite polynomial), square (x²), relu-aq
+    /// (x²/8 + x/2 + 1/4) or poly:FILE (one coefficient per line, lowest degree first; a line
+    /// `scaled` means the polynomial is in x/B, its value times B). The last three keep
+    /// max-pooling exact, as the official code does.
     #[arg(long, default_value = "approx")]
     relu: String,
     /// Max-pool evaluation: exact or approx.
     #[arg(long, default_value = "approx")]
     maxpool: String,
-    /// ReLU bound B: a number, `search[:START:STEP]` (the paper's grid, from one statistics
-    /// pass) or `calibrate[:MARGIN]` (per site: max |x| on a calibration subset × margin).
+    /// ReLU bound B: a number, `search[:START:STEP]` (the official code's search on the
+    /// approximate network, per α), `search-exact[:START:STEP]` (the same grid from one
+    /// statistics pass of the exact network) or `calibrate[:MARGIN]` (per site: max |x| on a
+    /// calibration subset × margin).
     #[arg(long, default_value = "search")]
     bound: String,
     /// Max-pool bound, same forms as --bound.
@@ -246,14 +251,6 @@ fn run_default_job() -> AnyResult<()> {
     })
 }
 
-fn parse_mode(s: &str, flag: &str) -> AnyResult<Mode> {
-    match s {
-        "exact" => Ok(Mode::Exact),
-        "approx" => Ok(Mode::Approx),
-        _ => Err(format!("{flag} '{s}': expected exact or approx").into()),
-    }
-}
-
 fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
     let model: Arch = args.model.parse()?;
     let (relu_grid, max_grid) = default_search_grid(model);
@@ -274,8 +271,8 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
         alphas: parse_alphas(&args.alpha)?,
         degrees: args.degrees.as_deref().map(parse_degree_list).transpose()?,
         coeffs_dir: args.coeffs_dir.clone(),
-        relu: parse_mode(&args.relu, "--relu")?,
-        maxpool: parse_mode(&args.maxpool, "--maxpool")?,
+        relu: Mode::parse_relu(&args.relu)?,
+        maxpool: Mode::parse_maxpool(&args.maxpool)?,
         clamp: args.clamp,
         bound: BoundRule::parse(&args.bound, relu_grid)?,
         bound_max: BoundRule::parse(&args.bound_max, max_grid)?,

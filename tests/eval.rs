@@ -176,7 +176,7 @@ fn bound_rules() {
         .filter(|s| s.kind == SiteKind::Relu)
         .map(|s| s.max_abs)
         .fold(0.0, f32::max) as f64;
-    let search = BoundRule::Search { start: 5.0, step: 5.0 };
+    let search = BoundRule::SearchExact { start: 5.0, step: 5.0 };
     let bounds = choose_bounds(&graph, &search, &BoundRule::Fixed { bound: 4.0 }, Some(&stats)).unwrap();
     for (b, s) in bounds.per_site.iter().zip(&graph.sites) {
         if s.kind == SiteKind::Relu {
@@ -192,9 +192,20 @@ fn bound_rules() {
         assert!((b.bound - 1.5 * s.max_abs as f64).abs() < 1e-9);
     }
     assert!(choose_bounds(&graph, &search, &search, None).is_err());
+    // the approximate-network search starts at its grid start (search_bounds raises it)
+    let approx_search = BoundRule::Search { start: 50.0, step: 5.0 };
+    let start = choose_bounds(&graph, &approx_search, &approx_search, None).unwrap();
+    assert!(start.per_site.iter().all(|b| b.bound == 50.0));
     assert_eq!(
         BoundRule::parse("search", (50.0, 5.0)).unwrap(),
         BoundRule::Search { start: 50.0, step: 5.0 }
+    );
+    assert_eq!(
+        BoundRule::parse("search-exact:100:10", (50.0, 5.0)).unwrap(),
+        BoundRule::SearchExact {
+            start: 100.0,
+            step: 10.0
+        }
     );
     assert_eq!(
         BoundRule::parse("calibrate:1.2", (1.0, 1.0)).unwrap(),

@@ -99,6 +99,7 @@ fn report() -> EvalReport {
                     bound: BOUND,
                 })
                 .collect(),
+            search: Vec::new(),
         },
         configs: vec![config(7, 60.0, 62.0), config(10, 85.0, 88.0), config(13, 91.5, 98.0)],
     }

@@ -21,6 +21,99 @@ pub enum SiteMode<'a> {
     /// [`max_pool_scale`]`(window, alpha, B)`. Inputs beyond ±B are counted, and clamped to
     /// [-B, B] only when [`Approx::clamp`] says so (otherwise the polynomial sees them as they are).
     Approx(Approx<'a>),
+    /// A ReLU replaced by one power-basis polynomial ([`ReluPoly`]: the official code's `square`
+    /// and `relu-aq` baselines, or a user's). ReLU sites only: max-pooling stays exact with these.
+    Poly(PolyRelu<'a>),
+}
+
+/// A ReLU site evaluated by a [`ReluPoly`]; B is the range inputs are counted against (and the
+/// scale t = x/B of a polynomial given on x/B).
+#[derive(Clone, Copy, Debug)]
+pub struct PolyRelu<'a> {
+    pub poly: &'a ReluPoly,
+    pub bound: f64,
+    /// Clamp inputs to [-B, B] before the polynomial (they are counted out of range either way).
+    pub clamp: bool,
+}
+
+/// One polynomial standing in for ReLU: y = Σ c_k x^k on raw x, or y = B·Σ c_k (x/B)^k when
+/// `scaled` (a polynomial fitted to ReLU on [-1, 1], used on [-B, B]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReluPoly {
+    /// "square", "relu-aq" or the file it came from.
+    pub name: String,
+    /// c_0, c_1, …: power basis, lowest degree first.
+    pub coeffs: Vec<f64>,
+    pub scaled: bool,
+}
+
+impl ReluPoly {
+    /// x², the official code's `square` (applied to raw x, no bound).
+    pub fn square() -> ReluPoly {
+        ReluPoly {
+            name: "square".into(),
+            coeffs: vec![0.0, 0.0, 1.0],
+            scaled: false,
+        }
+    }
+
+    /// x²/8 + x/2 + 1/4, the official code's `relu_aq` (applied to raw x, no bound).
+    pub fn relu_aq() -> ReluPoly {
+        ReluPoly {
+            name: "relu-aq".into(),
+            coeffs: vec![0.25, 0.5, 0.125],
+            scaled: false,
+        }
+    }
+
+    /// Reads a polynomial file: one coefficient per line, lowest degree first (c_0 first);
+    /// blank lines and `#` comments are ignored; a line `scaled` (anywhere) says the polynomial
+    /// is in t = x/B and its value is multiplied by B (otherwise it is applied to raw x).
+    pub fn parse(text: &str, name: &str) -> Result<ReluPoly, String> {
+        let mut coeffs = Vec::new();
+        let mut scaled = false;
+        for (number, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            if line.eq_ignore_ascii_case("scaled") {
+                scaled = true;
+                continue;
+            }
+            let c = line
+                .parse::<f64>()
+                .ok()
+                .filter(|c| c.is_finite())
+                .ok_or_else(|| format!("{name}:{}: '{line}' is not a finite number", number + 1))?;
+            coeffs.push(c);
+        }
+        if coeffs.is_empty() {
+            return Err(format!("{name}: no coefficients (one per line, lowest degree first)"));
+        }
+        Ok(ReluPoly {
+            name: name.to_string(),
+            coeffs,
+            scaled,
+        })
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<ReluPoly, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        ReluPoly::parse(&text, &path.display().to_string())
+    }
+
+    /// The polynomial's value at x (bound B used only when `scaled`), Horner in f64.
+    pub fn eval(&self, x: f64, bound: f64) -> f64 {
+        let t = if self.scaled { x / bound } else { x };
+        let y = self.coeffs.iter().rev().fold(0.0f64, |acc, &c| acc.mul_add(t, c));
+        if self.scaled { y * bound } else { y }
+    }
+
+    /// Whether its output depends on B (only then can raising B change anything).
+    pub fn uses_bound(&self) -> bool {
+        self.scaled
+    }
 }
 
 /// The polynomial, its precision α (sets the max-pool rescaling) and the input bound B.
@@ -55,14 +148,26 @@ impl<'a> SiteMode<'a> {
     pub fn polynomial_input(&self, x: f64) -> f64 {
         match self {
             SiteMode::Approx(a) if a.clamp => x.clamp(-a.bound, a.bound),
+            SiteMode::Poly(p) if p.clamp => x.clamp(-p.bound, p.bound),
             _ => x,
         }
     }
 
-    fn bound(&self) -> Option<f64> {
+    /// B of a site with a bound (inputs beyond it are counted out of range).
+    pub fn bound(&self) -> Option<f64> {
         match self {
             SiteMode::Exact => None,
             SiteMode::Approx(a) => Some(a.bound),
+            SiteMode::Poly(p) => Some(p.bound),
+        }
+    }
+
+    /// Whether the site's output depends on its bound B.
+    pub fn uses_bound(&self) -> bool {
+        match self {
+            SiteMode::Exact => false,
+            SiteMode::Approx(_) => true,
+            SiteMode::Poly(p) => p.poly.uses_bound(),
         }
     }
 }
@@ -142,6 +247,12 @@ fn log2_bin(a: f32) -> usize {
 /// Applies a ReLU site in place, recording its inputs. `sign` is `mode`'s composite, prepared.
 pub fn relu_in_place(values: &mut [f32], mode: &SiteMode, sign: Option<&SignEvaluator>, stats: &mut SiteStats) {
     stats.observe(values, mode.bound());
+    if let SiteMode::Poly(p) = mode {
+        for v in values.iter_mut() {
+            *v = p.poly.eval(mode.polynomial_input(*v as f64), p.bound) as f32;
+        }
+        return;
+    }
     let (SiteMode::Approx(a), Some(sign)) = (mode, sign) else {
         values.iter_mut().for_each(|v| *v = v.max(0.0));
         return;
@@ -258,6 +369,12 @@ impl<'a> MaxPoolSite<'a> {
     pub fn new(pool: Pool2d, input: Shape, output: Shape, mode: &'a SiteMode<'a>) -> Result<Self, String> {
         let (scale, sign) = match mode {
             SiteMode::Exact => (1.0, None),
+            SiteMode::Poly(p) => {
+                return Err(format!(
+                    "the ReLU polynomial '{}' has no max-pool form (use exact max-pooling with it)",
+                    p.poly.name
+                ));
+            }
             SiteMode::Approx(a) => {
                 let scale = max_pool_scale(pool.kernel * pool.kernel, a.alpha, a.bound).map_err(|e| e.to_string())?;
                 (scale, Some(SignEvaluator::new(a.composite)))

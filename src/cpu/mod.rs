@@ -22,7 +22,7 @@ mod conv;
 pub mod gemm;
 mod ops;
 
-pub use activation::{Approx, HIST_BINS, LOG2_MIN, SiteMode, SiteStats};
+pub use activation::{Approx, HIST_BINS, LOG2_MIN, PolyRelu, ReluPoly, SiteMode, SiteStats};
 
 use crate::model::schedule::{Step, fused_schedule_keeping, reader_counts};
 use crate::model::{Batch, Graph, GraphError, NodeId, Op, Shape, SiteId};
@@ -204,7 +204,7 @@ impl<'a> Prepared<'a> {
             .modes
             .iter()
             .map(|mode| match mode {
-                SiteMode::Exact => None,
+                SiteMode::Exact | SiteMode::Poly(_) => None,
                 SiteMode::Approx(a) => Some(SignEvaluator::new(a.composite)),
             })
             .collect();
@@ -428,10 +428,10 @@ fn prepare_site<'a>(
         site: name.clone(),
         detail,
     };
-    if let SiteMode::Approx(a) = mode
-        && !(a.bound.is_finite() && a.bound > 0.0)
+    if let Some(bound) = mode.bound()
+        && !(bound.is_finite() && bound > 0.0)
     {
-        return Err(bad(format!("the bound B must be positive and finite, got {}", a.bound)));
+        return Err(bad(format!("the bound B must be positive and finite, got {bound}")));
     }
     match &graph.nodes[node].op {
         Op::MaxPool { input, pool, .. } => MaxPoolSite::new(*pool, shapes[*input], shapes[node], mode)

@@ -3,7 +3,10 @@
 //! arguments into an [`EvalRequest`].
 
 use super::report::{EvalReport, PolyInfo, RunInfo, build_report};
-use super::{ApproxConfig, Backend, BoundRule, Mode, PassInput, approx_plan, choose_bounds, evaluate};
+use super::{
+    ApproxConfig, Backend, BoundRule, BoundSearch, Mode, PassInput, approx_plan, choose_bounds, config_label, evaluate,
+    first_overflow, search_bounds, with_searched_bounds,
+};
 use crate::data::cache::{CacheStatus, CachedDataset};
 use crate::data::digits::{self, DigitsDataset};
 use crate::data::imagenet::{self, ClassIndex, Layout};
@@ -124,24 +127,28 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         (true, None) => return Err("--backend gpu: no GPU adapter (use --backend cpu)".into()),
         (false, _) => Backend::Cpu,
     };
-    let composites: Vec<(u32, Composite, String)> = req
-        .alphas
+    // A ReLU polynomial does not depend on α (and max-pooling is exact with it): one configuration.
+    let alphas = match &req.relu {
+        Mode::Poly(_) => &req.alphas[..req.alphas.len().min(1)],
+        _ => &req.alphas[..],
+    };
+    let composites: Vec<(u32, Composite, String)> = alphas
         .iter()
         .map(|&a| composite_for(req, a).map(|(c, s)| (a, c, s)))
         .collect::<Result<_, _>>()?;
+    let has_maxpool = graph.sites.iter().any(|s| s.kind == SiteKind::MaxPool);
+    let maxpool_mode = match &req.relu {
+        Mode::Poly(_) => Mode::Exact,
+        _ => req.maxpool.clone(),
+    };
     let configs: Vec<ApproxConfig> = composites
         .iter()
         .map(|(alpha, composite, _)| ApproxConfig {
-            label: config_label(
-                *alpha,
-                req.relu,
-                req.maxpool,
-                graph.sites.iter().any(|s| s.kind == SiteKind::MaxPool),
-            ),
+            label: config_label(*alpha, &req.relu, &maxpool_mode, has_maxpool),
             alpha: *alpha,
             composite,
-            relu: req.relu,
-            maxpool: req.maxpool,
+            relu: req.relu.clone(),
+            maxpool: maxpool_mode.clone(),
             clamp: req.clamp,
         })
         .collect();
@@ -154,33 +161,87 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         batch_size: req.batch,
         title: title.to_string(),
     };
-    let stats = match (&req.bound, &req.bound_max) {
-        (BoundRule::Fixed { .. }, BoundRule::Fixed { .. }) => None,
-        (relu, maxpool) => {
-            let calibrate =
-                matches!(relu, BoundRule::Calibrate { .. }) || matches!(maxpool, BoundRule::Calibrate { .. });
-            let search = matches!(relu, BoundRule::Search { .. }) || matches!(maxpool, BoundRule::Search { .. });
-            let images = if search {
-                count
-            } else if req.calibration_images > 0 {
-                req.calibration_images.min(count)
-            } else {
-                (count / 10).max(req.batch).min(count)
-            };
-            debug_assert!(calibrate || search);
-            Some(evaluate(&pass((0..images).collect(), "range statistics"), &[], &[])?.exact_sites)
-        }
+    let is_search = |r: &BoundRule| matches!(r, BoundRule::Search { .. });
+    let needs_stats = |r: &BoundRule| matches!(r, BoundRule::SearchExact { .. } | BoundRule::Calibrate { .. });
+    let stats = if needs_stats(&req.bound) || needs_stats(&req.bound_max) {
+        let calibrate_only = !matches!(req.bound, BoundRule::SearchExact { .. })
+            && !matches!(req.bound_max, BoundRule::SearchExact { .. });
+        let images = if !calibrate_only {
+            count
+        } else if req.calibration_images > 0 {
+            req.calibration_images.min(count)
+        } else {
+            (count / 10).max(req.batch).min(count)
+        };
+        Some(evaluate(&pass((0..images).collect(), "range statistics"), &[], &[])?.exact_sites)
+    } else {
+        None
     };
-    let bounds = choose_bounds(&graph, &req.bound, &req.bound_max, stats.as_deref())?;
-    let plans: Vec<_> = configs.iter().map(|c| approx_plan(&graph, c, &bounds)).collect();
+    let mut bounds = choose_bounds(&graph, &req.bound, &req.bound_max, stats.as_deref())?;
+    // Per configuration: the approximate-network search where a rule asks for it.
+    let mut config_bounds = Vec::new();
+    for config in &configs {
+        if !(is_search(&req.bound) || is_search(&req.bound_max)) {
+            config_bounds.push(bounds.clone());
+            continue;
+        }
+        let (start, step) = (search_grid(&req.bound), search_grid(&req.bound_max));
+        let search_pass = pass(Vec::new(), "bound search");
+        let (relu, maxpool, tries) = search_bounds(count, (start.0, step.0), (start.1, step.1), |order, r, m| {
+            let trial = with_searched_bounds(&graph, &bounds, r, m);
+            let plan = approx_plan(&graph, config, &trial);
+            eprint!("{}: trying B_relu = {r}, B_max = {m}… ", config.label);
+            let overflow = first_overflow(
+                &search_pass,
+                order,
+                &plan,
+                [is_search(&req.bound), is_search(&req.bound_max)],
+            )?;
+            match &overflow {
+                Some(o) => eprintln!(
+                    "site {} reached |x| = {:.3} ({} images run)",
+                    o.site, o.max_abs, o.images_run
+                ),
+                None => eprintln!("every activation in range"),
+            }
+            Ok(overflow)
+        })?;
+        let search = BoundSearch {
+            label: config.label.clone(),
+            relu_bound: relu,
+            maxpool_bound: maxpool,
+            tries,
+        };
+        eprintln!("{}", search.summary());
+        bounds.search.push(search);
+        config_bounds.push(with_searched_bounds(&graph, &bounds, relu, maxpool));
+    }
+    let plans: Vec<_> = configs
+        .iter()
+        .zip(&config_bounds)
+        .map(|(c, b)| approx_plan(&graph, c, b))
+        .collect();
     let tally = evaluate(&pass((0..count).collect(), "exact + approximate"), &configs, &plans)?;
     let polys = composites
         .iter()
-        .map(|(_, composite, source)| PolyInfo {
-            degrees: composite.degrees(),
-            source: source.clone(),
-            relu_error_log2: relu_error(composite).log2,
-            relu_cost: relu_cost(&composite.degrees()),
+        .map(|(_, composite, source)| match &req.relu {
+            Mode::Poly(p) => PolyInfo {
+                degrees: vec![p.coeffs.len() - 1],
+                source: format!(
+                    "ReLU polynomial {} ({:?}{})",
+                    p.name,
+                    p.coeffs,
+                    if p.scaled { " in x/B" } else { "" }
+                ),
+                relu_error_log2: f64::NAN,
+                relu_cost: Default::default(),
+            },
+            _ => PolyInfo {
+                degrees: composite.degrees(),
+                source: source.clone(),
+                relu_error_log2: relu_error(composite).log2,
+                relu_cost: relu_cost(&composite.degrees()),
+            },
         })
         .collect();
     let info = RunInfo {
@@ -193,18 +254,26 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         out_of_range_policy: if req.clamp { "clamp" } else { "report" },
         batch_size: req.batch,
     };
-    let modes = vec![(req.relu, req.maxpool); configs.len()];
-    Ok(build_report(info, &tally, bounds, &modes, polys))
+    let modes = vec![(req.relu.clone(), maxpool_mode); configs.len()];
+    if let Some(first) = config_bounds.first() {
+        bounds.per_site = first.per_site.clone();
+    }
+    let mut report = build_report(info, &tally, bounds, &modes, polys);
+    // each configuration's sites show the bounds it ran with
+    for (config, b) in report.configs.iter_mut().zip(&config_bounds) {
+        for (site, sb) in config.sites.iter_mut().zip(&b.per_site) {
+            site.bound = sb.bound;
+        }
+    }
+    Ok(report)
 }
 
-/// "α=14 (ReLU + max-pool)": what the configuration approximates in this network.
-fn config_label(alpha: u32, relu: Mode, maxpool: Mode, has_maxpool: bool) -> String {
-    let maxpool = if has_maxpool { maxpool } else { Mode::Exact };
-    let what = match (relu, maxpool) {
-        (Mode::Approx, Mode::Approx) => "ReLU + max-pool",
-        (Mode::Approx, Mode::Exact) => "ReLU",
-        (Mode::Exact, Mode::Approx) => "max-pool",
-        (Mode::Exact, Mode::Exact) => "nothing approximated",
-    };
-    format!("α={alpha} ({what})")
+/// (start, step) of a searched rule; a fixed bound stays where it is; per-site rules have no
+/// single B (NaN in the search's record).
+fn search_grid(rule: &BoundRule) -> (f64, f64) {
+    match rule {
+        BoundRule::Search { start, step } => (*start, *step),
+        BoundRule::Fixed { bound } => (*bound, 0.0),
+        _ => (f64::NAN, 0.0),
+    }
 }

@@ -10,7 +10,7 @@ pub mod command;
 pub mod plot;
 pub mod report;
 
-use crate::cpu::{self, ActivationPlan, RunOutput, SiteMode, SiteStats};
+use crate::cpu::{self, ActivationPlan, PolyRelu, ReluPoly, RunOutput, SiteMode, SiteStats};
 use crate::data::Dataset;
 use crate::data::Normalize;
 use crate::data::loader::{Loader, LoaderConfig};
@@ -44,12 +44,54 @@ impl Backend<'_> {
     }
 }
 
-/// Whether a kind of activation is approximated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// How a kind of activation is evaluated.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Exact,
+    /// The composite minimax polynomial of the configuration's α.
     Approx,
+    /// ReLU only: one power-basis polynomial (`square`, `relu-aq` or a file); max-pooling is
+    /// then exact, as in the official code.
+    Poly(Box<ReluPoly>),
+}
+
+impl Mode {
+    /// `--relu`: exact, approx, square (x²), relu-aq (x²/8 + x/2 + 1/4) or poly:FILE (see
+    /// [`ReluPoly::parse`] for the file format).
+    pub fn parse_relu(s: &str) -> Result<Mode, String> {
+        match s {
+            "square" => Ok(Mode::Poly(Box::new(ReluPoly::square()))),
+            "relu-aq" => Ok(Mode::Poly(Box::new(ReluPoly::relu_aq()))),
+            _ => match s.strip_prefix("poly:") {
+                Some(file) => Ok(Mode::Poly(Box::new(ReluPoly::load(std::path::Path::new(file))?))),
+                None => Self::parse_exact_or_approx(s)
+                    .map_err(|_| format!("--relu '{s}': expected exact, approx, square, relu-aq or poly:FILE")),
+            },
+        }
+    }
+
+    /// `--maxpool`: exact or approx.
+    pub fn parse_maxpool(s: &str) -> Result<Mode, String> {
+        Self::parse_exact_or_approx(s).map_err(|_| format!("--maxpool '{s}': expected exact or approx"))
+    }
+
+    fn parse_exact_or_approx(s: &str) -> Result<Mode, ()> {
+        match s {
+            "exact" => Ok(Mode::Exact),
+            "approx" => Ok(Mode::Approx),
+            _ => Err(()),
+        }
+    }
+
+    /// What this mode is called in labels: "ReLU", "square ReLU", …
+    fn relu_label(&self) -> Option<String> {
+        match self {
+            Mode::Exact => None,
+            Mode::Approx => Some("ReLU".into()),
+            Mode::Poly(p) => Some(format!("{} ReLU", p.name)),
+        }
+    }
 }
 
 /// How the bound B of approximate sites is chosen.
@@ -58,15 +100,21 @@ pub enum Mode {
 pub enum BoundRule {
     /// One global B (the paper's setting).
     Fixed { bound: f64 },
-    /// The paper's procedure: the smallest B = start + k·step with no exact activation outside
-    /// [-B, B], from one statistics pass over the whole dataset.
+    /// The official code's procedure on the approximate network: start at `start`, and while
+    /// an activation of this kind leaves [-B, B] raise B by `step` and retry (see
+    /// [`search_bounds`]).
     Search { start: f64, step: f64 },
+    /// The smallest B = start + k·step with no activation of the exact network outside
+    /// [-B, B], from one statistics pass (a lower bound of `search`'s B: the approximate
+    /// network's activations drift above the exact ones).
+    #[serde(rename = "search-exact")]
+    SearchExact { start: f64, step: f64 },
     /// Per site: max |x| over the first `images` images times `margin`.
     Calibrate { margin: f64, images: usize },
 }
 
 impl BoundRule {
-    /// "50", "search", "search:50:5", "calibrate", "calibrate:1.2".
+    /// "50", "search", "search:50:5", "search-exact[:50:5]", "calibrate", "calibrate:1.2".
     pub fn parse(s: &str, default_search: (f64, f64)) -> Result<BoundRule, String> {
         let parts: Vec<&str> = s.split(':').collect();
         let number = |t: &str, what: &str| -> Result<f64, String> {
@@ -84,6 +132,14 @@ impl BoundRule {
                 start: number(start, "start")?,
                 step: number(step, "step")?,
             }),
+            ["search-exact"] => Ok(BoundRule::SearchExact {
+                start: default_search.0,
+                step: default_search.1,
+            }),
+            ["search-exact", start, step] => Ok(BoundRule::SearchExact {
+                start: number(start, "start")?,
+                step: number(step, "step")?,
+            }),
             ["calibrate"] => Ok(BoundRule::Calibrate { margin: 1.1, images: 0 }),
             ["calibrate", margin] => Ok(BoundRule::Calibrate {
                 margin: number(margin, "margin")?,
@@ -93,7 +149,7 @@ impl BoundRule {
                 bound: number(value, "value")?,
             }),
             _ => Err(format!(
-                "bound '{s}': expected a number, search[:START:STEP] or calibrate[:MARGIN]"
+                "bound '{s}': expected a number, search[:START:STEP], search-exact[:START:STEP] or calibrate[:MARGIN]"
             )),
         }
     }
@@ -125,6 +181,9 @@ pub struct Bounds {
     pub relu_rule: BoundRule,
     pub maxpool_rule: BoundRule,
     pub per_site: Vec<SiteBound>,
+    /// Per configuration, the `search` rule's result on its approximate network (empty when no
+    /// rule searches; `per_site` then holds the first configuration's bounds).
+    pub search: Vec<BoundSearch>,
 }
 
 fn kind_name(kind: SiteKind) -> &'static str {
@@ -151,7 +210,7 @@ pub fn choose_bounds(
                 let stats = stats.ok_or_else(|| format!("bound rule {what} needs a statistics pass"))?;
                 // the global maximum over sites of this kind (search) or this site's (calibrate)
                 Ok(match rule {
-                    BoundRule::Search { .. } => stats
+                    BoundRule::SearchExact { .. } => stats
                         .iter()
                         .zip(&graph.sites)
                         .filter(|(_, s)| s.kind == site.kind)
@@ -162,8 +221,10 @@ pub fn choose_bounds(
             };
             let bound = match rule {
                 BoundRule::Fixed { bound } => *bound,
-                BoundRule::Search { start, step } => {
-                    let max = observed("search")?;
+                // where the search on the approximate network starts
+                BoundRule::Search { start, .. } => *start,
+                BoundRule::SearchExact { start, step } => {
+                    let max = observed("search-exact")?;
                     let steps = ((max - start) / step).ceil().max(0.0);
                     start + steps * step
                 }
@@ -180,28 +241,220 @@ pub fn choose_bounds(
         relu_rule: relu.clone(),
         maxpool_rule: maxpool.clone(),
         per_site,
+        search: Vec::new(),
     })
 }
 
 /// The activation plan of one approximate configuration with these bounds.
-pub fn approx_plan<'a>(graph: &Graph, config: &ApproxConfig<'a>, bounds: &Bounds) -> ActivationPlan<'a> {
+pub fn approx_plan<'a>(graph: &Graph, config: &'a ApproxConfig<'a>, bounds: &Bounds) -> ActivationPlan<'a> {
     let modes = graph
         .sites
         .iter()
         .zip(&bounds.per_site)
         .map(|(site, b)| {
             let mode = if site.kind == SiteKind::Relu {
-                config.relu
+                &config.relu
             } else {
-                config.maxpool
+                &config.maxpool
             };
             match mode {
                 Mode::Exact => SiteMode::Exact,
                 Mode::Approx => SiteMode::approx(config.composite, config.alpha, b.bound).clamped(config.clamp),
+                // a ReLU polynomial never reaches a max-pool site: those are exact with it
+                Mode::Poly(_) if site.kind == SiteKind::MaxPool => SiteMode::Exact,
+                Mode::Poly(poly) => SiteMode::Poly(PolyRelu {
+                    poly,
+                    bound: b.bound,
+                    clamp: config.clamp,
+                }),
             }
         })
         .collect();
     ActivationPlan { modes }
+}
+
+/// The configuration's label: "α=14 (ReLU + max-pool)", "square ReLU (max-pool exact)", …
+pub fn config_label(alpha: u32, relu: &Mode, maxpool: &Mode, has_maxpool: bool) -> String {
+    let maxpool = if has_maxpool { maxpool } else { &Mode::Exact };
+    match (relu, maxpool) {
+        (Mode::Poly(p), _) if has_maxpool => format!("{} ReLU (max-pool exact)", p.name),
+        (Mode::Poly(p), _) => format!("{} ReLU", p.name),
+        (relu, maxpool) => {
+            let what = match (relu.relu_label(), maxpool) {
+                (Some(r), Mode::Approx) => format!("{r} + max-pool"),
+                (Some(r), _) => r,
+                (None, Mode::Approx) => "max-pool".into(),
+                (None, _) => "nothing approximated".into(),
+            };
+            format!("α={alpha} ({what})")
+        }
+    }
+}
+
+/// Where a try of the search stopped: the first batch with an activation out of [-B, B].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Overflow {
+    /// "relu" or "maxpool": the kind whose B is raised (the earliest overflowing site's).
+    pub kind: &'static str,
+    pub site: String,
+    /// The largest |x| at that site in that batch (infinite when it saw a non-finite value).
+    pub max_abs: f64,
+    /// The images of the overflowing batch (re-run first by the next try).
+    pub images: Vec<usize>,
+    /// Images run by this try, the overflowing batch included.
+    pub images_run: usize,
+}
+
+/// One try of the search: the bounds, how many images ran, and where it stopped (None: every
+/// image stayed in range, the search ends).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SearchTry {
+    pub relu_bound: f64,
+    pub maxpool_bound: f64,
+    pub images_run: usize,
+    pub overflow: Option<Overflow>,
+}
+
+/// The result of the search for one configuration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BoundSearch {
+    pub label: String,
+    pub relu_bound: f64,
+    pub maxpool_bound: f64,
+    pub tries: Vec<SearchTry>,
+}
+
+impl BoundSearch {
+    /// "B_relu = 65 (tried 50, 55, 60, 65), B_max = 50 (tried 50)".
+    pub fn summary(&self) -> String {
+        let tried = |pick: fn(&SearchTry) -> f64| {
+            let mut values: Vec<f64> = self.tries.iter().map(pick).collect();
+            values.dedup();
+            values.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(", ")
+        };
+        format!(
+            "{}: B_relu = {} (tried {}), B_max = {} (tried {}), {} tries",
+            self.label,
+            self.relu_bound,
+            tried(|t| t.relu_bound),
+            self.maxpool_bound,
+            tried(|t| t.maxpool_bound),
+            self.tries.len()
+        )
+    }
+}
+
+/// Tries after which the search gives up (the activations grow with B, or are not finite).
+pub const MAX_SEARCH_TRIES: usize = 200;
+
+/// The official code's B search (main_cifar10.py / main_imagenet.py): run the approximate
+/// network with (B_relu, B_max) = `start`; when an activation of a searched kind leaves
+/// [-B, B], raise that kind's B by its step and try again, until a whole pass stays in range.
+///
+/// `first_overflow(order, relu_bound, maxpool_bound)` runs the images in `order` batch by
+/// batch and reports the first batch that overflowed. Unlike the official code, which restarts
+/// from the first image, each try runs the images that overflowed before first, so a B that
+/// still fails is rejected after a batch; the B found is the same, since a try succeeds only
+/// after a full pass in range at that B.
+pub fn search_bounds(
+    images: usize,
+    start: (f64, f64),
+    step: (f64, f64),
+    mut first_overflow: impl FnMut(&[usize], f64, f64) -> Result<Option<Overflow>, String>,
+) -> Result<(f64, f64, Vec<SearchTry>), String> {
+    let (mut relu, mut maxpool) = start;
+    let mut seen = vec![false; images];
+    let mut first: Vec<usize> = Vec::new();
+    let mut tries = Vec::new();
+    while tries.len() < MAX_SEARCH_TRIES {
+        let order: Vec<usize> = first.iter().copied().chain((0..images).filter(|&i| !seen[i])).collect();
+        let overflow = first_overflow(&order, relu, maxpool)?;
+        tries.push(SearchTry {
+            relu_bound: relu,
+            maxpool_bound: maxpool,
+            images_run: overflow.as_ref().map_or(images, |o| o.images_run),
+            overflow: overflow.clone(),
+        });
+        let Some(o) = overflow else {
+            return Ok((relu, maxpool, tries));
+        };
+        match o.kind {
+            "relu" => relu += step.0,
+            _ => maxpool += step.1,
+        }
+        for &i in &o.images {
+            if !std::mem::replace(&mut seen[i], true) {
+                first.push(i);
+            }
+        }
+    }
+    Err(format!(
+        "no bound found after {MAX_SEARCH_TRIES} tries (B_relu = {relu}, B_max = {maxpool}): the \
+         approximate network's activations keep leaving [-B, B]"
+    ))
+}
+
+/// Runs `plan` (the approximate network only) over `order` in batches and returns the first
+/// batch where a site of `searched` kinds saw |x| > B or a non-finite value (the official code
+/// raises on |x| > B, which is also true of ±∞; NaN stops it here as well, since no B helps).
+pub fn first_overflow(
+    input: &PassInput,
+    order: &[usize],
+    plan: &ActivationPlan,
+    searched: [bool; 2],
+) -> Result<Option<Overflow>, String> {
+    let graph = input.graph;
+    let shape = graph.input;
+    let config = LoaderConfig {
+        batch_size: input.batch_size,
+        normalize: input.normalize,
+        prefetch: 2,
+    };
+    let mut images_run = 0;
+    for batch in Loader::new(input.dataset.clone(), order.to_vec(), config) {
+        images_run += batch.len() + batch.failures.len();
+        if batch.is_empty() {
+            continue;
+        }
+        let images = Batch::new(batch.len(), Shape::new(shape.c, shape.h, shape.w), batch.data)?;
+        let out = input.backend.run(graph, &images, plan)?;
+        let overflowed = out
+            .sites
+            .iter()
+            .zip(&graph.sites)
+            .zip(&plan.modes)
+            .find(|((stats, site), mode)| {
+                let kind_searched = searched[(site.kind == SiteKind::MaxPool) as usize];
+                kind_searched && mode.uses_bound() && (stats.out_of_range > 0 || stats.non_finite > 0)
+            });
+        if let Some(((stats, site), _)) = overflowed {
+            return Ok(Some(Overflow {
+                kind: kind_name(site.kind),
+                site: site.name.clone(),
+                max_abs: if stats.non_finite > 0 {
+                    f64::INFINITY
+                } else {
+                    stats.max_abs as f64
+                },
+                images: batch.indices.clone(),
+                images_run,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// `bounds` with every site of a searched kind set to that kind's B.
+pub fn with_searched_bounds(graph: &Graph, bounds: &Bounds, relu: f64, maxpool: f64) -> Bounds {
+    let mut out = bounds.clone();
+    for (b, site) in out.per_site.iter_mut().zip(&graph.sites) {
+        match (site.kind, &bounds.relu_rule, &bounds.maxpool_rule) {
+            (SiteKind::Relu, BoundRule::Search { .. }, _) => b.bound = relu,
+            (SiteKind::MaxPool, _, BoundRule::Search { .. }) => b.bound = maxpool,
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Top-1 and top-5 hits of one configuration.

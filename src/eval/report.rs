@@ -116,7 +116,7 @@ pub fn build_report(
         .iter()
         .zip(modes)
         .zip(polys)
-        .map(|((a, &(relu, maxpool)), polynomial)| {
+        .map(|((a, (relu, maxpool)), polynomial)| {
             let sites: Vec<SiteReport> = a
                 .sites
                 .iter()
@@ -136,8 +136,8 @@ pub fn build_report(
             ConfigReport {
                 label: a.label.clone(),
                 alpha: a.alpha,
-                relu,
-                maxpool,
+                relu: relu.clone(),
+                maxpool: maxpool.clone(),
                 polynomial,
                 approx: Accuracy::of(a.hits, tally.images),
                 agreement: 100.0 * a.agree as f64 / tally.images.max(1) as f64,

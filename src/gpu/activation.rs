@@ -157,7 +157,8 @@ struct Params {
     bound: f32,
     pool_scale: f32,
     clamp: u32,
-    _pad: [u32; 2],
+    scaled: u32,
+    _pad: u32,
 }
 
 /// Max-pooling geometry on an NCHW tensor.
@@ -215,6 +216,9 @@ pub enum SiteEval {
     /// The polynomial bound to B; max-pooling also needs the rescaling factor s. With `clamp`,
     /// inputs are clamped to [-B, B] before the polynomial (they are counted either way).
     Approx { bound: f32, pool_scale: f32, clamp: bool },
+    /// ReLU only: the power-basis polynomial of a [`PolyBuffer::power`] buffer on x, or on x/B
+    /// times B when `scaled`; |x| > B is counted (and clamped first with `clamp`).
+    Power { bound: f32, scaled: bool, clamp: bool },
 }
 
 impl SiteEval {
@@ -222,6 +226,10 @@ impl SiteEval {
     fn fields(self) -> Result<(u32, f32, f32, u32), GpuError> {
         match self {
             SiteEval::Exact => Ok((0, f32::INFINITY, 1.0, 0)),
+            SiteEval::Power { bound, clamp, .. } => {
+                check_bound(bound)?;
+                Ok((2, bound, 1.0, clamp as u32))
+            }
             SiteEval::Approx {
                 bound,
                 pool_scale,
@@ -265,6 +273,17 @@ impl PolyBuffer {
         }
     }
 
+    /// A power-basis polynomial c_0, c_1, … for [`SiteEval::Power`]: [n, c_0, …, c_{n-1}].
+    pub fn power(gpu: &Gpu, coeffs: &[f64]) -> PolyBuffer {
+        let packed: Vec<f32> = std::iter::once(coeffs.len() as f32)
+            .chain(coeffs.iter().map(|&c| c as f32))
+            .collect();
+        PolyBuffer {
+            buffer: gpu.storage_from("power-basis ReLU polynomial", &packed),
+            scheme: Scheme::DEFAULT,
+        }
+    }
+
     /// A composite with no stages, for dispatches whose activations are all exact.
     pub fn empty(gpu: &Gpu) -> PolyBuffer {
         PolyBuffer {
@@ -300,6 +319,7 @@ pub fn encode_relu(
         approximate,
         bound,
         clamp,
+        scaled: matches!(eval, SiteEval::Power { scaled: true, .. }) as u32,
         ..Params::default()
     };
     dispatch(gpu, encoder, "relu", poly, params, count, buffers)
@@ -315,6 +335,11 @@ pub fn encode_max_pool(
     buffers: &SiteBuffers,
 ) -> Result<(), GpuError> {
     shape.validate()?;
+    if let SiteEval::Power { .. } = eval {
+        return Err(GpuError::BadInput(
+            "a ReLU polynomial has no max-pool form (use exact max-pooling with it)".into(),
+        ));
+    }
     let (approximate, bound, pool_scale, clamp) = eval.fields()?;
     let (out_h, out_w) = shape.out_hw();
     let count = shape.planes * out_h * out_w;
@@ -382,6 +407,14 @@ impl<'g> ActivationKernel<'g> {
         ActivationKernel {
             gpu,
             poly: PolyBuffer::new(gpu, composite, scheme),
+        }
+    }
+
+    /// A power-basis ReLU polynomial c_0, c_1, … uploaded, for [`SiteEval::Power`] ReLUs.
+    pub fn power(gpu: &'g Gpu, coeffs: &[f64]) -> ActivationKernel<'g> {
+        ActivationKernel {
+            gpu,
+            poly: PolyBuffer::power(gpu, coeffs),
         }
     }
 

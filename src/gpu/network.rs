@@ -125,6 +125,7 @@ impl<'a> GpuNetwork<'a> {
             .map(|mode| match mode {
                 SiteMode::Exact => None,
                 SiteMode::Approx(a) => Some(PolyBuffer::new(self.gpu, a.composite, self.scheme)),
+                SiteMode::Poly(p) => Some(PolyBuffer::power(self.gpu, &p.poly.coeffs)),
             })
             .collect()
     }
@@ -132,6 +133,11 @@ impl<'a> GpuNetwork<'a> {
     fn site_eval(&self, plan: &ActivationPlan, site: SiteId, window: usize) -> Result<SiteEval, GpuError> {
         match &plan.modes[site] {
             SiteMode::Exact => Ok(SiteEval::Exact),
+            SiteMode::Poly(p) => Ok(SiteEval::Power {
+                bound: p.bound as f32,
+                scaled: p.poly.scaled,
+                clamp: p.clamp,
+            }),
             SiteMode::Approx(a) => {
                 let pool_scale = if window > 1 {
                     max_pool_scale(window * window, a.alpha, a.bound)
@@ -258,11 +264,19 @@ impl<'a> GpuNetwork<'a> {
                 output,
             } => {
                 let (input, shape) = self.conv_shape(conv, n);
-                let epilogue = match site.map(|s| (s, self.site_eval(plan, s, 1))) {
-                    None => Epilogue::None,
-                    Some((_, Ok(SiteEval::Exact))) => Epilogue::Relu,
-                    Some((_, Ok(SiteEval::Approx { bound, clamp, .. }))) => Epilogue::PolyRelu { bound, clamp },
-                    Some((_, Err(e))) => return Err(e),
+                let eval = site.map(|s| self.site_eval(plan, s, 1)).transpose()?;
+                let epilogue = match eval {
+                    None | Some(SiteEval::Power { .. }) => Epilogue::None,
+                    Some(SiteEval::Exact) => Epilogue::Relu,
+                    Some(SiteEval::Approx { bound, clamp, .. }) => Epilogue::PolyRelu { bound, clamp },
+                };
+                // A power-basis ReLU is not fused: the conv writes a scratch buffer that a
+                // standalone ReLU dispatch reads.
+                let scratch = match (eval, site) {
+                    (Some(SiteEval::Power { .. }), Some(_)) => {
+                        Some(gpu.storage_zeroed("unfused ReLU input", (n * self.shapes[output].numel() * 4) as u64))
+                    }
+                    _ => None,
                 };
                 let params = self.params[conv].as_ref().expect("conv params uploaded");
                 let residual_buffer = residual.map(slot).transpose()?;
@@ -275,11 +289,23 @@ impl<'a> GpuNetwork<'a> {
                     weight: &params.weight,
                     bias: &params.bias,
                     residual: residual_buffer,
-                    output: slot(output)?,
+                    output: scratch.as_ref().map_or(slot(output)?, |b| b),
                     range_stats: site.map(stats_slot).unwrap_or(unused_stats),
                 };
                 let poly = site.map(poly_for).unwrap_or(&self.exact_poly);
-                encode_conv(gpu, encoder, shape, epilogue, poly, &conv_buffers)
+                encode_conv(gpu, encoder, shape, epilogue, poly, &conv_buffers)?;
+                match (scratch, site, eval) {
+                    (Some(scratch), Some(site), Some(eval)) => {
+                        let site_buffers = SiteBuffers {
+                            input: &scratch,
+                            output: slot(output)?,
+                            range_stats: stats_slot(site),
+                        };
+                        let count = n * self.shapes[output].numel();
+                        encode_relu(gpu, encoder, poly_for(site), eval, count, &site_buffers)
+                    }
+                    _ => Ok(()),
+                }
             }
             Step::Node(id) => match &self.graph.nodes[id].op {
                 Op::Input | Op::Conv2d(_) => unreachable!("scheduled as input / conv steps"),
