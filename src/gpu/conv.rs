@@ -273,10 +273,22 @@ pub enum ConvKernel {
     Naive,
 }
 
-/// Seconds per convolution of `shape` (bias epilogue, device-resident data, `repeats` timed
-/// dispatches after one warm-up).
-pub fn time_conv(gpu: &Gpu, shape: ConvShape, kernel: ConvKernel, repeats: usize) -> Result<f64, GpuError> {
+/// Seconds per convolution of `shape` with `epilogue` (device-resident data, `repeats` timed
+/// dispatches after one warm-up). The naive kernel has the bias epilogue only.
+pub fn time_conv(
+    gpu: &Gpu,
+    shape: ConvShape,
+    kernel: ConvKernel,
+    epilogue: Epilogue,
+    poly: &PolyBuffer,
+    repeats: usize,
+) -> Result<f64, GpuError> {
     shape.validate()?;
+    if kernel == ConvKernel::Naive && epilogue != Epilogue::None {
+        return Err(GpuError::BadInput(format!(
+            "the naive convolution kernel has no {epilogue:?} epilogue"
+        )));
+    }
     let data = |n: usize, seed: usize| -> Vec<f32> {
         (0..n)
             .map(|i| (((i * 7919 + seed) % 2003) as f32) / 2003.0 - 0.5)
@@ -287,7 +299,6 @@ pub fn time_conv(gpu: &Gpu, shape: ConvShape, kernel: ConvKernel, repeats: usize
     let bias = gpu.storage_from("bench conv bias", &data(shape.out_c, 3));
     let output = gpu.storage_zeroed("bench conv output", (shape.output_len() * 4) as u64);
     let stats = range_stats_buffer(gpu);
-    let poly = PolyBuffer::empty(gpu);
     let encode = |encoder: &mut wgpu::CommandEncoder| -> Result<(), GpuError> {
         match kernel {
             ConvKernel::Tiled => {
@@ -299,7 +310,7 @@ pub fn time_conv(gpu: &Gpu, shape: ConvShape, kernel: ConvKernel, repeats: usize
                     output: &output,
                     range_stats: StatsSlot::whole(&stats),
                 };
-                encode_conv(gpu, encoder, shape, Epilogue::None, &poly, &buffers)
+                encode_conv(gpu, encoder, shape, epilogue, poly, &buffers)
             }
             ConvKernel::Naive => {
                 let pipeline = gpu.pipeline("conv2d_naive", "conv2d_naive", || {
