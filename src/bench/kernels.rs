@@ -81,7 +81,8 @@ pub fn resnet_conv_shapes() -> Vec<(&'static str, ConvShape)> {
         kernel_h: k,
         kernel_w: k,
         stride: 1,
-        pad: k / 2,
+        pad_h: k / 2,
+        pad_w: k / 2,
     };
     vec![
         ("3x3 56x56 64→64", conv(64, 56, 64, 3)),
@@ -227,7 +228,7 @@ fn one_conv_graph(shape: ConvShape, with_relu: bool) -> Result<Graph, AnyError> 
             weight,
             bias: pattern(shape.out_c, 3),
             stride: shape.stride,
-            padding: shape.pad,
+            padding: [shape.pad_h, shape.pad_w],
         }),
     );
     let output = if with_relu { builder.relu("relu", conv) } else { conv };

@@ -212,13 +212,13 @@ pub fn conv_bn(
     params: &mut dyn ParamSource,
     conv: &str,
     bn: &str,
-    (in_ch, out_ch, k): (usize, usize, usize),
+    (in_ch, out_ch, [kh, kw]): (usize, usize, [usize; 2]),
     conv_has_bias: bool,
 ) -> Result<(Tensor, Vec<f32>), ModelError> {
-    let fan_in = in_ch * k * k;
+    let fan_in = in_ch * kh * kw;
     let mut weight = params.tensor(
         &format!("{conv}.weight"),
-        &[out_ch, in_ch, k, k],
+        &[out_ch, in_ch, kh, kw],
         ParamKind::Weight { fan_in },
     )?;
     let mut bias = if conv_has_bias {
@@ -247,14 +247,15 @@ pub fn linear(
     Ok((weight, bias))
 }
 
-/// Geometry of one convolution: channels in and out, kernel, stride, padding.
+/// Geometry of one convolution: channels in and out, kernel `[kh, kw]`, stride, padding
+/// `[rows, columns]`.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvSpec {
     pub in_ch: usize,
     pub out_ch: usize,
-    pub kernel: usize,
+    pub kernel: [usize; 2],
     pub stride: usize,
-    pub padding: usize,
+    pub padding: [usize; 2],
 }
 
 impl ConvSpec {
@@ -263,9 +264,9 @@ impl ConvSpec {
         ConvSpec {
             in_ch,
             out_ch,
-            kernel,
+            kernel: [kernel; 2],
             stride,
-            padding: kernel / 2,
+            padding: [kernel / 2; 2],
         }
     }
 }
