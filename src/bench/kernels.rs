@@ -6,7 +6,7 @@ use super::{AnyError, PeakMemory, mib_text};
 use crate::cpu::{self, ActivationPlan, SiteMode};
 use crate::gpu::Gpu;
 use crate::gpu::activation::{ActivationKernel, PolyBuffer, Scheme};
-use crate::gpu::conv::{ConvKernel, ConvShape, Epilogue, time_conv};
+use crate::gpu::conv::{ConvKernel, ConvShape, Epilogue, TileConfig, time_conv};
 use crate::model::{Batch, Conv2d, Graph, GraphBuilder, Op, Shape};
 use crate::poly::Composite;
 use crate::report::poly_report::our_composite;
@@ -21,8 +21,11 @@ pub struct ConvRow {
     pub m: usize,
     pub n: usize,
     pub k: usize,
+    /// The tile configuration the engine picks for this shape.
     pub gpu_tiled_ms: Option<f64>,
     pub gpu_naive_ms: Option<f64>,
+    /// Every tile configuration: (name, ms).
+    pub gpu_tile_configs_ms: Vec<(String, f64)>,
     pub cpu_ms: f64,
     pub flops: f64,
 }
@@ -122,9 +125,17 @@ pub fn bench_conv(gpu: Option<&Gpu>, repeats: usize) -> Result<(Vec<ConvRow>, Ve
     let mut epilogues = Vec::new();
     for (name, shape) in resnet_conv_shapes() {
         let (m, n, k) = gemm_dims(&shape);
-        let tiled = gpu
-            .map(|g| time_gpu_conv(g, shape, ConvKernel::Tiled, Epilogue::None, None, repeats))
-            .transpose()?;
+        let mut configs = Vec::new();
+        let mut tiled = None;
+        if let Some(gpu) = gpu {
+            for tiles in TileConfig::ALL {
+                let ms = time_gpu_conv(gpu, shape, ConvKernel::Tiled(tiles), Epilogue::None, None, repeats)?;
+                if tiles == TileConfig::for_shape(&shape) {
+                    tiled = Some(ms);
+                }
+                configs.push((tiles.name(), ms));
+            }
+        }
         let naive = gpu
             .map(|g| time_gpu_conv(g, shape, ConvKernel::Naive, Epilogue::None, None, 1))
             .transpose()?;
@@ -135,19 +146,24 @@ pub fn bench_conv(gpu: Option<&Gpu>, repeats: usize) -> Result<(Vec<ConvRow>, Ve
             k,
             gpu_tiled_ms: tiled,
             gpu_naive_ms: naive,
+            gpu_tile_configs_ms: configs,
             cpu_ms: time_cpu_conv(shape, None, repeats)?,
             flops: shape.flops(),
         };
         println!("{}", format_conv_row(&row));
+        for (name, ms) in &row.gpu_tile_configs_ms {
+            println!("      GPU tiles {name}: {ms:.2} ms ({:.2} GFLOP/s)", row.gflops(*ms));
+        }
         rows.push(row);
         if let Some(gpu) = gpu {
+            let tiled = ConvKernel::Tiled(TileConfig::for_shape(&shape));
             let bound = 100.0;
             let poly = Epilogue::PolyRelu { bound, clamp: false };
             epilogues.push(EpilogueRow {
                 layer: name.into(),
                 backend: "gpu".into(),
-                relu_ms: time_gpu_conv(gpu, shape, ConvKernel::Tiled, Epilogue::Relu, None, repeats)?,
-                poly_ms: time_gpu_conv(gpu, shape, ConvKernel::Tiled, poly, Some(composite), repeats)?,
+                relu_ms: time_gpu_conv(gpu, shape, tiled, Epilogue::Relu, None, repeats)?,
+                poly_ms: time_gpu_conv(gpu, shape, tiled, poly, Some(composite), repeats)?,
             });
         }
         epilogues.push(EpilogueRow {

@@ -153,6 +153,7 @@ mod tests {
                 k: 576,
                 gpu_tiled_ms: None,
                 gpu_naive_ms: None,
+                gpu_tile_configs_ms: Vec::new(),
                 cpu_ms: 4.0,
                 flops: 1.0,
             }],
