@@ -60,8 +60,10 @@ const A_TAP_STEP: u32 = THREADS / TILE_M;
 const A_LOADS: u32 = TILE_K / A_TAP_STEP;
 const W_LOADS: u32 = TILE_K * TILE_N / THREADS;
 
-var<workgroup> tile_a: array<f32, TILE_K * TILE_M>; // [TILE_K][TILE_M]
-var<workgroup> tile_w: array<f32, TILE_K * TILE_N>; // [TILE_K][TILE_N]
+// [TILE_K][TILE_M] and [TILE_K][TILE_N], four values per element: a thread's BLOCK_M pixels
+// (and BLOCK_N channels) are consecutive, so it reads them as BLOCK_M / 4 vectors.
+var<workgroup> tile_a: array<vec4<f32>, TILE_K * TILE_M / 4u>;
+var<workgroup> tile_w: array<vec4<f32>, TILE_K * TILE_N / 4u>;
 // Per tap of the current slice: the input offset of (c, ky, kx) relative to a pixel's window
 // origin, and (ky, kx) for the padding test; ky = TAP_NONE past the end of K.
 var<workgroup> tap_offset: array<i32, TILE_K>;
@@ -159,11 +161,11 @@ fn conv2d(
         decode_tap(lid, lid, total_k);
     }
     workgroupBarrier();
-    var acc: array<array<f32, BLOCK_N>, BLOCK_M>;
+    var acc: array<array<vec4<f32>, BLOCK_N / 4u>, BLOCK_M>;
     for (var k0 = 0u; k0 < total_k; k0 += TILE_K) {
         for (var r = 0u; r < A_LOADS; r++) {
-            let slot = a_tap + A_TAP_STEP * r;
-            tile_a[slot * TILE_M + a_m] = load_a(pixel, slot);
+            let e = (a_tap + A_TAP_STEP * r) * TILE_M + a_m;
+            tile_a[e / 4u][e % 4u] = load_a(pixel, a_tap + A_TAP_STEP * r);
         }
         // Consecutive threads read consecutive taps of one weight row (contiguous).
         for (var r = 0u; r < W_LOADS; r++) {
@@ -172,7 +174,8 @@ fn conv2d(
             if o0 + o < params.out_c && k0 + w_k < total_k {
                 w = weight[(o0 + o) * total_k + k0 + w_k];
             }
-            tile_w[w_k * TILE_N + o] = w;
+            let e = w_k * TILE_N + o;
+            tile_w[e / 4u][e % 4u] = w;
         }
         workgroupBarrier();
         // Every tap of this slice has been read: decode the next slice's.
@@ -180,28 +183,29 @@ fn conv2d(
             decode_tap(lid, k0 + TILE_K + lid, total_k);
         }
         for (var kk = 0u; kk < TILE_K; kk++) {
-            var a: array<f32, BLOCK_M>;
-            var b: array<f32, BLOCK_N>;
-            for (var i = 0u; i < BLOCK_M; i++) {
-                a[i] = tile_a[kk * TILE_M + local.x + THREADS_M * i];
+            var a: array<vec4<f32>, BLOCK_M / 4u>;
+            var b: array<vec4<f32>, BLOCK_N / 4u>;
+            for (var v = 0u; v < BLOCK_M / 4u; v++) {
+                a[v] = tile_a[(kk * TILE_M + local.x * BLOCK_M) / 4u + v];
             }
-            for (var j = 0u; j < BLOCK_N; j++) {
-                b[j] = tile_w[kk * TILE_N + local.y + THREADS_N * j];
+            for (var v = 0u; v < BLOCK_N / 4u; v++) {
+                b[v] = tile_w[(kk * TILE_N + local.y * BLOCK_N) / 4u + v];
             }
             for (var i = 0u; i < BLOCK_M; i++) {
-                for (var j = 0u; j < BLOCK_N; j++) {
-                    acc[i][j] = fma(a[i], b[j], acc[i][j]);
+                let ai = vec4<f32>(a[i / 4u][i % 4u]);
+                for (var v = 0u; v < BLOCK_N / 4u; v++) {
+                    acc[i][v] = fma(ai, b[v], acc[i][v]);
                 }
             }
         }
         workgroupBarrier();
     }
     for (var i = 0u; i < BLOCK_M; i++) {
+        let m = m0 + local.x * BLOCK_M + i;
         for (var j = 0u; j < BLOCK_N; j++) {
-            let m = m0 + local.x + THREADS_M * i;
-            let o = o0 + local.y + THREADS_N * j;
+            let o = o0 + local.y * BLOCK_N + j;
             if m < total_m && o < params.out_c {
-                epilogue(m, o, acc[i][j]);
+                epilogue(m, o, acc[i][j / 4u][j % 4u]);
             }
         }
     }
