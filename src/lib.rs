@@ -1,6 +1,7 @@
 //! polycnn: how well do pretrained CNNs classify when every ReLU and max-pool is replaced by the
 //! polynomial an FHE (CKKS) server would evaluate? See ARCHITECTURE.md for the module map.
 
+pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod eval;

@@ -7,10 +7,9 @@ use polycnn::eval::Mode;
 use polycnn::eval::command::{EvalRequest, default_search_grid, run_eval};
 use polycnn::eval::report::{EvalReport, format_summary, sweep_csv, sweep_markdown};
 use polycnn::gpu::Gpu;
-use polycnn::gpu::activation::{ActivationKernel, Scheme};
 use polycnn::model::Arch;
 use polycnn::poly::parse_degree_list;
-use polycnn::report::poly_report::{PolyRequest, build_rows, format_table, our_composite};
+use polycnn::report::poly_report::{PolyRequest, build_rows, format_table};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -143,19 +142,36 @@ struct PolyArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Elements per activation pass.
-    #[arg(long, default_value_t = 1 << 22)]
-    elements: usize,
-    /// Passes timed per scheme.
-    #[arg(long, default_value_t = 5)]
-    repeats: usize,
+    /// Sections: all, or some of composite,networks,conv,activation,data.
+    #[arg(long, default_value = "all")]
+    sections: String,
     /// Networks timed end to end (random weights), comma-separated.
     #[arg(long, default_value = "resnet20,resnet56,resnet50,resnet152")]
     models: String,
-    /// Images per batch for the network timings (CIFAR nets; ImageNet nets use 1 on the GPU
-    /// when the adapter is a software one).
+    /// Images per batch for the network timings (ImageNet nets use 1 on a software GPU).
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Elements per activation pass.
+    #[arg(long, default_value_t = 1 << 22)]
+    elements: usize,
+    /// Timed repetitions of each kernel.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// JPEG folder for the decode + preprocess timing.
+    #[arg(long, default_value = "../shared/data/imagenet/train_sample250")]
+    images: PathBuf,
+    /// imagenet_class_index.json (needed by <synset>_<name>.JPEG folders).
+    #[arg(long, default_value = "../shared/data/imagenet/labels/imagenet_class_index.json")]
+    class_index: PathBuf,
+    /// CPU rows only.
+    #[arg(long)]
+    no_gpu: bool,
+    /// JSON written by scripts/bench_pytorch.py: print polycnn/PyTorch ratios.
+    #[arg(long)]
+    pytorch: Option<PathBuf>,
+    /// Write the whole report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -369,159 +385,23 @@ fn run_poly(args: PolyArgs) -> AnyResult<()> {
     Ok(())
 }
 
-/// The convolution kernel at real ResNet shapes (batch 1, 224x224 input), tiled vs naive.
-fn bench_conv(gpu: &Gpu) -> AnyResult<()> {
-    use polycnn::gpu::conv::{ConvKernel, ConvShape, time_conv};
-    println!(
-        "== GPU convolution (implicit GEMM) at ResNet shapes, batch 1 ({})",
-        gpu.describe()
-    );
-    println!("  layer                       M      N      K    tiled ms  GFLOP/s   naive ms  GFLOP/s   speed-up");
-    let conv = |c: usize, hw: usize, o: usize, k: usize, stride: usize| ConvShape {
-        batch: 1,
-        in_c: c,
-        in_h: hw,
-        in_w: hw,
-        out_c: o,
-        kernel_h: k,
-        kernel_w: k,
-        stride,
-        pad_h: k / 2,
-        pad_w: k / 2,
-    };
-    let layers = [
-        ("conv 3x3 56x56 64→64", conv(64, 56, 64, 3, 1)),
-        ("conv 3x3 28x28 128→128", conv(128, 28, 128, 3, 1)),
-        ("conv 3x3 14x14 256→256", conv(256, 14, 256, 3, 1)),
-        ("conv 1x1 56x56 64→256", conv(64, 56, 256, 1, 1)),
-        ("conv 1x1 56x56 256→64", conv(256, 56, 64, 1, 1)),
-        ("conv 1x1 14x14 1024→256", conv(1024, 14, 256, 1, 1)),
-    ];
-    for (name, shape) in layers {
-        let (oh, ow) = shape.out_hw();
-        let (m, n, k) = (oh * ow, shape.out_c, shape.in_c * shape.kernel_h * shape.kernel_w);
-        let tiled = time_conv(gpu, shape, ConvKernel::Tiled, 3)?;
-        let naive = time_conv(gpu, shape, ConvKernel::Naive, 1)?;
-        let gf = |s: f64| shape.flops() / s / 1e9;
-        println!(
-            "  {name:<24} {m:>6} {n:>6} {k:>6}  {:>9.2} {:>8.2}  {:>9.2} {:>8.2}  {:>8.1}x",
-            tiled * 1e3,
-            gf(tiled),
-            naive * 1e3,
-            gf(naive),
-            naive / tiled
-        );
-    }
-    Ok(())
-}
-
-/// Seconds per image of `plan` on `backend`, after one untimed warm-up run.
-fn time_network(
-    backend: &polycnn::eval::Backend,
-    graph: &polycnn::model::Graph,
-    batch: &polycnn::model::Batch,
-    plans: &[&polycnn::cpu::ActivationPlan],
-) -> AnyResult<f64> {
-    for plan in plans {
-        backend.run(graph, batch, plan)?;
-    }
-    let start = std::time::Instant::now();
-    for plan in plans {
-        backend.run(graph, batch, plan)?;
-    }
-    Ok(start.elapsed().as_secs_f64() / batch.n as f64)
-}
-
-/// Images/s of whole networks (random weights): exact, approximate (α=14) and both in one pass,
-/// on the CPU and the GPU backends.
-fn bench_networks(args: &BenchArgs, gpu: Option<&Gpu>) -> AnyResult<()> {
-    use polycnn::cpu::{ActivationPlan, SiteMode};
-    use polycnn::eval::Backend;
-    use polycnn::gpu::network::GpuNetwork;
-    use polycnn::model::{self, Batch};
-    let (sc, _) = our_composite(14, None)?;
-    println!("== networks, random weights: seconds per image (images/s)");
-    println!("  model              backend  batch        exact        approx α=14    exact+approx (one pass)");
-    for name in args.models.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let arch: Arch = name.parse()?;
-        let graph = model::random(arch, 1)?;
-        let approx = ActivationPlan::uniform(&graph, SiteMode::approx(&sc.composite, 14, 100.0));
-        let exact = ActivationPlan::exact(&graph);
-        let software_gpu = gpu.is_some_and(|g| g.info.device_type == wgpu::DeviceType::Cpu);
-        let mut backends: Vec<(Backend, usize)> = vec![(Backend::Cpu, args.batch)];
-        if let Some(gpu) = gpu {
-            let n = if software_gpu && graph.input.h > 64 {
-                1
-            } else {
-                args.batch
-            };
-            backends.push((
-                Backend::Gpu(Box::new(GpuNetwork::new(gpu, &graph, Scheme::DEFAULT)?)),
-                n,
-            ));
-        }
-        for (backend, n) in &backends {
-            let data: Vec<f32> = (0..n * graph.input.numel())
-                .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
-                .collect();
-            let batch = Batch::new(*n, graph.input, data)?;
-            let e = time_network(backend, &graph, &batch, &[&exact])?;
-            let a = time_network(backend, &graph, &batch, &[&approx])?;
-            let both = time_network(backend, &graph, &batch, &[&exact, &approx])?;
-            let cell = |s: f64| format!("{s:8.4} s ({:7.1}/s)", 1.0 / s);
-            println!(
-                "  {:<18} {:<7} {:>6}  {}  {}  {}",
-                graph.name,
-                backend.name(),
-                n,
-                cell(e),
-                cell(a),
-                cell(both)
-            );
-        }
-    }
-    Ok(())
-}
-
 fn run_bench(args: BenchArgs) -> AnyResult<()> {
-    println!("== composite generation (Remez in double-double, ε search; release build)");
-    let start = std::time::Instant::now();
-    for alpha in 4..=14 {
-        let (sc, ms) = our_composite(alpha, None)?;
-        println!("  α={alpha:2} degrees {:?}: {ms:7.1} ms", sc.composite.degrees());
+    if args.batch == 0 || args.elements == 0 || args.repeats == 0 {
+        return Err("--batch, --elements and --repeats must be at least 1".into());
     }
-    let total = start.elapsed().as_secs_f64();
-    println!(
-        "  all α 4..14: {:.3} s (target < 1 s: {})",
-        total,
-        if total < 1.0 { "met" } else { "NOT met" }
-    );
-
-    let gpu = try_gpu(true);
-    bench_networks(&args, gpu.as_ref())?;
-    let Some(gpu) = gpu else { return Ok(()) };
-    bench_conv(&gpu)?;
-    println!(
-        "== GPU activation kernel, ReLU mode, {} elements, {} passes ({})",
-        args.elements,
-        args.repeats,
-        gpu.describe()
-    );
-    println!("  α   scheme     ms/pass   Gelem/s   GB/s (read+write)");
-    for alpha in [7, 14] {
-        let (sc, _) = our_composite(alpha, None)?;
-        for scheme in Scheme::ALL {
-            let kernel = ActivationKernel::new(&gpu, &sc.composite, scheme);
-            let seconds = kernel.time_relu(args.elements, args.repeats)?;
-            let per_s = args.elements as f64 / seconds;
-            println!(
-                "  {alpha:2}  {:<9} {:9.3}  {:8.3}  {:8.3}",
-                scheme.name(),
-                seconds * 1e3,
-                per_s / 1e9,
-                per_s * 8.0 / 1e9
-            );
-        }
-    }
+    let models = args.models.split(',').map(str::trim).filter(|s| !s.is_empty());
+    let options = polycnn::bench::BenchOptions {
+        sections: polycnn::bench::Section::parse_list(&args.sections)?,
+        models: models.map(str::parse).collect::<Result<_, _>>()?,
+        batch: args.batch,
+        elements: args.elements,
+        repeats: args.repeats,
+        images: args.images,
+        class_index: Some(args.class_index),
+        gpu: !args.no_gpu,
+        pytorch: args.pytorch,
+        json: args.json,
+    };
+    polycnn::bench::command(&options)?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::{PolyBuffer, Scheme};
-use polycnn::gpu::conv::{ConvShape, Epilogue, conv2d_host};
+use polycnn::gpu::conv::{ConvShape, Epilogue, TileConfig, conv2d_host, conv2d_host_tiled};
 use polycnn::poly::activation::approx_relu;
 use polycnn::poly::{optimise_eps, paper_degrees};
 use std::sync::OnceLock;
@@ -125,10 +125,57 @@ fn implicit_gemm_matches_direct_convolution_on_many_shapes() {
         let input = values(s.input_len(), 1 + i as u64);
         let weight = values(s.weight_len(), 100 + i as u64);
         let bias = values(s.out_c, 200 + i as u64);
-        let (got, _) = conv2d_host(gpu(), s, &input, &weight, &bias, None, Epilogue::None, &poly).unwrap();
         let want = reference(s, &input, &weight, &bias, None);
-        for (g, (w, mag)) in got.iter().zip(&want) {
-            assert!((*g as f64 - w).abs() <= 1e-6 * mag + 1e-7, "shape {s:?}: {g} vs {w}");
+        for tiles in TileConfig::ALL {
+            let (got, _) =
+                conv2d_host_tiled(gpu(), tiles, s, &input, &weight, &bias, None, Epilogue::None, &poly).unwrap();
+            for (g, (w, mag)) in got.iter().zip(&want) {
+                assert!(
+                    (*g as f64 - w).abs() <= 1e-6 * mag + 1e-7,
+                    "shape {s:?}, tiles {tiles:?}: {g} vs {w}"
+                );
+            }
+        }
+    }
+}
+
+/// Several K slices, M and O tiles with ragged edges, batch > 1 and padding: what the tap
+/// tables and per-thread pixel decoding of each tile configuration must get right.
+#[test]
+fn every_tile_configuration_matches_on_multi_slice_shapes() {
+    let shapes = [
+        shape(2, 37, (13, 11), 70, 3, 1, 1),      // K = 333: 21 slices, last one partial
+        shape(1, 129, (9, 9), 65, 1, 1, 0),       // 1x1, one channel past a slice, one past a tile
+        shape(3, 20, (10, 12), 33, 3, 2, 1),      // stride 2 over a batch of 3
+        rect(9, (12, 7), 130, [1, 7], 1, [0, 3]), // rectangular over several O tiles
+    ];
+    let poly = PolyBuffer::empty(gpu());
+    for (i, s) in shapes.into_iter().enumerate() {
+        let input = values(s.input_len(), 300 + i as u64);
+        let weight = values(s.weight_len(), 400 + i as u64);
+        let bias = values(s.out_c, 500 + i as u64);
+        let residual = values(s.output_len(), 600 + i as u64);
+        let want = reference(s, &input, &weight, &bias, Some(&residual));
+        for tiles in TileConfig::ALL {
+            let (got, stats) = conv2d_host_tiled(
+                gpu(),
+                tiles,
+                s,
+                &input,
+                &weight,
+                &bias,
+                Some(&residual),
+                Epilogue::Relu,
+                &poly,
+            )
+            .unwrap();
+            assert_eq!(stats.log2_hist.iter().sum::<u64>(), s.output_len() as u64, "{tiles:?}");
+            for (g, (w, mag)) in got.iter().zip(&want) {
+                assert!(
+                    (*g as f64 - w.max(0.0)).abs() <= 1e-6 * mag + 1e-7,
+                    "shape {s:?}, tiles {tiles:?}: {g} vs {w}"
+                );
+            }
         }
     }
 }
@@ -235,4 +282,14 @@ fn bad_shapes_and_lengths_are_errors() {
         clamp: false,
     };
     assert!(conv2d_host(gpu(), s, &input, &weight, &[0.0; 3], None, nan_bound, &poly).is_err());
+}
+
+#[test]
+fn tile_choice_follows_the_layer_shape() {
+    let at = |c: usize, hw: usize, o: usize, k: usize| TileConfig::for_shape(&shape(1, c, (hw, hw), o, k, 1, k / 2));
+    assert_eq!(at(64, 56, 64, 3), TileConfig::TALL); // many pixels, 64 channels
+    assert_eq!(at(128, 28, 128, 3), TileConfig::BROAD); // both fit 128-wide tiles as well as 64
+    assert_eq!(at(512, 7, 512, 3), TileConfig::BROAD); // 49 pixels: 128 would be 60% padding
+    assert_eq!(at(16, 32, 16, 3), TileConfig::TALL); // CIFAR: 1024 pixels, 16 channels
+    assert_eq!(at(64, 8, 64, 3), TileConfig::WIDE); // 64 pixels, 64 channels
 }

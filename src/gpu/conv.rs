@@ -142,15 +142,96 @@ impl Params {
     }
 }
 
-const TILE: u64 = 64;
+/// A workgroup shape of the tiled kernel: `threads_m × threads_n` invocations, each holding a
+/// `block_m × block_n` register block, so one workgroup computes a
+/// `(threads_m·block_m) × (threads_n·block_n)` tile of (pixels × output channels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileConfig {
+    pub threads_m: u32,
+    pub threads_n: u32,
+    pub block_m: u32,
+    pub block_n: u32,
+    /// K values staged per slice (taps between two barriers).
+    pub depth: u32,
+}
 
-fn shader_source() -> String {
-    [
-        include_str!("../../shaders/sign_poly.wgsl"),
-        include_str!("../../shaders/range_stats.wgsl"),
-        include_str!("../../shaders/conv2d.wgsl"),
-    ]
-    .concat()
+impl TileConfig {
+    /// 256 invocations with 4x4 blocks: a 64x64 tile.
+    pub const WIDE: TileConfig = TileConfig {
+        threads_m: 16,
+        threads_n: 16,
+        block_m: 4,
+        block_n: 4,
+        depth: 16,
+    };
+    /// 8x4 blocks: a 128 (pixels) x 64 (channels) tile.
+    pub const TALL: TileConfig = TileConfig {
+        block_m: 8,
+        ..TileConfig::WIDE
+    };
+    /// 4x8 blocks: a 64 (pixels) x 128 (channels) tile.
+    pub const BROAD: TileConfig = TileConfig {
+        block_n: 8,
+        ..TileConfig::WIDE
+    };
+    /// Every configuration `for_shape` may pick, largest tiles first.
+    pub const ALL: [TileConfig; 3] = [TileConfig::BROAD, TileConfig::TALL, TileConfig::WIDE];
+
+    /// The largest tile whose padding wastes at most 10% more work than the tightest fit.
+    /// Measured on lavapipe (BENCHMARKS.md): larger tiles amortise each slice's barriers and
+    /// workgroup-memory traffic over more multiply-adds (8x8 blocks, or 64-invocation
+    /// workgroups, were slower), but a 128-wide tile over 49 pixels or 64 channels computes
+    /// mostly padding.
+    pub fn for_shape(shape: &ConvShape) -> TileConfig {
+        let (oh, ow) = shape.out_hw();
+        let (m, n) = ((shape.batch * oh * ow) as u64, shape.out_c as u64);
+        let padded = |t: TileConfig| m.next_multiple_of(t.tile_m()) * n.next_multiple_of(t.tile_n());
+        let tightest = TileConfig::ALL
+            .into_iter()
+            .map(padded)
+            .min()
+            .expect("configurations exist");
+        TileConfig::ALL
+            .into_iter()
+            .find(|&t| padded(t) * 10 <= tightest * 11)
+            .expect("the tightest configuration qualifies")
+    }
+
+    pub fn tile_m(self) -> u64 {
+        (self.threads_m * self.block_m) as u64
+    }
+
+    pub fn tile_n(self) -> u64 {
+        (self.threads_n * self.block_n) as u64
+    }
+
+    pub fn name(self) -> String {
+        format!(
+            "{}x{} threads, {}x{} blocks, K slices of {}",
+            self.threads_m, self.threads_n, self.block_m, self.block_n, self.depth
+        )
+    }
+
+    fn shader_source(self) -> String {
+        let constants = format!(
+            "const THREADS_M: u32 = {}u;\nconst THREADS_N: u32 = {}u;\nconst BLOCK_M: u32 = {}u;\nconst BLOCK_N: u32 = {}u;\nconst TILE_K: u32 = {}u;\n",
+            self.threads_m, self.threads_n, self.block_m, self.block_n, self.depth
+        );
+        [
+            include_str!("../../shaders/sign_poly.wgsl"),
+            include_str!("../../shaders/range_stats.wgsl"),
+            &constants,
+            include_str!("../../shaders/conv2d.wgsl"),
+        ]
+        .concat()
+    }
+
+    fn pipeline_name(self) -> String {
+        format!(
+            "conv2d_{}x{}_{}x{}_k{}",
+            self.threads_m, self.threads_n, self.block_m, self.block_n, self.depth
+        )
+    }
 }
 
 /// Device buffers of one convolution call.
@@ -164,7 +245,7 @@ pub struct ConvBuffers<'a> {
     pub range_stats: StatsSlot<'a>,
 }
 
-/// Record one convolution into `encoder` (no host round trip).
+/// Record one convolution into `encoder` (no host round trip), with the tiles `for_shape` picks.
 pub fn encode_conv(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
@@ -173,10 +254,31 @@ pub fn encode_conv(
     poly: &PolyBuffer,
     buffers: &ConvBuffers,
 ) -> Result<(), GpuError> {
+    encode_conv_tiled(
+        gpu,
+        encoder,
+        shape,
+        epilogue,
+        poly,
+        buffers,
+        TileConfig::for_shape(&shape),
+    )
+}
+
+/// [`encode_conv`] with the given tile configuration (tests and benchmarks cover each).
+pub fn encode_conv_tiled(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    shape: ConvShape,
+    epilogue: Epilogue,
+    poly: &PolyBuffer,
+    buffers: &ConvBuffers,
+    tiles: TileConfig,
+) -> Result<(), GpuError> {
     shape.validate()?;
     let (out_h, out_w) = shape.out_hw();
-    let groups_m = ((shape.batch * out_h * out_w) as u64).div_ceil(TILE);
-    let groups_n = (shape.out_c as u64).div_ceil(TILE);
+    let groups_m = ((shape.batch * out_h * out_w) as u64).div_ceil(tiles.tile_m());
+    let groups_n = (shape.out_c as u64).div_ceil(tiles.tile_n());
     if groups_m > 65_535 || groups_n > 65_535 {
         return Err(GpuError::BadInput(format!(
             "convolution {shape:?} is too large for one dispatch; lower the batch"
@@ -189,7 +291,7 @@ pub fn encode_conv(
         )));
     }
     check_binding_sizes(gpu, shape, buffers)?;
-    let pipeline = gpu.pipeline("conv2d", "conv2d", shader_source)?;
+    let pipeline = gpu.pipeline(&tiles.pipeline_name(), "conv2d", || tiles.shader_source())?;
     let residual = buffers.residual.unwrap_or(gpu.placeholder());
     for (first, count) in weight_chunks(gpu, shape)? {
         let params = Params {
@@ -222,7 +324,7 @@ pub fn encode_conv(
                 buffers.output.as_entire_binding(),
                 buffers.range_stats.binding(),
             ],
-            (groups_m as u32, (count as u64).div_ceil(TILE) as u32, 1),
+            (groups_m as u32, (count as u64).div_ceil(tiles.tile_n()) as u32, 1),
         );
     }
     Ok(())
@@ -274,16 +376,28 @@ fn check_binding_sizes(gpu: &Gpu, shape: ConvShape, buffers: &ConvBuffers) -> Re
 /// Which kernel a timing measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvKernel {
-    /// The tiled implicit GEMM used by the engine.
-    Tiled,
+    /// The tiled implicit GEMM used by the engine, with these tiles.
+    Tiled(TileConfig),
     /// One thread per output, no reuse: the baseline the benchmark compares against.
     Naive,
 }
 
-/// Seconds per convolution of `shape` (bias epilogue, device-resident data, `repeats` timed
-/// dispatches after one warm-up).
-pub fn time_conv(gpu: &Gpu, shape: ConvShape, kernel: ConvKernel, repeats: usize) -> Result<f64, GpuError> {
+/// Seconds per convolution of `shape` with `epilogue` (device-resident data, `repeats` timed
+/// dispatches after one warm-up). The naive kernel has the bias epilogue only.
+pub fn time_conv(
+    gpu: &Gpu,
+    shape: ConvShape,
+    kernel: ConvKernel,
+    epilogue: Epilogue,
+    poly: &PolyBuffer,
+    repeats: usize,
+) -> Result<f64, GpuError> {
     shape.validate()?;
+    if kernel == ConvKernel::Naive && epilogue != Epilogue::None {
+        return Err(GpuError::BadInput(format!(
+            "the naive convolution kernel has no {epilogue:?} epilogue"
+        )));
+    }
     let data = |n: usize, seed: usize| -> Vec<f32> {
         (0..n)
             .map(|i| (((i * 7919 + seed) % 2003) as f32) / 2003.0 - 0.5)
@@ -294,10 +408,9 @@ pub fn time_conv(gpu: &Gpu, shape: ConvShape, kernel: ConvKernel, repeats: usize
     let bias = gpu.storage_from("bench conv bias", &data(shape.out_c, 3));
     let output = gpu.storage_zeroed("bench conv output", (shape.output_len() * 4) as u64);
     let stats = range_stats_buffer(gpu);
-    let poly = PolyBuffer::empty(gpu);
     let encode = |encoder: &mut wgpu::CommandEncoder| -> Result<(), GpuError> {
         match kernel {
-            ConvKernel::Tiled => {
+            ConvKernel::Tiled(tiles) => {
                 let buffers = ConvBuffers {
                     input: &input,
                     weight: &weight,
@@ -306,7 +419,7 @@ pub fn time_conv(gpu: &Gpu, shape: ConvShape, kernel: ConvKernel, repeats: usize
                     output: &output,
                     range_stats: StatsSlot::whole(&stats),
                 };
-                encode_conv(gpu, encoder, shape, Epilogue::None, &poly, &buffers)
+                encode_conv_tiled(gpu, encoder, shape, epilogue, poly, &buffers, tiles)
             }
             ConvKernel::Naive => {
                 let pipeline = gpu.pipeline("conv2d_naive", "conv2d_naive", || {
@@ -345,6 +458,23 @@ pub fn conv2d_host(
     epilogue: Epilogue,
     poly: &PolyBuffer,
 ) -> Result<(Vec<f32>, RangeStats), GpuError> {
+    let tiles = TileConfig::for_shape(&shape);
+    conv2d_host_tiled(gpu, tiles, shape, input, weight, bias, residual, epilogue, poly)
+}
+
+/// [`conv2d_host`] with the given tile configuration.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_host_tiled(
+    gpu: &Gpu,
+    tiles: TileConfig,
+    shape: ConvShape,
+    input: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    epilogue: Epilogue,
+    poly: &PolyBuffer,
+) -> Result<(Vec<f32>, RangeStats), GpuError> {
     let check = |what: &str, got: usize, want: usize| {
         if got == want {
             Ok(())
@@ -375,7 +505,7 @@ pub fn conv2d_host(
         output: &output_buf,
         range_stats: StatsSlot::whole(&stats_buf),
     };
-    encode_conv(gpu, &mut encoder, shape, epilogue, poly, &buffers)?;
+    encode_conv_tiled(gpu, &mut encoder, shape, epilogue, poly, &buffers, tiles)?;
     gpu.submit_and_wait(encoder)?;
     Ok((
         gpu.read_back(&output_buf, shape.output_len())?,
