@@ -4,8 +4,11 @@
 use clap::{Args, Parser, Subcommand};
 use polycnn::eval::BoundRule;
 use polycnn::eval::Mode;
+use polycnn::eval::check::{Verdict, compare_files, format_comparison};
 use polycnn::eval::command::{EvalRequest, default_search_grid, run_eval};
+use polycnn::eval::merge::{ShardReport, merge_reports};
 use polycnn::eval::report::{EvalReport, format_summary, sweep_csv, sweep_markdown};
+use polycnn::eval::shard::Shard;
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::{ActivationKernel, Scheme};
 use polycnn::model::Arch;
@@ -36,6 +39,11 @@ enum Command {
     Sweep(SweepArgs),
     /// Benchmarks: polynomial generation time and the GPU kernels' throughput.
     Bench(BenchArgs),
+    /// Combine the JSON reports of all shards (`--shard I/N`) of one run into the whole run's report.
+    Merge(MergeArgs),
+    /// CI regression gate: exit 1 when a top-1/top-5/agreement figure dropped beyond the tolerance
+    /// against a baseline report, 2 when the reports cannot be read or compared.
+    Check(CheckArgs),
 }
 
 #[derive(Args, Clone)]
@@ -105,6 +113,33 @@ struct EvalArgs {
     /// Write the full report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Evaluate only shard I of N (0-based, contiguous image ranges); `polycnn merge` combines
+    /// the shards' JSON reports.
+    #[arg(long)]
+    shard: Option<String>,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The shard reports (JSON written by eval --json or sweep), one per shard.
+    #[arg(required = true)]
+    reports: Vec<PathBuf>,
+    /// Where to write the merged report.
+    #[arg(long)]
+    json: PathBuf,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The report to check (eval --json, sweep's report.json, or merge output).
+    #[arg(long)]
+    report: PathBuf,
+    /// The accepted report to compare against.
+    #[arg(long)]
+    baseline: PathBuf,
+    /// Largest accepted drop, in percentage points.
+    #[arg(long, default_value_t = 0.2)]
+    tolerance: f64,
 }
 
 #[derive(Args)]
@@ -160,6 +195,8 @@ fn main() -> ExitCode {
         Some(Command::Eval(args)) => run_eval_command(&args).map(|_| ()),
         Some(Command::Sweep(args)) => run_sweep(args),
         Some(Command::Bench(args)) => run_bench(args),
+        Some(Command::Merge(args)) => run_merge(args),
+        Some(Command::Check(args)) => return run_check(args),
         None => run_default_job(),
     };
     match result {
@@ -239,6 +276,7 @@ fn run_default_job() -> AnyResult<()> {
         backend: "auto".into(),
         scheme: "clenshaw".into(),
         json: None,
+        shard: None,
     };
     run_sweep(SweepArgs {
         eval,
@@ -285,6 +323,7 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
         cache: args.cache.clone(),
         gpu,
         scheme: args.scheme.parse()?,
+        shard: args.shard.as_deref().map(Shard::parse).transpose()?,
     })
 }
 
@@ -332,6 +371,37 @@ fn run_sweep(args: SweepArgs) -> AnyResult<()> {
     }
     write_file(&args.out.join("report.json"), &serde_json::to_string_pretty(&report)?)?;
     Ok(())
+}
+
+fn run_merge(args: MergeArgs) -> AnyResult<()> {
+    let shards = args
+        .reports
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let report = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+            Ok(ShardReport {
+                source: path.display().to_string(),
+                report,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let merged = merge_reports(shards)?;
+    write_file(&args.json, &serde_json::to_string_pretty(&merged)?)
+}
+
+/// Exit code 0 / 1 / 2: see `polycnn::eval::check`.
+fn run_check(args: CheckArgs) -> ExitCode {
+    match compare_files(&args.report, &args.baseline, args.tolerance) {
+        Ok(comparison) => {
+            print!("{}", format_comparison(&comparison));
+            ExitCode::from(comparison.verdict().exit_code())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(Verdict::Unusable.exit_code())
+        }
+    }
 }
 
 fn write_file(path: &std::path::Path, contents: &str) -> AnyResult<()> {

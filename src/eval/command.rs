@@ -3,6 +3,7 @@
 //! arguments into an [`EvalRequest`].
 
 use super::report::{EvalReport, PolyInfo, RunInfo, build_report};
+use super::shard::Shard;
 use super::{ApproxConfig, Backend, BoundRule, Mode, PassInput, approx_plan, choose_bounds, evaluate};
 use crate::data::cache::{CacheStatus, CachedDataset};
 use crate::data::digits::{self, DigitsDataset};
@@ -49,6 +50,8 @@ pub struct EvalRequest {
     pub cache: Option<PathBuf>,
     pub gpu: bool,
     pub scheme: Scheme,
+    /// Evaluate only this shard of the images (bounds still come from the same images as a whole run).
+    pub shard: Option<Shard>,
 }
 
 /// Default `--bound search` grids of the official code: CIFAR nets B_relu = B_max = 50 step 5,
@@ -173,7 +176,8 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
     };
     let bounds = choose_bounds(&graph, &req.bound, &req.bound_max, stats.as_deref())?;
     let plans: Vec<_> = configs.iter().map(|c| approx_plan(&graph, c, &bounds)).collect();
-    let tally = evaluate(&pass((0..count).collect(), "exact + approximate"), &configs, &plans)?;
+    let evaluated = req.shard.map_or(0..count, |s| s.range(count));
+    let tally = evaluate(&pass(evaluated.collect(), "exact + approximate"), &configs, &plans)?;
     let polys = composites
         .iter()
         .map(|(_, composite, source)| PolyInfo {
@@ -194,7 +198,9 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         batch_size: req.batch,
     };
     let modes = vec![(req.relu, req.maxpool); configs.len()];
-    Ok(build_report(info, &tally, bounds, &modes, polys))
+    let mut report = build_report(info, &tally, bounds, &modes, polys);
+    report.shard = req.shard.map(|s| s.info(count));
+    Ok(report)
 }
 
 /// "α=14 (ReLU + max-pool)": what the configuration approximates in this network.

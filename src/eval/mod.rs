@@ -6,9 +6,12 @@
 //! decodes batches in the background, runs each batch exactly once through the exact network and
 //! once per approximate plan, and tallies everything by counts (never averages of averages).
 
+pub mod check;
 pub mod command;
+pub mod merge;
 pub mod plot;
 pub mod report;
+pub mod shard;
 
 use crate::cpu::{self, ActivationPlan, RunOutput, SiteMode, SiteStats};
 use crate::data::Dataset;

@@ -1,6 +1,7 @@
 //! Evaluation reports: the JSON document, the terminal summary, and the sweep table (markdown,
 //! CSV) and plot (SVG).
 
+use super::shard::ShardInfo;
 use super::{Bounds, Hits, Mode, Tally};
 use crate::cpu::SiteStats;
 use crate::poly::cost::HeCost;
@@ -90,6 +91,8 @@ pub struct EvalReport {
     pub exact_sites: Vec<SiteStats>,
     pub bounds: Bounds,
     pub configs: Vec<ConfigReport>,
+    /// Which slice of the images this report covers (`--shard`); None for a whole run.
+    pub shard: Option<ShardInfo>,
 }
 
 /// Who ran what, for the report header.
@@ -166,6 +169,7 @@ pub fn build_report(
         exact_sites: tally.exact_sites.clone(),
         bounds,
         configs,
+        shard: None,
     }
 }
 
