@@ -7,6 +7,7 @@ use polycnn::eval::Mode;
 use polycnn::eval::check::{Verdict, compare_files, format_comparison};
 use polycnn::eval::command::{EvalRequest, default_search_grid, run_eval};
 use polycnn::eval::merge::{ShardReport, merge_reports};
+use polycnn::eval::plan::{PlanRequest, PrecisionPlan, format_plan, search_plan};
 use polycnn::eval::report::{EvalReport, format_summary, sweep_csv, sweep_markdown};
 use polycnn::eval::shard::Shard;
 use polycnn::gpu::Gpu;
@@ -44,6 +45,9 @@ enum Command {
     /// CI regression gate: exit 1 when a top-1/top-5/agreement figure dropped beyond the tolerance
     /// against a baseline report, 2 when the reports cannot be read or compared.
     Check(CheckArgs),
+    /// Per-site precision plan: the cheapest α per activation site (HE non-scalar multiplications)
+    /// keeping top-1 within a budget of exact; writes a plan that `eval --plan` runs.
+    Plan(PlanArgs),
 }
 
 #[derive(Args, Clone)]
@@ -117,6 +121,53 @@ struct EvalArgs {
     /// the shards' JSON reports.
     #[arg(long)]
     shard: Option<String>,
+    /// Evaluate a per-site precision plan (JSON from `polycnn plan`) as the one approximate
+    /// configuration: it replaces --alpha, --degrees and --bound/--bound-max.
+    #[arg(long)]
+    plan: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// A CIFAR/ImageNet/digits model, as for eval.
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    weights: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    /// Labels for flat ImageNet folders.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// imagenet_class_index.json (torchvision class order).
+    #[arg(long)]
+    class_index: Option<PathBuf>,
+    /// Allowed top-1 drop against exact on the calibration split, in percentage points.
+    #[arg(long, default_value_t = 0.5)]
+    budget: f64,
+    /// Candidate α per site (a range; the paper's degree lists exist for 4..14).
+    #[arg(long, default_value = "4..14")]
+    alpha: String,
+    /// The first N images calibrate B and the search; the rest (up to --limit) are held out.
+    #[arg(long, default_value_t = 500)]
+    calibration: usize,
+    /// B per site = max |x| on the calibration images × margin.
+    #[arg(long, default_value_t = 1.1)]
+    margin: f64,
+    /// Greedy rounds at most (each: one pass of single-site changes, one of combined plans).
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// Use only the first N images (calibration + held-out).
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
+    /// Preprocessed uint8 cache file (as for eval).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Where to write the plan.
+    #[arg(long, default_value = "plan.json")]
+    json: PathBuf,
 }
 
 #[derive(Args)]
@@ -196,6 +247,7 @@ fn main() -> ExitCode {
         Some(Command::Sweep(args)) => run_sweep(args),
         Some(Command::Bench(args)) => run_bench(args),
         Some(Command::Merge(args)) => run_merge(args),
+        Some(Command::Plan(args)) => run_plan(args),
         Some(Command::Check(args)) => return run_check(args),
         None => run_default_job(),
     };
@@ -277,6 +329,7 @@ fn run_default_job() -> AnyResult<()> {
         scheme: "clenshaw".into(),
         json: None,
         shard: None,
+        plan: None,
     };
     run_sweep(SweepArgs {
         eval,
@@ -324,6 +377,13 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
         gpu,
         scheme: args.scheme.parse()?,
         shard: args.shard.as_deref().map(Shard::parse).transpose()?,
+        plan: match &args.plan {
+            Some(_) if args.relu != "approx" || args.maxpool != "approx" => {
+                return Err("--plan approximates every site: drop --relu/--maxpool exact".into());
+            }
+            Some(path) => Some(PrecisionPlan::load(path)?),
+            None => None,
+        },
     })
 }
 
@@ -388,6 +448,54 @@ fn run_merge(args: MergeArgs) -> AnyResult<()> {
         .collect::<Result<Vec<_>, String>>()?;
     let merged = merge_reports(shards)?;
     write_file(&args.json, &serde_json::to_string_pretty(&merged)?)
+}
+
+fn run_plan(args: PlanArgs) -> AnyResult<()> {
+    let model: Arch = args.model.parse()?;
+    if args.batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
+    let eval = EvalRequest {
+        model,
+        weights: args.weights.clone(),
+        data: args.data.clone(),
+        labels: args.labels.clone(),
+        class_index: args.class_index.clone(),
+        alphas: vec![],
+        degrees: None,
+        coeffs_dir: None,
+        relu: Mode::Approx,
+        maxpool: Mode::Approx,
+        clamp: false,
+        bound: BoundRule::Calibrate {
+            margin: args.margin,
+            images: args.calibration,
+        },
+        bound_max: BoundRule::Calibrate {
+            margin: args.margin,
+            images: args.calibration,
+        },
+        calibration_images: args.calibration,
+        batch: args.batch,
+        limit: args.limit,
+        cache: args.cache.clone(),
+        gpu: false,
+        scheme: Scheme::DEFAULT,
+        shard: None,
+        plan: None,
+    };
+    let request = PlanRequest {
+        eval,
+        budget: args.budget,
+        alphas: parse_alphas(&args.alpha)?,
+        calibration_images: args.calibration,
+        margin: args.margin,
+        rounds: args.rounds,
+    };
+    let plan = search_plan(&request)?;
+    let graph = polycnn::model::load(model, &args.weights)?;
+    print!("{}", format_plan(&plan, &graph)?);
+    write_file(&args.json, &serde_json::to_string_pretty(&plan)?)
 }
 
 /// Exit code 0 / 1 / 2: see `polycnn::eval::check`.

@@ -38,6 +38,7 @@ fn digits_request() -> EvalRequest {
         gpu: false,
         scheme: Scheme::Clenshaw,
         shard: None,
+        plan: None,
     }
 }
 

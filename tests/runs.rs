@@ -214,3 +214,52 @@ fn check_exit_codes() {
     assert_eq!(check(base, "-1").0, Some(2));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn slurm_script_runs_shards_then_merges() {
+    // scripts/slurm_sweep.sh under a stand-in sbatch that runs each job at once
+    let dir = scratch("slurm");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("tests/fixtures/fake_sbatch"), bin.join("sbatch")).unwrap();
+    let single = dir.join("single.json");
+    eval_digits(&single, &[]);
+    let (weights, data) = (digits("digits_cnn.safetensors"), digits("digits_test.bin"));
+    let out = dir.join("sweep out"); // a space: arguments must survive the job's shell
+    let log = dir.join("sbatch.log");
+    let status = Command::new("bash")
+        .arg(root.join("scripts/slurm_sweep.sh"))
+        .arg(&out)
+        .arg("4")
+        .args([
+            "--model",
+            "digits_cnn",
+            "--weights",
+            &weights,
+            "--data",
+            &data,
+            "--alpha",
+            "6..8",
+            "--backend",
+            "cpu",
+            "--batch",
+            "64",
+        ])
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
+        .env("POLYCNN", env!("CARGO_BIN_EXE_polycnn"))
+        .env("BASELINE", &single)
+        .env("FAKE_SBATCH_LOG", &log)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let submitted = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        submitted.contains("--array=0-3") && submitted.contains("--dependency=afterok:"),
+        "{submitted}"
+    );
+    assert_eq!(untimed(read(&out.join("report.json"))), untimed(read(&single)));
+    let check = std::fs::read_to_string(out.join("logs/check.log")).unwrap();
+    assert!(check.contains("check passed"), "{check}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -2,6 +2,7 @@
 //! polynomials, choose the bounds, run the pass, return the report. The binary only parses
 //! arguments into an [`EvalRequest`].
 
+use super::plan::{PrecisionPlan, PreparedPlan};
 use super::report::{EvalReport, PolyInfo, RunInfo, build_report};
 use super::shard::Shard;
 use super::{ApproxConfig, Backend, BoundRule, Mode, PassInput, approx_plan, choose_bounds, evaluate};
@@ -52,6 +53,8 @@ pub struct EvalRequest {
     pub scheme: Scheme,
     /// Evaluate only this shard of the images (bounds still come from the same images as a whole run).
     pub shard: Option<Shard>,
+    /// Evaluate this per-site precision plan (one configuration) instead of `alphas` and `bound`.
+    pub plan: Option<PrecisionPlan>,
 }
 
 /// Default `--bound search` grids of the official code: CIFAR nets B_relu = B_max = 50 step 5,
@@ -117,6 +120,7 @@ fn composite_for(req: &EvalRequest, alpha: u32) -> Result<(Composite, String), A
 /// Runs the evaluation the request describes; `gpu` is used when `req.gpu` is set.
 pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyError> {
     let graph: Graph = model::load(req.model, &req.weights)?;
+    let planned = req.plan.as_ref().map(|p| PreparedPlan::new(p, &graph)).transpose()?;
     let (dataset, normalize) = open_dataset(req)?;
     let count = req.limit.map_or(dataset.len(), |l| l.min(dataset.len()));
     if count == 0 {
@@ -157,7 +161,12 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         batch_size: req.batch,
         title: title.to_string(),
     };
+    let configs = match &planned {
+        Some(p) => vec![p.config(req.clamp)],
+        None => configs,
+    };
     let stats = match (&req.bound, &req.bound_max) {
+        _ if planned.is_some() => None,
         (BoundRule::Fixed { .. }, BoundRule::Fixed { .. }) => None,
         (relu, maxpool) => {
             let calibrate =
@@ -174,8 +183,14 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
             Some(evaluate(&pass((0..images).collect(), "range statistics"), &[], &[])?.exact_sites)
         }
     };
-    let bounds = choose_bounds(&graph, &req.bound, &req.bound_max, stats.as_deref())?;
-    let plans: Vec<_> = configs.iter().map(|c| approx_plan(&graph, c, &bounds)).collect();
+    let (bounds, plans): (_, Vec<_>) = match &planned {
+        Some(p) => (p.bounds(), vec![p.activation_plan(req.clamp)]),
+        None => {
+            let bounds = choose_bounds(&graph, &req.bound, &req.bound_max, stats.as_deref())?;
+            let plans = configs.iter().map(|c| approx_plan(&graph, c, &bounds)).collect();
+            (bounds, plans)
+        }
+    };
     let evaluated = req.shard.map_or(0..count, |s| s.range(count));
     let tally = evaluate(&pass(evaluated.collect(), "exact + approximate"), &configs, &plans)?;
     let polys = composites
@@ -197,9 +212,14 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         out_of_range_policy: if req.clamp { "clamp" } else { "report" },
         batch_size: req.batch,
     };
+    let polys = match &planned {
+        Some(p) => vec![p.poly_info()],
+        None => polys,
+    };
     let modes = vec![(req.relu, req.maxpool); configs.len()];
     let mut report = build_report(info, &tally, bounds, &modes, polys);
     report.shard = req.shard.map(|s| s.info(count));
+    report.plan = planned.map(|p| p.plan().clone());
     Ok(report)
 }
 

@@ -9,6 +9,7 @@
 pub mod check;
 pub mod command;
 pub mod merge;
+pub mod plan;
 pub mod plot;
 pub mod report;
 pub mod shard;
@@ -56,7 +57,7 @@ pub enum Mode {
 }
 
 /// How the bound B of approximate sites is chosen.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "rule", rename_all = "lowercase")]
 pub enum BoundRule {
     /// One global B (the paper's setting).

@@ -1,6 +1,7 @@
 //! Evaluation reports: the JSON document, the terminal summary, and the sweep table (markdown,
 //! CSV) and plot (SVG).
 
+use super::plan::PrecisionPlan;
 use super::shard::ShardInfo;
 use super::{Bounds, Hits, Mode, Tally};
 use crate::cpu::SiteStats;
@@ -93,6 +94,8 @@ pub struct EvalReport {
     pub configs: Vec<ConfigReport>,
     /// Which slice of the images this report covers (`--shard`); None for a whole run.
     pub shard: Option<ShardInfo>,
+    /// The per-site precision plan evaluated (`eval --plan`), if any.
+    pub plan: Option<PrecisionPlan>,
 }
 
 /// Who ran what, for the report header.
@@ -170,6 +173,7 @@ pub fn build_report(
         bounds,
         configs,
         shard: None,
+        plan: None,
     }
 }
 
