@@ -10,8 +10,8 @@
 //! Search ([`search_plan`]), every step a single pass of [`evaluate`] over the calibration split
 //! that runs many candidate plans per batch:
 //! 1. B per site from an exact statistics pass: max |x| on the calibration images × margin.
-//! 2. Uniform pass: every candidate α everywhere; the uniform baseline is the lowest α from which
-//!    every higher α is within budget.
+//! 2. Uniform pass: every candidate α everywhere, with the same per-site B; the uniform baseline
+//!    is the cheapest α among those from which every higher α is within budget.
 //! 3. Rounds: (a) sensitivity pass: from the current plan, each site alone lowered by 1..=`STEP`
 //!    levels; (b) the single moves are ordered greedily by HE multiplications saved per image
 //!    lost (assuming losses add up), and the prefixes of that order, as whole plans, are measured in
@@ -39,7 +39,7 @@ type AnyError = Box<dyn std::error::Error>;
 /// How far below its current α one site is tried in a sensitivity pass.
 const STEP: usize = 3;
 /// Most prefix plans measured in one verification pass.
-const MAX_PREFIXES: usize = 40;
+const MAX_PREFIXES: usize = 30;
 
 /// One site of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -201,7 +201,7 @@ struct Level {
     composite: Composite,
 }
 
-fn levels(alphas: &[u32]) -> Result<Vec<Level>, AnyError> {
+fn candidate_levels(alphas: &[u32]) -> Result<Vec<Level>, AnyError> {
     let mut alphas = alphas.to_vec();
     alphas.sort_unstable();
     alphas.dedup();
@@ -335,12 +335,18 @@ impl Searcher<'_> {
     }
 }
 
-/// Single-site lowerings of `current`: (site, level) with level 1..=STEP below the site's.
-fn single_moves(current: &[usize]) -> Vec<(usize, usize)> {
+/// Single-site lowerings of `current`: (site, level) with level 1..=STEP below the site's and
+/// strictly fewer multiplications (the cost is not monotone in α: the paper's α=5 composite,
+/// one degree-13 stage, needs more than α=6's [3, 7]).
+fn single_moves(searcher: &Searcher, current: &[usize]) -> Vec<(usize, usize)> {
     current
         .iter()
         .enumerate()
-        .flat_map(|(s, &l)| (l.saturating_sub(STEP)..l).map(move |lower| (s, lower)))
+        .flat_map(|(s, &l)| {
+            (l.saturating_sub(STEP)..l)
+                .filter(move |&lower| searcher.site_mults(s, lower) < searcher.site_mults(s, l))
+                .map(move |lower| (s, lower))
+        })
         .collect()
 }
 
@@ -361,7 +367,7 @@ fn greedy_prefixes(
         let best = moves
             .iter()
             .zip(losses)
-            .filter(|((s, l), _)| *l < plan[*s])
+            .filter(|((s, l), _)| searcher.site_mults(*s, *l) < searcher.site_mults(*s, plan[*s]))
             .map(|(&(s, l), &loss)| {
                 let saved = searcher.site_mults(s, plan[s]) - searcher.site_mults(s, l);
                 let extra = loss.saturating_sub(lost[s]);
@@ -408,7 +414,7 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
         )
         .into());
     }
-    let levels = levels(&req.alphas)?;
+    let levels = candidate_levels(&req.alphas)?;
     let calibration: Vec<usize> = (0..req.calibration_images).collect();
     let held_out: Vec<usize> = (req.calibration_images..count).collect();
     let mut searcher = Searcher {
@@ -443,13 +449,14 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
         )
         .into());
     }
+    // the cheapest α among those from which every higher α is within budget
     let u = (0..=top)
         .rev()
         .take_while(|&l| uniform.within_budget(uniform.candidates[l], req.budget))
-        .last()
+        .min_by_key(|&l| searcher.cost(&uniform_plans[l]).nonscalar_mults)
         .expect("the top level is within budget");
     eprintln!(
-        "exact top-1 {:.2}%; uniform α={} (lowest within budget) {:.2}%",
+        "exact top-1 {:.2}%; uniform α={} (cheapest within budget) {:.2}%",
         uniform.percent(uniform.exact),
         levels[u].alpha,
         uniform.percent(uniform.candidates[u])
@@ -457,7 +464,7 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
     let mut current = uniform_plans[u].clone();
     let mut current_hits = uniform.candidates[u];
     for round in 1..=req.rounds {
-        let moves = single_moves(&current);
+        let moves = single_moves(&searcher, &current);
         if moves.is_empty() {
             break;
         }
@@ -824,7 +831,7 @@ mod tests {
     fn greedy_prefixes_take_free_savings_first() {
         // two sites at level 2; site 1 loses nothing when lowered, site 0 loses 3 images
         let graph = model::random(Arch::CifarResNet(20), 1).unwrap();
-        let levels = levels(&[6, 7, 8]).unwrap();
+        let levels = candidate_levels(&[6, 7, 8]).unwrap();
         let shapes = site_shapes(&graph).unwrap()[..2].to_vec();
         let searcher = Searcher {
             graph: &graph,
@@ -844,8 +851,19 @@ mod tests {
             plans_evaluated: 0,
         };
         let current = vec![2, 2];
-        let moves = single_moves(&current);
+        let moves = single_moves(&searcher, &current);
         assert_eq!(moves, vec![(0, 0), (0, 1), (1, 0), (1, 1)]);
+        // α=5 ([13], 8 mults) is dearer than α=6 ([3, 7], 7 mults): never a move from 6 to 5
+        let dearer = candidate_levels(&[5, 6]).unwrap();
+        let from_6 = Searcher {
+            levels: &dearer,
+            dataset: searcher.dataset.clone(),
+            bounds: searcher.bounds.clone(),
+            shapes: searcher.shapes.clone(),
+            backend: Backend::Cpu,
+            ..searcher
+        };
+        assert!(single_moves(&from_6, &[1, 1]).is_empty());
         let prefixes = greedy_prefixes(&searcher, &current, &moves, &[3, 3, 0, 0]);
         assert_eq!(prefixes[0], (vec![2, 0], 0));
         assert_eq!(prefixes.last().unwrap().0, vec![0, 0]);
