@@ -19,6 +19,9 @@
 //!    finds nothing cheaper.
 //! 4. Held-out pass: exact, uniform baseline and plan on the images after the calibration split.
 //!
+//! A candidate is acceptable when its top-1 is within budget and none of its activations became
+//! non-finite (a polynomial fed far beyond its B diverges).
+//!
 //! The plan is a JSON file ([`PrecisionPlan`]) that `polycnn eval --plan` runs ([`PreparedPlan`]).
 
 use super::command::{EvalRequest, open_dataset};
@@ -69,6 +72,11 @@ pub struct SplitAccuracy {
     pub exact_top1: f64,
     pub uniform_top1: f64,
     pub plan_top1: f64,
+    /// The plan's activations beyond their site's B, and non-finite ones, on this split.
+    #[serde(default)]
+    pub plan_out_of_range: u64,
+    #[serde(default)]
+    pub plan_non_finite: u64,
 }
 
 /// What the search found and measured (absent from a hand-written plan).
@@ -248,11 +256,14 @@ struct Searcher<'a> {
     plans_evaluated: u64,
 }
 
-/// Top-1 hits of the exact network and of each candidate over a split.
+/// Top-1 hits of the exact network and of each candidate over a split, and each candidate's
+/// activations beyond B and non-finite ones (summed over its sites).
 struct Measured {
     images: u64,
     exact: u64,
     candidates: Vec<u64>,
+    out_of_range: Vec<u64>,
+    non_finite: Vec<u64>,
 }
 
 impl Measured {
@@ -260,8 +271,10 @@ impl Measured {
         100.0 * hits as f64 / self.images.max(1) as f64
     }
 
-    fn within_budget(&self, hits: u64, budget: f64) -> bool {
-        self.percent(self.exact) - self.percent(hits) <= budget + 1e-9
+    /// Candidate `i` is within budget and never blew up (a polynomial fed far beyond its bound
+    /// diverges; a plan that does so on calibration images does so more on others).
+    fn acceptable(&self, i: usize, budget: f64) -> bool {
+        self.non_finite[i] == 0 && self.percent(self.exact) - self.percent(self.candidates[i]) <= budget + 1e-9
     }
 }
 
@@ -316,6 +329,16 @@ impl Searcher<'_> {
             images: tally.images,
             exact: tally.exact.top1,
             candidates: tally.approx.iter().map(|a| a.hits.top1).collect(),
+            out_of_range: tally
+                .approx
+                .iter()
+                .map(|a| a.sites.iter().map(|s| s.out_of_range).sum())
+                .collect(),
+            non_finite: tally
+                .approx
+                .iter()
+                .map(|a| a.sites.iter().map(|s| s.non_finite).sum())
+                .collect(),
         })
     }
 
@@ -440,19 +463,20 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
     let uniform_plans: Vec<Assignment> = (0..levels.len()).map(|l| vec![l; sites]).collect();
     let uniform = searcher.measure(&calibration, &uniform_plans, "uniform α")?;
     let top = levels.len() - 1;
-    if !uniform.within_budget(uniform.candidates[top], req.budget) {
+    if !uniform.acceptable(top, req.budget) {
         return Err(format!(
-            "even α={} everywhere loses {:.2} points of top-1 on the calibration split (budget {}): try a larger --margin or budget",
+            "even α={} everywhere loses {:.2} points of top-1 on the calibration split (budget {}; {} non-finite activations): try a larger --margin or budget",
             levels[top].alpha,
             uniform.percent(uniform.exact) - uniform.percent(uniform.candidates[top]),
-            req.budget
+            req.budget,
+            uniform.non_finite[top]
         )
         .into());
     }
     // the cheapest α among those from which every higher α is within budget
     let u = (0..=top)
         .rev()
-        .take_while(|&l| uniform.within_budget(uniform.candidates[l], req.budget))
+        .take_while(|&l| uniform.acceptable(l, req.budget))
         .min_by_key(|&l| searcher.cost(&uniform_plans[l]).nonscalar_mults)
         .expect("the top level is within budget");
     eprintln!(
@@ -463,6 +487,7 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
     );
     let mut current = uniform_plans[u].clone();
     let mut current_hits = uniform.candidates[u];
+    let mut current_ranges = (uniform.out_of_range[u], uniform.non_finite[u]);
     for round in 1..=req.rounds {
         let moves = single_moves(&searcher, &current);
         if moves.is_empty() {
@@ -493,17 +518,17 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
             break;
         }
         let measured = searcher.measure(&calibration, &prefixes, &format!("round {round}: combined"))?;
-        let best = prefixes
-            .iter()
-            .zip(&measured.candidates)
-            .filter(|(_, hits)| measured.within_budget(**hits, req.budget))
-            .min_by_key(|(a, _)| searcher.cost(a).nonscalar_mults);
-        let Some((plan, &hits)) = best else { break };
+        let best = (0..prefixes.len())
+            .filter(|&i| measured.acceptable(i, req.budget))
+            .min_by_key(|&i| searcher.cost(&prefixes[i]).nonscalar_mults);
+        let Some(best) = best else { break };
+        let (plan, hits) = (&prefixes[best], measured.candidates[best]);
         if searcher.cost(plan).nonscalar_mults >= searcher.cost(&current).nonscalar_mults {
             break;
         }
         current = plan.clone();
         current_hits = hits;
+        current_ranges = (measured.out_of_range[best], measured.non_finite[best]);
         eprintln!(
             "round {round}: {} non-scalar mults per image ({:.1}% of uniform), top-1 {:.2}%",
             searcher.cost(&current).nonscalar_mults,
@@ -518,12 +543,15 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
         "held-out split",
     )?;
     let (cost, uniform_cost) = (searcher.cost(&current), searcher.cost(&uniform_plans[u]));
-    let split = |m: &Measured, uniform_hits: u64, plan_hits: u64| SplitAccuracy {
-        images: m.images,
-        exact_top1: m.percent(m.exact),
-        uniform_top1: m.percent(uniform_hits),
-        plan_top1: m.percent(plan_hits),
-    };
+    let split =
+        |m: &Measured, uniform_hits: u64, plan_hits: u64, (out_of_range, non_finite): (u64, u64)| SplitAccuracy {
+            images: m.images,
+            exact_top1: m.percent(m.exact),
+            uniform_top1: m.percent(uniform_hits),
+            plan_top1: m.percent(plan_hits),
+            plan_out_of_range: out_of_range,
+            plan_non_finite: non_finite,
+        };
     let summary = SearchSummary {
         weights: req.eval.weights.display().to_string(),
         data: req.eval.data.display().to_string(),
@@ -533,8 +561,13 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
         cost,
         uniform_cost,
         saving_percent: 100.0 * (1.0 - cost.nonscalar_mults as f64 / uniform_cost.nonscalar_mults.max(1) as f64),
-        calibration: split(&uniform, uniform.candidates[u], current_hits),
-        held_out: split(&held, held.candidates[0], held.candidates[1]),
+        calibration: split(&uniform, uniform.candidates[u], current_hits, current_ranges),
+        held_out: split(
+            &held,
+            held.candidates[0],
+            held.candidates[1],
+            (held.out_of_range[1], held.non_finite[1]),
+        ),
         plans_evaluated: searcher.plans_evaluated,
         seconds: start.elapsed().as_secs_f64(),
     };
@@ -587,11 +620,11 @@ pub fn format_plan(plan: &PrecisionPlan, graph: &Graph) -> Result<String, String
             "  uniform α={}: {} non-scalar mults, depth {} → plan saves {:.1}% of the multiplications\n",
             s.uniform_alpha, s.uniform_cost.nonscalar_mults, s.uniform_cost.depth, s.saving_percent
         );
-        out += "  split           images   exact top-1   uniform top-1   plan top-1\n";
+        out += "  split           images   exact top-1   uniform top-1   plan top-1   plan |x|>B   plan NaN/inf\n";
         for (name, a) in [("calibration", &s.calibration), ("held-out", &s.held_out)] {
             out += &format!(
-                "  {name:<14} {:>7}   {:>10.2}%   {:>12.2}%   {:>9.2}%\n",
-                a.images, a.exact_top1, a.uniform_top1, a.plan_top1
+                "  {name:<14} {:>7}   {:>10.2}%   {:>12.2}%   {:>9.2}%   {:>10}   {:>12}\n",
+                a.images, a.exact_top1, a.uniform_top1, a.plan_top1, a.plan_out_of_range, a.plan_non_finite
             );
         }
         out += &format!(
