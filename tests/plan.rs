@@ -138,3 +138,20 @@ fn plan_arguments_are_checked() {
         assert!(stderr.contains(needle), "{extra:?}: expected '{needle}' in {stderr}");
     }
 }
+
+#[test]
+fn the_shipped_resnet20_plan_prepares_and_costs_what_it_says() {
+    // tests/fixtures/resnet20_plan.json: `polycnn plan` on the 1,000 lossless CIFAR-10 images
+    use polycnn::eval::plan::{PrecisionPlan, PreparedPlan, plan_cost};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plan = PrecisionPlan::load(&root.join("tests/fixtures/resnet20_plan.json")).unwrap();
+    let weights = root.join("../shared/data/cifar10/weights_akamaster/resnet20-12fca82f.th");
+    let graph = polycnn::model::load(polycnn::model::Arch::CifarResNet(20), &weights).unwrap();
+    let prepared = PreparedPlan::new(&plan, &graph).unwrap();
+    assert_eq!(prepared.activation_plan(false).modes.len(), 19);
+    let search = plan.search.as_ref().unwrap();
+    assert_eq!(plan_cost(&graph, &plan).unwrap(), search.cost);
+    assert!(search.cost.nonscalar_mults < search.uniform_cost.nonscalar_mults);
+    let text = serde_json::to_string(&plan).unwrap();
+    assert_eq!(serde_json::from_str::<PrecisionPlan>(&text).unwrap(), plan);
+}
