@@ -4,9 +4,14 @@
 use clap::{Args, Parser, Subcommand};
 use polycnn::eval::BoundRule;
 use polycnn::eval::Mode;
+use polycnn::eval::check::{Verdict, compare_files, format_comparison};
 use polycnn::eval::command::{EvalRequest, default_search_grid, run_eval};
+use polycnn::eval::merge::{ShardReport, merge_reports};
+use polycnn::eval::plan::{PlanRequest, PrecisionPlan, format_plan, search_plan};
 use polycnn::eval::report::{EvalReport, format_summary, sweep_csv, sweep_markdown};
+use polycnn::eval::shard::Shard;
 use polycnn::gpu::Gpu;
+use polycnn::gpu::activation::Scheme;
 use polycnn::model::Arch;
 use polycnn::poly::parse_degree_list;
 use polycnn::report::poly_report::{PolyRequest, build_rows, format_table};
@@ -35,6 +40,14 @@ enum Command {
     Sweep(SweepArgs),
     /// Benchmarks: polynomial generation time and the GPU kernels' throughput.
     Bench(BenchArgs),
+    /// Combine the JSON reports of all shards (`--shard I/N`) of one run into the whole run's report.
+    Merge(MergeArgs),
+    /// CI regression gate: exit 1 when a top-1/top-5/agreement figure dropped beyond the tolerance
+    /// against a baseline report, 2 when the reports cannot be read or compared.
+    Check(CheckArgs),
+    /// Per-site precision plan: the cheapest α per activation site (HE non-scalar multiplications)
+    /// keeping top-1 within a budget of exact; writes a plan that `eval --plan` runs.
+    Plan(PlanArgs),
 }
 
 #[derive(Args, Clone)]
@@ -109,6 +122,81 @@ struct EvalArgs {
     /// Write the full report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Evaluate only shard I of N (0-based, contiguous image ranges); `polycnn merge` combines
+    /// the shards' JSON reports.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Evaluate a per-site precision plan (JSON from `polycnn plan`) as the one approximate
+    /// configuration: it replaces --alpha, --degrees and --bound/--bound-max.
+    #[arg(long)]
+    plan: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// A CIFAR/ImageNet/digits model, as for eval.
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    weights: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    /// Labels for flat ImageNet folders.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// imagenet_class_index.json (torchvision class order).
+    #[arg(long)]
+    class_index: Option<PathBuf>,
+    /// Allowed top-1 drop against exact on the calibration split, in percentage points.
+    #[arg(long, default_value_t = 0.5)]
+    budget: f64,
+    /// Candidate α per site (a range; the paper's degree lists exist for 4..14).
+    #[arg(long, default_value = "4..14")]
+    alpha: String,
+    /// The first N images calibrate B and the search; the rest (up to --limit) are held out.
+    #[arg(long, default_value_t = 500)]
+    calibration: usize,
+    /// B per site = max |x| on the calibration images × margin. (ResNet-20, 500 calibration
+    /// images: at 1.1 held-out inputs beyond B made the low-α sites diverge.)
+    #[arg(long, default_value_t = 1.5)]
+    margin: f64,
+    /// Greedy rounds at most (each: one pass of single-site changes, one of combined plans).
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// Use only the first N images (calibration + held-out).
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
+    /// Preprocessed uint8 cache file (as for eval).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Where to write the plan.
+    #[arg(long, default_value = "plan.json")]
+    json: PathBuf,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The shard reports (JSON written by eval --json or sweep), one per shard.
+    #[arg(required = true)]
+    reports: Vec<PathBuf>,
+    /// Where to write the merged report.
+    #[arg(long)]
+    json: PathBuf,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The report to check (eval --json, sweep's report.json, or merge output).
+    #[arg(long)]
+    report: PathBuf,
+    /// The accepted report to compare against.
+    #[arg(long)]
+    baseline: PathBuf,
+    /// Largest accepted drop, in percentage points.
+    #[arg(long, default_value_t = 0.2)]
+    tolerance: f64,
 }
 
 #[derive(Args)]
@@ -181,6 +269,9 @@ fn main() -> ExitCode {
         Some(Command::Eval(args)) => run_eval_command(&args).map(|_| ()),
         Some(Command::Sweep(args)) => run_sweep(args),
         Some(Command::Bench(args)) => run_bench(args),
+        Some(Command::Merge(args)) => run_merge(args),
+        Some(Command::Plan(args)) => run_plan(args),
+        Some(Command::Check(args)) => return run_check(args),
         None => run_default_job(),
     };
     match result {
@@ -260,6 +351,8 @@ fn run_default_job() -> AnyResult<()> {
         backend: "auto".into(),
         scheme: "clenshaw".into(),
         json: None,
+        shard: None,
+        plan: None,
     };
     run_sweep(SweepArgs {
         eval,
@@ -298,6 +391,14 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
         cache: args.cache.clone(),
         gpu,
         scheme: args.scheme.parse()?,
+        shard: args.shard.as_deref().map(Shard::parse).transpose()?,
+        plan: match &args.plan {
+            Some(_) if args.relu != "approx" || args.maxpool != "approx" => {
+                return Err("--plan approximates every site: drop --relu/--maxpool exact".into());
+            }
+            Some(path) => Some(PrecisionPlan::load(path)?),
+            None => None,
+        },
     })
 }
 
@@ -345,6 +446,85 @@ fn run_sweep(args: SweepArgs) -> AnyResult<()> {
     }
     write_file(&args.out.join("report.json"), &serde_json::to_string_pretty(&report)?)?;
     Ok(())
+}
+
+fn run_merge(args: MergeArgs) -> AnyResult<()> {
+    let shards = args
+        .reports
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let report = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+            Ok(ShardReport {
+                source: path.display().to_string(),
+                report,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let merged = merge_reports(shards)?;
+    write_file(&args.json, &serde_json::to_string_pretty(&merged)?)
+}
+
+fn run_plan(args: PlanArgs) -> AnyResult<()> {
+    let model: Arch = args.model.parse()?;
+    if args.batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
+    let eval = EvalRequest {
+        model,
+        weights: args.weights.clone(),
+        data: args.data.clone(),
+        labels: args.labels.clone(),
+        class_index: args.class_index.clone(),
+        alphas: vec![],
+        degrees: None,
+        coeffs_dir: None,
+        relu: Mode::Approx,
+        maxpool: Mode::Approx,
+        clamp: false,
+        bound: BoundRule::Calibrate {
+            margin: args.margin,
+            images: args.calibration,
+        },
+        bound_max: BoundRule::Calibrate {
+            margin: args.margin,
+            images: args.calibration,
+        },
+        calibration_images: args.calibration,
+        batch: args.batch,
+        limit: args.limit,
+        cache: args.cache.clone(),
+        gpu: false,
+        scheme: Scheme::DEFAULT,
+        shard: None,
+        plan: None,
+    };
+    let request = PlanRequest {
+        eval,
+        budget: args.budget,
+        alphas: parse_alphas(&args.alpha)?,
+        calibration_images: args.calibration,
+        margin: args.margin,
+        rounds: args.rounds,
+    };
+    let plan = search_plan(&request)?;
+    let graph = polycnn::model::load(model, &args.weights)?;
+    print!("{}", format_plan(&plan, &graph)?);
+    write_file(&args.json, &serde_json::to_string_pretty(&plan)?)
+}
+
+/// Exit code 0 / 1 / 2: see `polycnn::eval::check`.
+fn run_check(args: CheckArgs) -> ExitCode {
+    match compare_files(&args.report, &args.baseline, args.tolerance) {
+        Ok(comparison) => {
+            print!("{}", format_comparison(&comparison));
+            ExitCode::from(comparison.verdict().exit_code())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(Verdict::Unusable.exit_code())
+        }
+    }
 }
 
 fn write_file(path: &std::path::Path, contents: &str) -> AnyResult<()> {

@@ -329,6 +329,8 @@ fn resnet20_request(limit: usize) -> EvalRequest {
         cache: None,
         gpu: false,
         scheme: Scheme::Clenshaw,
+        shard: None,
+        plan: None,
     }
 }
 

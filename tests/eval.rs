@@ -37,6 +37,8 @@ fn digits_request() -> EvalRequest {
         cache: None,
         gpu: false,
         scheme: Scheme::Clenshaw,
+        shard: None,
+        plan: None,
     }
 }
 

@@ -2,7 +2,9 @@
 //! polynomials, choose the bounds, run the pass, return the report. The binary only parses
 //! arguments into an [`EvalRequest`].
 
+use super::plan::{PrecisionPlan, PreparedPlan};
 use super::report::{EvalReport, PolyInfo, RunInfo, build_report};
+use super::shard::Shard;
 use super::{
     ApproxConfig, Backend, BoundRule, BoundSearch, Mode, PassInput, approx_plan, choose_bounds, config_label, evaluate,
     first_overflow, search_bounds, with_searched_bounds,
@@ -52,6 +54,10 @@ pub struct EvalRequest {
     pub cache: Option<PathBuf>,
     pub gpu: bool,
     pub scheme: Scheme,
+    /// Evaluate only this shard of the images (bounds still come from the same images as a whole run).
+    pub shard: Option<Shard>,
+    /// Evaluate this per-site precision plan (one configuration) instead of `alphas` and `bound`.
+    pub plan: Option<PrecisionPlan>,
 }
 
 /// Default `--bound search` grids of the official code: CIFAR nets B_relu = B_max = 50 step 5,
@@ -117,6 +123,7 @@ fn composite_for(req: &EvalRequest, alpha: u32) -> Result<(Composite, String), A
 /// Runs the evaluation the request describes; `gpu` is used when `req.gpu` is set.
 pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyError> {
     let graph: Graph = model::load(req.model, &req.weights)?;
+    let planned = req.plan.as_ref().map(|p| PreparedPlan::new(p, &graph)).transpose()?;
     let (dataset, normalize) = open_dataset(req)?;
     let count = req.limit.map_or(dataset.len(), |l| l.min(dataset.len()));
     if count == 0 {
@@ -161,8 +168,14 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         batch_size: req.batch,
         title: title.to_string(),
     };
-    let is_search = |r: &BoundRule| matches!(r, BoundRule::Search { .. });
-    let needs_stats = |r: &BoundRule| matches!(r, BoundRule::SearchExact { .. } | BoundRule::Calibrate { .. });
+    let configs = match &planned {
+        Some(p) => vec![p.config(req.clamp)],
+        None => configs,
+    };
+    // A precision plan carries its own per-site bounds: no statistics pass, no search.
+    let is_search = |r: &BoundRule| planned.is_none() && matches!(r, BoundRule::Search { .. });
+    let needs_stats =
+        |r: &BoundRule| planned.is_none() && matches!(r, BoundRule::SearchExact { .. } | BoundRule::Calibrate { .. });
     let stats = if needs_stats(&req.bound) || needs_stats(&req.bound_max) {
         let calibrate_only = !matches!(req.bound, BoundRule::SearchExact { .. })
             && !matches!(req.bound_max, BoundRule::SearchExact { .. });
@@ -177,7 +190,10 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
     } else {
         None
     };
-    let mut bounds = choose_bounds(&graph, &req.bound, &req.bound_max, stats.as_deref())?;
+    let mut bounds = match &planned {
+        Some(p) => p.bounds(),
+        None => choose_bounds(&graph, &req.bound, &req.bound_max, stats.as_deref())?,
+    };
     // Per configuration: the approximate-network search where a rule asks for it.
     let mut config_bounds = Vec::new();
     for config in &configs {
@@ -216,12 +232,17 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         bounds.search.push(search);
         config_bounds.push(with_searched_bounds(&graph, &bounds, relu, maxpool));
     }
-    let plans: Vec<_> = configs
-        .iter()
-        .zip(&config_bounds)
-        .map(|(c, b)| approx_plan(&graph, c, b))
-        .collect();
-    let tally = evaluate(&pass((0..count).collect(), "exact + approximate"), &configs, &plans)?;
+    let plans: Vec<_> = match &planned {
+        Some(p) => vec![p.activation_plan(req.clamp)],
+        None => configs
+            .iter()
+            .zip(&config_bounds)
+            .map(|(c, b)| approx_plan(&graph, c, b))
+            .collect(),
+    };
+    // Bounds above came from the same images in every shard; only the evaluation is split.
+    let evaluated = req.shard.map_or(0..count, |s| s.range(count));
+    let tally = evaluate(&pass(evaluated.collect(), "exact + approximate"), &configs, &plans)?;
     let polys = composites
         .iter()
         .map(|(_, composite, source)| match &req.relu {
@@ -254,6 +275,10 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         out_of_range_policy: if req.clamp { "clamp" } else { "report" },
         batch_size: req.batch,
     };
+    let polys = match &planned {
+        Some(p) => vec![p.poly_info()],
+        None => polys,
+    };
     let modes = vec![(req.relu.clone(), maxpool_mode); configs.len()];
     if let Some(first) = config_bounds.first() {
         bounds.per_site = first.per_site.clone();
@@ -265,6 +290,8 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
             site.bound = sb.bound;
         }
     }
+    report.shard = req.shard.map(|s| s.info(count));
+    report.plan = planned.map(|p| p.plan().clone());
     Ok(report)
 }
 

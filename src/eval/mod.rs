@@ -6,9 +6,13 @@
 //! decodes batches in the background, runs each batch exactly once through the exact network and
 //! once per approximate plan, and tallies everything by counts (never averages of averages).
 
+pub mod check;
 pub mod command;
+pub mod merge;
+pub mod plan;
 pub mod plot;
 pub mod report;
+pub mod shard;
 
 use crate::cpu::{self, ActivationPlan, PolyRelu, ReluPoly, RunOutput, SiteMode, SiteStats};
 use crate::data::Dataset;
@@ -95,7 +99,7 @@ impl Mode {
 }
 
 /// How the bound B of approximate sites is chosen.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "rule", rename_all = "lowercase")]
 pub enum BoundRule {
     /// One global B (the paper's setting).

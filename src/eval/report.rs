@@ -1,6 +1,8 @@
 //! Evaluation reports: the JSON document, the terminal summary, and the sweep table (markdown,
 //! CSV) and plot (SVG).
 
+use super::plan::PrecisionPlan;
+use super::shard::ShardInfo;
 use super::{Bounds, Hits, Mode, Tally};
 use crate::cpu::SiteStats;
 use crate::poly::cost::HeCost;
@@ -90,6 +92,10 @@ pub struct EvalReport {
     pub exact_sites: Vec<SiteStats>,
     pub bounds: Bounds,
     pub configs: Vec<ConfigReport>,
+    /// Which slice of the images this report covers (`--shard`); None for a whole run.
+    pub shard: Option<ShardInfo>,
+    /// The per-site precision plan evaluated (`eval --plan`), if any.
+    pub plan: Option<PrecisionPlan>,
 }
 
 /// Who ran what, for the report header.
@@ -166,6 +172,8 @@ pub fn build_report(
         exact_sites: tally.exact_sites.clone(),
         bounds,
         configs,
+        shard: None,
+        plan: None,
     }
 }
 

@@ -1,0 +1,906 @@
+//! Per-layer precision plans: a precision α (and a bound B) per activation site instead of the
+//! paper's one α for the whole network, chosen to minimise the homomorphic cost while the
+//! approximate network's top-1 stays within a budget of the exact network's.
+//!
+//! Cost model: a site costs `evaluations × non-scalar multiplications` of its α's composite
+//! ([`relu_cost`] / [`max_cost`] from `poly::cost`): a ReLU site evaluates once per element, a
+//! k×k max-pool `k²−1` two-input maxima per output in a tree of ⌈log2 k²⌉ levels. Depth is the
+//! activations' multiplicative depth on the network's critical path (longest path of the graph).
+//!
+//! Search ([`search_plan`]), every step a single pass of [`evaluate`] over the calibration split
+//! that runs many candidate plans per batch:
+//! 1. B per site from an exact statistics pass: max |x| on the calibration images × margin.
+//! 2. Uniform pass: every candidate α everywhere, with the same per-site B; the uniform baseline
+//!    is the cheapest α among those from which every higher α is within budget.
+//! 3. Rounds: (a) sensitivity pass: from the current plan, each site alone lowered by 1..=`STEP`
+//!    levels; (b) the single moves are ordered greedily by HE multiplications saved per image
+//!    lost (assuming losses add up), and the prefixes of that order, as whole plans, are measured in
+//!    one pass; the cheapest prefix within budget becomes the current plan. Stops when a round
+//!    finds nothing cheaper.
+//! 4. Held-out pass: exact, uniform baseline and plan on the images after the calibration split.
+//!
+//! A candidate is acceptable when its top-1 is within budget and none of its activations became
+//! non-finite (a polynomial fed far beyond its B diverges).
+//!
+//! The plan is a JSON file ([`PrecisionPlan`]) that `polycnn eval --plan` runs ([`PreparedPlan`]).
+
+use super::command::{EvalRequest, open_dataset};
+use super::report::PolyInfo;
+use super::{ApproxConfig, Backend, BoundRule, Bounds, Mode, PassInput, SiteBound, choose_bounds, evaluate};
+use crate::cpu::{ActivationPlan, SiteMode};
+use crate::data::{Dataset, Normalize};
+use crate::model::{self, Graph, Op, SiteKind};
+use crate::poly::cost::{HeCost, max_cost, relu_cost};
+use crate::poly::verify::relu_error;
+use crate::poly::{Composite, optimise_eps, paper_degrees};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Instant;
+
+type AnyError = Box<dyn std::error::Error>;
+
+/// How far below its current α one site is tried in a sensitivity pass.
+const STEP: usize = 3;
+/// Most prefix plans measured in one verification pass.
+const MAX_PREFIXES: usize = 30;
+
+/// One site of a plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SitePlan {
+    pub site: String,
+    /// "relu" or "maxpool".
+    pub kind: String,
+    pub alpha: u32,
+    /// Stage degrees of the composite (the paper's list for α unless chosen otherwise).
+    pub degrees: Vec<usize>,
+    pub bound: f64,
+}
+
+/// HE cost of a plan, per image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanCost {
+    /// Σ over sites of evaluations × non-scalar multiplications per evaluation.
+    pub nonscalar_mults: u64,
+    /// Multiplicative depth consumed by activations on the critical path.
+    pub depth: u32,
+}
+
+/// Top-1 of the exact network, the uniform baseline and the plan on one split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitAccuracy {
+    pub images: u64,
+    pub exact_top1: f64,
+    pub uniform_top1: f64,
+    pub plan_top1: f64,
+    /// The plan's activations beyond their site's B, and non-finite ones, on this split.
+    #[serde(default)]
+    pub plan_out_of_range: u64,
+    #[serde(default)]
+    pub plan_non_finite: u64,
+}
+
+/// What the search found and measured (absent from a hand-written plan).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchSummary {
+    pub weights: String,
+    pub data: String,
+    /// Allowed top-1 drop against exact on the calibration split, percentage points.
+    pub budget: f64,
+    pub alphas: Vec<u32>,
+    pub uniform_alpha: u32,
+    pub cost: PlanCost,
+    pub uniform_cost: PlanCost,
+    /// 100 × (1 − plan / uniform non-scalar multiplications).
+    pub saving_percent: f64,
+    pub calibration: SplitAccuracy,
+    pub held_out: SplitAccuracy,
+    /// Candidate plans run over the calibration split.
+    pub plans_evaluated: u64,
+    pub seconds: f64,
+}
+
+/// A precision plan: the JSON file `polycnn plan` writes and `polycnn eval --plan` reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrecisionPlan {
+    pub model: String,
+    /// How the bounds were chosen.
+    pub bound_rule: BoundRule,
+    /// In the graph's site order.
+    pub sites: Vec<SitePlan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSummary>,
+}
+
+impl PrecisionPlan {
+    pub fn load(path: &std::path::Path) -> Result<PrecisionPlan, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read plan {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("plan {}: {e}", path.display()))
+    }
+
+    fn alpha_range(&self) -> String {
+        let lo = self.sites.iter().map(|s| s.alpha).min().unwrap_or(0);
+        let hi = self.sites.iter().map(|s| s.alpha).max().unwrap_or(0);
+        if lo == hi {
+            format!("α={lo}")
+        } else {
+            format!("α={lo}..{hi}")
+        }
+    }
+}
+
+/// How a site's evaluations chain: evaluations per image and sequential levels per output.
+#[derive(Clone, Copy, Debug)]
+struct SiteShape {
+    kind: SiteKind,
+    evaluations: u64,
+    levels: u32,
+}
+
+fn site_shapes(graph: &Graph) -> Result<Vec<SiteShape>, String> {
+    let shapes = graph.shapes().map_err(|e| e.to_string())?;
+    graph
+        .sites
+        .iter()
+        .map(|site| {
+            let outputs = shapes[site.node].numel() as u64;
+            match &graph.nodes[site.node].op {
+                Op::Relu { .. } => Ok(SiteShape {
+                    kind: SiteKind::Relu,
+                    evaluations: outputs,
+                    levels: 1,
+                }),
+                Op::MaxPool { pool, .. } => {
+                    let window = (pool.kernel * pool.kernel) as u64;
+                    Ok(SiteShape {
+                        kind: SiteKind::MaxPool,
+                        evaluations: outputs * (window - 1),
+                        levels: window.next_power_of_two().trailing_zeros(),
+                    })
+                }
+                _ => Err(format!("site `{}` is not a ReLU or max-pool node", site.name)),
+            }
+        })
+        .collect()
+}
+
+/// The HE cost of one evaluation at a site of this kind.
+fn evaluation_cost(kind: SiteKind, degrees: &[usize]) -> HeCost {
+    match kind {
+        SiteKind::Relu => relu_cost(degrees),
+        SiteKind::MaxPool => max_cost(degrees),
+    }
+}
+
+/// Cost of a network whose site i uses `costs[i]` per evaluation.
+fn network_cost(graph: &Graph, shapes: &[SiteShape], costs: &[HeCost]) -> PlanCost {
+    let nonscalar_mults = shapes
+        .iter()
+        .zip(costs)
+        .map(|(s, c)| s.evaluations * c.nonscalar_mults as u64)
+        .sum();
+    // longest path: nodes are in topological order (every input precedes its reader)
+    let mut depth = vec![0u32; graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let before = node.op.inputs().iter().map(|&j| depth[j]).max().unwrap_or(0);
+        let own = node.op.site().map_or(0, |s| shapes[s].levels * costs[s].depth);
+        depth[i] = before + own;
+    }
+    PlanCost {
+        nonscalar_mults,
+        depth: depth[graph.output],
+    }
+}
+
+/// The HE cost of a plan on its graph.
+pub fn plan_cost(graph: &Graph, plan: &PrecisionPlan) -> Result<PlanCost, String> {
+    let shapes = site_shapes(graph)?;
+    let costs: Vec<HeCost> = shapes
+        .iter()
+        .zip(&plan.sites)
+        .map(|(s, p)| evaluation_cost(s.kind, &p.degrees))
+        .collect();
+    Ok(network_cost(graph, &shapes, &costs))
+}
+
+/// A candidate precision: α, its composite and its HE cost per evaluation.
+struct Level {
+    alpha: u32,
+    degrees: Vec<usize>,
+    composite: Composite,
+}
+
+fn candidate_levels(alphas: &[u32]) -> Result<Vec<Level>, AnyError> {
+    let mut alphas = alphas.to_vec();
+    alphas.sort_unstable();
+    alphas.dedup();
+    alphas
+        .into_iter()
+        .map(|alpha| {
+            let degrees = paper_degrees(alpha).ok_or(crate::poly::PolyError::NoDefaultDegrees(alpha))?;
+            Ok(Level {
+                alpha,
+                degrees: degrees.to_vec(),
+                composite: optimise_eps(degrees)?.composite,
+            })
+        })
+        .collect()
+}
+
+/// What `polycnn plan` needs.
+#[derive(Clone, Debug)]
+pub struct PlanRequest {
+    /// Model, weights, data (labels, class index, cache), batch size and image limit.
+    pub eval: EvalRequest,
+    /// Allowed top-1 drop against exact on the calibration split, percentage points.
+    pub budget: f64,
+    /// Candidate α (each needs the paper's degree list: 4..14).
+    pub alphas: Vec<u32>,
+    /// The first images are the calibration split, the rest (up to the limit) the held-out one.
+    pub calibration_images: usize,
+    /// B = max |x| on the calibration split × margin.
+    pub margin: f64,
+    /// Greedy rounds at most.
+    pub rounds: usize,
+}
+
+/// Runs candidate plans (a level index per site) over a split, counting top-1 hits.
+struct Searcher<'a> {
+    graph: &'a Graph,
+    backend: Backend<'a>,
+    dataset: Arc<dyn Dataset>,
+    normalize: Normalize,
+    batch: usize,
+    levels: &'a [Level],
+    bounds: Vec<f64>,
+    shapes: Vec<SiteShape>,
+    plans_evaluated: u64,
+}
+
+/// Top-1 hits of the exact network and of each candidate over a split, and each candidate's
+/// activations beyond B and non-finite ones (summed over its sites).
+struct Measured {
+    images: u64,
+    exact: u64,
+    candidates: Vec<u64>,
+    out_of_range: Vec<u64>,
+    non_finite: Vec<u64>,
+}
+
+impl Measured {
+    fn percent(&self, hits: u64) -> f64 {
+        100.0 * hits as f64 / self.images.max(1) as f64
+    }
+
+    /// Candidate `i` is within budget and never blew up (a polynomial fed far beyond its bound
+    /// diverges; a plan that does so on calibration images does so more on others).
+    fn acceptable(&self, i: usize, budget: f64) -> bool {
+        self.non_finite[i] == 0 && self.percent(self.exact) - self.percent(self.candidates[i]) <= budget + 1e-9
+    }
+}
+
+type Assignment = Vec<usize>;
+
+impl Searcher<'_> {
+    fn activation_plan(&self, assignment: &[usize]) -> ActivationPlan<'_> {
+        let modes = assignment
+            .iter()
+            .zip(&self.bounds)
+            .map(|(&l, &bound)| SiteMode::approx(&self.levels[l].composite, self.levels[l].alpha, bound))
+            .collect();
+        ActivationPlan { modes }
+    }
+
+    fn pass(&self, indices: &[usize], title: String) -> PassInput<'_> {
+        PassInput {
+            graph: self.graph,
+            backend: &self.backend,
+            dataset: self.dataset.clone(),
+            normalize: self.normalize,
+            indices: indices.to_vec(),
+            batch_size: self.batch,
+            title,
+        }
+    }
+
+    fn measure(&mut self, indices: &[usize], candidates: &[Assignment], title: &str) -> Result<Measured, String> {
+        let configs: Vec<ApproxConfig> = (0..candidates.len())
+            .map(|i| ApproxConfig {
+                label: format!("candidate {i}"),
+                alpha: 0,
+                composite: &self.levels[0].composite,
+                relu: Mode::Approx,
+                maxpool: Mode::Approx,
+                clamp: false,
+            })
+            .collect();
+        let plans: Vec<ActivationPlan> = candidates.iter().map(|a| self.activation_plan(a)).collect();
+        let title = format!("{title} ({} plans)", candidates.len());
+        let tally = evaluate(&self.pass(indices, title), &configs, &plans)?;
+        if !tally.failures.is_empty() {
+            return Err(format!(
+                "{} images could not be read (e.g. {}: {})",
+                tally.failures.len(),
+                tally.failures[0].0,
+                tally.failures[0].1
+            ));
+        }
+        self.plans_evaluated += candidates.len() as u64;
+        Ok(Measured {
+            images: tally.images,
+            exact: tally.exact.top1,
+            candidates: tally.approx.iter().map(|a| a.hits.top1).collect(),
+            out_of_range: tally
+                .approx
+                .iter()
+                .map(|a| a.sites.iter().map(|s| s.out_of_range).sum())
+                .collect(),
+            non_finite: tally
+                .approx
+                .iter()
+                .map(|a| a.sites.iter().map(|s| s.non_finite).sum())
+                .collect(),
+        })
+    }
+
+    /// HE multiplications per image of one site at one level.
+    fn site_mults(&self, site: usize, level: usize) -> u64 {
+        let shape = self.shapes[site];
+        shape.evaluations * evaluation_cost(shape.kind, &self.levels[level].degrees).nonscalar_mults as u64
+    }
+
+    fn cost(&self, assignment: &[usize]) -> PlanCost {
+        let costs: Vec<HeCost> = assignment
+            .iter()
+            .zip(&self.shapes)
+            .map(|(&l, s)| evaluation_cost(s.kind, &self.levels[l].degrees))
+            .collect();
+        network_cost(self.graph, &self.shapes, &costs)
+    }
+}
+
+/// Single-site lowerings of `current`: (site, level) with level 1..=STEP below the site's and
+/// strictly fewer multiplications (the cost is not monotone in α: the paper's α=5 composite,
+/// one degree-13 stage, needs more than α=6's [3, 7]).
+fn single_moves(searcher: &Searcher, current: &[usize]) -> Vec<(usize, usize)> {
+    current
+        .iter()
+        .enumerate()
+        .flat_map(|(s, &l)| {
+            (l.saturating_sub(STEP)..l)
+                .filter(move |&lower| searcher.site_mults(s, lower) < searcher.site_mults(s, l))
+                .map(move |lower| (s, lower))
+        })
+        .collect()
+}
+
+/// Greedy order of the measured single moves: repeatedly the move with the most multiplications
+/// saved per image lost (a move's loss is its measured drop from `current`, losses assumed to
+/// add). Returns the prefixes as whole plans with their predicted loss in images.
+fn greedy_prefixes(
+    searcher: &Searcher,
+    current: &[usize],
+    moves: &[(usize, usize)],
+    losses: &[u64],
+) -> Vec<(Assignment, u64)> {
+    let mut plan = current.to_vec();
+    let mut lost = vec![0u64; current.len()];
+    let mut predicted = 0u64;
+    let mut prefixes = Vec::new();
+    loop {
+        let best = moves
+            .iter()
+            .zip(losses)
+            .filter(|((s, l), _)| searcher.site_mults(*s, *l) < searcher.site_mults(*s, plan[*s]))
+            .map(|(&(s, l), &loss)| {
+                let saved = searcher.site_mults(s, plan[s]) - searcher.site_mults(s, l);
+                let extra = loss.saturating_sub(lost[s]);
+                (saved as f64 / (extra as f64 + 0.5), s, l, loss, extra)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((_, s, l, loss, extra)) = best else { break };
+        plan[s] = l;
+        lost[s] = lost[s].max(loss);
+        predicted += extra;
+        prefixes.push((plan.clone(), predicted));
+    }
+    prefixes
+}
+
+/// At most `max` of `items`, evenly spread, the first always kept.
+fn spread<T: Clone>(items: &[T], max: usize) -> Vec<T> {
+    if items.len() <= max {
+        return items.to_vec();
+    }
+    (0..max).map(|i| items[i * items.len() / max].clone()).collect()
+}
+
+/// The precision plan search (see the module docs); prints its progress on stderr.
+pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
+    let start = Instant::now();
+    if !(req.budget.is_finite() && req.budget >= 0.0) {
+        return Err(format!(
+            "--budget {}: expected a non-negative number of percentage points",
+            req.budget
+        )
+        .into());
+    }
+    if !(req.margin.is_finite() && req.margin > 0.0) {
+        return Err(format!("--margin {}: expected a positive factor", req.margin).into());
+    }
+    let graph = model::load(req.eval.model, &req.eval.weights)?;
+    let (dataset, normalize) = open_dataset(&req.eval)?;
+    let count = req.eval.limit.map_or(dataset.len(), |l| l.min(dataset.len()));
+    if req.calibration_images == 0 || req.calibration_images >= count {
+        return Err(format!(
+            "--calibration {}: needs at least one image and fewer than the {count} evaluated, the rest being the held-out split",
+            req.calibration_images
+        )
+        .into());
+    }
+    let levels = candidate_levels(&req.alphas)?;
+    let calibration: Vec<usize> = (0..req.calibration_images).collect();
+    let held_out: Vec<usize> = (req.calibration_images..count).collect();
+    let mut searcher = Searcher {
+        graph: &graph,
+        backend: Backend::Cpu,
+        dataset,
+        normalize,
+        batch: req.eval.batch,
+        levels: &levels,
+        bounds: Vec::new(),
+        shapes: site_shapes(&graph)?,
+        plans_evaluated: 0,
+    };
+    let rule = BoundRule::Calibrate {
+        margin: req.margin,
+        images: calibration.len(),
+    };
+    let stats = evaluate(&searcher.pass(&calibration, "range statistics".into()), &[], &[])?;
+    let bounds = choose_bounds(&graph, &rule, &rule, Some(&stats.exact_sites))?;
+    searcher.bounds = bounds.per_site.iter().map(|b| b.bound).collect();
+
+    let sites = graph.sites.len();
+    let uniform_plans: Vec<Assignment> = (0..levels.len()).map(|l| vec![l; sites]).collect();
+    let uniform = searcher.measure(&calibration, &uniform_plans, "uniform α")?;
+    let top = levels.len() - 1;
+    if !uniform.acceptable(top, req.budget) {
+        return Err(format!(
+            "even α={} everywhere loses {:.2} points of top-1 on the calibration split (budget {}; {} non-finite activations): try a larger --margin or budget",
+            levels[top].alpha,
+            uniform.percent(uniform.exact) - uniform.percent(uniform.candidates[top]),
+            req.budget,
+            uniform.non_finite[top]
+        )
+        .into());
+    }
+    // the cheapest α among those from which every higher α is within budget
+    let u = (0..=top)
+        .rev()
+        .take_while(|&l| uniform.acceptable(l, req.budget))
+        .min_by_key(|&l| searcher.cost(&uniform_plans[l]).nonscalar_mults)
+        .expect("the top level is within budget");
+    eprintln!(
+        "exact top-1 {:.2}%; uniform α={} (cheapest within budget) {:.2}%",
+        uniform.percent(uniform.exact),
+        levels[u].alpha,
+        uniform.percent(uniform.candidates[u])
+    );
+    let mut current = uniform_plans[u].clone();
+    let mut current_hits = uniform.candidates[u];
+    let mut current_ranges = (uniform.out_of_range[u], uniform.non_finite[u]);
+    for round in 1..=req.rounds {
+        let moves = single_moves(&searcher, &current);
+        if moves.is_empty() {
+            break;
+        }
+        let candidates: Vec<Assignment> = moves
+            .iter()
+            .map(|&(s, l)| {
+                let mut a = current.clone();
+                a[s] = l;
+                a
+            })
+            .collect();
+        let singles = searcher.measure(&calibration, &candidates, &format!("round {round}: single sites"))?;
+        let losses: Vec<u64> = singles
+            .candidates
+            .iter()
+            .map(|&h| current_hits.saturating_sub(h))
+            .collect();
+        let budget_images = (req.budget * singles.images as f64 / 100.0).floor() as u64;
+        let prefixes: Vec<Assignment> = greedy_prefixes(&searcher, &current, &moves, &losses)
+            .into_iter()
+            .filter(|(_, predicted)| *predicted <= 2 * budget_images + 2)
+            .map(|(a, _)| a)
+            .collect();
+        let prefixes = spread(&prefixes, MAX_PREFIXES);
+        if prefixes.is_empty() {
+            break;
+        }
+        let measured = searcher.measure(&calibration, &prefixes, &format!("round {round}: combined"))?;
+        let best = (0..prefixes.len())
+            .filter(|&i| measured.acceptable(i, req.budget))
+            .min_by_key(|&i| searcher.cost(&prefixes[i]).nonscalar_mults);
+        let Some(best) = best else { break };
+        let (plan, hits) = (&prefixes[best], measured.candidates[best]);
+        if searcher.cost(plan).nonscalar_mults >= searcher.cost(&current).nonscalar_mults {
+            break;
+        }
+        current = plan.clone();
+        current_hits = hits;
+        current_ranges = (measured.out_of_range[best], measured.non_finite[best]);
+        eprintln!(
+            "round {round}: {} non-scalar mults per image ({:.1}% of uniform), top-1 {:.2}%",
+            searcher.cost(&current).nonscalar_mults,
+            100.0 * searcher.cost(&current).nonscalar_mults as f64
+                / searcher.cost(&uniform_plans[u]).nonscalar_mults as f64,
+            measured.percent(hits)
+        );
+    }
+    let held = searcher.measure(
+        &held_out,
+        &[uniform_plans[u].clone(), current.clone()],
+        "held-out split",
+    )?;
+    let (cost, uniform_cost) = (searcher.cost(&current), searcher.cost(&uniform_plans[u]));
+    let split =
+        |m: &Measured, uniform_hits: u64, plan_hits: u64, (out_of_range, non_finite): (u64, u64)| SplitAccuracy {
+            images: m.images,
+            exact_top1: m.percent(m.exact),
+            uniform_top1: m.percent(uniform_hits),
+            plan_top1: m.percent(plan_hits),
+            plan_out_of_range: out_of_range,
+            plan_non_finite: non_finite,
+        };
+    let summary = SearchSummary {
+        weights: req.eval.weights.display().to_string(),
+        data: req.eval.data.display().to_string(),
+        budget: req.budget,
+        alphas: levels.iter().map(|l| l.alpha).collect(),
+        uniform_alpha: levels[u].alpha,
+        cost,
+        uniform_cost,
+        saving_percent: 100.0 * (1.0 - cost.nonscalar_mults as f64 / uniform_cost.nonscalar_mults.max(1) as f64),
+        calibration: split(&uniform, uniform.candidates[u], current_hits, current_ranges),
+        held_out: split(
+            &held,
+            held.candidates[0],
+            held.candidates[1],
+            (held.out_of_range[1], held.non_finite[1]),
+        ),
+        plans_evaluated: searcher.plans_evaluated,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    let sites = graph
+        .sites
+        .iter()
+        .zip(&bounds.per_site)
+        .zip(&current)
+        .map(|((site, b), &l)| SitePlan {
+            site: site.name.clone(),
+            kind: b.kind.to_string(),
+            alpha: levels[l].alpha,
+            degrees: levels[l].degrees.clone(),
+            bound: b.bound,
+        })
+        .collect();
+    Ok(PrecisionPlan {
+        model: graph.name.clone(),
+        bound_rule: rule,
+        sites,
+        search: Some(summary),
+    })
+}
+
+/// The plan as a table: per site α, B and multiplications, then the totals and accuracies.
+pub fn format_plan(plan: &PrecisionPlan, graph: &Graph) -> Result<String, String> {
+    let shapes = site_shapes(graph)?;
+    let mut out = format!("precision plan for {} ({})\n", plan.model, plan.alpha_range());
+    out += "  site                      kind      evaluations    α  degrees          B   non-scalar mults\n";
+    for (s, shape) in plan.sites.iter().zip(&shapes) {
+        let mults = shape.evaluations * evaluation_cost(shape.kind, &s.degrees).nonscalar_mults as u64;
+        out += &format!(
+            "  {:<24}  {:<8}  {:>11}  {:>3}  {:<12}  {:>8.3}  {:>16}\n",
+            s.site,
+            s.kind,
+            shape.evaluations,
+            s.alpha,
+            format!("{:?}", s.degrees),
+            s.bound,
+            mults
+        );
+    }
+    let cost = plan_cost(graph, plan)?;
+    out += &format!(
+        "  total per image: {} non-scalar mults, activation depth {}\n",
+        cost.nonscalar_mults, cost.depth
+    );
+    if let Some(s) = &plan.search {
+        out += &format!(
+            "  uniform α={}: {} non-scalar mults, depth {} → plan saves {:.1}% of the multiplications\n",
+            s.uniform_alpha, s.uniform_cost.nonscalar_mults, s.uniform_cost.depth, s.saving_percent
+        );
+        out += "  split           images   exact top-1   uniform top-1   plan top-1   plan |x|>B   plan NaN/inf\n";
+        for (name, a) in [("calibration", &s.calibration), ("held-out", &s.held_out)] {
+            out += &format!(
+                "  {name:<14} {:>7}   {:>10.2}%   {:>12.2}%   {:>9.2}%   {:>10}   {:>12}\n",
+                a.images, a.exact_top1, a.uniform_top1, a.plan_top1, a.plan_out_of_range, a.plan_non_finite
+            );
+        }
+        out += &format!(
+            "  budget {} points on the calibration split; {} candidate plans in {:.0} s\n",
+            s.budget, s.plans_evaluated, s.seconds
+        );
+    }
+    Ok(out)
+}
+
+/// A plan checked against its graph, with its composites built: what `eval --plan` runs.
+pub struct PreparedPlan {
+    plan: PrecisionPlan,
+    /// Distinct degree lists and their composites.
+    composites: Vec<(Vec<usize>, Composite)>,
+    /// Per site, the index of its composite.
+    site_composite: Vec<usize>,
+    kinds: Vec<&'static str>,
+}
+
+impl PreparedPlan {
+    /// Refuses a plan for another model, with unknown, missing or reordered sites, wrong kinds,
+    /// or unusable α, degrees or bounds — naming the site.
+    pub fn new(plan: &PrecisionPlan, graph: &Graph) -> Result<PreparedPlan, String> {
+        if plan.model != graph.name {
+            return Err(format!("the plan is for {}, not {}", plan.model, graph.name));
+        }
+        for s in &plan.sites {
+            if graph.site_named(&s.site).is_none() {
+                return Err(format!("plan site `{}`: {} has no such site", s.site, graph.name));
+            }
+        }
+        let mut composites: Vec<(Vec<usize>, Composite)> = Vec::new();
+        let mut site_composite = Vec::new();
+        let mut kinds = Vec::new();
+        for (i, site) in graph.sites.iter().enumerate() {
+            let s = plan
+                .sites
+                .get(i)
+                .ok_or_else(|| format!("the plan has no entry for site `{}`", site.name))?;
+            let kind = match site.kind {
+                SiteKind::Relu => "relu",
+                SiteKind::MaxPool => "maxpool",
+            };
+            let bad = |detail: String| format!("plan site `{}`: {detail}", s.site);
+            if s.site != site.name {
+                return Err(bad(format!(
+                    "expected `{}` at position {i} (sites in graph order)",
+                    site.name
+                )));
+            }
+            if s.kind != kind {
+                return Err(bad(format!("kind `{}` but the network's site is a {kind}", s.kind)));
+            }
+            if !(s.bound.is_finite() && s.bound > 0.0) {
+                return Err(bad(format!("bound {} is not a positive number", s.bound)));
+            }
+            if !(1..=30).contains(&s.alpha) {
+                return Err(bad(format!("α {} is outside 1..=30", s.alpha)));
+            }
+            let index = match composites.iter().position(|(d, _)| *d == s.degrees) {
+                Some(index) => index,
+                None => {
+                    let sc = optimise_eps(&s.degrees).map_err(|e| bad(format!("degrees {:?}: {e}", s.degrees)))?;
+                    composites.push((s.degrees.clone(), sc.composite));
+                    composites.len() - 1
+                }
+            };
+            site_composite.push(index);
+            kinds.push(kind);
+        }
+        if plan.sites.len() != graph.sites.len() {
+            return Err(format!(
+                "the plan has {} sites but {} has {}",
+                plan.sites.len(),
+                graph.name,
+                graph.sites.len()
+            ));
+        }
+        Ok(PreparedPlan {
+            plan: plan.clone(),
+            composites,
+            site_composite,
+            kinds,
+        })
+    }
+
+    pub fn plan(&self) -> &PrecisionPlan {
+        &self.plan
+    }
+
+    pub fn activation_plan(&self, clamp: bool) -> ActivationPlan<'_> {
+        let modes = self
+            .plan
+            .sites
+            .iter()
+            .zip(&self.site_composite)
+            .map(|(s, &c)| SiteMode::approx(&self.composites[c].1, s.alpha, s.bound).clamped(clamp))
+            .collect();
+        ActivationPlan { modes }
+    }
+
+    /// The site with the highest α: the configuration's α and polynomial in the report.
+    fn highest(&self) -> usize {
+        (0..self.plan.sites.len())
+            .max_by_key(|&i| self.plan.sites[i].alpha)
+            .unwrap_or(0)
+    }
+
+    /// The configuration the report shows for the plan.
+    pub fn config(&self, clamp: bool) -> ApproxConfig<'_> {
+        let top = self.highest();
+        ApproxConfig {
+            label: format!("plan ({} per site)", self.plan.alpha_range()),
+            alpha: self.plan.sites.get(top).map_or(0, |s| s.alpha),
+            composite: &self.composites[self.site_composite[top]].1,
+            relu: Mode::Approx,
+            maxpool: Mode::Approx,
+            clamp,
+        }
+    }
+
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            relu_rule: self.plan.bound_rule.clone(),
+            maxpool_rule: self.plan.bound_rule.clone(),
+            per_site: self
+                .plan
+                .sites
+                .iter()
+                .zip(&self.kinds)
+                .map(|(s, &kind)| SiteBound {
+                    site: s.site.clone(),
+                    kind,
+                    bound: s.bound,
+                })
+                .collect(),
+            search: Vec::new(),
+        }
+    }
+
+    /// The highest-α site's polynomial (the report's one polynomial per configuration).
+    pub fn poly_info(&self) -> PolyInfo {
+        let composite = &self.composites[self.site_composite[self.highest()]].1;
+        PolyInfo {
+            degrees: composite.degrees(),
+            source: format!("plan, highest α ({} per site)", self.plan.alpha_range()),
+            relu_error_log2: relu_error(composite).log2,
+            relu_cost: relu_cost(&composite.degrees()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Arch;
+
+    fn uniform_plan(graph: &Graph, alpha: u32) -> PrecisionPlan {
+        PrecisionPlan {
+            model: graph.name.clone(),
+            bound_rule: BoundRule::Fixed { bound: 10.0 },
+            sites: graph
+                .sites
+                .iter()
+                .map(|s| SitePlan {
+                    site: s.name.clone(),
+                    kind: if s.kind == SiteKind::Relu { "relu" } else { "maxpool" }.into(),
+                    alpha,
+                    degrees: paper_degrees(alpha).unwrap().to_vec(),
+                    bound: 10.0,
+                })
+                .collect(),
+            search: None,
+        }
+    }
+
+    #[test]
+    fn resnet20_cost_counts_every_relu_element() {
+        // ResNet-20: the stem ReLU and 2 per block, 3 stages of 3 blocks at 16x32x32, 32x16x16, 64x8x8
+        let graph = model::random(Arch::CifarResNet(20), 1).unwrap();
+        let plan = uniform_plan(&graph, 7);
+        let per = relu_cost(&[7, 7]);
+        let elements = 16 * 32 * 32 * 7 + 32 * 16 * 16 * 6 + 64 * 8 * 8 * 6;
+        let cost = plan_cost(&graph, &plan).unwrap();
+        assert_eq!(cost.nonscalar_mults, elements * per.nonscalar_mults as u64);
+        // every ReLU is on the main path (shortcuts join before the block's second ReLU)
+        assert_eq!(cost.depth, 19 * per.depth);
+    }
+
+    #[test]
+    fn max_pool_sites_cost_a_tree_of_maxima() {
+        let graph = model::random(Arch::DigitsCnn, 1).unwrap();
+        let shapes = site_shapes(&graph).unwrap();
+        let out = graph.shapes().unwrap();
+        for (site, shape) in graph.sites.iter().zip(&shapes) {
+            if let Op::MaxPool { pool, .. } = &graph.nodes[site.node].op {
+                let window = pool.kernel * pool.kernel;
+                assert_eq!(shape.evaluations, (out[site.node].numel() * (window - 1)) as u64);
+                assert_eq!(1u64 << shape.levels, (window as u64).next_power_of_two());
+            }
+        }
+        assert!(shapes.iter().any(|s| s.kind == SiteKind::MaxPool));
+    }
+
+    #[test]
+    fn plan_json_round_trips_and_bad_plans_name_the_site() {
+        let graph = model::random(Arch::DigitsCnn, 1).unwrap();
+        let mut plan = uniform_plan(&graph, 8);
+        plan.sites[0].alpha = 5;
+        plan.sites[0].degrees = vec![13];
+        plan.sites[0].bound = 3.0625;
+        let text = serde_json::to_string_pretty(&plan).unwrap();
+        let back: PrecisionPlan = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, plan);
+        let prepared = PreparedPlan::new(&back, &graph).unwrap();
+        let modes = prepared.activation_plan(false).modes;
+        assert!(matches!(modes[0], SiteMode::Approx(a) if a.alpha == 5 && a.bound == 3.0625));
+        assert_eq!(prepared.bounds().per_site[0].bound, 3.0625);
+
+        let refused = |edit: &dyn Fn(&mut PrecisionPlan), needle: &str| {
+            let mut p = plan.clone();
+            edit(&mut p);
+            let err = PreparedPlan::new(&p, &graph).err().expect("refused");
+            assert!(err.contains(needle), "expected '{needle}' in: {err}");
+        };
+        let first = plan.sites[0].site.clone();
+        refused(&|p| p.model = "resnet20".into(), "resnet20");
+        refused(&|p| p.sites[0].site = "nope".into(), "`nope`");
+        refused(&|p| p.sites[0].bound = f64::NAN, &first);
+        refused(&|p| p.sites[0].degrees = vec![8], &first);
+        refused(&|p| p.sites[0].kind = "maxpool".into(), "kind");
+        refused(&|p| p.sites.truncate(1), "no entry for site");
+        refused(&|p| p.sites.swap(0, 1), "expected");
+    }
+
+    #[test]
+    fn greedy_prefixes_take_free_savings_first() {
+        // two sites at level 2; site 1 loses nothing when lowered, site 0 loses 3 images
+        let graph = model::random(Arch::CifarResNet(20), 1).unwrap();
+        let levels = candidate_levels(&[6, 7, 8]).unwrap();
+        let shapes = site_shapes(&graph).unwrap()[..2].to_vec();
+        let searcher = Searcher {
+            graph: &graph,
+            backend: Backend::Cpu,
+            dataset: Arc::new(
+                crate::data::digits::DigitsDataset::open(std::path::Path::new(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/datasets/digits/digits_test.bin"
+                )))
+                .unwrap(),
+            ),
+            normalize: crate::data::digits::NORMALIZE,
+            batch: 1,
+            levels: &levels,
+            bounds: vec![1.0; 2],
+            shapes,
+            plans_evaluated: 0,
+        };
+        let current = vec![2, 2];
+        let moves = single_moves(&searcher, &current);
+        assert_eq!(moves, vec![(0, 0), (0, 1), (1, 0), (1, 1)]);
+        // α=5 ([13], 8 mults) is dearer than α=6 ([3, 7], 7 mults): never a move from 6 to 5
+        let dearer = candidate_levels(&[5, 6]).unwrap();
+        let from_6 = Searcher {
+            levels: &dearer,
+            dataset: searcher.dataset.clone(),
+            bounds: searcher.bounds.clone(),
+            shapes: searcher.shapes.clone(),
+            backend: Backend::Cpu,
+            ..searcher
+        };
+        assert!(single_moves(&from_6, &[1, 1]).is_empty());
+        let prefixes = greedy_prefixes(&searcher, &current, &moves, &[3, 3, 0, 0]);
+        assert_eq!(prefixes[0], (vec![2, 0], 0));
+        assert_eq!(prefixes.last().unwrap().0, vec![0, 0]);
+        assert_eq!(prefixes.last().unwrap().1, 3);
+    }
+}

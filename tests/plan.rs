@@ -1,0 +1,157 @@
+//! `polycnn plan` and `eval --plan` through the binary, on the shipped digits data.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn polycnn(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_polycnn"))
+        .args(args)
+        .output()
+        .expect("run polycnn");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn digits(file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("datasets/digits")
+        .join(file)
+        .display()
+        .to_string()
+}
+
+fn read(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_plan_is_cheaper_within_budget_and_eval_reproduces_it() {
+    let dir = std::env::temp_dir().join(format!("polycnn-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan_path = dir.join("plan.json");
+    let (weights, data) = (digits("digits_cnn.safetensors"), digits("digits_test.bin"));
+    let common = ["--model", "digits_cnn", "--weights", &weights, "--data", &data];
+    let mut args = vec!["plan"];
+    args.extend(common);
+    args.extend([
+        "--calibration",
+        "250",
+        "--budget",
+        "0.5",
+        "--json",
+        plan_path.to_str().unwrap(),
+    ]);
+    let (code, stdout, stderr) = polycnn(&args);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("plan saves"), "{stdout}");
+
+    let plan = read(&plan_path);
+    let search = &plan["search"];
+    let calibration = &search["calibration"];
+    let f = |v: &Value| v.as_f64().unwrap();
+    // within budget on the calibration split, and no dearer than the uniform baseline
+    assert!(
+        f(&calibration["exact_top1"]) - f(&calibration["plan_top1"]) <= 0.5 + 1e-9,
+        "{plan}"
+    );
+    assert!(search["cost"]["nonscalar_mults"].as_u64() <= search["uniform_cost"]["nonscalar_mults"].as_u64());
+    let alphas: Vec<u64> = plan["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["alpha"].as_u64().unwrap())
+        .collect();
+    assert!(
+        alphas
+            .iter()
+            .all(|&a| a >= 4 && a <= search["uniform_alpha"].as_u64().unwrap())
+    );
+    assert_eq!(alphas.len(), 4);
+
+    // eval --plan on the calibration images gives the plan's calibration top-1
+    let report_path = dir.join("report.json");
+    let mut args = vec!["eval"];
+    args.extend(common);
+    args.extend([
+        "--plan",
+        plan_path.to_str().unwrap(),
+        "--limit",
+        "250",
+        "--backend",
+        "cpu",
+    ]);
+    args.extend(["--json", report_path.to_str().unwrap()]);
+    let (code, _, stderr) = polycnn(&args);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report = read(&report_path);
+    assert_eq!(report["configs"].as_array().unwrap().len(), 1);
+    assert_eq!(report["configs"][0]["approx"]["top1"], calibration["plan_top1"]);
+    assert_eq!(report["exact"]["top1"], calibration["exact_top1"]);
+    assert_eq!(report["plan"], plan);
+    for (site, planned) in report["bounds"]["per_site"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(plan["sites"].as_array().unwrap())
+    {
+        assert_eq!(site["bound"], planned["bound"]);
+    }
+
+    // a plan for other sites is refused, naming the site
+    let mut bad = plan.clone();
+    bad["sites"][2]["site"] = "features.99".into();
+    let bad_path = dir.join("bad.json");
+    std::fs::write(&bad_path, bad.to_string()).unwrap();
+    let mut args = vec!["eval"];
+    args.extend(common);
+    args.extend(["--plan", bad_path.to_str().unwrap(), "--backend", "cpu"]);
+    let (code, _, stderr) = polycnn(&args);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("features.99"), "{stderr}");
+    std::fs::write(&bad_path, "{\"model\": 3}").unwrap();
+    let (code, _, stderr) = polycnn(&args);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("bad.json"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn plan_arguments_are_checked() {
+    let (weights, data) = (digits("digits_cnn.safetensors"), digits("digits_test.bin"));
+    let common = ["plan", "--model", "digits_cnn", "--weights", &weights, "--data", &data];
+    let cases: &[(&[&str], &str)] = &[
+        (&["--calibration", "500"], "--calibration"),
+        (&["--calibration", "0"], "--calibration"),
+        (&["--budget", "nan"], "--budget"),
+        (&["--margin", "0"], "--margin"),
+        (&["--alpha", "3..5", "--calibration", "250"], "α = 3"),
+    ];
+    for (extra, needle) in cases {
+        let mut args = common.to_vec();
+        args.extend_from_slice(extra);
+        let (code, _, stderr) = polycnn(&args);
+        assert_eq!(code, Some(1), "{extra:?}");
+        assert!(stderr.contains(needle), "{extra:?}: expected '{needle}' in {stderr}");
+    }
+}
+
+#[test]
+fn the_shipped_resnet20_plan_prepares_and_costs_what_it_says() {
+    // tests/fixtures/resnet20_plan.json: `polycnn plan` on the 1,000 lossless CIFAR-10 images
+    use polycnn::eval::plan::{PrecisionPlan, PreparedPlan, plan_cost};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plan = PrecisionPlan::load(&root.join("tests/fixtures/resnet20_plan.json")).unwrap();
+    let weights = root.join("../shared/data/cifar10/weights_akamaster/resnet20-12fca82f.th");
+    let graph = polycnn::model::load(polycnn::model::Arch::CifarResNet(20), &weights).unwrap();
+    let prepared = PreparedPlan::new(&plan, &graph).unwrap();
+    assert_eq!(prepared.activation_plan(false).modes.len(), 19);
+    let search = plan.search.as_ref().unwrap();
+    assert_eq!(plan_cost(&graph, &plan).unwrap(), search.cost);
+    assert!(search.cost.nonscalar_mults < search.uniform_cost.nonscalar_mults);
+    let text = serde_json::to_string(&plan).unwrap();
+    assert_eq!(serde_json::from_str::<PrecisionPlan>(&text).unwrap(), plan);
+}
