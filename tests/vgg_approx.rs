@@ -42,6 +42,8 @@ fn request(alphas: &[u32], start: f64, step: f64) -> EvalRequest {
         cache: None,
         gpu: false,
         scheme: Scheme::Clenshaw,
+        shard: None,
+        plan: None,
     }
 }
 
