@@ -20,6 +20,7 @@
 //! - `ShortcutA`: `y = x[:, :, ::stride, ::stride]` then zero channel planes, `(out − in)/2` on
 //!   each side (akamaster's option A, `F.pad(x[:, :, ::2, ::2], (0,0,0,0,planes//4,planes//4))`).
 //! - `Flatten`: `(c, h, w)` → `(c·h·w, 1, 1)` in C-major order, as `torch.flatten(x, 1)`.
+//! - `Concat`: the inputs' channels one after the other, as `torch.cat(xs, 1)` (equal h, w).
 //! - `Linear`: `y = W x + b`, `W` is `[out, in]`.
 
 use crate::weights::Tensor;
@@ -110,6 +111,10 @@ pub enum Op {
     },
     Flatten {
         input: NodeId,
+    },
+    /// Channel concatenation of values of equal height and width (inception branches).
+    Concat {
+        inputs: Vec<NodeId>,
     },
     Linear(Linear),
 }
@@ -211,6 +216,7 @@ impl Op {
             Op::Conv2d(c) => vec![c.input],
             Op::Linear(l) => vec![l.input],
             Op::Add { a, b } => vec![*a, *b],
+            Op::Concat { inputs } => inputs.clone(),
             Op::Relu { input, .. }
             | Op::MaxPool { input, .. }
             | Op::AvgPool { input, .. }
@@ -340,6 +346,7 @@ impl Graph {
                 stride,
             } => shortcut_shape(of(*input), *out_channels, *stride),
             Op::Flatten { input } => Ok(Shape::new(of(*input).numel(), 1, 1)),
+            Op::Concat { inputs } => concat_shape(&inputs.iter().map(|&i| of(i)).collect::<Vec<_>>()),
             Op::Linear(lin) => linear_shape(lin, of(lin.input)),
         }
     }
@@ -408,6 +415,16 @@ fn shortcut_shape(x: Shape, out_channels: usize, stride: usize) -> Result<Shape,
         ));
     }
     Ok(Shape::new(out_channels, x.h.div_ceil(stride), x.w.div_ceil(stride)))
+}
+
+fn concat_shape(parts: &[Shape]) -> Result<Shape, String> {
+    let Some(first) = parts.first() else {
+        return Err("concatenates nothing".into());
+    };
+    if let Some(bad) = parts.iter().find(|s| (s.h, s.w) != (first.h, first.w)) {
+        return Err(format!("concatenates values of different planes {first} and {bad}"));
+    }
+    Ok(Shape::new(parts.iter().map(|s| s.c).sum(), first.h, first.w))
 }
 
 fn linear_shape(lin: &Linear, x: Shape) -> Result<Shape, String> {

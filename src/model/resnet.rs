@@ -136,6 +136,7 @@ pub fn torchvision_resnet(layout: &ResNetLayout, params: &mut dyn ParamSource) -
         kernel: 7,
         stride: 2,
         padding: 3,
+        bn_eps: super::params::BN_EPS,
     };
     let stem = push_conv_bn(&mut b, params, ("conv1", "bn1"), GraphBuilder::INPUT, stem_spec, false)?;
     let stem = b.relu("relu", stem);
