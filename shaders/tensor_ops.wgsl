@@ -85,7 +85,12 @@ fn avg_pool(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    output[i] = sum / f32(params.kernel_h * params.kernel_w);
+    // The divisor counts padding but not a ceil-mode window's part past the padding (PyTorch).
+    let y0 = i32(oy * params.stride) - i32(params.pad);
+    let x0 = i32(ox * params.stride) - i32(params.pad);
+    let rows = min(y0 + i32(params.kernel_h), i32(params.in_h + params.pad)) - y0;
+    let cols = min(x0 + i32(params.kernel_w), i32(params.in_w + params.pad)) - x0;
+    output[i] = sum / f32(rows * cols);
 }
 
 @compute @workgroup_size(256)

@@ -1,4 +1,4 @@
-use super::params::{BatchNorm, ParamKind, fold_batch_norm};
+use super::params::{BN_EPS, BatchNorm, ParamKind, fold_batch_norm};
 use super::*;
 use crate::weights::Tensor;
 
@@ -43,6 +43,7 @@ fn folded_batch_norm_equals_conv_then_batch_norm() {
         bias: take(ParamKind::BnBias),
         mean: take(ParamKind::BnMean),
         var: take(ParamKind::BnVar),
+        eps: BN_EPS,
         name: "bn".into(),
     };
     let x: Vec<f32> = (0..c * 5 * 5).map(|i| ((i * 37) % 11) as f32 / 5.0 - 1.0).collect();
