@@ -20,7 +20,8 @@ struct Params {
     kernel_h: u32,
     kernel_w: u32,
     stride: u32,
-    pad: u32,
+    pad_h: u32,
+    pad_w: u32,
     activation: u32, // ACT_*
     has_residual: u32,
     scheme: u32,
@@ -29,7 +30,6 @@ struct Params {
     out_c_total: u32,  // … of a tensor with out_c_total channels (weights bound from row offset)
     clamp: u32,        // 1: the polynomial ReLU sees inputs clamped to [-B, B]
     _pad1: u32,
-    _pad2: u32,
 }
 
 const ACT_NONE: u32 = 0u;
@@ -65,8 +65,8 @@ fn load_a(m: u32, k: u32, total_m: u32, total_k: u32) -> f32 {
     let c = k / taps;
     let ky = (k % taps) / params.kernel_w;
     let kx = k % params.kernel_w;
-    let iy = i32(oy * params.stride + ky) - i32(params.pad);
-    let ix = i32(ox * params.stride + kx) - i32(params.pad);
+    let iy = i32(oy * params.stride + ky) - i32(params.pad_h);
+    let ix = i32(ox * params.stride + kx) - i32(params.pad_w);
     if iy < 0 || ix < 0 || iy >= i32(params.in_h) || ix >= i32(params.in_w) {
         return 0.0;
     }

@@ -13,7 +13,8 @@ struct Params {
     kernel_h: u32,
     kernel_w: u32,
     stride: u32,
-    pad: u32,
+    pad_h: u32,
+    pad_w: u32,
     activation: u32,
     has_residual: u32,
     scheme: u32,
@@ -22,7 +23,6 @@ struct Params {
     out_c_total: u32,  // … of a tensor with out_c_total channels (weights bound from row offset)
     clamp: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -46,8 +46,8 @@ fn conv2d_naive(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     for (var c = 0u; c < params.in_c; c++) {
         for (var ky = 0u; ky < params.kernel_h; ky++) {
             for (var kx = 0u; kx < params.kernel_w; kx++) {
-                let iy = i32(oy * params.stride + ky) - i32(params.pad);
-                let ix = i32(ox * params.stride + kx) - i32(params.pad);
+                let iy = i32(oy * params.stride + ky) - i32(params.pad_h);
+                let ix = i32(ox * params.stride + kx) - i32(params.pad_w);
                 if iy >= 0 && ix >= 0 && iy < i32(params.in_h) && ix < i32(params.in_w) {
                     let x = input[((n * params.in_c + c) * params.in_h + u32(iy)) * params.in_w + u32(ix)];
                     let w = weight[((o * params.in_c + c) * params.kernel_h + ky) * params.kernel_w + kx];

@@ -389,7 +389,8 @@ fn bench_conv(gpu: &Gpu) -> AnyResult<()> {
         kernel_h: k,
         kernel_w: k,
         stride,
-        pad: k / 2,
+        pad_h: k / 2,
+        pad_w: k / 2,
     };
     let layers = [
         ("conv 3x3 56x56 64→64", conv(64, 56, 64, 3, 1)),

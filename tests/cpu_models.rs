@@ -73,19 +73,20 @@ fn reference_values(graph: &Graph, image: &[f32]) -> Vec<Vec<f32>> {
 }
 
 fn direct_conv(x: &[f32], s: Shape, c: &Conv2d, out: Shape) -> Vec<f32> {
-    let k = c.kernel();
+    let [kh, kw] = c.kernel();
+    let [ph, pw] = c.padding;
     let mut o = vec![0.0; out.numel()];
     for oc in 0..out.c {
         for oy in 0..out.h {
             for ox in 0..out.w {
                 let mut acc = c.bias[oc] as f64;
                 for ic in 0..s.c {
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            let iy = (oy * c.stride + ky) as isize - c.padding as isize;
-                            let ix = (ox * c.stride + kx) as isize - c.padding as isize;
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * c.stride + ky) as isize - ph as isize;
+                            let ix = (ox * c.stride + kx) as isize - pw as isize;
                             if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w {
-                                let w = c.weight.data[((oc * s.c + ic) * k + ky) * k + kx] as f64;
+                                let w = c.weight.data[((oc * s.c + ic) * kh + ky) * kw + kx] as f64;
                                 acc += w * x[(ic * s.h + iy as usize) * s.w + ix as usize] as f64;
                             }
                         }
@@ -161,11 +162,11 @@ fn compare_with_reference(graph: &Graph, n: usize) -> f32 {
         / scale
 }
 
-fn single_conv_graph(input: Shape, out_ch: usize, kernel: usize, stride: usize, padding: usize) -> Graph {
+fn single_conv_graph(input: Shape, out_ch: usize, kernel: [usize; 2], stride: usize, padding: [usize; 2]) -> Graph {
     let mut b = GraphBuilder::new("conv", input);
     let weight = Tensor {
-        shape: vec![out_ch, input.c, kernel, kernel],
-        data: pseudo_random(out_ch * input.c * kernel * kernel, 5),
+        shape: vec![out_ch, input.c, kernel[0], kernel[1]],
+        data: pseudo_random(out_ch * input.c * kernel[0] * kernel[1], 5),
     };
     let conv = Conv2d {
         input: GraphBuilder::INPUT,
@@ -181,23 +182,31 @@ fn single_conv_graph(input: Shape, out_ch: usize, kernel: usize, stride: usize, 
 #[test]
 fn convolution_matches_direct_convolution_for_many_geometries() {
     // (in shape, out channels, kernel, stride, padding): 1x1 pointwise and strided, 3x3, 5x5,
-    // the 7x7/2/3 stem, kernel larger than padding allows on small inputs, odd sizes.
+    // the 7x7/2/3 stem, kernel larger than padding allows on small inputs, odd sizes, and
+    // Inception-v3's rectangular 1x7 / 7x1 / 1x3 / 3x1 kernels padded along one axis.
     let cases = [
-        (Shape::new(8, 9, 7), 5, 1, 1, 0),
-        (Shape::new(8, 9, 7), 6, 1, 2, 0),
-        (Shape::new(3, 11, 10), 4, 3, 1, 1),
-        (Shape::new(3, 11, 10), 4, 3, 2, 1),
-        (Shape::new(2, 13, 13), 3, 5, 1, 2),
-        (Shape::new(2, 13, 12), 3, 5, 3, 0),
-        (Shape::new(3, 23, 21), 8, 7, 2, 3),
-        (Shape::new(4, 4, 4), 2, 3, 1, 2),
+        (Shape::new(8, 9, 7), 5, [1, 1], 1, [0, 0]),
+        (Shape::new(8, 9, 7), 6, [1, 1], 2, [0, 0]),
+        (Shape::new(3, 11, 10), 4, [3, 3], 1, [1, 1]),
+        (Shape::new(3, 11, 10), 4, [3, 3], 2, [1, 1]),
+        (Shape::new(2, 13, 13), 3, [5, 5], 1, [2, 2]),
+        (Shape::new(2, 13, 12), 3, [5, 5], 3, [0, 0]),
+        (Shape::new(3, 23, 21), 8, [7, 7], 2, [3, 3]),
+        (Shape::new(4, 4, 4), 2, [3, 3], 1, [2, 2]),
+        (Shape::new(5, 9, 8), 6, [1, 7], 1, [0, 3]),
+        (Shape::new(5, 9, 8), 6, [7, 1], 1, [3, 0]),
+        (Shape::new(4, 6, 7), 3, [1, 3], 1, [0, 1]),
+        (Shape::new(4, 10, 9), 3, [3, 1], 2, [1, 0]),
     ];
     for (input, o, k, s, p) in cases {
         let graph = single_conv_graph(input, o, k, s, p);
         // batch 1 (multi-threaded GEMM) and batch 9 (chunked over threads)
         for n in [1, 9] {
             let err = compare_with_reference(&graph, n);
-            assert!(err < 1e-5, "k{k} s{s} p{p} on {input}, batch {n}: relative error {err}");
+            assert!(
+                err < 1e-5,
+                "k{k:?} s{s} p{p:?} on {input}, batch {n}: relative error {err}"
+            );
         }
     }
 }

@@ -40,8 +40,8 @@ fn reference(
                     for c in 0..shape.in_c {
                         for ky in 0..shape.kernel_h {
                             for kx in 0..shape.kernel_w {
-                                let iy = (oy * shape.stride + ky) as i64 - shape.pad as i64;
-                                let ix = (ox * shape.stride + kx) as i64 - shape.pad as i64;
+                                let iy = (oy * shape.stride + ky) as i64 - shape.pad_h as i64;
+                                let ix = (ox * shape.stride + kx) as i64 - shape.pad_w as i64;
                                 if iy < 0 || ix < 0 || iy >= shape.in_h as i64 || ix >= shape.in_w as i64 {
                                     continue;
                                 }
@@ -84,19 +84,41 @@ fn shape(
         kernel_h: k,
         kernel_w: k,
         stride,
-        pad,
+        pad_h: pad,
+        pad_w: pad,
+    }
+}
+
+/// A kh×kw kernel with padding `[rows, columns]` (Inception-v3's 1x7 / 7x1 convolutions).
+fn rect(
+    in_c: usize,
+    hw: (usize, usize),
+    out_c: usize,
+    [kh, kw]: [usize; 2],
+    stride: usize,
+    [ph, pw]: [usize; 2],
+) -> ConvShape {
+    ConvShape {
+        kernel_h: kh,
+        kernel_w: kw,
+        pad_h: ph,
+        pad_w: pw,
+        ..shape(1, in_c, hw, out_c, 1, stride, 0)
     }
 }
 
 #[test]
 fn implicit_gemm_matches_direct_convolution_on_many_shapes() {
     let shapes = [
-        shape(2, 3, (9, 11), 5, 3, 1, 1),    // small, odd sizes, batch 2
-        shape(1, 70, (6, 6), 130, 1, 1, 0),  // 1x1, K and O not multiples of the tiles
-        shape(2, 3, (23, 19), 16, 7, 2, 3),  // ImageNet stem geometry
-        shape(1, 32, (16, 16), 64, 3, 2, 1), // stride-2 3x3
-        shape(3, 16, (8, 8), 16, 3, 1, 1),   // CIFAR ResNet block
-        shape(1, 8, (5, 5), 4, 5, 1, 0),     // kernel = input
+        shape(2, 3, (9, 11), 5, 3, 1, 1),        // small, odd sizes, batch 2
+        shape(1, 70, (6, 6), 130, 1, 1, 0),      // 1x1, K and O not multiples of the tiles
+        shape(2, 3, (23, 19), 16, 7, 2, 3),      // ImageNet stem geometry
+        shape(1, 32, (16, 16), 64, 3, 2, 1),     // stride-2 3x3
+        shape(3, 16, (8, 8), 16, 3, 1, 1),       // CIFAR ResNet block
+        shape(1, 8, (5, 5), 4, 5, 1, 0),         // kernel = input
+        rect(12, (9, 8), 20, [1, 7], 1, [0, 3]), // Inception-v3 1x7
+        rect(12, (9, 8), 20, [7, 1], 1, [3, 0]), // … and 7x1
+        rect(5, (10, 9), 7, [3, 1], 2, [1, 0]),  // rectangular, strided, one axis padded
     ];
     let poly = PolyBuffer::empty(gpu());
     for (i, s) in shapes.into_iter().enumerate() {

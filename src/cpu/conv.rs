@@ -1,4 +1,4 @@
-//! Convolution as a GEMM: `out[O, OH·OW] = W[O, I·k·k] × cols[I·k·k, OH·OW]`, cols the im2col
+//! Convolution as a GEMM: `out[O, OH·OW] = W[O, I·kh·kw] × cols[I·kh·kw, OH·OW]`, cols the im2col
 //! unfolding of the input.
 //!
 //! Large outputs go one image per GEMM: a 1x1 stride-1 unpadded conv then needs no unfolding
@@ -16,9 +16,11 @@ use crate::model::{Conv2d, Shape};
 pub struct ConvGeometry {
     pub input: Shape,
     pub output: Shape,
-    pub kernel: usize,
+    /// `[kh, kw]`.
+    pub kernel: [usize; 2],
     pub stride: usize,
-    pub padding: usize,
+    /// `[rows, columns]`.
+    pub padding: [usize; 2],
 }
 
 impl ConvGeometry {
@@ -33,12 +35,12 @@ impl ConvGeometry {
     }
 
     fn is_pointwise(&self) -> bool {
-        self.kernel == 1 && self.stride == 1 && self.padding == 0
+        self.kernel == [1, 1] && self.stride == 1 && self.padding == [0, 0]
     }
 
-    /// Rows of the unfolded matrix: I·k·k.
+    /// Rows of the unfolded matrix: I·kh·kw.
     fn depth(&self) -> usize {
-        self.input.c * self.kernel * self.kernel
+        self.input.c * self.kernel[0] * self.kernel[1]
     }
 
     /// How many of `n` images to put in one GEMM so that it has enough columns to reuse each
@@ -132,23 +134,24 @@ fn conv_image(
 /// `offset` on, the input each output pixel multiplies (zero where the window overlaps the
 /// padding).
 fn im2col(image: &[f32], g: &ConvGeometry, cols: &mut [f32], row_len: usize, offset: usize) {
-    let (k, s, p) = (g.kernel, g.stride, g.padding as isize);
+    let ([kh, kw], s) = (g.kernel, g.stride);
+    let [ph, pw] = g.padding.map(|p| p as isize);
     let (ih, iw, oh, ow) = (g.input.h as isize, g.input.w, g.output.h, g.output.w);
     let mut rows = cols.chunks_exact_mut(row_len);
     for c in 0..g.input.c {
         let plane = &image[c * g.input.plane()..(c + 1) * g.input.plane()];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = &mut rows.next().expect("cols has I·k·k rows")[offset..offset + oh * ow];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = &mut rows.next().expect("cols has I·kh·kw rows")[offset..offset + oh * ow];
                 for oy in 0..oh {
-                    let iy = (oy * s + ky) as isize - p;
+                    let iy = (oy * s + ky) as isize - ph;
                     let dst = &mut row[oy * ow..(oy + 1) * ow];
                     if iy < 0 || iy >= ih {
                         dst.fill(0.0);
                         continue;
                     }
                     let src = &plane[iy as usize * iw..(iy as usize + 1) * iw];
-                    copy_row(src, dst, kx as isize - p, s);
+                    copy_row(src, dst, kx as isize - pw, s);
                 }
             }
         }

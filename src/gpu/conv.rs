@@ -28,7 +28,8 @@ impl Epilogue {
     }
 }
 
-/// Geometry of one convolution (NCHW input, square stride/padding as in every supported net).
+/// Geometry of one convolution (NCHW input; one stride for both axes as in every supported net,
+/// padding per axis).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
     pub batch: usize,
@@ -39,13 +40,17 @@ pub struct ConvShape {
     pub kernel_h: usize,
     pub kernel_w: usize,
     pub stride: usize,
-    pub pad: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
 }
 
 impl ConvShape {
     pub fn out_hw(&self) -> (usize, usize) {
-        let out = |n: usize, k: usize| (n + 2 * self.pad - k) / self.stride + 1;
-        (out(self.in_h, self.kernel_h), out(self.in_w, self.kernel_w))
+        let out = |n: usize, k: usize, pad: usize| (n + 2 * pad - k) / self.stride + 1;
+        (
+            out(self.in_h, self.kernel_h, self.pad_h),
+            out(self.in_w, self.kernel_w, self.pad_w),
+        )
     }
 
     pub fn input_len(&self) -> usize {
@@ -73,8 +78,8 @@ impl ConvShape {
             && self.stride > 0
             && self.kernel_h > 0
             && self.kernel_w > 0
-            && self.in_h + 2 * self.pad >= self.kernel_h
-            && self.in_w + 2 * self.pad >= self.kernel_w;
+            && self.in_h + 2 * self.pad_h >= self.kernel_h
+            && self.in_w + 2 * self.pad_w >= self.kernel_w;
         if ok {
             Ok(())
         } else {
@@ -96,7 +101,8 @@ struct Params {
     kernel_h: u32,
     kernel_w: u32,
     stride: u32,
-    pad: u32,
+    pad_h: u32,
+    pad_w: u32,
     activation: u32,
     has_residual: u32,
     scheme: u32,
@@ -104,7 +110,7 @@ struct Params {
     out_c_offset: u32,
     out_c_total: u32,
     clamp: u32,
-    _pad: [u32; 2],
+    _pad: u32,
 }
 
 impl Params {
@@ -122,7 +128,8 @@ impl Params {
             kernel_h: shape.kernel_h as u32,
             kernel_w: shape.kernel_w as u32,
             stride: shape.stride as u32,
-            pad: shape.pad as u32,
+            pad_h: shape.pad_h as u32,
+            pad_w: shape.pad_w as u32,
             activation: 0,
             has_residual: 0,
             scheme: 0,
@@ -130,7 +137,7 @@ impl Params {
             out_c_offset: 0,
             out_c_total: shape.out_c as u32,
             clamp: 0,
-            _pad: [0; 2],
+            _pad: 0,
         }
     }
 }

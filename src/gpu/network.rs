@@ -387,10 +387,11 @@ impl<'a> GpuNetwork<'a> {
                     in_h: s.h,
                     in_w: s.w,
                     out_c: c.out_channels(),
-                    kernel_h: c.kernel(),
-                    kernel_w: c.kernel(),
+                    kernel_h: c.kernel()[0],
+                    kernel_w: c.kernel()[1],
                     stride: c.stride,
-                    pad: c.padding,
+                    pad_h: c.padding[0],
+                    pad_w: c.padding[1],
                 };
                 (c.input, shape)
             }
@@ -404,7 +405,8 @@ impl<'a> GpuNetwork<'a> {
                     kernel_h: 1,
                     kernel_w: 1,
                     stride: 1,
-                    pad: 0,
+                    pad_h: 0,
+                    pad_w: 0,
                 };
                 (l.input, shape)
             }

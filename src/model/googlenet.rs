@@ -47,7 +47,7 @@ fn inception(
     in_ch: usize,
     (c1, c3r, c3, c5r, c5, proj): Widths,
 ) -> Result<(NodeId, usize), ModelError> {
-    let conv = |i, o, k| ConvSpec::inception(i, o, k, 1, k / 2);
+    let conv = |i, o, k: usize| ConvSpec::inception(i, o, [k; 2], 1, [k / 2; 2]);
     let b1 = basic_conv(b, params, &format!("{name}.branch1"), x, conv(in_ch, c1, 1))?;
     let b2 = basic_conv(b, params, &format!("{name}.branch2.0"), x, conv(in_ch, c3r, 1))?;
     let b2 = basic_conv(b, params, &format!("{name}.branch2.1"), b2, conv(c3r, c3, 3))?;
@@ -73,11 +73,23 @@ pub fn googlenet(params: &mut dyn ParamSource, input: Shape) -> Result<Graph, Mo
         params,
         "conv1",
         GraphBuilder::INPUT,
-        ConvSpec::inception(3, 64, 7, 2, 3),
+        ConvSpec::inception(3, 64, [7; 2], 2, [3; 2]),
     )?;
     let x = b.max_pool("maxpool1", x, ceil_pool(3, 2, 0));
-    let x = basic_conv(&mut b, params, "conv2", x, ConvSpec::inception(64, 64, 1, 1, 0))?;
-    let x = basic_conv(&mut b, params, "conv3", x, ConvSpec::inception(64, 192, 3, 1, 1))?;
+    let x = basic_conv(
+        &mut b,
+        params,
+        "conv2",
+        x,
+        ConvSpec::inception(64, 64, [1; 2], 1, [0; 2]),
+    )?;
+    let x = basic_conv(
+        &mut b,
+        params,
+        "conv3",
+        x,
+        ConvSpec::inception(64, 192, [3; 2], 1, [1; 2]),
+    )?;
     let mut x = b.max_pool("maxpool2", x, ceil_pool(3, 2, 0));
     let mut channels = 192;
     let stages: [(&str, Widths); 9] = [

@@ -123,12 +123,14 @@ pub enum Op {
 #[derive(Clone, Debug)]
 pub struct Conv2d {
     pub input: NodeId,
-    /// `[out_channels, in_channels, k, k]`, row-major.
+    /// `[out_channels, in_channels, kh, kw]`, row-major.
     pub weight: Tensor,
     /// `out_channels` values.
     pub bias: Vec<f32>,
+    /// The same stride along both axes (true of every supported network).
     pub stride: usize,
-    pub padding: usize,
+    /// Zero padding `[rows, columns]` (Inception-v3's 1x7 / 7x1 convolutions pad one axis only).
+    pub padding: [usize; 2],
 }
 
 impl Conv2d {
@@ -138,8 +140,9 @@ impl Conv2d {
     pub fn in_channels(&self) -> usize {
         self.weight.shape[1]
     }
-    pub fn kernel(&self) -> usize {
-        self.weight.shape[2]
+    /// `[kh, kw]`.
+    pub fn kernel(&self) -> [usize; 2] {
+        [self.weight.shape[2], self.weight.shape[3]]
     }
 }
 
@@ -359,8 +362,8 @@ impl Graph {
 
 fn conv_shape(conv: &Conv2d, x: Shape) -> Result<Shape, String> {
     let w = &conv.weight;
-    if w.shape.len() != 4 || w.shape[2] != w.shape[3] || w.shape[2] == 0 {
-        return Err(format!("weight shape {:?} is not [O, I, k, k]", w.shape));
+    if w.shape.len() != 4 || w.shape[2] == 0 || w.shape[3] == 0 {
+        return Err(format!("weight shape {:?} is not [O, I, kh, kw]", w.shape));
     }
     if w.numel() != w.shape.iter().product::<usize>() {
         return Err(format!("weight has {} values for shape {:?}", w.numel(), w.shape));
@@ -381,17 +384,18 @@ fn conv_shape(conv: &Conv2d, x: Shape) -> Result<Shape, String> {
     if conv.stride == 0 {
         return Err("stride 0".into());
     }
-    let pool = Pool2d {
-        kernel: w.shape[2],
+    let axis = |axis: usize| Pool2d {
+        kernel: w.shape[2 + axis],
         stride: conv.stride,
-        padding: conv.padding,
+        padding: conv.padding[axis],
         ceil_mode: false,
     };
-    let out = |len| {
-        pool.out_len(len)
-            .ok_or_else(|| format!("kernel {} does not fit input {x}", pool.kernel))
+    let out = |a: usize, len| {
+        axis(a)
+            .out_len(len)
+            .ok_or_else(|| format!("kernel {:?} does not fit input {x}", conv.kernel()))
     };
-    Ok(Shape::new(w.shape[0], out(x.h)?, out(x.w)?))
+    Ok(Shape::new(w.shape[0], out(0, x.h)?, out(1, x.w)?))
 }
 
 fn pool_shape(pool: &Pool2d, x: Shape) -> Result<Shape, String> {

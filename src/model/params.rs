@@ -292,14 +292,14 @@ pub fn conv_bn(
     params: &mut dyn ParamSource,
     conv: &str,
     bn: &str,
-    (in_ch, out_ch, k): (usize, usize, usize),
+    (in_ch, out_ch, [kh, kw]): (usize, usize, [usize; 2]),
     conv_has_bias: bool,
     eps: f64,
 ) -> Result<(Tensor, Vec<f32>), ModelError> {
-    let fan_in = in_ch * k * k;
+    let fan_in = in_ch * kh * kw;
     let mut weight = params.tensor(
         &format!("{conv}.weight"),
-        &[out_ch, in_ch, k, k],
+        &[out_ch, in_ch, kh, kw],
         ParamKind::Weight { fan_in },
     )?;
     let mut bias = if conv_has_bias {
@@ -328,15 +328,15 @@ pub fn linear(
     Ok((weight, bias))
 }
 
-/// Geometry of one convolution: channels in and out, kernel, stride, padding; and the eps of
-/// the BatchNorm that follows it.
+/// Geometry of one convolution: channels in and out, kernel `[kh, kw]`, stride, padding
+/// `[rows, columns]`; and the eps of the BatchNorm that follows it.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvSpec {
     pub in_ch: usize,
     pub out_ch: usize,
-    pub kernel: usize,
+    pub kernel: [usize; 2],
     pub stride: usize,
-    pub padding: usize,
+    pub padding: [usize; 2],
     pub bn_eps: f64,
 }
 
@@ -346,16 +346,16 @@ impl ConvSpec {
         ConvSpec {
             in_ch,
             out_ch,
-            kernel,
+            kernel: [kernel; 2],
             stride,
-            padding: kernel / 2,
+            padding: [kernel / 2; 2],
             bn_eps: BN_EPS,
         }
     }
 
-    /// torchvision's `BasicConv2d(in, out, kernel_size=k, stride, padding)` of GoogLeNet and
-    /// Inception-v3 (BatchNorm eps 1e-3).
-    pub fn inception(in_ch: usize, out_ch: usize, kernel: usize, stride: usize, padding: usize) -> ConvSpec {
+    /// torchvision's `BasicConv2d(in, out, kernel_size=[kh, kw], stride, padding=[ph, pw])` of
+    /// GoogLeNet and Inception-v3 (BatchNorm eps 1e-3).
+    pub fn inception(in_ch: usize, out_ch: usize, kernel: [usize; 2], stride: usize, padding: [usize; 2]) -> ConvSpec {
         ConvSpec {
             in_ch,
             out_ch,

@@ -130,14 +130,7 @@ pub fn imagenet_resnet(depth: usize, params: &mut dyn ParamSource) -> Result<Gra
 pub fn torchvision_resnet(layout: &ResNetLayout, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
     let expansion = if layout.bottleneck { 4 } else { 1 };
     let mut b = GraphBuilder::new(&layout.name(), layout.input);
-    let stem_spec = ConvSpec {
-        in_ch: 3,
-        out_ch: layout.stem,
-        kernel: 7,
-        stride: 2,
-        padding: 3,
-        bn_eps: super::params::BN_EPS,
-    };
+    let stem_spec = ConvSpec::same(3, layout.stem, 7, 2);
     let stem = push_conv_bn(&mut b, params, ("conv1", "bn1"), GraphBuilder::INPUT, stem_spec, false)?;
     let stem = b.relu("relu", stem);
     let pool = Pool2d {
