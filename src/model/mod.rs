@@ -2,7 +2,7 @@
 //!
 //! - [`graph`]: the IR every executor runs ([`Graph`], [`Op`], activation [`Site`]s).
 //! - [`schedule`]: the conv + residual + ReLU fusion both executors follow.
-//! - Architectures (akamaster CIFAR ResNets, torchvision ResNets, VGG-bn, GoogLeNet, the
+//! - Architectures (akamaster CIFAR ResNets, torchvision ResNets, VGG-bn, GoogLeNet, Inception-v3, the
 //!   project's CIFAR VGG-11-bn and the CIFAR VGG-bn layouts of the paper's code), each written once against a [`ParamSource`]: the same code builds a graph from a
 //!   checkpoint ([`load`], [`from_state_dict`]), from deterministic random weights ([`random`]),
 //!   or only lists the tensors it expects in torchvision `state_dict()` order ([`list_layers`]).
@@ -14,6 +14,7 @@
 
 mod googlenet;
 pub mod graph;
+mod inception;
 mod params;
 mod resnet;
 pub mod schedule;
@@ -50,12 +51,14 @@ pub enum Arch {
     CifarVggPaper(usize),
     /// torchvision GoogLeNet (224x224, pretrained layout: no auxiliary heads, transform_input).
     GoogLeNet,
+    /// torchvision Inception-v3 (299x299, pretrained layout: no auxiliary head, transform_input).
+    InceptionV3,
     /// The small CNN shipped in datasets/digits (8x8 grayscale digits).
     DigitsCnn,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 24] = [
+    pub const ALL: [Arch; 25] = [
         Arch::CifarResNet(20),
         Arch::CifarResNet(32),
         Arch::CifarResNet(44),
@@ -79,6 +82,7 @@ impl Arch {
         Arch::CifarVggPaper(16),
         Arch::CifarVggPaper(19),
         Arch::GoogLeNet,
+        Arch::InceptionV3,
         Arch::DigitsCnn,
     ];
 
@@ -92,6 +96,7 @@ impl Arch {
             Arch::CifarVggBn(d) => format!("vgg{d}_bn_cifar10"),
             Arch::CifarVggPaper(d) => format!("vgg{d}_bn_cifar10_paper"),
             Arch::GoogLeNet => "googlenet".into(),
+            Arch::InceptionV3 => "inception_v3".into(),
             Arch::DigitsCnn => "digits_cnn".into(),
         }
     }
@@ -103,6 +108,7 @@ impl Arch {
                 Shape::new(3, 32, 32)
             }
             Arch::ResNet(_) | Arch::VggBn(_) | Arch::GoogLeNet => Shape::new(3, 224, 224),
+            Arch::InceptionV3 => Shape::new(3, 299, 299),
             Arch::DigitsCnn => Shape::new(1, 8, 8),
         }
     }
@@ -116,7 +122,7 @@ impl Arch {
             Arch::CifarVggPaper(_) => ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),
             // torchvision's transform_input after the ImageNet normalisation:
             // ((x − m)/s)·(s/0.5) + (m − 0.5)/0.5 = (x − 0.5)/0.5 for every channel.
-            Arch::GoogLeNet => ([0.5; 3], [0.5; 3]),
+            Arch::GoogLeNet | Arch::InceptionV3 => ([0.5; 3], [0.5; 3]),
             // One grayscale plane (only the first entry is used), on pixels scaled to [0, 1];
             // the training set's statistics, from datasets/digits/README.md.
             Arch::DigitsCnn => ([0.305_505_93; 3], [0.376_510_2; 3]),
@@ -131,7 +137,7 @@ impl Arch {
             Arch::ResNet(d) => [18, 34, 50, 101, 152].contains(&d),
             Arch::VggBn(d) | Arch::CifarVggPaper(d) => [11, 13, 16, 19].contains(&d),
             Arch::CifarVggBn(d) => [13, 16, 19].contains(&d),
-            Arch::CifarVgg11Bn | Arch::GoogLeNet | Arch::DigitsCnn => true,
+            Arch::CifarVgg11Bn | Arch::GoogLeNet | Arch::InceptionV3 | Arch::DigitsCnn => true,
         };
         if ok {
             Ok(self)
@@ -154,6 +160,8 @@ impl FromStr for Arch {
             Arch::DigitsCnn
         } else if s == "googlenet" {
             Arch::GoogLeNet
+        } else if s == "inception_v3" {
+            Arch::InceptionV3
         } else if let Some(rest) = s.strip_prefix("vgg").and_then(|r| r.strip_suffix("_bn_cifar10_paper")) {
             Arch::CifarVggPaper(depth(rest)?)
         } else if let Some(rest) = s.strip_prefix("vgg").and_then(|r| r.strip_suffix("_bn_cifar10")) {
@@ -223,7 +231,7 @@ impl fmt::Display for ModelError {
             ModelError::UnknownArch(s) => write!(
                 f,
                 "unknown architecture `{s}` (expected resnet20/32/44/56/110, resnet18/34/50/101/152, \
-                 vgg11/13/16/19_bn, vgg11/13/16/19_bn_cifar10, vgg11/13/16/19_bn_cifar10_paper, googlenet \
+                 vgg11/13/16/19_bn, vgg11/13/16/19_bn_cifar10, vgg11/13/16/19_bn_cifar10_paper, googlenet, inception_v3 \
                  or digits_cnn)"
             ),
         }
@@ -299,11 +307,12 @@ pub fn build(arch: Arch, params: &mut dyn ParamSource) -> Result<Graph, ModelErr
     build_for_input(arch, params, arch.input_shape())
 }
 
-/// Builds `arch` for `input`-sized images: GoogLeNet ends in a global average pool and takes
-/// smaller images too (tests run it at 64x64); every other architecture only its own size.
+/// Builds `arch` for `input`-sized images: GoogLeNet and Inception-v3 end in a global average
+/// pool and take smaller images too (tests run them at 64x64 / 75x75); every other architecture
+/// only its own size.
 pub fn build_for_input(arch: Arch, params: &mut dyn ParamSource, input: Shape) -> Result<Graph, ModelError> {
     let arch = arch.check()?;
-    if input != arch.input_shape() && !matches!(arch, Arch::GoogLeNet) {
+    if input != arch.input_shape() && !matches!(arch, Arch::GoogLeNet | Arch::InceptionV3) {
         return Err(ModelError::Graph(GraphError {
             node: arch.name(),
             detail: format!("takes {} images only, not {input}", arch.input_shape()),
@@ -311,6 +320,7 @@ pub fn build_for_input(arch: Arch, params: &mut dyn ParamSource, input: Shape) -
     }
     match arch {
         Arch::GoogLeNet => googlenet::googlenet(params, input),
+        Arch::InceptionV3 => inception::inception_v3(params, input),
         Arch::CifarResNet(depth) => resnet::cifar_resnet(depth, params),
         Arch::ResNet(depth) => resnet::imagenet_resnet(depth, params),
         Arch::VggBn(depth) => vgg::imagenet_vgg_bn(depth, params),
