@@ -217,7 +217,7 @@ fn gpu_pooling_and_concat_match_cpu_exact_and_approximate() {
 /// plane: the double-double tree over exactly those windows is the reference.
 #[test]
 fn approximate_ceil_mode_max_pool_matches_the_double_double_reference() {
-    let (h, w) = (8, 7);
+    let (h, w) = (8, 10);
     let mut b = GraphBuilder::new("ceil_pools", Shape::new(1, h, w));
     let p3 = b.max_pool("pool3", GraphBuilder::INPUT, pool(3, 2, 0, true));
     let graph = b.finish(p3).unwrap();
@@ -231,15 +231,17 @@ fn approximate_ceil_mode_max_pool_matches_the_double_double_reference() {
         &ActivationPlan::uniform(&graph, SiteMode::approx(&sign, alpha, bound)),
     )
     .unwrap();
-    // Official: padded 9x9 (one extra zero row and column) → (9 − 3)/2 + 1 = 4 windows each way.
-    assert_eq!(out.logits.len(), 4 * 4);
+    // Official: padded 9x11 (one extra zero row and column) → (9 − 3)/2 + 1 = 4 by
+    // (11 − 3)/2 + 1 = 5 windows, PyTorch's ceil-mode size.
+    let (oh, ow) = (4, 5);
+    assert_eq!(out.logits.len(), oh * ow);
     let scale = max_pool_scale(9, alpha, bound).unwrap();
     let padded = |y: usize, x: usize| if y < h && x < w { image[y * w + x] as f64 } else { 0.0 };
-    for oy in 0..4 {
-        for ox in 0..4 {
+    for oy in 0..oh {
+        for ox in 0..ow {
             let window: Vec<f64> = (0..9).map(|j| padded(2 * oy + j / 3, 2 * ox + j % 3)).collect();
             let want = approx_max_window(&sign, &window, scale);
-            let got = out.logits[oy * 4 + ox] as f64;
+            let got = out.logits[oy * ow + ox] as f64;
             assert!((got - want).abs() <= 1e-6 * bound, "({oy}, {ox}): {got} vs {want}");
             let exact = window.iter().copied().fold(f64::MIN, f64::max);
             assert!((got - exact).abs() <= 2.0 * bound * 2f64.powi(-(alpha as i32)) * 9.0);
