@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Write tests/fixtures/nets_counter_logits.json: PyTorch logits of GoogLeNet, Inception-v3 and the
-CIFAR-10 VGG-bn layouts on counter-based random weights, which polycnn regenerates bit for bit
+"""Write tests/fixtures/nets_counter_logits.json: PyTorch logits of GoogLeNet, Inception-v3, the
+CIFAR-10 VGG-bn layouts and the official code's ResNet-110 on counter-based random weights, which polycnn regenerates bit for bit
 (`model::CounterParams`), so the fixture holds no weights: for each network its state_dict names and
 shapes (float tensors, in order), the seed, the input shape and the logits.
 
@@ -117,6 +117,45 @@ class CifarVgg(nn.Module):
         return self.classifier(x)
 
 
+class OptionABlock(nn.Module):
+    """BasicBlock of the official CIFAR ResNets (snu-ccl/approxCNN resnet_cifar10.py, akamaster's):
+    conv3x3-bn-relu-conv3x3-bn, + option-A shortcut (subsample, zero channel padding), relu."""
+
+    def __init__(self, in_planes, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.pad = planes // 4 if (stride != 1 or in_planes != planes) else None
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        shortcut = x if self.pad is None else nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        return torch.relu(out + shortcut)
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, depth):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        in_planes, layers = 16, []
+        for planes, stride in [(16, 1), (32, 2), (64, 2)]:
+            blocks = []
+            for i in range(n):
+                blocks.append(OptionABlock(in_planes, planes, stride if i == 0 else 1))
+                in_planes = planes
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.layer3(self.layer2(self.layer1(torch.relu(self.bn1(self.conv1(x))))))
+        return self.linear(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
 def googlenet(aux):
     # transform_input=False: polycnn's GoogLeNet input is what torchvision's layers see after
     # transform_input, which composes with the ImageNet normalisation into (x - 0.5)/0.5.
@@ -134,6 +173,7 @@ NETS = [
     ("vgg11_bn_cifar10_paper", lambda: CifarVgg(11, True), [2, 3, 32, 32], 9),
     ("vgg16_bn_cifar10_paper", lambda: CifarVgg(16, True), [2, 3, 32, 32], 10),
     ("vgg19_bn_cifar10", lambda: CifarVgg(19, False), [2, 3, 32, 32], 11),
+    ("resnet110", lambda: CifarResNet(110), [2, 3, 32, 32], 12),
 ]
 
 
@@ -167,7 +207,7 @@ def main():
     if args.check_dir:
         os.makedirs(args.check_dir, exist_ok=True)
         for name, model in [("googlenet", googlenet(True)), ("inception_v3", inception_v3(True)),
-                            ("vgg16_bn_cifar10_paper", CifarVgg(16, True))]:
+                            ("vgg16_bn_cifar10_paper", CifarVgg(16, True)), ("resnet110", CifarResNet(110))]:
             torch.save(model.eval().state_dict(), os.path.join(args.check_dir, name + ".pth"))
         print(f"real state_dict files in {args.check_dir}")
 

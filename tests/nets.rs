@@ -1,5 +1,5 @@
-//! The networks of the paper's code beyond ResNet (GoogLeNet, Inception-v3, the CIFAR VGG-bn
-//! layouts) against PyTorch on both backends, and the ops they brought (channel concat,
+//! The networks of the paper's code beyond the pretrained ResNets (GoogLeNet, Inception-v3, the
+//! CIFAR VGG-bn layouts, ResNet-110 in the official code's layout) against PyTorch on both backends, and the ops they brought (channel concat,
 //! ceil-mode / padded max-pool exact and approximate, padded average pool) GPU against CPU and
 //! the approximate ceil-mode max-pool against the double-double reference.
 //!
@@ -296,7 +296,7 @@ fn auxiliary_heads_are_dropped_and_unknown_tensors_are_errors() {
 #[ignore]
 fn real_state_dicts_load() {
     let dir = PathBuf::from(std::env::var("POLYCNN_NET_CHECK_DIR").expect("POLYCNN_NET_CHECK_DIR"));
-    for name in ["googlenet", "inception_v3", "vgg16_bn_cifar10_paper"] {
+    for name in ["googlenet", "inception_v3", "vgg16_bn_cifar10_paper", "resnet110"] {
         let path = dir.join(format!("{name}.pth"));
         if !path.exists() {
             eprintln!("{}: missing, skipped", path.display());
