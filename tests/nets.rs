@@ -306,3 +306,31 @@ fn real_state_dicts_load() {
         eprintln!("{name}: loaded {} nodes from {}", graph.nodes.len(), path.display());
     }
 }
+
+/// The approximate max-pool's worst error in units of B, per window and α (the official
+/// polynomials), over uniform windows and near-ties around the sign approximation's worst gap:
+/// each tree level adds at most the approximate max's error, ≤ 2^-α in rescaled units, i.e.
+/// 2^-α/s = 2B·2^-α/(1 − c·2^-α) in input units; 2 levels for 2x2, 4 for 3x3.
+#[test]
+fn approximate_max_pool_error_per_window_and_alpha() {
+    use polycnn::poly::activation::measure_max_pool_error;
+    use polycnn::poly::official::load_official;
+    use polycnn::poly::verify::relu_error;
+    let coeffs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/approxcnn_coeffs");
+    for alpha in 7..=14u32 {
+        let sign = load_official(&coeffs, alpha).unwrap();
+        let gap = relu_error(&sign).argmax;
+        let mut row = format!("α = {alpha:2}:");
+        for (len, levels, c) in [(4, 2.0, 4.0), (9, 4.0, 6.0)] {
+            let measured = measure_max_pool_error(&sign, alpha, len, gap, 400).unwrap();
+            let step = 2f64.powi(-(alpha as i32));
+            let bound = levels * 2.0 * step / (1.0 - c * step);
+            row += &format!(
+                "  {len} inputs: {measured:.3e} B (2^{:.2}, bound {bound:.3e} B)",
+                measured.log2()
+            );
+            assert!(measured <= bound, "α = {alpha}, window {len}: {measured:e} > {bound:e}");
+        }
+        eprintln!("{row}");
+    }
+}
