@@ -334,3 +334,31 @@ fn approximate_max_pool_error_per_window_and_alpha() {
         eprintln!("{row}");
     }
 }
+
+/// By hand (slow on a software GPU): forward time per image at the real input sizes, random
+/// weights. `cargo test --release --test nets full_size -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn full_size_forward_times() {
+    for arch in [Arch::GoogLeNet, Arch::InceptionV3] {
+        let graph = model::build(arch, &mut CounterParams::new(1)).unwrap();
+        let shape = arch.input_shape();
+        let n = 2;
+        let batch = Batch::new(n, shape, CounterParams::input(2, n * shape.numel())).unwrap();
+        let plan = ActivationPlan::exact(&graph);
+        let start = Instant::now();
+        let cpu_out = cpu::run(&graph, &batch, &plan).unwrap();
+        let cpu_s = start.elapsed().as_secs_f64() / n as f64;
+        let network = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw).unwrap();
+        network.run(&batch, &plan).unwrap(); // buffers allocated, pipelines compiled
+        let start = Instant::now();
+        let gpu_out = network.run(&batch, &plan).unwrap();
+        let gpu_s = start.elapsed().as_secs_f64() / n as f64;
+        let diff = relative_difference(&gpu_out.logits, &cpu_out.logits);
+        eprintln!(
+            "{}: CPU {cpu_s:.2} s/image, GPU {gpu_s:.2} s/image, GPU vs CPU {diff:.1e}",
+            graph.name
+        );
+        assert!(diff <= 1e-4);
+    }
+}
