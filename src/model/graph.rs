@@ -15,7 +15,12 @@
 //! Semantics an executor must follow (they are PyTorch's unless stated):
 //! - `Conv2d`: cross-correlation, square kernel/stride/padding, zero padding, groups = 1.
 //! - `MaxPool` (exact): padding acts as −∞; `ceil_mode` as in PyTorch (a window may not start in
-//!   the right/bottom padding). Approximate max-pool (the paper's tree) pads with zeros instead.
+//!   the right/bottom padding). Approximate max-pool (the paper's tree) reads zeros wherever a
+//!   window leaves the input: the official code's `ZeroPad2d(p)` and, in ceil mode, its extra
+//!   zero row/column on the bottom/right. The output size is PyTorch's either way; it equals the
+//!   official one except where PyTorch's ceil-mode rule drops a window starting in the padding
+//!   (no network here has one). (The official code's *exact* GoogLeNet drops `ceil_mode`
+//!   altogether, 112 → 55 after the stem; exact mode here is torchvision's, 112 → 56.)
 //! - `AvgPool`: `count_include_pad = true` (PyTorch's default).
 //! - `ShortcutA`: `y = x[:, :, ::stride, ::stride]` then zero channel planes, `(out − in)/2` on
 //!   each side (akamaster's option A, `F.pad(x[:, :, ::2, ::2], (0,0,0,0,planes//4,planes//4))`).
