@@ -131,6 +131,32 @@ fn gpu_networks_match_pytorch_logits() {
     }
 }
 
+/// Every ReLU and max-pool (ceil-mode stem and stage pools, padded branch pools, Inception's
+/// reduction pools) approximated at α = 14 on both backends; B = 1.2 × the largest exact input.
+#[test]
+fn gpu_inception_networks_with_approximate_relu_and_max_pool_match_cpu() {
+    let sign = composite(14);
+    for net in fixtures()
+        .iter()
+        .filter(|n| n.arch == "googlenet" || n.arch == "inception_v3")
+    {
+        let (graph, batch) = (net.graph(), net.batch());
+        let exact = cpu::run(&graph, &batch, &ActivationPlan::exact(&graph)).unwrap();
+        let bound = 1.2 * exact.sites.iter().map(|s| s.max_abs).fold(0.0, f32::max) as f64;
+        let plan = ActivationPlan::uniform(&graph, SiteMode::approx(&sign, 14, bound));
+        let want = cpu::run(&graph, &batch, &plan).unwrap();
+        let got = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw)
+            .unwrap()
+            .run(&batch, &plan)
+            .unwrap();
+        let diff = relative_difference(&got.logits, &want.logits);
+        eprintln!("{} α=14, B={bound:.2}: GPU vs CPU {diff:.2e}", net.arch);
+        assert!(diff <= 1e-4, "{}: GPU vs CPU {diff:e}", net.arch);
+        assert!(want.sites.iter().all(|s| s.out_of_range == 0 && s.non_finite == 0));
+        assert_eq!(got.predictions(), want.predictions());
+    }
+}
+
 #[test]
 fn transform_input_is_folded_into_the_normalisation() {
     // torchvision: x' = x·(s/0.5) + (m − 0.5)/0.5 after x = (p − m)/s, i.e. (p − 0.5)/0.5.
