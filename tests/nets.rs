@@ -388,3 +388,29 @@ fn full_size_forward_times() {
         assert!(diff <= 1e-4);
     }
 }
+
+#[test]
+fn bad_concats_and_input_sizes_are_errors_naming_the_node() {
+    let mut b = GraphBuilder::new("bad", Shape::new(2, 6, 6));
+    let pooled = b.max_pool("pool", GraphBuilder::INPUT, pool(2, 2, 0, false));
+    let cat = b.push(
+        "mixed",
+        Op::Concat {
+            inputs: vec![GraphBuilder::INPUT, pooled],
+        },
+    );
+    let err = b.finish(cat).unwrap_err().to_string();
+    assert!(err.contains("mixed") && err.contains("different planes"), "{err}");
+    let mut b = GraphBuilder::new("empty", Shape::new(2, 6, 6));
+    let cat = b.push("nothing", Op::Concat { inputs: vec![] });
+    assert!(b.finish(cat).unwrap_err().to_string().contains("nothing"));
+    let err = model::build_for_input(Arch::VggBn(11), &mut CounterParams::new(1), Shape::new(3, 64, 64))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("vgg11_bn") && err.contains("3x224x224"), "{err}");
+    // Too small for Inception-v3's last stage: an error, not a panic.
+    let err = model::build_for_input(Arch::InceptionV3, &mut CounterParams::new(1), Shape::new(3, 64, 64))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Mixed"), "{err}");
+}
