@@ -483,6 +483,68 @@ fn vgg11_bn_exact_and_approximate_relu_and_max_pool_on_1000_lossless_test_images
     approximate_run(&graph, &batch, &labels, &exact, 14, 3);
 }
 
+/// scripts/make_vgg_approx_fixture.py: the VGG-11-bn on the same 1,000 images in float64, exact
+/// and approximated as the paper's official code does, with the B its search found per α.
+#[derive(serde::Deserialize)]
+struct OfficialF64 {
+    exact: F64Run,
+    approx: std::collections::BTreeMap<String, F64Run>,
+}
+
+#[derive(serde::Deserialize)]
+struct F64Run {
+    top1: usize,
+    predictions: Vec<usize>,
+    #[serde(default)]
+    b_relu: f64,
+    #[serde(default)]
+    b_max: f64,
+}
+
+#[test]
+fn vgg11_bn_approximate_top1_matches_a_float64_evaluation_of_the_official_code() {
+    let text = std::fs::read_to_string(fixture("cifar10_vgg11_bn_approx_f64.json")).unwrap();
+    let official: OfficialF64 = serde_json::from_str(&text).unwrap();
+    let (graph, batch, labels, exact) = exact_run(Arch::CifarVgg11Bn, &vgg_path());
+    assert_eq!(exact.correct(&labels), official.exact.top1);
+    let agree = |p: &[usize], q: &[usize]| p.iter().zip(q).filter(|(a, b)| a == b).count();
+    assert!(agree(&exact.predictions(), &official.exact.predictions) >= 999);
+    let coeffs = data_dir().join("approxcnn_coeffs");
+    for alpha in 10..=14u32 {
+        let f64_run = &official.approx[&alpha.to_string()];
+        let sign = polycnn::poly::official::load_official(&coeffs, alpha).unwrap();
+        // The official B per kind: B_relu at every ReLU, B_max at every max-pool.
+        let modes = graph
+            .sites
+            .iter()
+            .map(|site| {
+                let bound = match site.kind {
+                    model::SiteKind::Relu => f64_run.b_relu,
+                    model::SiteKind::MaxPool => f64_run.b_max,
+                };
+                SiteMode::approx(&sign, alpha, bound)
+            })
+            .collect();
+        let start = Instant::now();
+        let out = cpu::run(&graph, &batch, &ActivationPlan { modes }).unwrap();
+        let top1 = out.correct(&labels);
+        println!(
+            "vgg11_bn_cifar10 α={alpha}, B_relu={} B_max={}: top-1 {top1}/1000 (float64 official {}), {:.2} s",
+            f64_run.b_relu,
+            f64_run.b_max,
+            f64_run.top1,
+            start.elapsed().as_secs_f64()
+        );
+        assert!(out.sites.iter().all(|s| s.out_of_range == 0 && s.non_finite == 0));
+        assert!(
+            top1.abs_diff(f64_run.top1) <= 3,
+            "α = {alpha}: {top1} vs {}",
+            f64_run.top1
+        );
+        assert!(agree(&out.predictions(), &f64_run.predictions) >= 990, "α = {alpha}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // PyTorch's own outputs: tests/fixtures (written by scripts/make_fixtures.py, see its README).
 
