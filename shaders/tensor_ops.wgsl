@@ -2,6 +2,8 @@
 //   add:        out = a + b (a residual sum the convolution epilogue could not absorb)
 //   shortcut_a: CIFAR ResNet option A, out[n, o, y, x] = a[n, o − offset, y·s, x·s], zero for
 //               channels outside the input (akamaster's F.pad(x[:, :, ::2, ::2], …))
+//   copy_channels: a[n, c, y, x] → out[n, channel_offset + c, y, x] (one concat input into its
+//               channel slice; thread per input element)
 //   avg_pool:   window average with zero padding counted (PyTorch's count_include_pad=True);
 //               a window covering the whole plane is the global average pool.
 
@@ -83,5 +85,22 @@ fn avg_pool(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    output[i] = sum / f32(params.kernel_h * params.kernel_w);
+    // The divisor counts padding but not a ceil-mode window's part past the padding (PyTorch).
+    let y0 = i32(oy * params.stride) - i32(params.pad);
+    let x0 = i32(ox * params.stride) - i32(params.pad);
+    let rows = min(y0 + i32(params.kernel_h), i32(params.in_h + params.pad)) - y0;
+    let cols = min(x0 + i32(params.kernel_w), i32(params.in_w + params.pad)) - x0;
+    output[i] = sum / f32(rows * cols);
+}
+
+@compute @workgroup_size(256)
+fn copy_channels(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = element_index(gid);
+    if i >= params.count {
+        return;
+    }
+    let per_image = params.in_c * params.in_h * params.in_w;
+    let n = i / per_image;
+    let offset = (n * params.out_c + params.channel_offset) * params.in_h * params.in_w;
+    output[offset + i % per_image] = a[i];
 }

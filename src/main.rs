@@ -52,8 +52,8 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct EvalArgs {
-    /// resnet20/32/44/56/110 (CIFAR), resnet18/34/50/101/152, vgg11/13/16/19_bn (ImageNet),
-    /// vgg11_bn_cifar10, digits_cnn.
+    /// resnet20/32/44/56/110 (CIFAR), resnet18/34/50/101/152, vgg11/13/16/19_bn, googlenet,
+    /// inception_v3 (ImageNet), vgg11/13/16/19_bn_cifar10, vgg11/13/16/19_bn_cifar10_paper, digits_cnn.
     #[arg(long)]
     model: String,
     /// Checkpoint: PyTorch (.pth/.th, zip or legacy) or safetensors.

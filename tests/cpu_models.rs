@@ -54,6 +54,7 @@ fn reference_values(graph: &Graph, image: &[f32]) -> Vec<Vec<f32>> {
                 o
             }
             Op::Flatten { input } => values[*input].clone(),
+            Op::Concat { inputs } => inputs.iter().flat_map(|&i| values[i].iter().copied()).collect(),
             Op::Linear(l) => {
                 let x = &values[l.input];
                 l.weight

@@ -319,6 +319,16 @@ impl<'a> Prepared<'a> {
                 x
             }
             Op::Flatten { input } => owned(*input, values),
+            Op::Concat { inputs } => {
+                let parts: Vec<(&[f32], usize)> = inputs
+                    .iter()
+                    .map(|&i| {
+                        let v = values[i].as_deref().expect("inputs are computed before use");
+                        (v, self.shapes[i].numel())
+                    })
+                    .collect();
+                ops::concat_channels(&parts, n)
+            }
             Op::Linear(lin) => {
                 let x = values[lin.input].as_deref().expect("inputs are computed before use");
                 let (in_f, out_f) = (lin.weight.shape[1], lin.weight.shape[0]);

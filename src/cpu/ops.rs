@@ -48,3 +48,16 @@ pub fn shortcut_a(image: &[f32], input: Shape, output: Shape, stride: usize, out
         }
     }
 }
+
+/// Channel concatenation of `n` images: each part is `(values, per-image length)`; image i of
+/// the result is image i of every part, one after the other (NCHW, so channels follow on).
+pub fn concat_channels(parts: &[(&[f32], usize)], n: usize) -> Vec<f32> {
+    let per_image: usize = parts.iter().map(|p| p.1).sum();
+    let mut out = Vec::with_capacity(n * per_image);
+    for i in 0..n {
+        for &(values, len) in parts {
+            out.extend_from_slice(&values[i * len..(i + 1) * len]);
+        }
+    }
+    out
+}

@@ -64,7 +64,7 @@ pub struct EvalRequest {
 /// ImageNet nets B_relu = 100, B_max = 10, step 10.
 pub fn default_search_grid(arch: Arch) -> ((f64, f64), (f64, f64)) {
     match arch {
-        Arch::ResNet(_) | Arch::VggBn(_) => ((100.0, 10.0), (10.0, 10.0)),
+        Arch::ResNet(_) | Arch::VggBn(_) | Arch::GoogLeNet | Arch::InceptionV3 => ((100.0, 10.0), (10.0, 10.0)),
         // not in the paper: the digits CNN's activations stay below ~8
         Arch::DigitsCnn => ((8.0, 1.0), (8.0, 1.0)),
         _ => ((50.0, 5.0), (50.0, 5.0)),
@@ -97,11 +97,14 @@ fn open_source_dataset(req: &EvalRequest) -> Result<(Arc<dyn Dataset>, Normalize
     };
     Ok(match req.model {
         Arch::DigitsCnn => (Arc::new(DigitsDataset::open(&req.data)?), digits::NORMALIZE),
-        Arch::CifarResNet(_) | Arch::CifarVgg11Bn => (Arc::from(cifar::open(&req.data)?), normalize),
-        Arch::ResNet(_) | Arch::VggBn(_) => {
+        Arch::CifarResNet(_) | Arch::CifarVgg11Bn | Arch::CifarVggBn(_) | Arch::CifarVggPaper(_) => {
+            (Arc::from(cifar::open(&req.data)?), normalize)
+        }
+        Arch::ResNet(_) | Arch::VggBn(_) | Arch::GoogLeNet | Arch::InceptionV3 => {
             let classes = req.class_index.as_deref().map(ClassIndex::load).transpose()?;
             let layout = Layout::detect(&req.data, req.labels.as_deref())?;
-            let dataset = imagenet::open(&req.data, &layout, classes.as_ref(), Geometry::IMAGENET)?;
+            let geometry = Geometry::for_crop(req.model.input_shape().h);
+            let dataset = imagenet::open(&req.data, &layout, classes.as_ref(), geometry)?;
             (Arc::new(dataset), normalize)
         }
     })

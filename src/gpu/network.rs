@@ -8,7 +8,7 @@ use super::activation::{
     encode_relu, range_stats_buffer_for,
 };
 use super::conv::{ConvBuffers, ConvShape, Epilogue, encode_conv};
-use super::tensor_ops::{Dims, encode_add, encode_avg_pool, encode_shortcut_a};
+use super::tensor_ops::{Dims, encode_add, encode_avg_pool, encode_copy_channels, encode_shortcut_a};
 use super::{Gpu, GpuError};
 use crate::cpu::{ActivationPlan, RunOutput, SiteMode, SiteStats};
 use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId, schedule::Step, schedule::fused_schedule};
@@ -388,6 +388,16 @@ impl<'a> GpuNetwork<'a> {
                     stride,
                 } => encode_shortcut_a(gpu, encoder, dims(input), out_channels, stride, slot(input)?, slot(id)?),
                 Op::Flatten { .. } => Ok(()), // a view of its input's buffer
+                Op::Concat { inputs } => {
+                    let out_channels = self.shapes[id].c;
+                    let mut offset = 0;
+                    for &input in inputs {
+                        let from = dims(input);
+                        encode_copy_channels(gpu, encoder, from, (offset, out_channels), slot(input)?, slot(id)?)?;
+                        offset += from.c;
+                    }
+                    Ok(())
+                }
             },
         }
     }

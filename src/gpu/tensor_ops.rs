@@ -1,4 +1,5 @@
-//! Host side of shaders/tensor_ops.wgsl: residual add, option-A shortcut, average pooling.
+//! Host side of shaders/tensor_ops.wgsl: residual add, option-A shortcut, channel concatenation,
+//! average pooling.
 
 use super::{Gpu, GpuError};
 
@@ -123,6 +124,41 @@ pub fn encode_shortcut_a(
         ..Params::default()
     };
     dispatch(gpu, encoder, "shortcut_a", params, (input, gpu.placeholder()), output)
+}
+
+/// Copies `input` (dims `from`) into channels `channel_offset..channel_offset + from.c` of
+/// `output`, which has `out_channels` channels of the same plane: one input of a concat.
+pub fn encode_copy_channels(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    from: Dims,
+    (channel_offset, out_channels): (usize, usize),
+    input: &wgpu::Buffer,
+    output: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    if channel_offset + from.c > out_channels {
+        return Err(GpuError::BadInput(format!(
+            "channels {channel_offset}..{} of a {out_channels}-channel concat",
+            channel_offset + from.c
+        )));
+    }
+    let params = Params {
+        count: from.len() as u32,
+        in_c: from.c as u32,
+        in_h: from.h as u32,
+        in_w: from.w as u32,
+        out_c: out_channels as u32,
+        channel_offset: channel_offset as u32,
+        ..Params::default()
+    };
+    dispatch(
+        gpu,
+        encoder,
+        "copy_channels",
+        params,
+        (input, gpu.placeholder()),
+        output,
+    )
 }
 
 /// Average pooling (count_include_pad) producing `out_hw`; a kernel equal to the input plane

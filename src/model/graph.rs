@@ -15,11 +15,17 @@
 //! Semantics an executor must follow (they are PyTorch's unless stated):
 //! - `Conv2d`: cross-correlation, square kernel/stride/padding, zero padding, groups = 1.
 //! - `MaxPool` (exact): padding acts as −∞; `ceil_mode` as in PyTorch (a window may not start in
-//!   the right/bottom padding). Approximate max-pool (the paper's tree) pads with zeros instead.
+//!   the right/bottom padding). Approximate max-pool (the paper's tree) reads zeros wherever a
+//!   window leaves the input: the official code's `ZeroPad2d(p)` and, in ceil mode, its extra
+//!   zero row/column on the bottom/right. The output size is PyTorch's either way; it equals the
+//!   official one except where PyTorch's ceil-mode rule drops a window starting in the padding
+//!   (no network here has one). (The official code's *exact* GoogLeNet drops `ceil_mode`
+//!   altogether, 112 → 55 after the stem; exact mode here is torchvision's, 112 → 56.)
 //! - `AvgPool`: `count_include_pad = true` (PyTorch's default).
 //! - `ShortcutA`: `y = x[:, :, ::stride, ::stride]` then zero channel planes, `(out − in)/2` on
 //!   each side (akamaster's option A, `F.pad(x[:, :, ::2, ::2], (0,0,0,0,planes//4,planes//4))`).
 //! - `Flatten`: `(c, h, w)` → `(c·h·w, 1, 1)` in C-major order, as `torch.flatten(x, 1)`.
+//! - `Concat`: the inputs' channels one after the other, as `torch.cat(xs, 1)` (equal h, w).
 //! - `Linear`: `y = W x + b`, `W` is `[out, in]`.
 
 use crate::weights::Tensor;
@@ -110,6 +116,10 @@ pub enum Op {
     },
     Flatten {
         input: NodeId,
+    },
+    /// Channel concatenation of values of equal height and width (inception branches).
+    Concat {
+        inputs: Vec<NodeId>,
     },
     Linear(Linear),
 }
@@ -214,6 +224,7 @@ impl Op {
             Op::Conv2d(c) => vec![c.input],
             Op::Linear(l) => vec![l.input],
             Op::Add { a, b } => vec![*a, *b],
+            Op::Concat { inputs } => inputs.clone(),
             Op::Relu { input, .. }
             | Op::MaxPool { input, .. }
             | Op::AvgPool { input, .. }
@@ -343,6 +354,7 @@ impl Graph {
                 stride,
             } => shortcut_shape(of(*input), *out_channels, *stride),
             Op::Flatten { input } => Ok(Shape::new(of(*input).numel(), 1, 1)),
+            Op::Concat { inputs } => concat_shape(&inputs.iter().map(|&i| of(i)).collect::<Vec<_>>()),
             Op::Linear(lin) => linear_shape(lin, of(lin.input)),
         }
     }
@@ -412,6 +424,16 @@ fn shortcut_shape(x: Shape, out_channels: usize, stride: usize) -> Result<Shape,
         ));
     }
     Ok(Shape::new(out_channels, x.h.div_ceil(stride), x.w.div_ceil(stride)))
+}
+
+fn concat_shape(parts: &[Shape]) -> Result<Shape, String> {
+    let Some(first) = parts.first() else {
+        return Err("concatenates nothing".into());
+    };
+    if let Some(bad) = parts.iter().find(|s| (s.h, s.w) != (first.h, first.w)) {
+        return Err(format!("concatenates values of different planes {first} and {bad}"));
+    }
+    Ok(Shape::new(parts.iter().map(|s| s.c).sum(), first.h, first.w))
 }
 
 fn linear_shape(lin: &Linear, x: Shape) -> Result<Shape, String> {

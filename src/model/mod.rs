@@ -2,17 +2,19 @@
 //!
 //! - [`graph`]: the IR every executor runs ([`Graph`], [`Op`], activation [`Site`]s).
 //! - [`schedule`]: the conv + residual + ReLU fusion both executors follow.
-//! - Architectures (akamaster CIFAR ResNets, torchvision ResNets and VGG-bn, the project's CIFAR
-//!   VGG-11-bn), each written once against a [`ParamSource`]: the same code builds a graph from a
+//! - Architectures (akamaster CIFAR ResNets, torchvision ResNets, VGG-bn, GoogLeNet, Inception-v3, the
+//!   project's CIFAR VGG-11-bn and the CIFAR VGG-bn layouts of the paper's code), each written once against a [`ParamSource`]: the same code builds a graph from a
 //!   checkpoint ([`load`], [`from_state_dict`]), from deterministic random weights ([`random`]),
 //!   or only lists the tensors it expects in torchvision `state_dict()` order ([`list_layers`]).
 //!   [`torchvision_resnet_from_state_dict`] reads a ResNet's widths and depths from the file.
 //!
 //! BatchNorm is folded into the preceding convolution while building (in f64, eval semantics,
-//! eps 1e-5). Every tensor is checked by name: missing, mis-shaped, non-finite or left-over
+//! eps 1e-5, or 1e-3 for GoogLeNet and Inception-v3). Every tensor is checked by name: missing, mis-shaped, non-finite or left-over
 //! tensors are errors naming the file and the tensor.
 
+mod googlenet;
 pub mod graph;
+mod inception;
 mod params;
 mod resnet;
 pub mod schedule;
@@ -21,7 +23,7 @@ mod vgg;
 pub use graph::{
     Batch, Conv2d, Graph, GraphBuilder, GraphError, Linear, Node, NodeId, Op, Pool2d, Shape, Site, SiteId, SiteKind,
 };
-pub use params::{ParamInfo, ParamKind, ParamSource, RandomParams};
+pub use params::{CounterParams, ParamInfo, ParamKind, ParamSource, RandomParams, counter_uniform};
 pub use resnet::ResNetLayout;
 
 use crate::weights::{StateDict, WeightsError};
@@ -39,14 +41,24 @@ pub enum Arch {
     ResNet(usize),
     /// torchvision VGG with batch norm (ImageNet, 224x224); depth 11, 13, 16 or 19.
     VggBn(usize),
-    /// This project's CIFAR-10 VGG-11-bn (shared/data/cifar10/weights_vgg).
+    /// This project's CIFAR-10 VGG-11-bn (shared/data/cifar10/weights_vgg): features, then a
+    /// single `classifier` Linear(512, 10).
     CifarVgg11Bn,
+    /// The same single-classifier CIFAR-10 layout at depth 13, 16 or 19.
+    CifarVggBn(usize),
+    /// The paper's CIFAR-10 VGG-bn (snu-ccl/approxCNN `vgg_cifar10.py`), depth 11, 13, 16 or 19:
+    /// features, then `linear1` 512→512, ReLU, `linear2` 512→512, ReLU, `linear3` 512→10.
+    CifarVggPaper(usize),
+    /// torchvision GoogLeNet (224x224, pretrained layout: no auxiliary heads, transform_input).
+    GoogLeNet,
+    /// torchvision Inception-v3 (299x299, pretrained layout: no auxiliary head, transform_input).
+    InceptionV3,
     /// The small CNN shipped in datasets/digits (8x8 grayscale digits).
     DigitsCnn,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 15] = [
+    pub const ALL: [Arch; 25] = [
         Arch::CifarResNet(20),
         Arch::CifarResNet(32),
         Arch::CifarResNet(44),
@@ -61,6 +73,16 @@ impl Arch {
         Arch::VggBn(13),
         Arch::VggBn(16),
         Arch::VggBn(19),
+        Arch::CifarVgg11Bn,
+        Arch::CifarVggBn(13),
+        Arch::CifarVggBn(16),
+        Arch::CifarVggBn(19),
+        Arch::CifarVggPaper(11),
+        Arch::CifarVggPaper(13),
+        Arch::CifarVggPaper(16),
+        Arch::CifarVggPaper(19),
+        Arch::GoogLeNet,
+        Arch::InceptionV3,
         Arch::DigitsCnn,
     ];
 
@@ -71,6 +93,10 @@ impl Arch {
             Arch::ResNet(d) => format!("resnet{d}_imagenet"),
             Arch::VggBn(d) => format!("vgg{d}_bn"),
             Arch::CifarVgg11Bn => "vgg11_bn_cifar10".into(),
+            Arch::CifarVggBn(d) => format!("vgg{d}_bn_cifar10"),
+            Arch::CifarVggPaper(d) => format!("vgg{d}_bn_cifar10_paper"),
+            Arch::GoogLeNet => "googlenet".into(),
+            Arch::InceptionV3 => "inception_v3".into(),
             Arch::DigitsCnn => "digits_cnn".into(),
         }
     }
@@ -78,8 +104,11 @@ impl Arch {
     /// Per-image input shape.
     pub fn input_shape(self) -> Shape {
         match self {
-            Arch::CifarResNet(_) | Arch::CifarVgg11Bn => Shape::new(3, 32, 32),
-            Arch::ResNet(_) | Arch::VggBn(_) => Shape::new(3, 224, 224),
+            Arch::CifarResNet(_) | Arch::CifarVgg11Bn | Arch::CifarVggBn(_) | Arch::CifarVggPaper(_) => {
+                Shape::new(3, 32, 32)
+            }
+            Arch::ResNet(_) | Arch::VggBn(_) | Arch::GoogLeNet => Shape::new(3, 224, 224),
+            Arch::InceptionV3 => Shape::new(3, 299, 299),
             Arch::DigitsCnn => Shape::new(1, 8, 8),
         }
     }
@@ -88,7 +117,12 @@ impl Arch {
     pub fn normalisation(self) -> ([f32; 3], [f32; 3]) {
         const IMAGENET: ([f32; 3], [f32; 3]) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
         match self {
-            Arch::CifarVgg11Bn => ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
+            Arch::CifarVgg11Bn | Arch::CifarVggBn(_) => ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
+            // main_cifar10.py of the paper's code.
+            Arch::CifarVggPaper(_) => ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),
+            // torchvision's transform_input after the ImageNet normalisation:
+            // ((x − m)/s)·(s/0.5) + (m − 0.5)/0.5 = (x − 0.5)/0.5 for every channel.
+            Arch::GoogLeNet | Arch::InceptionV3 => ([0.5; 3], [0.5; 3]),
             // One grayscale plane (only the first entry is used), on pixels scaled to [0, 1];
             // the training set's statistics, from datasets/digits/README.md.
             Arch::DigitsCnn => ([0.305_505_93; 3], [0.376_510_2; 3]),
@@ -101,8 +135,9 @@ impl Arch {
         let ok = match self {
             Arch::CifarResNet(d) => [20, 32, 44, 56, 110].contains(&d),
             Arch::ResNet(d) => [18, 34, 50, 101, 152].contains(&d),
-            Arch::VggBn(d) => [11, 13, 16, 19].contains(&d),
-            Arch::CifarVgg11Bn | Arch::DigitsCnn => true,
+            Arch::VggBn(d) | Arch::CifarVggPaper(d) => [11, 13, 16, 19].contains(&d),
+            Arch::CifarVggBn(d) => [13, 16, 19].contains(&d),
+            Arch::CifarVgg11Bn | Arch::GoogLeNet | Arch::InceptionV3 | Arch::DigitsCnn => true,
         };
         if ok {
             Ok(self)
@@ -115,7 +150,7 @@ impl Arch {
 impl FromStr for Arch {
     type Err = ModelError;
     /// "resnet20" (CIFAR), "resnet50_imagenet" or "resnet50" for depths ≥ 18 that are not CIFAR
-    /// depths, "vgg16_bn", "vgg11_bn_cifar10".
+    /// depths, "vgg16_bn", "vgg11_bn_cifar10", "vgg16_bn_cifar10_paper", "googlenet".
     fn from_str(s: &str) -> Result<Arch, ModelError> {
         let unknown = || ModelError::UnknownArch(s.to_string());
         let depth = |t: &str| t.parse::<usize>().map_err(|_| unknown());
@@ -123,6 +158,14 @@ impl FromStr for Arch {
             Arch::CifarVgg11Bn
         } else if s == "digits_cnn" {
             Arch::DigitsCnn
+        } else if s == "googlenet" {
+            Arch::GoogLeNet
+        } else if s == "inception_v3" {
+            Arch::InceptionV3
+        } else if let Some(rest) = s.strip_prefix("vgg").and_then(|r| r.strip_suffix("_bn_cifar10_paper")) {
+            Arch::CifarVggPaper(depth(rest)?)
+        } else if let Some(rest) = s.strip_prefix("vgg").and_then(|r| r.strip_suffix("_bn_cifar10")) {
+            Arch::CifarVggBn(depth(rest)?)
         } else if let Some(rest) = s.strip_prefix("vgg").and_then(|r| r.strip_suffix("_bn")) {
             Arch::VggBn(depth(rest)?)
         } else if let Some(rest) = s.strip_prefix("resnet").and_then(|r| r.strip_suffix("_imagenet")) {
@@ -188,7 +231,8 @@ impl fmt::Display for ModelError {
             ModelError::UnknownArch(s) => write!(
                 f,
                 "unknown architecture `{s}` (expected resnet20/32/44/56/110, resnet18/34/50/101/152, \
-                 vgg11/13/16/19_bn, vgg11_bn_cifar10 or digits_cnn)"
+                 vgg11/13/16/19_bn, vgg11/13/16/19_bn_cifar10, vgg11/13/16/19_bn_cifar10_paper, googlenet, inception_v3 \
+                 or digits_cnn)"
             ),
         }
     }
@@ -260,11 +304,29 @@ pub fn list_layers(arch: Arch) -> Result<Vec<ParamInfo>, ModelError> {
 
 /// Builds `arch` from any parameter source.
 pub fn build(arch: Arch, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
-    match arch.check()? {
+    build_for_input(arch, params, arch.input_shape())
+}
+
+/// Builds `arch` for `input`-sized images: GoogLeNet and Inception-v3 end in a global average
+/// pool and take smaller images too (tests run them at 64x64 / 75x75); every other architecture
+/// only its own size.
+pub fn build_for_input(arch: Arch, params: &mut dyn ParamSource, input: Shape) -> Result<Graph, ModelError> {
+    let arch = arch.check()?;
+    if input != arch.input_shape() && !matches!(arch, Arch::GoogLeNet | Arch::InceptionV3) {
+        return Err(ModelError::Graph(GraphError {
+            node: arch.name(),
+            detail: format!("takes {} images only, not {input}", arch.input_shape()),
+        }));
+    }
+    match arch {
+        Arch::GoogLeNet => googlenet::googlenet(params, input),
+        Arch::InceptionV3 => inception::inception_v3(params, input),
         Arch::CifarResNet(depth) => resnet::cifar_resnet(depth, params),
         Arch::ResNet(depth) => resnet::imagenet_resnet(depth, params),
         Arch::VggBn(depth) => vgg::imagenet_vgg_bn(depth, params),
-        Arch::CifarVgg11Bn => vgg::cifar_vgg11_bn(params),
+        Arch::CifarVgg11Bn => vgg::cifar_vgg_bn(11, params),
+        Arch::CifarVggBn(depth) => vgg::cifar_vgg_bn(depth, params),
+        Arch::CifarVggPaper(depth) => vgg::cifar_vgg_bn_paper(depth, params),
         Arch::DigitsCnn => vgg::digits_cnn(params),
     }
 }

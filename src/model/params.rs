@@ -5,8 +5,10 @@ use super::ModelError;
 use super::graph::{Conv2d, GraphBuilder, Linear, NodeId, Op};
 use crate::weights::{StateDict, Tensor};
 
-/// BatchNorm2d's default eps (every network here uses it).
+/// BatchNorm2d's default eps (ResNets, VGG).
 pub const BN_EPS: f64 = 1e-5;
+/// The eps of torchvision's GoogLeNet and Inception-v3 `BasicConv2d` (ported from TensorFlow).
+pub const BN_EPS_INCEPTION: f64 = 1e-3;
 
 /// What a parameter tensor is; random sources draw each kind from a sensible distribution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +41,9 @@ pub trait ParamSource {
     fn tensor(&mut self, name: &str, shape: &[usize], kind: ParamKind) -> Result<Tensor, ModelError>;
     /// Notes a bookkeeping tensor (BatchNorm's counter) that is not read.
     fn counter(&mut self, _name: &str) {}
+    /// Drops every tensor under `prefix` (e.g. training-only auxiliary heads): a checkpoint may
+    /// or may not hold them, and inference never reads them.
+    fn discard(&mut self, _prefix: &str) {}
 }
 
 /// Takes tensors out of a checkpoint, by name and shape.
@@ -61,6 +66,19 @@ impl ParamSource for StateDictParams<'_> {
             });
         }
         Ok(t)
+    }
+
+    fn discard(&mut self, prefix: &str) {
+        let names: Vec<String> = self
+            .dict
+            .remaining()
+            .into_iter()
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        for name in names {
+            // Listed by `remaining` just above, so present.
+            let _ = self.dict.take(&name);
+        }
     }
 }
 
@@ -133,6 +151,61 @@ impl ParamSource for RandomParams {
     }
 }
 
+/// Counter-based random weights, reproducible outside Rust (scripts/make_net_fixtures.py draws the
+/// same numbers in numpy): element `e` of the `t`-th tensor asked for (t from 1, in state_dict
+/// order) is a function of `(seed, t, e)` only ([`counter_uniform`]), uniform per kind: weights
+/// ±√(6/fan_in) (He-uniform), biases, BatchNorm β and means ±0.1, γ in [0.5, 1), variances in
+/// [0.5, 1.5). Fixtures of big networks then hold no weights, only names, shapes and logits.
+pub struct CounterParams {
+    seed: u64,
+    tensors: u64,
+}
+
+impl CounterParams {
+    /// `seed` below 2^24.
+    pub fn new(seed: u64) -> Self {
+        CounterParams { seed, tensors: 0 }
+    }
+
+    /// The input images a fixture generated with the same seed: uniform in [-2, 2) (stream t = 0).
+    pub fn input(seed: u64, len: usize) -> Vec<f32> {
+        (0..len as u64)
+            .map(|e| (4.0 * counter_uniform(seed << 16, e) - 2.0) as f32)
+            .collect()
+    }
+}
+
+impl ParamSource for CounterParams {
+    fn tensor(&mut self, _name: &str, shape: &[usize], kind: ParamKind) -> Result<Tensor, ModelError> {
+        self.tensors += 1;
+        let stream = (self.seed << 16) + self.tensors;
+        let n: usize = shape.iter().product();
+        let data = (0..n as u64)
+            .map(|e| {
+                let u = counter_uniform(stream, e);
+                let symmetric = 2.0 * u - 1.0;
+                (match kind {
+                    ParamKind::Weight { fan_in } => symmetric * (6.0 / fan_in.max(1) as f64).sqrt(),
+                    ParamKind::Bias | ParamKind::BnBias | ParamKind::BnMean => 0.1 * symmetric,
+                    ParamKind::BnWeight => 0.5 + 0.5 * u,
+                    ParamKind::BnVar => 0.5 + u,
+                    ParamKind::Counter => 0.0,
+                }) as f32
+            })
+            .collect();
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            data,
+        })
+    }
+}
+
+/// Uniform in [0, 1): the SplitMix64 output for state `(stream << 40) | index` (index < 2^40).
+pub fn counter_uniform(stream: u64, index: u64) -> f64 {
+    let mut rng = SplitMix64((stream << 40) | index);
+    rng.uniform()
+}
+
 /// A tiny, fast, well-mixed PRNG (Steele et al.); enough for weights, needs no dependency.
 struct SplitMix64(u64);
 
@@ -156,18 +229,24 @@ impl SplitMix64 {
     }
 }
 
-/// The four BatchNorm2d tensors of one layer, in state_dict order.
+/// The four BatchNorm2d tensors of one layer, in state_dict order, and its eps.
 pub struct BatchNorm {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
     pub mean: Vec<f32>,
     pub var: Vec<f32>,
+    pub eps: f64,
     pub name: String,
 }
 
 /// Reads BatchNorm2d `name` with `channels` channels (weight, bias, running_mean, running_var,
 /// then the counter, as torchvision orders them).
-pub fn batch_norm(params: &mut dyn ParamSource, name: &str, channels: usize) -> Result<BatchNorm, ModelError> {
+pub fn batch_norm(
+    params: &mut dyn ParamSource,
+    name: &str,
+    channels: usize,
+    eps: f64,
+) -> Result<BatchNorm, ModelError> {
     let mut take = |suffix: &str, kind| -> Result<Vec<f32>, ModelError> {
         Ok(params.tensor(&format!("{name}.{suffix}"), &[channels], kind)?.data)
     };
@@ -176,6 +255,7 @@ pub fn batch_norm(params: &mut dyn ParamSource, name: &str, channels: usize) -> 
         bias: take("bias", ParamKind::BnBias)?,
         mean: take("running_mean", ParamKind::BnMean)?,
         var: take("running_var", ParamKind::BnVar)?,
+        eps,
         name: name.to_string(),
     };
     params.counter(&format!("{name}.num_batches_tracked"));
@@ -191,13 +271,13 @@ pub fn fold_batch_norm(weight: &mut Tensor, bias: &mut [f32], bn: &BatchNorm) ->
     let per_out = weight.data.len() / bias.len();
     for (o, (row, b)) in weight.data.chunks_exact_mut(per_out).zip(bias.iter_mut()).enumerate() {
         let var = bn.var[o] as f64;
-        if var + BN_EPS <= 0.0 {
+        if var + bn.eps <= 0.0 {
             return Err(ModelError::BadVariance {
                 tensor: format!("{}.running_var", bn.name),
                 value: var,
             });
         }
-        let scale = bn.weight[o] as f64 / (var + BN_EPS).sqrt();
+        let scale = bn.weight[o] as f64 / (var + bn.eps).sqrt();
         for w in row {
             *w = (*w as f64 * scale) as f32;
         }
@@ -206,14 +286,15 @@ pub fn fold_batch_norm(weight: &mut Tensor, bias: &mut [f32], bn: &BatchNorm) ->
     Ok(())
 }
 
-/// A k×k convolution's weight (and bias, when the layer has one) followed by BatchNorm `bn`,
-/// folded: returns the conv weight `[out, in, k, k]` and bias.
+/// A k×k convolution's weight (and bias, when the layer has one) followed by BatchNorm `bn`
+/// (with its eps), folded: returns the conv weight `[out, in, k, k]` and bias.
 pub fn conv_bn(
     params: &mut dyn ParamSource,
     conv: &str,
     bn: &str,
     (in_ch, out_ch, [kh, kw]): (usize, usize, [usize; 2]),
     conv_has_bias: bool,
+    eps: f64,
 ) -> Result<(Tensor, Vec<f32>), ModelError> {
     let fan_in = in_ch * kh * kw;
     let mut weight = params.tensor(
@@ -226,7 +307,7 @@ pub fn conv_bn(
     } else {
         vec![0.0; out_ch]
     };
-    let bn = batch_norm(params, bn, out_ch)?;
+    let bn = batch_norm(params, bn, out_ch, eps)?;
     fold_batch_norm(&mut weight, &mut bias, &bn)?;
     Ok((weight, bias))
 }
@@ -248,7 +329,7 @@ pub fn linear(
 }
 
 /// Geometry of one convolution: channels in and out, kernel `[kh, kw]`, stride, padding
-/// `[rows, columns]`.
+/// `[rows, columns]`; and the eps of the BatchNorm that follows it.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvSpec {
     pub in_ch: usize,
@@ -256,6 +337,7 @@ pub struct ConvSpec {
     pub kernel: [usize; 2],
     pub stride: usize,
     pub padding: [usize; 2],
+    pub bn_eps: f64,
 }
 
 impl ConvSpec {
@@ -267,6 +349,20 @@ impl ConvSpec {
             kernel: [kernel; 2],
             stride,
             padding: [kernel / 2; 2],
+            bn_eps: BN_EPS,
+        }
+    }
+
+    /// torchvision's `BasicConv2d(in, out, kernel_size=[kh, kw], stride, padding=[ph, pw])` of
+    /// GoogLeNet and Inception-v3 (BatchNorm eps 1e-3).
+    pub fn inception(in_ch: usize, out_ch: usize, kernel: [usize; 2], stride: usize, padding: [usize; 2]) -> ConvSpec {
+        ConvSpec {
+            in_ch,
+            out_ch,
+            kernel,
+            stride,
+            padding,
+            bn_eps: BN_EPS_INCEPTION,
         }
     }
 }
@@ -280,7 +376,8 @@ pub fn push_conv_bn(
     spec: ConvSpec,
     conv_has_bias: bool,
 ) -> Result<NodeId, ModelError> {
-    let (weight, bias) = conv_bn(params, conv, bn, (spec.in_ch, spec.out_ch, spec.kernel), conv_has_bias)?;
+    let shape = (spec.in_ch, spec.out_ch, spec.kernel);
+    let (weight, bias) = conv_bn(params, conv, bn, shape, conv_has_bias, spec.bn_eps)?;
     let op = Op::Conv2d(Conv2d {
         input,
         weight,

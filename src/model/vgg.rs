@@ -1,5 +1,6 @@
-//! VGG with batch norm: torchvision's ImageNet VGG-11/13/16/19-bn and this project's CIFAR-10
-//! VGG-11-bn. Layers are numbered as torchvision's `features.N`: a conv at N, its BatchNorm at
+//! VGG with batch norm: torchvision's ImageNet VGG-11/13/16/19-bn and two CIFAR-10 layouts at
+//! depths 11/13/16/19 (a single `classifier`, as this project's VGG-11-bn; the paper's three
+//! Linear layers). Layers are numbered as torchvision's `features.N`: a conv at N, its BatchNorm at
 //! N+1, its ReLU at N+2; a 2x2/2 max-pool takes one index.
 
 use super::ModelError;
@@ -110,13 +111,28 @@ pub fn imagenet_vgg_bn(depth: usize, params: &mut dyn ParamSource) -> Result<Gra
     Ok(b.finish(x)?)
 }
 
-/// The CIFAR-10 VGG-11-bn of shared/data/cifar10/weights_vgg: VGG-11 features on 32x32 (ending
-/// at 512x1x1), flattened into a single `classifier` Linear(512, 10).
-pub fn cifar_vgg11_bn(params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
-    let mut b = GraphBuilder::new("vgg11_bn_cifar10", Shape::new(3, 32, 32));
-    let features = push_features(&mut b, params, &config(11), 3, true)?;
+/// CIFAR-10 VGG-bn as shared/data/cifar10/weights_vgg's VGG-11: features on 32x32 (ending at
+/// 512x1x1), flattened into a single `classifier` Linear(512, 10).
+pub fn cifar_vgg_bn(depth: usize, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
+    let mut b = GraphBuilder::new(&format!("vgg{depth}_bn_cifar10"), Shape::new(3, 32, 32));
+    let features = push_features(&mut b, params, &config(depth), 3, true)?;
     let flat = b.push("flatten", Op::Flatten { input: features });
     let logits = push_linear(&mut b, params, "classifier", flat, (512, 10))?;
+    Ok(b.finish(logits)?)
+}
+
+/// The paper's CIFAR-10 VGG-bn (snu-ccl/approxCNN `models/vgg_cifar10.py`): features, then
+/// `linear1` (512→512), ReLU, `linear2` (512→512), ReLU, `linear3` (512→10). Its two classifier
+/// ReLUs are approximation sites like the others (sites `relu1`, `relu2`).
+pub fn cifar_vgg_bn_paper(depth: usize, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
+    let mut b = GraphBuilder::new(&format!("vgg{depth}_bn_cifar10_paper"), Shape::new(3, 32, 32));
+    let features = push_features(&mut b, params, &config(depth), 3, true)?;
+    let mut x = b.push("flatten", Op::Flatten { input: features });
+    for i in 1..=2 {
+        x = push_linear(&mut b, params, &format!("linear{i}"), x, (512, 512))?;
+        x = b.relu(&format!("relu{i}"), x);
+    }
+    let logits = push_linear(&mut b, params, "linear3", x, (512, 10))?;
     Ok(b.finish(logits)?)
 }
 
