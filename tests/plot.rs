@@ -101,6 +101,7 @@ fn report() -> EvalReport {
                 .collect(),
         },
         configs: vec![config(7, 60.0, 62.0), config(10, 85.0, 88.0), config(13, 91.5, 98.0)],
+        he_cost: Vec::new(),
     }
 }
 

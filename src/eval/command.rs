@@ -11,6 +11,7 @@ use crate::data::{Dataset, Geometry, Normalize, cifar};
 use crate::gpu::Gpu;
 use crate::gpu::activation::Scheme;
 use crate::gpu::network::GpuNetwork;
+use crate::model::cost::{network_cost, uniform_plan};
 use crate::model::{self, Arch, Graph, SiteKind};
 use crate::poly::cost::relu_cost;
 use crate::poly::official::load_official;
@@ -194,7 +195,13 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         batch_size: req.batch,
     };
     let modes = vec![(req.relu, req.maxpool); configs.len()];
-    Ok(build_report(info, &tally, bounds, &modes, polys))
+    let mut report = build_report(info, &tally, bounds, &modes, polys);
+    let (relu, maxpool) = (req.relu == Mode::Approx, req.maxpool == Mode::Approx);
+    report.he_cost = composites
+        .iter()
+        .map(|(a, c, _)| network_cost(&graph, &uniform_plan(&graph, Some(*a), &c.degrees(), relu, maxpool)))
+        .collect::<Result<_, _>>()?;
+    Ok(report)
 }
 
 /// "α=14 (ReLU + max-pool)": what the configuration approximates in this network.

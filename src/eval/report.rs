@@ -3,6 +3,7 @@
 
 use super::{Bounds, Hits, Mode, Tally};
 use crate::cpu::SiteStats;
+use crate::model::cost::NetworkCost;
 use crate::poly::cost::HeCost;
 use serde::Serialize;
 
@@ -90,6 +91,8 @@ pub struct EvalReport {
     pub exact_sites: Vec<SiteStats>,
     pub bounds: Bounds,
     pub configs: Vec<ConfigReport>,
+    /// HE cost of the activations per image, one per configuration (same order as `configs`).
+    pub he_cost: Vec<NetworkCost>,
 }
 
 /// Who ran what, for the report header.
@@ -166,6 +169,7 @@ pub fn build_report(
         exact_sites: tally.exact_sites.clone(),
         bounds,
         configs,
+        he_cost: Vec::new(),
     }
 }
 

@@ -12,6 +12,7 @@
 //! eps 1e-5). Every tensor is checked by name: missing, mis-shaped, non-finite or left-over
 //! tensors are errors naming the file and the tensor.
 
+pub mod cost;
 pub mod graph;
 mod params;
 mod resnet;
