@@ -22,7 +22,7 @@ use super::cost::{HeCost, odd_poly_cost, relu_cost};
 use super::dd::Dd;
 use super::remez::minimax_sign;
 use super::verify::relu_error;
-use super::{PolyError, optimise_eps, paper_degrees};
+use super::{PolyError, build_sign_composite, optimise_eps, paper_degrees};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -59,6 +59,9 @@ impl Default for SearchLimits {
 const U_MAX: f64 = 12.0;
 /// ε = 2^(−α + o) for these offsets o.
 const EPS_OFFSETS: [f64; 6] = [2.0, 2.5, 3.0, 3.5, 4.0, 4.5];
+/// Candidates whose estimated gap error exceeds the bound by more than this many bits are not
+/// built (the estimate is rough, see `Search::log2_gap_estimate`).
+const GAP_MARGIN_LOG2: f64 = 1.0;
 /// Lexicographic (depth, mults) as one integer.
 const DEPTH_UNIT: u64 = 100_000;
 
@@ -86,6 +89,8 @@ pub struct ErrorTable {
     step: f64,
     /// `[degree index][grid index]`, non-increasing in the grid index; +∞ where Remez failed.
     log2_error: Vec<Vec<f64>>,
+    /// log2 of the stage's slope at 0, same layout.
+    log2_slope: Vec<Vec<f64>>,
 }
 
 impl ErrorTable {
@@ -94,26 +99,27 @@ impl ErrorTable {
         let degrees: Vec<usize> = (limits.min_degree..=limits.max_degree).filter(|d| d % 2 == 1).collect();
         let u_min = -(limits.max_alpha as f64) - 1.0;
         let points = ((U_MAX - u_min) / limits.grid_step).ceil() as usize + 1;
-        let log2_error = degrees
+        let (log2_error, log2_slope) = degrees
             .par_iter()
             .map(|&d| {
-                let mut column: Vec<f64> = (0..points)
+                let (mut errors, slopes): (Vec<f64>, Vec<f64>) = (0..points)
                     .into_par_iter()
-                    .map(|i| stage_log2_error(d, a_of_u(u_min + i as f64 * limits.grid_step)))
-                    .collect();
+                    .map(|i| stage_log2_error_and_slope(d, a_of_u(u_min + i as f64 * limits.grid_step)))
+                    .unzip();
                 // E falls as a grows; a Remez that levels less well at one point must not make
                 // the table claim otherwise (the search's lower bounds rely on monotonicity).
-                for i in 1..column.len() {
-                    column[i] = column[i].min(column[i - 1]);
+                for i in 1..errors.len() {
+                    errors[i] = errors[i].min(errors[i - 1]);
                 }
-                column
+                (errors, slopes)
             })
-            .collect();
+            .unzip();
         ErrorTable {
             degrees,
             u_min,
             step: limits.grid_step,
             log2_error,
+            log2_slope,
         }
     }
 
@@ -128,24 +134,35 @@ impl ErrorTable {
 
     /// E(degree index j, state u), linear in log2 E between grid points, clamped at the ends.
     pub fn error(&self, j: usize, u: f64) -> f64 {
+        self.interpolate(&self.log2_error[j], u).exp2()
+    }
+
+    /// log2 p'(0) of the stage for degree index j on [a(u), 1].
+    fn log2_slope(&self, j: usize, u: f64) -> f64 {
+        self.interpolate(&self.log2_slope[j], u)
+    }
+
+    fn interpolate(&self, column: &[f64], u: f64) -> f64 {
         let x = ((u - self.u_min) / self.step).clamp(0.0, (self.points() - 1) as f64);
         let i = (x.floor() as usize).min(self.points() - 2);
         let t = x - i as f64;
-        let col = &self.log2_error[j];
-        let v = if t == 0.0 {
-            col[i]
+        if t == 0.0 {
+            column[i]
         } else {
-            col[i] * (1.0 - t) + col[i + 1] * t
-        };
-        v.exp2()
+            column[i] * (1.0 - t) + column[i + 1] * t
+        }
     }
 }
 
-/// log2 of the minimax error of degree d on [a, 1] (+∞ if Remez cannot level it).
-fn stage_log2_error(degree: usize, a: f64) -> f64 {
+/// log2 of the minimax error of degree d on [a, 1] (+∞ if Remez cannot level it) and log2 of
+/// the polynomial's slope at 0.
+fn stage_log2_error_and_slope(degree: usize, a: f64) -> (f64, f64) {
     match minimax_sign(degree, Dd::new(a), Dd::ONE, Dd::ONE) {
-        Ok(stage) => stage.error.to_f64().max(1e-300).log2(),
-        Err(_) => f64::INFINITY,
+        Ok(stage) => {
+            let slope = stage.poly.eval_with_derivative(Dd::ZERO).1.to_f64();
+            (stage.error.to_f64().max(1e-300).log2(), slope.max(1e-300).log2())
+        }
+        Err(_) => (f64::INFINITY, f64::NEG_INFINITY),
     }
 }
 
@@ -157,8 +174,17 @@ struct Candidate {
     /// Smallest ε offset for which the model accepts it: reaching the target from a smaller ε
     /// is a stronger composite (the gap error falls with ε).
     min_offset: f64,
-    /// The model's final sign error δ_k at that offset.
-    delta: f64,
+    /// The model's ReLU error estimate (log2): max(δ_k/2, gap estimate).
+    predicted_log2: f64,
+}
+
+/// Where a partial degree list has brought the domain: its normalised state u, the composite's
+/// slope at 0 so far, and the scale of the next stage's domain [1 − δ, 1 + δ] = (1 + δ)·[a', 1].
+#[derive(Clone, Copy)]
+struct Path {
+    u: f64,
+    log2_slope: f64,
+    scale: f64,
 }
 
 /// The search for one target sign error δ_k ≤ `target`.
@@ -228,31 +254,54 @@ impl<'a> Search<'a> {
 
     /// Every degree list of total composite cost ≤ `budget` the model accepts from state u.
     fn enumerate(&self, u: f64, budget: u64, offset: f64, out: &mut Vec<Candidate>) {
-        self.dfs(u, &mut Vec::new(), 0, budget, offset, out);
+        let start = Path {
+            u,
+            log2_slope: 0.0,
+            scale: 1.0,
+        };
+        self.dfs(start, &mut Vec::new(), 0, budget, offset, out);
     }
 
-    fn dfs(&self, u: f64, stages: &mut Vec<usize>, spent: u64, budget: u64, offset: f64, out: &mut Vec<Candidate>) {
+    /// Estimate of the gap error on [0, ε] (log2): where the composite is still linear,
+    /// p(x) ≈ S·x, and x(1 − S·x)/2 peaks at 1/(8S). Not a bound (a stage can be steeper inside
+    /// (0, a) than at 0), so it only orders the candidates and drops those it misses by more
+    /// than [`GAP_MARGIN_LOG2`].
+    fn log2_gap_estimate(log2_slope: f64) -> f64 {
+        -(log2_slope + 3.0)
+    }
+
+    fn dfs(&self, at: Path, stages: &mut Vec<usize>, spent: u64, budget: u64, offset: f64, out: &mut Vec<Candidate>) {
         for (j, &degree) in self.table.degrees.iter().enumerate() {
             let total = spent + self.stage_keys[j];
             if total > budget {
                 break; // stage costs grow with the degree
             }
-            let delta = self.table.error(j, u);
+            let delta = self.table.error(j, at.u);
             if !(delta < 1.0) {
                 continue;
             }
+            // The stage sees its domain scaled by 1/scale, so its slope is divided by it.
+            let log2_slope = at.log2_slope + self.table.log2_slope(j, at.u) - at.scale.log2();
             stages.push(degree);
+            let bound_log2 = self.target.log2() - 1.0;
+            let gap_log2 = Self::log2_gap_estimate(log2_slope);
             if delta <= self.target {
-                out.push(Candidate {
-                    degrees: stages.clone(),
-                    key: total,
-                    min_offset: offset,
-                    delta,
-                });
+                if gap_log2 <= bound_log2 + GAP_MARGIN_LOG2 {
+                    out.push(Candidate {
+                        degrees: stages.clone(),
+                        key: total,
+                        min_offset: offset,
+                        predicted_log2: gap_log2.max(delta.log2() - 1.0),
+                    });
+                }
             } else if stages.len() < self.limits.max_stages {
-                let next = u_after(delta);
+                let next = Path {
+                    u: u_after(delta),
+                    log2_slope,
+                    scale: 1.0 + delta,
+                };
                 let left = self.limits.max_stages - stages.len();
-                if total.saturating_add(self.lower_bound(next, left)) <= budget {
+                if total.saturating_add(self.lower_bound(next.u, left)) <= budget {
                     self.dfs(next, stages, total, budget, offset, out);
                 }
             }
@@ -292,6 +341,16 @@ pub fn verify_list(degrees: &[usize]) -> Result<VerifiedList, PolyError> {
 /// term and a sampled gap term, so never above the true error) already exceeds `bound` is
 /// returned with that estimate, without the full verification.
 fn verify_list_against(degrees: &[usize], bound: f64) -> Result<VerifiedList, PolyError> {
+    if let Some((eps, estimate)) = quick_estimate(degrees, bound)
+        && estimate > QUICK_REJECT * bound
+    {
+        return Ok(VerifiedList {
+            degrees: degrees.to_vec(),
+            eps,
+            relu_error_log2: estimate.log2(),
+            relu_cost: relu_cost(degrees),
+        });
+    }
     let sc = optimise_eps(degrees)?;
     let (tail, gap) = relu_error_terms(&sc);
     let estimate = tail.max(gap);
@@ -359,11 +418,40 @@ pub fn optimise_degrees(table: &ErrorTable, limits: &SearchLimits, alpha: u32) -
     choice
 }
 
-/// One entry per degree list (the smallest offset it passed at), cheapest first; among equal
-/// cost, the strongest first (smallest ε offset, then smallest δ_k).
+/// A list whose quick estimate exceeds the bound by this factor is rejected without the full ε
+/// search (which can only move the crossing point a little within the bracket searched).
+const QUICK_REJECT: f64 = 1.03;
+
+/// The same bisection as `optimise_eps` (ReLU error = max(tail, gap), balanced over log2 ε), on
+/// the bracket where composites for `bound` put ε (2^-3·bound .. 2^7·bound) and with 8 steps
+/// instead of 15: the best (ε, estimate) seen. None when no ε in the bracket builds.
+fn quick_estimate(degrees: &[usize], bound: f64) -> Option<(f64, f64)> {
+    let (mut lo, mut hi) = (bound.log2() - 3.0, (bound.log2() + 7.0).min(-0.05));
+    let mut best: Option<(f64, f64)> = None;
+    for _ in 0..8 {
+        let mid = 0.5 * (lo + hi);
+        let (tail, gap) = match build_sign_composite(degrees, mid.exp2()) {
+            Ok(sc) => relu_error_terms(&sc),
+            Err(PolyError::StageCollapsed { .. }) => (f64::INFINITY, 0.0),
+            Err(_) => (0.0, f64::INFINITY),
+        };
+        let value = tail.max(gap);
+        if value.is_finite() && best.is_none_or(|(_, v)| value < v) {
+            best = Some((mid.exp2(), value));
+        }
+        if tail > gap { lo = mid } else { hi = mid }
+    }
+    best
+}
+
+/// One entry per degree list (its best prediction), cheapest first; among equal cost, the
+/// smallest predicted error first (then the smallest ε offset).
 fn merge_candidates(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
-    let strongest_first =
-        |a: &Candidate, b: &Candidate| a.min_offset.total_cmp(&b.min_offset).then(a.delta.total_cmp(&b.delta));
+    let strongest_first = |a: &Candidate, b: &Candidate| {
+        a.predicted_log2
+            .total_cmp(&b.predicted_log2)
+            .then(a.min_offset.total_cmp(&b.min_offset))
+    };
     candidates.sort_by(|a, b| a.degrees.cmp(&b.degrees).then(strongest_first(a, b)));
     candidates.dedup_by(|later, first| later.degrees == first.degrees);
     candidates.sort_by(|a, b| a.key.cmp(&b.key).then(strongest_first(a, b)));
