@@ -277,7 +277,7 @@ impl<'a> Search<'a> {
                 break; // stage costs grow with the degree
             }
             let delta = self.table.error(j, at.u);
-            if !(delta < 1.0) {
+            if delta.is_nan() || delta >= 1.0 {
                 continue;
             }
             // The stage sees its domain scaled by 1/scale, so its slope is divided by it.
@@ -468,12 +468,21 @@ pub fn degree_rows(alphas: &[u32], limits: &SearchLimits) -> Result<Vec<DegreeRo
         max_alpha: limits.max_alpha.max(alphas.iter().copied().max().unwrap_or(0)),
         ..*limits
     };
+    let started = std::time::Instant::now();
     let table = ErrorTable::build(&limits);
+    eprintln!("error table: {:.1} s", started.elapsed().as_secs_f64());
     alphas
         .iter()
         .map(|&alpha| {
             let paper = paper_degrees(alpha).map(verify_list).transpose()?;
-            Ok((optimise_degrees(&table, &limits, alpha), paper))
+            let choice = optimise_degrees(&table, &limits, alpha);
+            let found = choice.best.as_ref().map(|b| b.degrees.clone());
+            eprintln!(
+                "α = {alpha}: {found:?} after {} builds, {:.1} s",
+                choice.verified,
+                started.elapsed().as_secs_f64()
+            );
+            Ok((choice, paper))
         })
         .collect()
 }
