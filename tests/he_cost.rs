@@ -194,3 +194,44 @@ fn optimized_degrees_meet_the_bound_and_beat_or_match_the_paper() {
         assert!(choice.rejected.iter().all(|(_, e)| e.is_nan() || *e > -(alpha as f64)));
     }
 }
+
+/// Every eval report carries the cost of each configuration, as `polycnn cost` computes it.
+#[test]
+fn eval_reports_carry_the_cost_of_each_configuration() {
+    use polycnn::eval::command::{EvalRequest, run_eval};
+    use polycnn::eval::{BoundRule, Mode};
+    use polycnn::gpu::activation::Scheme;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/digits");
+    let request = EvalRequest {
+        model: Arch::DigitsCnn,
+        weights: dir.join("digits_cnn.safetensors"),
+        data: dir.join("digits_test.bin"),
+        labels: None,
+        class_index: None,
+        alphas: vec![7, 10],
+        degrees: None,
+        coeffs_dir: None,
+        relu: Mode::Approx,
+        maxpool: Mode::Exact,
+        clamp: false,
+        bound: BoundRule::Fixed { bound: 8.0 },
+        bound_max: BoundRule::Fixed { bound: 8.0 },
+        calibration_images: 0,
+        batch: 64,
+        limit: Some(64),
+        cache: None,
+        gpu: false,
+        scheme: Scheme::Clenshaw,
+    };
+    let report = run_eval(&request, None).unwrap();
+    assert_eq!(report.he_cost.len(), 2);
+    let graph = model::load(Arch::DigitsCnn, &request.weights).unwrap();
+    for (cost, alpha) in report.he_cost.iter().zip([7, 10]) {
+        let degrees = paper_degrees(alpha).unwrap();
+        let want = network_cost(&graph, &uniform_plan(&graph, Some(alpha), degrees, true, false)).unwrap();
+        assert_eq!(cost, &want);
+        assert!(cost.sites.iter().all(|s| (s.kind == "relu") != s.degrees.is_empty()));
+    }
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json["he_cost"][1]["critical_depth"].as_u64().unwrap() > 0);
+}
