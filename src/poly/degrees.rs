@@ -12,10 +12,14 @@
 //! Search. E(d, a) is tabulated once per run ([`ErrorTable`], one Remez per degree and grid
 //! point; the grid is in u = log2(a/(1 − a)), which resolves both small a and a near 1). A dynamic
 //! programme over grid states gives a lower bound on the cost still to pay from any state; a
-//! depth-first enumeration uses it to list every degree list within a cost budget. The model is
-//! only a candidate generator: each candidate, cheapest first, is **built for real**
-//! (`optimise_eps`) and its ReLU error verified (`verify::relu_error`); failures are rejected and
-//! the next candidate tried, and the budget grows by one depth level when all fail.
+//! depth-first enumeration uses it to list every degree list within a cost budget (lists whose
+//! gap error, estimated from the composite's slope at 0, misses the bound by over a bit are
+//! dropped). The model is only a candidate generator: each candidate, cheapest first (equal
+//! costs: smallest predicted error first), is **built for real** and its ReLU error verified
+//! (`optimise_eps` + `verify::relu_error`; a quick 8-step ε bisection rejects the clear misses
+//! first); failures are rejected and the next candidate tried, and the budget grows by one depth
+//! level when all fail. So the answer is the cheapest list *among those the model proposes*
+//! that passes verification: a list the model wrongly rules out is never built.
 
 use super::composite::relu_error_terms;
 use super::cost::{HeCost, odd_poly_cost, relu_cost};
@@ -171,8 +175,7 @@ fn stage_log2_error_and_slope(degree: usize, a: f64) -> (f64, f64) {
 struct Candidate {
     degrees: Vec<usize>,
     key: u64,
-    /// Smallest ε offset for which the model accepts it: reaching the target from a smaller ε
-    /// is a stronger composite (the gap error falls with ε).
+    /// The ε offset of the prediction kept (smaller: a stronger composite).
     min_offset: f64,
     /// The model's ReLU error estimate (log2): max(δ_k/2, gap estimate).
     predicted_log2: f64,
@@ -485,4 +488,44 @@ pub fn degree_rows(alphas: &[u32], limits: &SearchLimits) -> Result<Vec<DegreeRo
             Ok((choice, paper))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_after_a_stage_is_the_normalised_image() {
+        for delta in [0.5, 0.1, 1e-3, 1e-6] {
+            let a = (1.0 - delta) / (1.0 + delta);
+            assert!(
+                (u_after(delta) - u_of_a(a)).abs() < 1e-6 * (1.0 + u_of_a(a).abs()),
+                "δ={delta}"
+            );
+        }
+        for u in [-20.0, -3.5, 0.0, 2.25, 11.0] {
+            assert!((u_of_a(a_of_u(u)) - u).abs() < 1e-9, "u={u}");
+        }
+    }
+
+    #[test]
+    fn table_matches_remez_at_grid_points_and_interpolates_between() {
+        let limits = SearchLimits {
+            max_degree: 7,
+            max_alpha: 6,
+            grid_step: 0.5,
+            ..SearchLimits::default()
+        };
+        let table = ErrorTable::build(&limits);
+        assert_eq!(table.degrees, vec![3, 5, 7]);
+        let u = -2.0; // a = 1/5
+        let remez = minimax_sign(7, Dd::new(a_of_u(u)), Dd::ONE, Dd::ONE)
+            .unwrap()
+            .error
+            .to_f64();
+        assert!((table.error(2, u) / remez - 1.0).abs() < 1e-9);
+        // Between grid points the error lies between its neighbours (it falls as a grows).
+        let (lo, mid, hi) = (table.error(2, -2.0), table.error(2, -1.75), table.error(2, -1.5));
+        assert!(lo > mid && mid > hi, "{lo} {mid} {hi}");
+    }
 }
