@@ -13,7 +13,11 @@ use polycnn::eval::shard::Shard;
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::model::Arch;
+use polycnn::poly::degrees::{SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
+use polycnn::report::cost_report::{
+    CostRequest, format_cost_summary, format_degree_table, format_network_cost, network_costs,
+};
 use polycnn::report::poly_report::{PolyRequest, build_rows, format_table};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +52,10 @@ enum Command {
     /// Per-site precision plan: the cheapest α per activation site (HE non-scalar multiplications)
     /// keeping top-1 within a budget of exact; writes a plan that `eval --plan` runs.
     Plan(PlanArgs),
+    /// HE cost of a network's approximate activations: per site and total depth, multiplications.
+    Cost(CostArgs),
+    /// Cheapest odd degree lists meeting the ReLU bound 2^-α (depth, then mults), verified.
+    Degrees(DegreesArgs),
 }
 
 #[derive(Args, Clone)]
@@ -262,6 +270,46 @@ struct BenchArgs {
     json: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct CostArgs {
+    /// Architecture (as for eval); weights are random unless --weights is given (shapes only).
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// One α ("14") or a range ("4..14").
+    #[arg(long, default_value = "14")]
+    alpha: String,
+    /// Stage degrees for every α, e.g. "15,27,29" (default: the paper's list per α).
+    #[arg(long)]
+    degrees: Option<String>,
+    /// ReLU evaluation: exact or approx.
+    #[arg(long, default_value = "approx")]
+    relu: String,
+    /// Max-pool evaluation: exact or approx.
+    #[arg(long, default_value = "approx")]
+    maxpool: String,
+    /// Write the per-site costs as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DegreesArgs {
+    /// One α ("14") or a range ("4..20").
+    #[arg(long, default_value = "4..20")]
+    alpha: String,
+    /// Largest stage degree searched (odd, 3..=63).
+    #[arg(long, default_value_t = 63)]
+    max_degree: usize,
+    /// Most stages searched.
+    #[arg(long, default_value_t = 6)]
+    max_stages: usize,
+    /// Write the table as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -272,6 +320,8 @@ fn main() -> ExitCode {
         Some(Command::Merge(args)) => run_merge(args),
         Some(Command::Plan(args)) => run_plan(args),
         Some(Command::Check(args)) => return run_check(args),
+        Some(Command::Cost(args)) => run_cost(args),
+        Some(Command::Degrees(args)) => run_degrees(args),
         None => run_default_job(),
     };
     match result {
@@ -583,5 +633,51 @@ fn run_bench(args: BenchArgs) -> AnyResult<()> {
         json: args.json,
     };
     polycnn::bench::command(&options)?;
+    Ok(())
+}
+
+fn run_cost(args: CostArgs) -> AnyResult<()> {
+    let request = CostRequest {
+        model: args.model.parse::<Arch>()?,
+        weights: args.weights,
+        alphas: parse_alphas(&args.alpha)?,
+        degrees: args.degrees.as_deref().map(parse_degree_list).transpose()?,
+        relu: approximated(&args.relu, "--relu")?,
+        maxpool: approximated(&args.maxpool, "--maxpool")?,
+    };
+    let costs = network_costs(&request)?;
+    match costs.as_slice() {
+        [one] => print!("{}", format_network_cost(one)),
+        many => print!("{}", format_cost_summary(many)),
+    }
+    if let Some(path) = args.json {
+        write_file(&path, &serde_json::to_string_pretty(&costs)?)?;
+    }
+    Ok(())
+}
+
+/// `exact` → false, `approx` → true (the cost model knows only the composite approximation).
+fn approximated(value: &str, flag: &str) -> AnyResult<bool> {
+    match value {
+        "exact" => Ok(false),
+        "approx" => Ok(true),
+        other => Err(format!("{flag} '{other}': expected exact or approx").into()),
+    }
+}
+
+fn run_degrees(args: DegreesArgs) -> AnyResult<()> {
+    if !(3..=63).contains(&args.max_degree) || !(1..=8).contains(&args.max_stages) {
+        return Err("--max-degree must be in 3..=63 and --max-stages in 1..=8".into());
+    }
+    let limits = SearchLimits {
+        max_degree: args.max_degree,
+        max_stages: args.max_stages,
+        ..SearchLimits::default()
+    };
+    let rows = degree_rows(&parse_alphas(&args.alpha)?, &limits)?;
+    print!("{}", format_degree_table(&rows));
+    if let Some(path) = args.json {
+        write_file(&path, &serde_json::to_string_pretty(&rows)?)?;
+    }
     Ok(())
 }

@@ -104,6 +104,7 @@ fn report() -> EvalReport {
         configs: vec![config(7, 60.0, 62.0), config(10, 85.0, 88.0), config(13, 91.5, 98.0)],
         shard: None,
         plan: None,
+        he_cost: Vec::new(),
     }
 }
 

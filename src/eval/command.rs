@@ -16,6 +16,7 @@ use crate::data::{Dataset, Geometry, Normalize, cifar};
 use crate::gpu::Gpu;
 use crate::gpu::activation::Scheme;
 use crate::gpu::network::GpuNetwork;
+use crate::model::cost::{SitePrecision, network_cost, uniform_plan};
 use crate::model::{self, Arch, Graph, SiteKind};
 use crate::poly::cost::relu_cost;
 use crate::poly::official::load_official;
@@ -282,7 +283,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         Some(p) => vec![p.poly_info()],
         None => polys,
     };
-    let modes = vec![(req.relu.clone(), maxpool_mode); configs.len()];
+    let modes = vec![(req.relu.clone(), maxpool_mode.clone()); configs.len()];
     if let Some(first) = config_bounds.first() {
         bounds.per_site = first.per_site.clone();
     }
@@ -295,6 +296,24 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
     }
     report.shard = req.shard.map(|s| s.info(count));
     report.plan = planned.map(|p| p.plan().clone());
+    report.he_cost = match &report.plan {
+        Some(plan) => {
+            let sites = plan.sites.iter().map(|s| SitePrecision::Approx {
+                alpha: Some(s.alpha),
+                degrees: s.degrees.clone(),
+            });
+            vec![network_cost(&graph, &sites.collect::<Vec<_>>())?]
+        }
+        // a ReLU baseline polynomial is not a composite: its cost is not modelled
+        None if matches!(req.relu, Mode::Poly(_)) => Vec::new(),
+        None => {
+            let (relu, maxpool) = (req.relu == Mode::Approx, maxpool_mode == Mode::Approx);
+            composites
+                .iter()
+                .map(|(a, c, _)| network_cost(&graph, &uniform_plan(&graph, Some(*a), &c.degrees(), relu, maxpool)))
+                .collect::<Result<_, _>>()?
+        }
+    };
     Ok(report)
 }
 

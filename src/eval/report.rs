@@ -5,6 +5,7 @@ use super::plan::PrecisionPlan;
 use super::shard::ShardInfo;
 use super::{Bounds, Hits, Mode, Tally};
 use crate::cpu::SiteStats;
+use crate::model::cost::NetworkCost;
 use crate::poly::cost::HeCost;
 use serde::Serialize;
 
@@ -96,6 +97,8 @@ pub struct EvalReport {
     pub shard: Option<ShardInfo>,
     /// The per-site precision plan evaluated (`eval --plan`), if any.
     pub plan: Option<PrecisionPlan>,
+    /// HE cost of the activations per image, one per configuration (same order as `configs`).
+    pub he_cost: Vec<NetworkCost>,
 }
 
 /// Who ran what, for the report header.
@@ -174,6 +177,7 @@ pub fn build_report(
         configs,
         shard: None,
         plan: None,
+        he_cost: Vec::new(),
     }
 }
 

@@ -12,6 +12,7 @@
 //! eps 1e-5, or 1e-3 for GoogLeNet and Inception-v3). Every tensor is checked by name: missing, mis-shaped, non-finite or left-over
 //! tensors are errors naming the file and the tensor.
 
+pub mod cost;
 mod googlenet;
 pub mod graph;
 mod inception;

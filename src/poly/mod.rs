@@ -9,6 +9,7 @@ pub mod activation;
 pub mod composite;
 pub mod cost;
 pub mod dd;
+pub mod degrees;
 pub mod odd;
 pub mod official;
 pub mod remez;
