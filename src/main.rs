@@ -58,8 +58,9 @@ enum Command {
     Degrees(DegreesArgs),
 }
 
+/// The network and the images: what `eval`, `sweep` and `plan` share.
 #[derive(Args, Clone)]
-struct EvalArgs {
+struct SourceArgs {
     /// resnet20/32/44/56/110 (CIFAR), resnet18/34/50/101/152, vgg11/13/16/19_bn, googlenet,
     /// inception_v3 (ImageNet), vgg11/13/16/19_bn_cifar10, vgg11/13/16/19_bn_cifar10_paper, digits_cnn.
     #[arg(long)]
@@ -77,6 +78,12 @@ struct EvalArgs {
     /// imagenet_class_index.json (torchvision class order).
     #[arg(long)]
     class_index: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct EvalArgs {
+    #[command(flatten)]
+    source: SourceArgs,
     /// One α ("14") or a range ("4..14"); each is evaluated in the same pass.
     #[arg(long, default_value = "14")]
     alpha: String,
@@ -142,19 +149,8 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct PlanArgs {
-    /// A CIFAR/ImageNet/digits model, as for eval.
-    #[arg(long)]
-    model: String,
-    #[arg(long)]
-    weights: PathBuf,
-    #[arg(long)]
-    data: PathBuf,
-    /// Labels for flat ImageNet folders.
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    /// imagenet_class_index.json (torchvision class order).
-    #[arg(long)]
-    class_index: Option<PathBuf>,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Allowed top-1 drop against exact on the calibration split, in percentage points.
     #[arg(long, default_value_t = 0.5)]
     budget: f64,
@@ -381,11 +377,13 @@ fn run_default_job() -> AnyResult<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/digits");
     eprintln!("polycnn default job: the digits CNN shipped in datasets/digits (see README for the CIFAR-10 command)");
     let eval = EvalArgs {
-        model: "digits_cnn".into(),
-        weights: root.join("digits_cnn.safetensors"),
-        data: root.join("digits_test.bin"),
-        labels: None,
-        class_index: None,
+        source: SourceArgs {
+            model: "digits_cnn".into(),
+            weights: root.join("digits_cnn.safetensors"),
+            data: root.join("digits_test.bin"),
+            labels: None,
+            class_index: None,
+        },
         alpha: "5..14".into(),
         degrees: None,
         coeffs_dir: None,
@@ -411,7 +409,7 @@ fn run_default_job() -> AnyResult<()> {
 }
 
 fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
-    let model: Arch = args.model.parse()?;
+    let model: Arch = args.source.model.parse()?;
     let (relu_grid, max_grid) = default_search_grid(model);
     let gpu = match args.backend.as_str() {
         "gpu" | "auto" => true,
@@ -423,10 +421,10 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
     }
     Ok(EvalRequest {
         model,
-        weights: args.weights.clone(),
-        data: args.data.clone(),
-        labels: args.labels.clone(),
-        class_index: args.class_index.clone(),
+        weights: args.source.weights.clone(),
+        data: args.source.data.clone(),
+        labels: args.source.labels.clone(),
+        class_index: args.source.class_index.clone(),
         alphas: parse_alphas(&args.alpha)?,
         degrees: args.degrees.as_deref().map(parse_degree_list).transpose()?,
         coeffs_dir: args.coeffs_dir.clone(),
@@ -516,16 +514,16 @@ fn run_merge(args: MergeArgs) -> AnyResult<()> {
 }
 
 fn run_plan(args: PlanArgs) -> AnyResult<()> {
-    let model: Arch = args.model.parse()?;
+    let model: Arch = args.source.model.parse()?;
     if args.batch == 0 {
         return Err("--batch must be at least 1".into());
     }
     let eval = EvalRequest {
         model,
-        weights: args.weights.clone(),
-        data: args.data.clone(),
-        labels: args.labels.clone(),
-        class_index: args.class_index.clone(),
+        weights: args.source.weights.clone(),
+        data: args.source.data.clone(),
+        labels: args.source.labels.clone(),
+        class_index: args.source.class_index.clone(),
         alphas: vec![],
         degrees: None,
         coeffs_dir: None,
@@ -558,7 +556,7 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         rounds: args.rounds,
     };
     let plan = search_plan(&request)?;
-    let graph = polycnn::model::load(model, &args.weights)?;
+    let graph = polycnn::model::load(model, &args.source.weights)?;
     print!("{}", format_plan(&plan, &graph)?);
     write_file(&args.json, &serde_json::to_string_pretty(&plan)?)
 }
