@@ -157,7 +157,8 @@ struct PlanArgs {
     /// Candidate α per site (a range; the paper's degree lists exist for 4..14).
     #[arg(long, default_value = "4..14")]
     alpha: String,
-    /// The first N images calibrate B and the search; the rest (up to --limit) are held out.
+    /// N images spread evenly over the dataset calibrate B and the search; the rest (up to
+    /// --limit) are held out.
     #[arg(long, default_value_t = 500)]
     calibration: usize,
     /// B per site = max |x| on the calibration images × margin. (ResNet-20, 500 calibration

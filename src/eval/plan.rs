@@ -235,7 +235,8 @@ pub struct PlanRequest {
     pub budget: f64,
     /// Candidate α (each needs the paper's degree list: 4..14).
     pub alphas: Vec<u32>,
-    /// The first images are the calibration split, the rest (up to the limit) the held-out one.
+    /// This many images, spread evenly over the evaluated ones, are the calibration split; the
+    /// rest (up to the limit) the held-out one.
     pub calibration_images: usize,
     /// B = max |x| on the calibration split × margin.
     pub margin: f64,
@@ -438,8 +439,7 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
         .into());
     }
     let levels = candidate_levels(&req.alphas)?;
-    let calibration: Vec<usize> = (0..req.calibration_images).collect();
-    let held_out: Vec<usize> = (req.calibration_images..count).collect();
+    let (calibration, held_out) = split_evenly(count, req.calibration_images);
     let mut searcher = Searcher {
         graph: &graph,
         backend: Backend::Cpu,
@@ -778,8 +778,32 @@ impl PreparedPlan {
     }
 }
 
+/// `n` of the indices `0..count` spread evenly (image ⌊i·count/n⌋ for i < n) and the rest.
+/// Spread rather than the first `n`: class-folder datasets list their images class by class, so
+/// a prefix would calibrate on a few classes and hold out others.
+fn split_evenly(count: usize, n: usize) -> (Vec<usize>, Vec<usize>) {
+    let chosen: Vec<usize> = (0..n).map(|i| i * count / n).collect();
+    let mut is_chosen = vec![false; count];
+    chosen.iter().for_each(|&i| is_chosen[i] = true);
+    let rest = (0..count).filter(|&i| !is_chosen[i]).collect();
+    (chosen, rest)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn calibration_split_spreads_over_the_dataset_and_partitions_it() {
+        let (calibration, held_out) = split_evenly(10, 4);
+        assert_eq!(calibration, [0, 2, 5, 7]);
+        assert_eq!(held_out, [1, 3, 4, 6, 8, 9]);
+        // class-sorted data (10 classes of 100): every class is calibrated on
+        let (calibration, held_out) = split_evenly(1000, 200);
+        assert!((0..10).all(|c| calibration.iter().filter(|&&i| i / 100 == c).count() == 20));
+        let mut all: Vec<usize> = calibration.into_iter().chain(held_out).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+    }
+
     use super::*;
     use crate::model::Arch;
 
