@@ -32,11 +32,11 @@ fn digits(file: &str) -> String {
         .to_string()
 }
 
-/// `eval` of the digits CNN (α 6..8, bounds from the paper's search) writing `json`.
-fn eval_digits(json: &Path, extra: &[&str]) {
+/// The digits CNN's model, data and α arguments (CPU backend, batches of 64: shard edges and
+/// batch edges do not align).
+fn digits_args(alpha: &str) -> Vec<String> {
     let (weights, data) = (digits("digits_cnn.safetensors"), digits("digits_test.bin"));
-    let mut args = vec![
-        "eval",
+    let args = [
         "--model",
         "digits_cnn",
         "--weights",
@@ -44,17 +44,28 @@ fn eval_digits(json: &Path, extra: &[&str]) {
         "--data",
         &data,
         "--alpha",
-        "6..8",
-        "--backend",
-        "cpu",
-        "--batch",
-        "64",
-        "--json",
+        alpha,
     ];
-    args.push(json.to_str().unwrap());
-    args.extend_from_slice(extra);
+    args.iter()
+        .chain(&["--backend", "cpu", "--batch", "64"])
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// `eval` of the digits CNN at α (bounds from the paper's search) writing `json`.
+fn eval_digits_at(alpha: &str, json: &Path, extra: &[&str]) {
+    let mut args = vec!["eval".to_string()];
+    args.extend(digits_args(alpha));
+    args.extend(["--json".to_string(), json.to_str().unwrap().to_string()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, _, stderr) = polycnn(&args);
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// [`eval_digits_at`] α 6..8.
+fn eval_digits(json: &Path, extra: &[&str]) {
+    eval_digits_at("6..8", json, extra);
 }
 
 fn read(path: &Path) -> Value {
@@ -104,27 +115,7 @@ fn merged_shards_equal_the_single_run() {
         "not a shard report",
     );
     let other_alpha = dir.join("other_alpha.json");
-    let (weights, data) = (digits("digits_cnn.safetensors"), digits("digits_test.bin"));
-    let (code, _, stderr) = polycnn(&[
-        "eval",
-        "--model",
-        "digits_cnn",
-        "--weights",
-        &weights,
-        "--data",
-        &data,
-        "--alpha",
-        "7..9",
-        "--backend",
-        "cpu",
-        "--batch",
-        "64",
-        "--shard",
-        "1/3",
-        "--json",
-        other_alpha.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(0), "{stderr}");
+    eval_digits_at("7..9", &other_alpha, &["--shard", "1/3"]);
     refused(
         &["merge", s[0], other_alpha.to_str().unwrap(), s[2], "--json", out],
         // the first field that differs names the configurations (α = 6 vs 7)
@@ -226,27 +217,13 @@ fn slurm_script_runs_shards_then_merges() {
     std::fs::copy(root.join("tests/fixtures/fake_sbatch"), bin.join("sbatch")).unwrap();
     let single = dir.join("single.json");
     eval_digits(&single, &[]);
-    let (weights, data) = (digits("digits_cnn.safetensors"), digits("digits_test.bin"));
     let out = dir.join("sweep out"); // a space: arguments must survive the job's shell
     let log = dir.join("sbatch.log");
     let status = Command::new("bash")
         .arg(root.join("scripts/slurm_sweep.sh"))
         .arg(&out)
         .arg("4")
-        .args([
-            "--model",
-            "digits_cnn",
-            "--weights",
-            &weights,
-            "--data",
-            &data,
-            "--alpha",
-            "6..8",
-            "--backend",
-            "cpu",
-            "--batch",
-            "64",
-        ])
+        .args(digits_args("6..8"))
         .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
         .env("POLYCNN", env!("CARGO_BIN_EXE_polycnn"))
         .env("BASELINE", &single)
