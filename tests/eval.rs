@@ -225,18 +225,7 @@ fn bound_rules() {
 fn corrupt_images_are_reported_and_the_run_goes_on() {
     let dir = std::env::temp_dir().join(format!("polycnn-eval-corrupt-{}", std::process::id()));
     let source = root().join("../shared/data/cifar10/test_jpg/test");
-    for class in [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ] {
+    for class in polycnn::data::cifar::CLASSES {
         std::fs::create_dir_all(dir.join(class)).unwrap();
         for i in 0..3 {
             let name = format!("{i:04}.jpg");

@@ -1,32 +1,10 @@
 //! `polycnn plan` and `eval --plan` through the binary, on the shipped digits data.
 
+mod common;
+
+use common::{digits, polycnn, read};
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
-
-fn polycnn(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_polycnn"))
-        .args(args)
-        .output()
-        .expect("run polycnn");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn digits(file: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("datasets/digits")
-        .join(file)
-        .display()
-        .to_string()
-}
-
-fn read(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 #[test]
 fn a_plan_is_cheaper_within_budget_and_eval_reproduces_it() {

@@ -1,20 +1,11 @@
 //! Sharded runs, `merge` and the `check` gate through the binary, on the shipped digits data.
 
+mod common;
+
+use common::{digits, polycnn, read};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn polycnn(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_polycnn"))
-        .args(args)
-        .output()
-        .expect("run polycnn");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A fresh scratch folder per test.
 fn scratch(name: &str) -> PathBuf {
@@ -22,14 +13,6 @@ fn scratch(name: &str) -> PathBuf {
     std::fs::remove_dir_all(&dir).ok();
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn digits(file: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("datasets/digits")
-        .join(file)
-        .display()
-        .to_string()
 }
 
 /// The digits CNN's model, data and α arguments (CPU backend, batches of 64: shard edges and
@@ -66,10 +49,6 @@ fn eval_digits_at(alpha: &str, json: &Path, extra: &[&str]) {
 /// [`eval_digits_at`] α 6..8.
 fn eval_digits(json: &Path, extra: &[&str]) {
     eval_digits_at("6..8", json, extra);
-}
-
-fn read(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// The report without what depends on timing.

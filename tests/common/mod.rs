@@ -1,0 +1,32 @@
+//! Helpers shared by the tests that drive the `polycnn` binary on the shipped digits data.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// Runs the binary: (exit code, stdout, stderr).
+pub fn polycnn(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_polycnn"))
+        .args(args)
+        .output()
+        .expect("run polycnn");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A file of `datasets/digits`, as an argument.
+pub fn digits(file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("datasets/digits")
+        .join(file)
+        .display()
+        .to_string()
+}
+
+/// A JSON file (report, plan).
+pub fn read(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
