@@ -11,7 +11,6 @@ use polycnn::eval::plan::{PlanRequest, PrecisionPlan, format_plan, search_plan};
 use polycnn::eval::report::{EvalReport, format_summary, sweep_csv, sweep_markdown};
 use polycnn::eval::shard::Shard;
 use polycnn::gpu::Gpu;
-use polycnn::gpu::activation::Scheme;
 use polycnn::model::Arch;
 use polycnn::poly::degrees::{SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
@@ -520,17 +519,9 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         return Err("--batch must be at least 1".into());
     }
     let eval = EvalRequest {
-        model,
-        weights: args.source.weights.clone(),
-        data: args.source.data.clone(),
         labels: args.source.labels.clone(),
         class_index: args.source.class_index.clone(),
         alphas: vec![],
-        degrees: None,
-        coeffs_dir: None,
-        relu: Mode::Approx,
-        maxpool: Mode::Approx,
-        clamp: false,
         bound: BoundRule::Calibrate {
             margin: args.margin,
             images: args.calibration,
@@ -543,10 +534,7 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         batch: args.batch,
         limit: args.limit,
         cache: args.cache.clone(),
-        gpu: false,
-        scheme: Scheme::DEFAULT,
-        shard: None,
-        plan: None,
+        ..EvalRequest::new(model, args.source.weights.clone(), args.source.data.clone())
     };
     let request = PlanRequest {
         eval,

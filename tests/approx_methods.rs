@@ -310,27 +310,17 @@ fn search_gives_up_with_an_error_when_nothing_fits() {
 
 fn resnet20_request(limit: usize) -> EvalRequest {
     EvalRequest {
-        model: Arch::CifarResNet(20),
-        weights: shared("cifar10/weights_akamaster/resnet20-12fca82f.th"),
-        data: shared("cifar10/test_first1000_png"),
-        labels: None,
-        class_index: None,
         alphas: vec![7],
-        degrees: None,
-        coeffs_dir: None,
-        relu: Mode::Approx,
-        maxpool: Mode::Approx,
-        clamp: false,
         bound: BoundRule::Search { start: 20.0, step: 5.0 },
         bound_max: BoundRule::Search { start: 20.0, step: 5.0 },
-        calibration_images: 0,
         batch: 50,
         limit: Some(limit),
-        cache: None,
-        gpu: false,
         scheme: Scheme::Clenshaw,
-        shard: None,
-        plan: None,
+        ..EvalRequest::new(
+            Arch::CifarResNet(20),
+            shared("cifar10/weights_akamaster/resnet20-12fca82f.th"),
+            shared("cifar10/test_first1000_png"),
+        )
     }
 }
 

@@ -5,7 +5,7 @@ use polycnn::cpu::{self, ActivationPlan, SiteStats};
 use polycnn::data::Dataset;
 use polycnn::data::digits::{self, DigitsDataset};
 use polycnn::eval::command::{EvalRequest, run_eval};
-use polycnn::eval::{BoundRule, Mode, choose_bounds, top5};
+use polycnn::eval::{BoundRule, choose_bounds, top5};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::model::{self, Arch, Batch, SiteKind};
@@ -18,27 +18,16 @@ fn root() -> PathBuf {
 fn digits_request() -> EvalRequest {
     let dir = root().join("datasets/digits");
     EvalRequest {
-        model: Arch::DigitsCnn,
-        weights: dir.join("digits_cnn.safetensors"),
-        data: dir.join("digits_test.bin"),
-        labels: None,
-        class_index: None,
         alphas: vec![7, 14],
-        degrees: None,
-        coeffs_dir: None,
-        relu: Mode::Approx,
-        maxpool: Mode::Approx,
-        clamp: false,
         bound: BoundRule::Search { start: 8.0, step: 1.0 },
         bound_max: BoundRule::Search { start: 8.0, step: 1.0 },
-        calibration_images: 0,
         batch: 64,
-        limit: None,
-        cache: None,
-        gpu: false,
         scheme: Scheme::Clenshaw,
-        shard: None,
-        plan: None,
+        ..EvalRequest::new(
+            Arch::DigitsCnn,
+            dir.join("digits_cnn.safetensors"),
+            dir.join("digits_test.bin"),
+        )
     }
 }
 

@@ -203,27 +203,18 @@ fn eval_reports_carry_the_cost_of_each_configuration() {
     use polycnn::gpu::activation::Scheme;
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/digits");
     let request = EvalRequest {
-        model: Arch::DigitsCnn,
-        weights: dir.join("digits_cnn.safetensors"),
-        data: dir.join("digits_test.bin"),
-        labels: None,
-        class_index: None,
         alphas: vec![7, 10],
-        degrees: None,
-        coeffs_dir: None,
-        relu: Mode::Approx,
         maxpool: Mode::Exact,
-        clamp: false,
         bound: BoundRule::Fixed { bound: 8.0 },
         bound_max: BoundRule::Fixed { bound: 8.0 },
-        calibration_images: 0,
         batch: 64,
         limit: Some(64),
-        cache: None,
-        gpu: false,
         scheme: Scheme::Clenshaw,
-        shard: None,
-        plan: None,
+        ..EvalRequest::new(
+            Arch::DigitsCnn,
+            dir.join("digits_cnn.safetensors"),
+            dir.join("digits_test.bin"),
+        )
     };
     let report = run_eval(&request, None).unwrap();
     assert_eq!(report.he_cost.len(), 2);

@@ -4,7 +4,6 @@
 //! B search). Exact top-1 against PyTorch is tested in tests/cpu_models.rs and gpu_network.rs.
 
 use polycnn::eval::BoundRule;
-use polycnn::eval::Mode;
 use polycnn::eval::command::{EvalRequest, run_eval};
 use polycnn::gpu::activation::Scheme;
 use polycnn::model::Arch;
@@ -22,28 +21,18 @@ fn reference() -> serde_json::Value {
 fn request(alphas: &[u32], start: f64, step: f64) -> EvalRequest {
     let data = root().join("../shared/data");
     EvalRequest {
-        model: Arch::CifarVgg11Bn,
-        weights: data.join("cifar10/weights_vgg/vgg11_bn_cifar10.pth"),
-        data: data.join("cifar10/test_first1000_png"),
-        labels: None,
-        class_index: None,
         alphas: alphas.to_vec(),
-        degrees: None,
         // the reference's polynomials: the paper's files
         coeffs_dir: Some(data.join("approxcnn_coeffs")),
-        relu: Mode::Approx,
-        maxpool: Mode::Approx,
-        clamp: false,
         bound: BoundRule::Search { start, step },
         bound_max: BoundRule::Search { start, step },
-        calibration_images: 0,
         batch: 100,
-        limit: None,
-        cache: None,
-        gpu: false,
         scheme: Scheme::Clenshaw,
-        shard: None,
-        plan: None,
+        ..EvalRequest::new(
+            Arch::CifarVgg11Bn,
+            data.join("cifar10/weights_vgg/vgg11_bn_cifar10.pth"),
+            data.join("cifar10/test_first1000_png"),
+        )
     }
 }
 

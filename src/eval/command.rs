@@ -72,6 +72,39 @@ pub fn default_search_grid(arch: Arch) -> ((f64, f64), (f64, f64)) {
     }
 }
 
+impl EvalRequest {
+    /// `model` with `weights` on `data`, everything else as the command line defaults it: α = 14,
+    /// ReLU and max-pool approximated with our polynomials, the official B search of
+    /// [`default_search_grid`], batches of 32 on the CPU backend, all images, no cache.
+    pub fn new(model: Arch, weights: PathBuf, data: PathBuf) -> EvalRequest {
+        let (relu, maxpool) = default_search_grid(model);
+        let search = |(start, step)| BoundRule::Search { start, step };
+        EvalRequest {
+            model,
+            weights,
+            data,
+            labels: None,
+            class_index: None,
+            alphas: vec![14],
+            degrees: None,
+            coeffs_dir: None,
+            relu: Mode::Approx,
+            maxpool: Mode::Approx,
+            clamp: false,
+            bound: search(relu),
+            bound_max: search(maxpool),
+            calibration_images: 0,
+            batch: 32,
+            limit: None,
+            cache: None,
+            gpu: false,
+            scheme: Scheme::DEFAULT,
+            shard: None,
+            plan: None,
+        }
+    }
+}
+
 type AnyError = Box<dyn std::error::Error>;
 
 /// Opens the dataset an architecture expects (through the cache when asked), with its
