@@ -10,3 +10,7 @@ pub mod model;
 pub mod poly;
 pub mod report;
 pub mod weights;
+
+#[cfg(test)]
+#[allow(dead_code)] // shared with tests/common, which uses the rest
+mod test_data;

@@ -11,8 +11,13 @@ use polycnn::data::loader::{Loader, LoaderConfig};
 use polycnn::data::resample::resize_bilinear;
 use polycnn::data::{Dataset, FileDataset, Geometry, ImageU8, Normalize, RgbImage, decode_file};
 
+mod common;
+use common::has_data;
+
+/// The real data folder: a test reading it first checks its parts with `has_data` (and skips
+/// without them).
 fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+    common::data_root()
 }
 
 fn fixtures() -> PathBuf {
@@ -55,6 +60,9 @@ fn hwc(img: &ImageU8) -> Vec<u8> {
 
 #[test]
 fn imagenet_flat_layout_with_every_labels_file() {
+    if !has_data(&["imagenet/val1300_227px", "imagenet/labels"]) {
+        return;
+    }
     let data = imagenet_dir("val1300_227px/data");
     let classes = class_index();
     assert_eq!(classes.len(), 1000);
@@ -100,6 +108,9 @@ fn imagenet_flat_layout_with_every_labels_file() {
 
 #[test]
 fn imagenet_synset_prefixed_layout() {
+    if !has_data(&["imagenet/train_sample250", "imagenet/labels"]) {
+        return;
+    }
     let dir = imagenet_dir("train_sample250");
     assert_eq!(Layout::detect(&dir, None).unwrap(), Layout::SynsetPrefixed);
     let ds = imagenet::open(&dir, &Layout::SynsetPrefixed, Some(&class_index()), Geometry::IMAGENET).unwrap();
@@ -116,6 +127,9 @@ fn imagenet_synset_prefixed_layout() {
 
 #[test]
 fn imagenet_class_folders_and_bad_layouts() {
+    if !has_data(&["imagenet/train_sample250", "imagenet/labels", "imagenet/val1300_227px"]) {
+        return;
+    }
     let root = scratch("folders");
     let src = imagenet_dir("train_sample250");
     // Two class folders (not all 1,000): ImageFolder numbers them 0, 1; the class index gives the real ids.
@@ -162,6 +176,9 @@ fn strip() -> cifar::MemoryDataset {
 
 #[test]
 fn cifar_lossless_strip() {
+    if !has_data(&["cifar10/test_first1000_png"]) {
+        return;
+    }
     let ds = strip();
     assert_eq!(ds.len(), 1000);
     let first: Vec<usize> = (0..10).map(|i| ds.label(i)).collect();
@@ -175,6 +192,9 @@ fn cifar_lossless_strip() {
 
 #[test]
 fn cifar_binary_batches_round_trip_the_strip() {
+    if !has_data(&["cifar10/test_first1000_png"]) {
+        return;
+    }
     let ds = strip();
     let dir = scratch("cifar-bin");
     let mut bytes = Vec::new();
@@ -280,6 +300,9 @@ fn python2_batch(data: &[u8], labels: &[u8]) -> Vec<u8> {
 
 #[test]
 fn cifar_jpeg_class_folders() {
+    if !has_data(&["cifar10/test_jpg", "imagenet/train_sample250"]) {
+        return;
+    }
     let root = shared().join("cifar10/test_jpg/test");
     let ds = cifar::class_folder_dataset(&root).unwrap();
     assert_eq!(ds.len(), 10_000);
@@ -350,6 +373,9 @@ fn pil_resize_is_bit_exact_on_pil_decoded_pixels() {
 /// comparison uses a 64x64 window of PIL's full decode.
 #[test]
 fn pil_parity_from_jpeg() {
+    if !has_data(&["imagenet/train_sample250"]) {
+        return;
+    }
     for f in manifest() {
         let decoded = decode_file(&f.source).unwrap();
         let [x, y, w, h] = f.window;
@@ -503,6 +529,9 @@ fn config(batch_size: usize) -> LoaderConfig {
 
 #[test]
 fn loader_skips_and_reports_corrupt_images() {
+    if !has_data(&["imagenet/train_sample250", "imagenet/labels"]) {
+        return;
+    }
     let dir = folder_with_corrupt_images("corrupt");
     let ds = imagenet::open(&dir, &Layout::SynsetPrefixed, Some(&class_index()), Geometry::IMAGENET).unwrap();
     assert_eq!(ds.len(), 5);
@@ -537,6 +566,9 @@ fn loader_skips_and_reports_corrupt_images() {
 
 #[test]
 fn cache_round_trip_staleness_and_damage() {
+    if !has_data(&["imagenet/train_sample250", "imagenet/labels"]) {
+        return;
+    }
     let dir = folder_with_corrupt_images("cache");
     let classes = class_index();
     let ds = imagenet::open(&dir, &Layout::SynsetPrefixed, Some(&classes), Geometry::IMAGENET).unwrap();
@@ -606,6 +638,9 @@ fn cache_round_trip_staleness_and_damage() {
 #[test]
 #[ignore]
 fn throughput() {
+    if !has_data(&["imagenet", "cifar10"]) {
+        return;
+    }
     let time = |name: &str, ds: Arc<dyn Dataset>, normalize: Normalize| {
         let start = std::time::Instant::now();
         let config = LoaderConfig {
