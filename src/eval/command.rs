@@ -11,8 +11,8 @@ use super::{
 };
 use crate::data::cache::{CacheStatus, CachedDataset};
 use crate::data::digits::{self, DigitsDataset};
-use crate::data::imagenet::{self, ClassIndex, Layout};
-use crate::data::{Dataset, Geometry, Normalize, cifar};
+use crate::data::imagenet::{self, ClassIndex};
+use crate::data::{Dataset, Geometry, Normalize, cifar, select};
 use crate::gpu::Gpu;
 use crate::gpu::activation::Scheme;
 use crate::gpu::network::GpuNetwork;
@@ -107,10 +107,25 @@ impl EvalRequest {
 
 type AnyError = Box<dyn std::error::Error>;
 
-/// Opens the dataset an architecture expects (through the cache when asked), with its
-/// normalisation.
+/// Opens the dataset an architecture expects (the images `--limit` selects, through the cache
+/// when asked), with its normalisation.
 pub fn open_dataset(req: &EvalRequest) -> Result<(Arc<dyn Dataset>, Normalize), AnyError> {
+    open_selected(req).map(|(dataset, normalize, _)| (dataset, normalize))
+}
+
+/// [`open_dataset`] and how the images were selected (for the report).
+fn open_selected(req: &EvalRequest) -> Result<(Arc<dyn Dataset>, Normalize, String), AnyError> {
     let (dataset, normalize) = open_source_dataset(req)?;
+    let (dataset, selection) = select::limit(dataset, req.limit);
+    let (dataset, normalize) = cached(req, dataset, normalize)?;
+    Ok((dataset, normalize, selection))
+}
+
+fn cached(
+    req: &EvalRequest,
+    dataset: Arc<dyn Dataset>,
+    normalize: Normalize,
+) -> Result<(Arc<dyn Dataset>, Normalize), AnyError> {
     let Some(path) = &req.cache else {
         return Ok((dataset, normalize));
     };
@@ -136,10 +151,12 @@ fn open_source_dataset(req: &EvalRequest) -> Result<(Arc<dyn Dataset>, Normalize
         }
         Arch::ResNet(_) | Arch::VggBn(_) | Arch::GoogLeNet | Arch::InceptionV3 => {
             let classes = req.class_index.as_deref().map(ClassIndex::load).transpose()?;
-            let layout = Layout::detect(&req.data, req.labels.as_deref())?;
             let geometry = Geometry::for_crop(req.model.input_shape().h);
-            let dataset = imagenet::open(&req.data, &layout, classes.as_ref(), geometry)?;
-            (Arc::new(dataset), normalize)
+            let opened = imagenet::open_validation(&req.data, req.labels.as_deref(), classes.as_ref(), geometry)?;
+            if let Some(note) = &opened.note {
+                eprintln!("{note}");
+            }
+            (Arc::new(opened.dataset), normalize)
         }
     })
 }
@@ -161,10 +178,13 @@ fn composite_for(req: &EvalRequest, alpha: u32) -> Result<(Composite, String), A
 pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyError> {
     let graph: Graph = model::load(req.model, &req.weights)?;
     let planned = req.plan.as_ref().map(|p| PreparedPlan::new(p, &graph)).transpose()?;
-    let (dataset, normalize) = open_dataset(req)?;
-    let count = req.limit.map_or(dataset.len(), |l| l.min(dataset.len()));
+    let (dataset, normalize, selection) = open_selected(req)?;
+    let count = dataset.len();
     if count == 0 {
         return Err(format!("{}: no images to evaluate", req.data.display()).into());
+    }
+    if let Some(shard) = req.shard {
+        shard.nonempty_range(count)?;
     }
     let backend = match (req.gpu, gpu) {
         (true, Some(gpu)) => Backend::Gpu(Box::new(GpuNetwork::new(gpu, &graph, req.scheme)?)),
@@ -306,6 +326,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         model: graph.name.clone(),
         weights: req.weights.display().to_string(),
         data: req.data.display().to_string(),
+        selection,
         backend: backend.name().to_string(),
         device: gpu.filter(|_| req.gpu).map(Gpu::describe),
         scheme: req.gpu.then(|| req.scheme.name().to_string()),
