@@ -9,6 +9,7 @@ pub mod gpu;
 pub mod model;
 pub mod poly;
 pub mod report;
+pub mod validate;
 pub mod weights;
 
 #[cfg(test)]

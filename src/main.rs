@@ -12,6 +12,7 @@ use polycnn::eval::report::{EvalReport, format_summary, sweep_csv, sweep_markdow
 use polycnn::eval::shard::Shard;
 use polycnn::gpu::Gpu;
 use polycnn::model::Arch;
+use polycnn::validate;
 use polycnn::poly::degrees::{SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
 use polycnn::report::cost_report::{
@@ -452,6 +453,12 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
 
 fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
     let request = eval_request(args)?;
+    // Bad paths fail now, before the GPU is opened and the run starts.
+    validate::input(&request.weights, "--weights")?;
+    validate::input(&request.data, "--data")?;
+    if let Some(path) = &args.json {
+        validate::output_file(path, "--json")?;
+    }
     let gpu = match args.backend.as_str() {
         "gpu" => Some(Gpu::new()?),
         "auto" => match Gpu::new() {
@@ -483,10 +490,10 @@ fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
 }
 
 fn run_sweep(args: SweepArgs) -> AnyResult<()> {
+    validate::output_folder(&args.out, "--out")?;
     let report = run_eval_command(&args.eval)?;
     println!();
     print!("{}", sweep_markdown(&report));
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     write_file(&args.out.join("sweep.md"), &sweep_markdown(&report))?;
     write_file(&args.out.join("sweep.csv"), &sweep_csv(&report))?;
     for path in polycnn::eval::plot::write_plots(&report, &args.out)? {
