@@ -68,14 +68,16 @@ struct SourceArgs {
     /// Checkpoint: PyTorch (.pth/.th, zip or legacy) or safetensors.
     #[arg(long)]
     weights: PathBuf,
-    /// Dataset: CIFAR-10 (batch file, pickle, class folders or the PNG strip), ImageNet val
-    /// (class folders, flat + --labels, or synset-prefixed files), or the digits file.
+    /// Dataset: CIFAR-10 (batch file, pickle, class folders, the PNG strip, or a root holding
+    /// cifar-10-batches-py/ or -bin/), ImageNet val (class folders, flat + --labels,
+    /// synset-prefixed files, or a root holding val/ or validation/), or the digits file.
     #[arg(long)]
     data: PathBuf,
     /// Labels for flat ImageNet folders: LOC_val_solution.csv or `<file> <index>` lines.
     #[arg(long)]
     labels: Option<PathBuf>,
-    /// imagenet_class_index.json (torchvision class order).
+    /// imagenet_class_index.json or synset_words.txt: the label order of ImageNet synsets.
+    /// Default: torchvision's, built in (class folders must then be all 1,000 synsets).
     #[arg(long)]
     class_index: Option<PathBuf>,
 }
