@@ -2,7 +2,7 @@
 //! request into a list of approximate configurations (one per α, or the precision plan's one),
 //! choose their bounds, run the pass, describe the run and build its report.
 
-use super::bounds::{BoundRule, BoundSearch, Bounds, choose_bounds};
+use super::bounds::{BoundRule, BoundSearch, Bounds, SiteBound, choose_bounds};
 use super::config::{ApproxConfig, Mode, PolyInfo, approx_plan, config_label};
 use super::dataset::open_dataset;
 use super::pass::{PassInput, evaluate};
@@ -31,13 +31,25 @@ struct Configuration<'a> {
     prepared: Option<&'a PreparedPlan>,
     polynomial: PolyInfo,
     he_cost: Option<NetworkCost>,
+    /// The bounds it runs with, per site (set once the bounds are chosen).
+    site_bounds: Vec<SiteBound>,
 }
 
 impl Configuration<'_> {
-    fn activation_plan(&self, graph: &Graph, bounds: &Bounds) -> ActivationPlan<'_> {
+    fn activation_plan(&self, graph: &Graph, site_bounds: &[SiteBound]) -> ActivationPlan<'_> {
         match self.prepared {
             Some(p) => p.activation_plan(self.config.clamp),
-            None => approx_plan(graph, &self.config, bounds),
+            None => approx_plan(graph, &self.config, site_bounds),
+        }
+    }
+
+    fn into_run(self) -> ConfigRun {
+        ConfigRun {
+            relu: self.config.relu,
+            maxpool: self.config.maxpool,
+            polynomial: self.polynomial,
+            site_bounds: self.site_bounds,
+            he_cost: self.he_cost,
         }
     }
 }
@@ -57,7 +69,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
         Some(_) => Vec::new(),
         None => uniform_composites(req)?,
     };
-    let configurations = match &prepared {
+    let mut configurations = match &prepared {
         Some(p) => vec![plan_configuration(p, graph, req.clamp)?],
         None => uniform_configurations(req, graph, &composites)?,
     };
@@ -72,54 +84,65 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
         title: title.to_string(),
     };
     // A precision plan carries its own per-site bounds: no statistics pass, no search.
-    let (bounds, searched) = match &prepared {
-        Some(p) => (p.bounds(), [false; 2]),
-        None => (rule_bounds(req, graph, count, &pass)?, [is_search(&req.bound), is_search(&req.bound_max)]),
+    let bounds = match &prepared {
+        Some(p) => p.bounds(),
+        None => rule_bounds(req, graph, count, &pass)?,
     };
-    let mut searches = Vec::new();
-    let mut site_bounds = Vec::new();
-    for c in &configurations {
-        let (found, search) = match searched {
-            [false, false] => (bounds.clone(), None),
-            _ => search_configuration(req, graph, &bounds, c, count, searched, &pass(Vec::new(), "bound search"))?,
-        };
-        searches.extend(search);
-        site_bounds.push(found.per_site);
-    }
+    let searched = [is_search(&req.bound), is_search(&req.bound_max)].map(|s| s && prepared.is_none());
+    let search_pass = pass(Vec::new(), "bound search");
+    let searches = set_site_bounds(&mut configurations, req, &bounds, count, searched, &search_pass)?;
     let plans: Vec<_> = configurations
         .iter()
-        .zip(&site_bounds)
-        .map(|(c, per_site)| c.activation_plan(graph, &Bounds { per_site: per_site.clone(), ..bounds.clone() }))
+        .map(|c| c.activation_plan(graph, &c.site_bounds))
         .collect();
+    let configs: Vec<ApproxConfig> = configurations.iter().map(|c| c.config.clone()).collect();
     // Bounds above came from the same images in every shard; only the evaluation is split.
     let evaluated = req.shard.map_or(0..count, |s| s.range(count));
-    let configs: Vec<ApproxConfig> = configurations.iter().map(|c| c.config.clone()).collect();
     let tally = evaluate(&pass(evaluated.collect(), "exact + approximate"), &configs, &plans)?;
-    let bounds = Bounds {
-        per_site: site_bounds.first().cloned().unwrap_or(bounds.per_site.clone()),
-        search: searches,
-        ..bounds
-    };
-    let info = run_info(req, gpu, graph, backend.name());
-    let configs = configurations.into_iter().zip(site_bounds).map(|(c, b)| c.into_run(b)).collect();
-    let shard = req.shard.map(|s| s.info(count));
-    let plan = prepared.map(|p| p.plan().clone());
-    Ok(build_report(RunDescription { info, tally, bounds, configs, shard, plan }))
+    let first = configurations.first().map(|c| c.site_bounds.clone());
+    Ok(build_report(RunDescription {
+        info: run_info(req, gpu, graph, backend.name()),
+        tally,
+        bounds: Bounds {
+            per_site: first.unwrap_or(bounds.per_site),
+            search: searches,
+            ..bounds
+        },
+        configs: configurations.into_iter().map(Configuration::into_run).collect(),
+        shard: req.shard.map(|s| s.info(count)),
+        plan: prepared.map(|p| p.plan().clone()),
+    }))
 }
 
-impl Configuration<'_> {
-    fn into_run(self, site_bounds: Vec<super::bounds::SiteBound>) -> ConfigRun {
-        ConfigRun {
-            relu: self.config.relu,
-            maxpool: self.config.maxpool,
-            polynomial: self.polynomial,
-            site_bounds,
-            he_cost: self.he_cost,
-        }
+/// Each configuration's per-site bounds: `bounds`, or where a kind is `searched`, the official
+/// search's result on that configuration's approximate network. Returns the searches' records.
+fn set_site_bounds(
+    configurations: &mut [Configuration],
+    req: &EvalRequest,
+    bounds: &Bounds,
+    count: usize,
+    searched: [bool; 2],
+    search_pass: &PassInput,
+) -> Result<Vec<BoundSearch>, AnyError> {
+    let mut searches = Vec::new();
+    for c in configurations.iter_mut() {
+        c.site_bounds = match searched {
+            [false, false] => bounds.per_site.clone(),
+            _ => {
+                let (found, search) = search_configuration(req, bounds, c, count, searched, search_pass)?;
+                searches.push(search);
+                found.per_site
+            }
+        };
     }
+    Ok(searches)
 }
 
-fn open_backend<'a>(req: &EvalRequest, gpu: Option<&'a Gpu>, graph: &'a Graph) -> Result<Box<dyn Backend + 'a>, AnyError> {
+fn open_backend<'a>(
+    req: &EvalRequest,
+    gpu: Option<&'a Gpu>,
+    graph: &'a Graph,
+) -> Result<Box<dyn Backend + 'a>, AnyError> {
     Ok(match (req.gpu, gpu) {
         (true, Some(gpu)) => Box::new(GpuNetwork::new(gpu, graph, req.scheme)?),
         (true, None) => return Err("--backend gpu: no GPU adapter (use --backend cpu)".into()),
@@ -161,7 +184,11 @@ fn uniform_composites(req: &EvalRequest) -> Result<Vec<AlphaComposite>, AnyError
 fn composite_for(req: &EvalRequest, alpha: u32) -> Result<AlphaComposite, AnyError> {
     if let Some(dir) = &req.coeffs_dir {
         let source = format!("official ({})", dir.display());
-        return Ok(AlphaComposite { alpha, composite: load_official(dir, alpha)?, source });
+        return Ok(AlphaComposite {
+            alpha,
+            composite: load_official(dir, alpha)?,
+            source,
+        });
     }
     let degrees = match &req.degrees {
         Some(d) => d.as_slice(),
@@ -169,7 +196,11 @@ fn composite_for(req: &EvalRequest, alpha: u32) -> Result<AlphaComposite, AnyErr
     };
     let sc = optimise_eps(degrees)?;
     let source = format!("ours (ε = 2^{:.3})", sc.eps.log2());
-    Ok(AlphaComposite { alpha, composite: sc.composite, source })
+    Ok(AlphaComposite {
+        alpha,
+        composite: sc.composite,
+        source,
+    })
 }
 
 /// One configuration per α, every site of an approximated kind with its composite.
@@ -190,8 +221,17 @@ fn uniform_configurations<'a>(
                 // a ReLU baseline polynomial is not a composite: its cost is not modelled
                 Mode::Poly(p) => (poly_relu_info(p), None),
                 _ => {
-                    let precisions = uniform_plan(graph, Some(c.alpha), &c.composite.degrees(), req.relu == Mode::Approx, maxpool == Mode::Approx);
-                    (composite_info(&c.composite, c.source.clone()), Some(network_cost(graph, &precisions)?))
+                    let precisions = uniform_plan(
+                        graph,
+                        Some(c.alpha),
+                        &c.composite.degrees(),
+                        req.relu == Mode::Approx,
+                        maxpool == Mode::Approx,
+                    );
+                    (
+                        composite_info(&c.composite, c.source.clone()),
+                        Some(network_cost(graph, &precisions)?),
+                    )
                 }
             };
             let config = ApproxConfig {
@@ -202,7 +242,13 @@ fn uniform_configurations<'a>(
                 maxpool: maxpool.clone(),
                 clamp: req.clamp,
             };
-            Ok(Configuration { config, prepared: None, polynomial, he_cost })
+            Ok(Configuration {
+                config,
+                prepared: None,
+                polynomial,
+                he_cost,
+                site_bounds: Vec::new(),
+            })
         })
         .collect()
 }
@@ -214,6 +260,7 @@ fn plan_configuration<'a>(p: &'a PreparedPlan, graph: &Graph, clamp: bool) -> Re
         prepared: Some(p),
         polynomial: p.poly_info(),
         he_cost: Some(network_cost(graph, &site_precisions(p.plan()))?),
+        site_bounds: Vec::new(),
     })
 }
 
@@ -272,18 +319,18 @@ fn rule_bounds<'p>(
 /// The official search on the approximate network of one configuration: its bounds and record.
 fn search_configuration(
     req: &EvalRequest,
-    graph: &Graph,
     bounds: &Bounds,
     c: &Configuration,
     count: usize,
     searched: [bool; 2],
     search_pass: &PassInput,
-) -> Result<(Bounds, Option<BoundSearch>), AnyError> {
+) -> Result<(Bounds, BoundSearch), AnyError> {
+    let graph = search_pass.graph;
     let (start, step) = (search_grid(&req.bound), search_grid(&req.bound_max));
     let label = &c.config.label;
     let (relu, maxpool, tries) = search_bounds(count, (start.0, step.0), (start.1, step.1), |order, r, m| {
         let trial = with_searched_bounds(graph, bounds, r, m);
-        let overflow = first_overflow(search_pass, order, &c.activation_plan(graph, &trial), searched)?;
+        let overflow = first_overflow(search_pass, order, &c.activation_plan(graph, &trial.per_site), searched)?;
         match &overflow {
             Some(o) => log::info!(
                 "{label}: trying B_relu = {r}, B_max = {m}… site {} reached |x| = {:.3} ({} images run)",
@@ -302,7 +349,7 @@ fn search_configuration(
         tries,
     };
     log::info!("{}", search.summary());
-    Ok((with_searched_bounds(graph, bounds, relu, maxpool), Some(search)))
+    Ok((with_searched_bounds(graph, bounds, relu, maxpool), search))
 }
 
 /// (start, step) of a searched rule; a fixed bound stays where it is; per-site rules have no

@@ -13,10 +13,7 @@ type AnyError = Box<dyn std::error::Error>;
 
 /// Opens `req.data` as `network` expects it (through the cache when asked), with its
 /// normalisation.
-pub fn open_dataset(
-    req: &EvalRequest,
-    network: &NetworkDescriptor,
-) -> Result<(Arc<dyn Dataset>, Normalize), AnyError> {
+pub fn open_dataset(req: &EvalRequest, network: &NetworkDescriptor) -> Result<(Arc<dyn Dataset>, Normalize), AnyError> {
     let dataset = open_source_dataset(req, network)?;
     let normalize = network.preprocessing.normalize;
     let Some(path) = &req.cache else {

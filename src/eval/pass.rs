@@ -96,7 +96,6 @@ fn hits(ranked: &[Vec<usize>], labels: &[usize]) -> Hits {
     h
 }
 
-
 /// What a pass needs besides the configurations.
 pub struct PassInput<'a> {
     pub graph: &'a Graph,
@@ -172,4 +171,3 @@ fn add_hits(total: &mut Hits, h: Hits) {
 fn merge_sites(total: &mut [SiteStats], batch: &[SiteStats]) {
     total.iter_mut().zip(batch).for_each(|(t, b)| t.merge(b));
 }
-

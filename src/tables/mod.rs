@@ -1,4 +1,4 @@
-//! Reports: tables for the terminal and JSON for machines.
+//! The tables of the `poly`, `cost` and `degrees` commands (evaluation reports are `eval::report`).
 
-pub mod cost_report;
-pub mod poly_report;
+pub mod cost_table;
+pub mod poly_table;
