@@ -5,10 +5,12 @@ pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod eval;
+pub mod exec;
 pub mod gpu;
 pub mod model;
+pub mod pickle;
 pub mod poly;
-pub mod report;
+pub mod tables;
 pub mod validate;
 pub mod weights;
 

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use polycnn::cpu::{self, ActivationPlan, SiteMode, SiteStats};
+use polycnn::cpu;
+use polycnn::exec::{ActivationPlan, SiteMode, SiteStats};
 use polycnn::data::cache::CachedDataset;
 use polycnn::data::cifar::MemoryDataset;
 use polycnn::data::{Dataset, Geometry, decode_bytes, decode_file};
