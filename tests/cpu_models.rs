@@ -6,8 +6,11 @@ use polycnn::exec::{ActivationPlan, SiteMode};
 use polycnn::model::{self, Arch, Batch, Conv2d, Graph, GraphBuilder, Op, Pool2d, Shape};
 use polycnn::poly::{optimise_eps, paper_degrees};
 use polycnn::weights::{StateDict, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
+
+mod common;
+use common::data;
 
 // ---------------------------------------------------------------------------------------------
 // A naive interpreter of the IR: direct loops, f64 accumulation, exact activations.
@@ -327,15 +330,11 @@ fn bad_batches_and_plans_are_rejected_with_clear_errors() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Real data: shared/data (see its README).
-
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
-}
+// Real data: shared/data (see its README); `None` from a helper means the test skips without it.
 
 /// The first 1,000 CIFAR-10 test images (lossless), as [0, 1] CHW planes, and their labels.
-fn cifar_first_1000() -> (Vec<[Vec<f32>; 3]>, Vec<usize>) {
-    let dir = data_dir().join("cifar10/test_first1000_png");
+fn cifar_first_1000() -> Option<(Vec<[Vec<f32>; 3]>, Vec<usize>)> {
+    let dir = data("cifar10/test_first1000_png")?;
     let png = image::open(dir.join("cifar10_batch_50.png")).unwrap().to_rgb8();
     assert_eq!(png.dimensions(), (1024, 1000));
     let images = png
@@ -349,7 +348,7 @@ fn cifar_first_1000() -> (Vec<[Vec<f32>; 3]>, Vec<usize>) {
     let list = &js[js.find('[').unwrap() + 1..js.rfind(']').unwrap()];
     let labels: Vec<usize> = list.split(',').map(|t| t.trim().parse().unwrap()).collect();
     assert_eq!(labels.len(), 51_000);
-    (images, labels[50_000..].to_vec())
+    Some((images, labels[50_000..].to_vec()))
 }
 
 /// Normalises with `arch`'s statistics into a batch.
@@ -363,23 +362,23 @@ fn cifar_batch(images: &[[Vec<f32>; 3]], arch: Arch) -> Batch {
     Batch::new(images.len(), Shape::new(3, 32, 32), data).unwrap()
 }
 
-fn akamaster(depth: usize) -> PathBuf {
+fn akamaster(depth: usize) -> Option<PathBuf> {
     let name = match depth {
         20 => "resnet20-12fca82f.th",
         32 => "resnet32-d509ac18.th",
         44 => "resnet44-014dd654.th",
         _ => "resnet56-4bfd9763.th",
     };
-    data_dir().join("cifar10/weights_akamaster").join(name)
+    data(&format!("cifar10/weights_akamaster/{name}"))
 }
 
-fn vgg_path() -> PathBuf {
-    data_dir().join("cifar10/weights_vgg/vgg11_bn_cifar10.pth")
+fn vgg_path() -> Option<PathBuf> {
+    data("cifar10/weights_vgg/vgg11_bn_cifar10.pth")
 }
 
 #[test]
 fn cifar_data_decodes_as_documented() {
-    let (images, labels) = cifar_first_1000();
+    let Some((images, labels)) = cifar_first_1000() else { return };
     assert_eq!(
         (images[0][0][0], images[0][1][0], images[0][2][0]),
         (158.0 / 255.0, 112.0 / 255.0, 49.0 / 255.0)
@@ -390,13 +389,15 @@ fn cifar_data_decodes_as_documented() {
 #[test]
 fn all_pretrained_cifar_checkpoints_load_into_their_graphs() {
     for depth in [20, 32, 44, 56] {
-        let graph = model::load(Arch::CifarResNet(depth), &akamaster(depth)).unwrap();
+        let Some(path) = akamaster(depth) else { return };
+        let graph = model::load(Arch::CifarResNet(depth), &path).unwrap();
         assert_eq!(graph.sites.len(), 1 + 2 * 3 * (depth - 2) / 6, "resnet{depth}");
     }
-    let vgg = model::load(Arch::CifarVgg11Bn, &vgg_path()).unwrap();
+    let Some(vgg) = vgg_path() else { return };
+    let vgg = model::load(Arch::CifarVgg11Bn, &vgg).unwrap();
     assert_eq!(vgg.sites.len(), 8 + 5);
     // The wrong architecture for a file is an error naming a tensor, not a panic.
-    let err = model::load(Arch::CifarResNet(32), &akamaster(20))
+    let err = model::load(Arch::CifarResNet(32), &akamaster(20).unwrap())
         .unwrap_err()
         .to_string();
     assert!(
@@ -406,9 +407,10 @@ fn all_pretrained_cifar_checkpoints_load_into_their_graphs() {
 }
 
 /// Exact top-1 of a pretrained network on the 1,000 lossless images; returns the run too.
-fn exact_run(arch: Arch, path: &Path) -> (Graph, Batch, Vec<usize>, polycnn::exec::RunOutput) {
-    let (images, labels) = cifar_first_1000();
-    let graph = model::load(arch, path).unwrap();
+fn exact_run(arch: Arch, path: Option<PathBuf>) -> Option<(Graph, Batch, Vec<usize>, polycnn::exec::RunOutput)> {
+    let path = path?;
+    let (images, labels) = cifar_first_1000()?;
+    let graph = model::load(arch, &path).unwrap();
     let batch = cifar_batch(&images, arch);
     let start = Instant::now();
     let out = cpu::run(&graph, &batch, &ActivationPlan::exact(&graph)).unwrap();
@@ -420,7 +422,7 @@ fn exact_run(arch: Arch, path: &Path) -> (Graph, Batch, Vec<usize>, polycnn::exe
         secs,
         1000.0 / secs
     );
-    (graph, batch, labels, out)
+    Some((graph, batch, labels, out))
 }
 
 /// Runs `graph` with every site approximated at precision α, B = 1.1 × the largest |x| any site
@@ -470,7 +472,7 @@ fn approximate_run(
 
 #[test]
 fn resnet20_exact_and_approximate_relu_on_1000_lossless_test_images() {
-    let (graph, batch, labels, exact) = exact_run(Arch::CifarResNet(20), &akamaster(20));
+    let Some((graph, batch, labels, exact)) = exact_run(Arch::CifarResNet(20), akamaster(20)) else { return };
     // Measured 915/1000 = 91.5% (akamaster: 91.78% on all 10,000).
     assert_eq!(exact.correct(&labels), 915);
     // Measured: 915 as well, at B = 30 (the largest |x| is ≈ 27).
@@ -479,7 +481,7 @@ fn resnet20_exact_and_approximate_relu_on_1000_lossless_test_images() {
 
 #[test]
 fn vgg11_bn_exact_and_approximate_relu_and_max_pool_on_1000_lossless_test_images() {
-    let (graph, batch, labels, exact) = exact_run(Arch::CifarVgg11Bn, &vgg_path());
+    let Some((graph, batch, labels, exact)) = exact_run(Arch::CifarVgg11Bn, vgg_path()) else { return };
     // Measured 883/1000 = 88.3% (86.86% on the 10,000 lossy JPEGs).
     assert_eq!(exact.correct(&labels), 883);
     approximate_run(&graph, &batch, &labels, &exact, 14, 3);
@@ -553,13 +555,14 @@ fn logits_difference(
 
 #[test]
 fn pretrained_logits_match_pytorch() {
+    let (Some(resnet20), Some(vgg)) = (akamaster(20), vgg_path()) else { return };
     for (arch, path, file) in [
         (
             Arch::CifarResNet(20),
-            akamaster(20),
+            resnet20,
             "akamaster_resnet20_logits.safetensors",
         ),
-        (Arch::CifarVgg11Bn, vgg_path(), "cifar10_vgg11_bn_logits.safetensors"),
+        (Arch::CifarVgg11Bn, vgg, "cifar10_vgg11_bn_logits.safetensors"),
     ] {
         let graph = model::load(arch, &path).unwrap();
         let (diff, scale, _) = logits_difference(&graph, &ActivationPlan::exact(&graph), file, file);
@@ -575,8 +578,9 @@ fn pretrained_logits_match_pytorch() {
 fn approximate_relu_with_the_papers_polynomial_matches_pytorch() {
     // The official α = 14 composite (power basis) evaluated by the paper's code in float64,
     // B = 50 at all 19 ReLUs; ours is the same polynomial in Chebyshev form (see poly::official).
-    let graph = model::load(Arch::CifarResNet(20), &akamaster(20)).unwrap();
-    let sign = polycnn::poly::official::load_official(&data_dir().join("approxcnn_coeffs"), 14).unwrap();
+    let (Some(weights), Some(coeffs)) = (akamaster(20), data("approxcnn_coeffs")) else { return };
+    let graph = model::load(Arch::CifarResNet(20), &weights).unwrap();
+    let sign = polycnn::poly::official::load_official(&coeffs, 14).unwrap();
     let plan = ActivationPlan::uniform(&graph, SiteMode::approx(&sign, 14, 50.0));
     let file = "akamaster_resnet20_approx_relu_a14_b50.safetensors";
     let (diff, scale, out) = logits_difference(&graph, &plan, "akamaster_resnet20_logits.safetensors", file);
@@ -606,7 +610,7 @@ fn approximate_relu_with_the_papers_polynomial_matches_pytorch() {
 fn predictions_on_1000_lossless_images_match_pytorch() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("cifar10_first1000_predictions.json")).unwrap()).unwrap();
-    let (images, labels) = cifar_first_1000();
+    let Some((images, labels)) = cifar_first_1000() else { return };
     let ints = |v: &serde_json::Value| -> Vec<usize> {
         v.as_array()
             .unwrap()
@@ -622,6 +626,7 @@ fn predictions_on_1000_lossless_images_match_pytorch() {
         ("resnet56", Arch::CifarResNet(56), akamaster(56)),
         ("vgg11_bn", Arch::CifarVgg11Bn, vgg_path()),
     ] {
+        let Some(path) = path else { return };
         let graph = model::load(arch, &path).unwrap();
         let start = Instant::now();
         let out = cpu::run(&graph, &cifar_batch(&images, arch), &ActivationPlan::exact(&graph)).unwrap();
@@ -769,7 +774,8 @@ fn bench_gemm_and_imagenet_forward() {
 #[test]
 fn results_do_not_depend_on_thread_count_or_chunking() {
     // 40 images: parallel chunks on the default pool; on one thread, sequential chunks of 32 + 8;
-    // and one image at a time. GEMM blocking follows the chunk size, so results agree to rounding.
+    // and one image at a time. Results agree to rounding here (tests/hostile_inputs.rs checks the
+    // splits that are bit-identical; this chunking of 40 images is not yet).
     let graph = model::random(Arch::CifarResNet(20), 2).unwrap();
     let batch = Batch::new(40, graph.input, pseudo_random(40 * graph.input.numel(), 4)).unwrap();
     let plan = ActivationPlan::exact(&graph);

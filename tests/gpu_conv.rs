@@ -1,16 +1,12 @@
 //! The GPU convolution (implicit GEMM + fused epilogue) against a direct f64 convolution.
 
-use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::{PolyBuffer, Scheme};
 use polycnn::gpu::conv::{ConvShape, Epilogue, TileConfig, conv2d_host, conv2d_host_tiled};
 use polycnn::poly::activation::approx_relu;
 use polycnn::poly::{optimise_eps, paper_degrees};
-use std::sync::OnceLock;
 
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("these tests need a GPU adapter: {e}")))
-}
+mod common;
+use common::gpu;
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
@@ -109,6 +105,7 @@ fn rect(
 
 #[test]
 fn implicit_gemm_matches_direct_convolution_on_many_shapes() {
+    let Some(gpu) = gpu() else { return };
     let shapes = [
         shape(2, 3, (9, 11), 5, 3, 1, 1),        // small, odd sizes, batch 2
         shape(1, 70, (6, 6), 130, 1, 1, 0),      // 1x1, K and O not multiples of the tiles
@@ -120,7 +117,7 @@ fn implicit_gemm_matches_direct_convolution_on_many_shapes() {
         rect(12, (9, 8), 20, [7, 1], 1, [3, 0]), // … and 7x1
         rect(5, (10, 9), 7, [3, 1], 2, [1, 0]),  // rectangular, strided, one axis padded
     ];
-    let poly = PolyBuffer::empty(gpu());
+    let poly = PolyBuffer::empty(gpu);
     for (i, s) in shapes.into_iter().enumerate() {
         let input = values(s.input_len(), 1 + i as u64);
         let weight = values(s.weight_len(), 100 + i as u64);
@@ -128,7 +125,7 @@ fn implicit_gemm_matches_direct_convolution_on_many_shapes() {
         let want = reference(s, &input, &weight, &bias, None);
         for tiles in TileConfig::ALL {
             let (got, _) =
-                conv2d_host_tiled(gpu(), tiles, s, &input, &weight, &bias, None, Epilogue::None, &poly).unwrap();
+                conv2d_host_tiled(gpu, tiles, s, &input, &weight, &bias, None, Epilogue::None, &poly).unwrap();
             for (g, (w, mag)) in got.iter().zip(&want) {
                 assert!(
                     (*g as f64 - w).abs() <= 1e-6 * mag + 1e-7,
@@ -143,13 +140,14 @@ fn implicit_gemm_matches_direct_convolution_on_many_shapes() {
 /// tables and per-thread pixel decoding of each tile configuration must get right.
 #[test]
 fn every_tile_configuration_matches_on_multi_slice_shapes() {
+    let Some(gpu) = gpu() else { return };
     let shapes = [
         shape(2, 37, (13, 11), 70, 3, 1, 1),      // K = 333: 21 slices, last one partial
         shape(1, 129, (9, 9), 65, 1, 1, 0),       // 1x1, one channel past a slice, one past a tile
         shape(3, 20, (10, 12), 33, 3, 2, 1),      // stride 2 over a batch of 3
         rect(9, (12, 7), 130, [1, 7], 1, [0, 3]), // rectangular over several O tiles
     ];
-    let poly = PolyBuffer::empty(gpu());
+    let poly = PolyBuffer::empty(gpu);
     for (i, s) in shapes.into_iter().enumerate() {
         let input = values(s.input_len(), 300 + i as u64);
         let weight = values(s.weight_len(), 400 + i as u64);
@@ -158,7 +156,7 @@ fn every_tile_configuration_matches_on_multi_slice_shapes() {
         let want = reference(s, &input, &weight, &bias, Some(&residual));
         for tiles in TileConfig::ALL {
             let (got, stats) = conv2d_host_tiled(
-                gpu(),
+                gpu,
                 tiles,
                 s,
                 &input,
@@ -182,6 +180,7 @@ fn every_tile_configuration_matches_on_multi_slice_shapes() {
 
 #[test]
 fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
+    let Some(gpu) = gpu() else { return };
     let s = shape(2, 16, (8, 8), 24, 3, 1, 1);
     let input = values(s.input_len(), 7);
     let weight = values(s.weight_len(), 8);
@@ -190,9 +189,9 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
     let want = reference(s, &input, &weight, &bias, Some(&residual));
     let max_abs = want.iter().map(|w| w.0.abs()).fold(0.0, f64::max);
 
-    let exact = PolyBuffer::empty(gpu());
+    let exact = PolyBuffer::empty(gpu);
     let (got, stats) = conv2d_host(
-        gpu(),
+        gpu,
         s,
         &input,
         &weight,
@@ -211,10 +210,10 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
 
     // A bound below max |x|: the polynomial ReLU counts every input beyond it.
     let composite = optimise_eps(paper_degrees(12).unwrap()).unwrap().composite;
-    let poly = PolyBuffer::new(gpu(), &composite, Scheme::Clenshaw);
+    let poly = PolyBuffer::new(gpu, &composite, Scheme::Clenshaw);
     let small = 4.0f32;
     let (_, stats) = conv2d_host(
-        gpu(),
+        gpu,
         s,
         &input,
         &weight,
@@ -233,7 +232,7 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
 
     let bound = 2.0 * max_abs as f32;
     let (got, stats) = conv2d_host(
-        gpu(),
+        gpu,
         s,
         &input,
         &weight,
@@ -256,17 +255,18 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
 
 #[test]
 fn bad_shapes_and_lengths_are_errors() {
-    let poly = PolyBuffer::empty(gpu());
+    let Some(gpu) = gpu() else { return };
+    let poly = PolyBuffer::empty(gpu);
     let s = shape(1, 2, (4, 4), 3, 3, 1, 1);
     let input = vec![0.0; s.input_len()];
     let weight = vec![0.0; s.weight_len()];
-    assert!(conv2d_host(gpu(), s, &input[1..], &weight, &[0.0; 3], None, Epilogue::None, &poly).is_err());
-    assert!(conv2d_host(gpu(), s, &input, &weight, &[0.0; 2], None, Epilogue::None, &poly).is_err());
+    assert!(conv2d_host(gpu, s, &input[1..], &weight, &[0.0; 3], None, Epilogue::None, &poly).is_err());
+    assert!(conv2d_host(gpu, s, &input, &weight, &[0.0; 2], None, Epilogue::None, &poly).is_err());
     let too_big_kernel = shape(1, 2, (2, 2), 3, 5, 1, 0);
     let w = vec![0.0; too_big_kernel.weight_len()];
     assert!(
         conv2d_host(
-            gpu(),
+            gpu,
             too_big_kernel,
             &[0.0; 8],
             &w,
@@ -281,7 +281,7 @@ fn bad_shapes_and_lengths_are_errors() {
         bound: f32::NAN,
         clamp: false,
     };
-    assert!(conv2d_host(gpu(), s, &input, &weight, &[0.0; 3], None, nan_bound, &poly).is_err());
+    assert!(conv2d_host(gpu, s, &input, &weight, &[0.0; 3], None, nan_bound, &poly).is_err());
 }
 
 #[test]

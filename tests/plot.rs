@@ -79,6 +79,7 @@ fn report() -> EvalReport {
         model: "tiny<&>net".into(),
         weights: "w".into(),
         data: "d".into(),
+        selection: "all 1000 images".into(),
         backend: "cpu".into(),
         device: None,
         scheme: None,

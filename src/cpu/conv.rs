@@ -84,18 +84,22 @@ pub fn conv_group(
     for (i, y) in out.chunks_exact_mut(g.output.numel()).enumerate() {
         for (o, row) in y.chunks_exact_mut(plane).enumerate() {
             let src = &product[o * columns + i * plane..o * columns + (i + 1) * plane];
-            let bias = conv.bias[o];
-            match residual {
-                Some(r) => {
-                    let r = &r[i * g.output.numel() + o * plane..][..plane];
-                    row.iter_mut()
-                        .zip(src)
-                        .zip(r)
-                        .for_each(|((y, &p), &r)| *y = p + bias + r);
-                }
-                None => row.iter_mut().zip(src).for_each(|(y, &p)| *y = p + bias),
-            }
+            let r = residual.map(|r| &r[i * g.output.numel() + o * plane..][..plane]);
+            add_bias_and_residual(row, src, conv.bias[o], r);
         }
+    }
+}
+
+/// `y = p + bias (+ r)`, in this order whatever the grouping of images, so a result does not
+/// depend on the batch size or thread count that decided the grouping.
+fn add_bias_and_residual(y: &mut [f32], product: &[f32], bias: f32, residual: Option<&[f32]>) {
+    match residual {
+        Some(r) => y
+            .iter_mut()
+            .zip(product)
+            .zip(r)
+            .for_each(|((y, &p), &r)| *y = p + bias + r),
+        None => y.iter_mut().zip(product).for_each(|(y, &p)| *y = p + bias),
     }
 }
 
@@ -110,15 +114,6 @@ fn conv_image(
     threads: Threads,
 ) {
     let plane = g.output.plane();
-    for (o, row) in out.chunks_exact_mut(plane).enumerate() {
-        match residual {
-            Some(r) => row
-                .iter_mut()
-                .zip(&r[o * plane..(o + 1) * plane])
-                .for_each(|(y, &r)| *y = r + conv.bias[o]),
-            None => row.fill(conv.bias[o]),
-        }
-    }
     let cols: &[f32] = if g.is_pointwise() {
         image
     } else {
@@ -127,7 +122,15 @@ fn conv_image(
         scratch
     };
     let weights = MatRef::row_major(&conv.weight.data, g.output.c, g.depth());
-    matmul(weights, MatRef::row_major(cols, g.depth(), plane), out, true, threads);
+    matmul(weights, MatRef::row_major(cols, g.depth(), plane), out, false, threads);
+    // The same epilogue as a group of images (the product is already in place).
+    for (o, row) in out.chunks_exact_mut(plane).enumerate() {
+        let r = residual.map(|r| &r[o * plane..(o + 1) * plane]);
+        match r {
+            Some(r) => row.iter_mut().zip(r).for_each(|(y, &r)| *y = *y + conv.bias[o] + r),
+            None => row.iter_mut().for_each(|y| *y += conv.bias[o]),
+        }
+    }
 }
 
 /// Unfolds `image` so row (c, ky, kx) of `cols` (rows `row_len` long) holds, from column

@@ -1,6 +1,6 @@
 //! torchvision's eval geometry and normalisation, with its exact rounding rules.
 
-use super::resample::resize_bilinear;
+use super::resample::{Window, resize_bilinear_window};
 use super::{DataError, ImageU8, RgbImage};
 
 /// What happens to a decoded image before normalisation.
@@ -46,8 +46,6 @@ impl Geometry {
         match *self {
             Geometry::ResizeCenterCrop { resize, crop } => {
                 let (w, h) = resized_size(image.width, image.height, resize);
-                let resized = resize_bilinear(&image.data, image.width, image.height, 3, w, h);
-                let (left, top) = (center_crop_offsets(w, crop), center_crop_offsets(h, crop));
                 if w < crop || h < crop {
                     // Unreachable with resize >= crop; torchvision would pad, we refuse.
                     return Err(DataError::new(
@@ -55,7 +53,15 @@ impl Geometry {
                         format!("resized to {w}x{h}, smaller than the {crop} crop"),
                     ));
                 }
-                Ok(to_chw(&resized, w, left, top, crop, crop))
+                // Only the crop is resampled: memory follows the output, not the aspect ratio.
+                let window = Window {
+                    left: center_crop_offsets(w, crop),
+                    top: center_crop_offsets(h, crop),
+                    width: crop,
+                    height: crop,
+                };
+                let cropped = resize_bilinear_window(&image.data, image.width, image.height, 3, (w, h), window);
+                Ok(to_chw(&cropped, crop, 0, 0, crop, crop))
             }
             Geometry::Exact { width, height } => {
                 if (image.width, image.height) != (width, height) {

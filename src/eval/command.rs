@@ -4,7 +4,7 @@
 
 use super::bounds::{BoundRule, BoundSearch, Bounds, SiteBound, choose_bounds};
 use super::config::{ApproxConfig, Mode, PolyInfo, approx_plan, config_label};
-use super::dataset::open_dataset;
+use super::dataset::open_selected;
 use super::pass::{PassInput, evaluate};
 use super::plan_file::site_precisions;
 use super::prepared_plan::PreparedPlan;
@@ -59,10 +59,13 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     let network = model::open(req.model, &req.weights)?;
     let graph = &network.graph;
     let prepared = req.plan.as_ref().map(|p| PreparedPlan::new(p, graph)).transpose()?;
-    let (dataset, normalize) = open_dataset(req, &network.descriptor)?;
-    let count = req.limit.map_or(dataset.len(), |l| l.min(dataset.len()));
+    let (dataset, normalize, selection) = open_selected(req, &network.descriptor)?;
+    let count = dataset.len();
     if count == 0 {
         return Err(format!("{}: no images to evaluate", req.data.display()).into());
+    }
+    if let Some(shard) = req.shard {
+        shard.nonempty_range(count)?;
     }
     let backend = open_backend(req, gpu, graph)?;
     let composites = match &prepared {
@@ -101,7 +104,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     let tally = evaluate(&pass(evaluated.collect(), "exact + approximate"), &configs, &plans)?;
     let first = configurations.first().map(|c| c.site_bounds.clone());
     Ok(build_report(RunDescription {
-        info: run_info(req, gpu, graph, backend.name()),
+        info: run_info(req, gpu, graph, backend.name(), selection),
         tally,
         bounds: Bounds {
             per_site: first.unwrap_or(bounds.per_site),
@@ -150,11 +153,12 @@ fn open_backend<'a>(
     })
 }
 
-fn run_info(req: &EvalRequest, gpu: Option<&Gpu>, graph: &Graph, backend: &str) -> RunInfo {
+fn run_info(req: &EvalRequest, gpu: Option<&Gpu>, graph: &Graph, backend: &str, selection: String) -> RunInfo {
     RunInfo {
         model: graph.name.clone(),
         weights: req.weights.display().to_string(),
         data: req.data.display().to_string(),
+        selection,
         backend: backend.to_string(),
         device: gpu.filter(|_| req.gpu).map(Gpu::describe),
         scheme: req.gpu.then(|| req.scheme.name().to_string()),

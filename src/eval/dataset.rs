@@ -4,17 +4,34 @@
 use super::request::EvalRequest;
 use crate::data::cache::{CacheStatus, CachedDataset};
 use crate::data::digits::DigitsDataset;
-use crate::data::imagenet::{self, ClassIndex, Layout};
-use crate::data::{Dataset, Normalize, cifar};
+use crate::data::imagenet::{self, ClassIndex};
+use crate::data::{Dataset, Normalize, cifar, select};
 use crate::model::{DatasetFamily, NetworkDescriptor};
 use std::sync::Arc;
 
 type AnyError = Box<dyn std::error::Error>;
 
-/// Opens `req.data` as `network` expects it (through the cache when asked), with its
-/// normalisation.
+/// Opens `req.data` as `network` expects it (the images `--limit` selects, through the cache
+/// when asked), with its normalisation.
 pub fn open_dataset(req: &EvalRequest, network: &NetworkDescriptor) -> Result<(Arc<dyn Dataset>, Normalize), AnyError> {
-    let dataset = open_source_dataset(req, network)?;
+    open_selected(req, network).map(|(dataset, normalize, _)| (dataset, normalize))
+}
+
+/// [`open_dataset`] and how its images were selected from the data (for the report).
+pub fn open_selected(
+    req: &EvalRequest,
+    network: &NetworkDescriptor,
+) -> Result<(Arc<dyn Dataset>, Normalize, String), AnyError> {
+    let (dataset, selection) = select::limit(open_source_dataset(req, network)?, req.limit);
+    let (dataset, normalize) = cached(req, network, dataset)?;
+    Ok((dataset, normalize, selection))
+}
+
+fn cached(
+    req: &EvalRequest,
+    network: &NetworkDescriptor,
+    dataset: Arc<dyn Dataset>,
+) -> Result<(Arc<dyn Dataset>, Normalize), AnyError> {
     let normalize = network.preprocessing.normalize;
     let Some(path) = &req.cache else {
         return Ok((dataset, normalize));
@@ -33,9 +50,12 @@ fn open_source_dataset(req: &EvalRequest, network: &NetworkDescriptor) -> Result
         DatasetFamily::Cifar10 => Arc::from(cifar::open(&req.data)?),
         DatasetFamily::ImageNet => {
             let classes = req.class_index.as_deref().map(ClassIndex::load).transpose()?;
-            let layout = Layout::detect(&req.data, req.labels.as_deref())?;
             let geometry = network.preprocessing.geometry;
-            Arc::new(imagenet::open(&req.data, &layout, classes.as_ref(), geometry)?)
+            let opened = imagenet::open_validation(&req.data, req.labels.as_deref(), classes.as_ref(), geometry)?;
+            if let Some(note) = &opened.note {
+                log::info!("{note}");
+            }
+            Arc::new(opened.dataset)
         }
         DatasetFamily::Other => {
             return Err(format!(
