@@ -50,6 +50,22 @@ impl<'a> ActivationPlan<'a> {
             modes: vec![mode; graph.sites.len()],
         }
     }
+
+    /// Whether any site is approximated (by the composite or a ReLU polynomial).
+    pub fn is_approximate(&self) -> bool {
+        self.modes.iter().any(|m| !matches!(m, SiteMode::Exact))
+    }
+
+    /// Whether this plan can run on `graph` at all (every backend asks before running): an
+    /// approximate plan needs every non-linearity to be a site ([`Graph::refuse_approximation`]),
+    /// and sites sharing a bound (ReLU6's halves) must get the same one.
+    pub fn check_fits(&self, graph: &Graph) -> Result<(), GraphError> {
+        if self.is_approximate() {
+            graph.refuse_approximation()?;
+        }
+        let bounds: Vec<Option<f64>> = self.modes.iter().map(SiteMode::bound).collect();
+        graph.check_shared_bounds(&bounds)
+    }
 }
 
 /// The result of a run: logits `[n, classes]` row-major and what each site saw.
@@ -96,6 +112,9 @@ pub enum CpuError {
         site: String,
         detail: String,
     },
+    /// The plan cannot run on this graph: approximation asked of a graph with exact-only nodes,
+    /// or different bounds for sites that share one ([`ActivationPlan::check_fits`]).
+    Plan(GraphError),
 }
 
 impl fmt::Display for CpuError {
@@ -104,6 +123,7 @@ impl fmt::Display for CpuError {
             CpuError::Graph(e) => write!(f, "bad graph: {e}"),
             CpuError::Input(s) => write!(f, "bad input: {s}"),
             CpuError::Site { site, detail } => write!(f, "activation site `{site}`: {detail}"),
+            CpuError::Plan(e) => write!(f, "the activation plan cannot run: {e}"),
         }
     }
 }
@@ -194,7 +214,7 @@ impl<'a> Prepared<'a> {
                 ),
             });
         }
-        check_plan_fits_graph(graph, plan)?;
+        plan.check_fits(graph).map_err(CpuError::Plan)?;
         let pools = graph
             .sites
             .iter()
@@ -445,19 +465,6 @@ impl<'a> Prepared<'a> {
         }
         out
     }
-}
-
-/// Whether the plan can run on this graph at all: an approximate plan needs every
-/// non-linearity to be a site, and sites sharing a bound must get the same one.
-fn check_plan_fits_graph(graph: &Graph, plan: &ActivationPlan) -> Result<(), CpuError> {
-    if plan.modes.iter().any(|m| !matches!(m, SiteMode::Exact)) {
-        graph.refuse_approximation()?;
-    }
-    let bounds: Vec<Option<f64>> = plan.modes.iter().map(SiteMode::bound).collect();
-    graph.check_shared_bounds(&bounds).map_err(|detail| CpuError::Site {
-        site: graph.name.clone(),
-        detail,
-    })
 }
 
 /// Checks one site's mode and prepares max-pooling geometry (None for ReLU sites).

@@ -8,7 +8,10 @@ use super::activation::{
     encode_relu, range_stats_buffer_for,
 };
 use super::conv::{ConvBuffers, ConvShape, Epilogue, encode_conv};
-use super::tensor_ops::{Dims, encode_add, encode_avg_pool, encode_copy_channels, encode_shortcut_a};
+use super::tensor_ops::{
+    Dims, affine_constants, encode_add, encode_affine, encode_avg_pool, encode_copy_channels, encode_pointwise,
+    encode_shortcut_a, encode_sub,
+};
 use super::{Gpu, GpuError};
 use crate::cpu::{ActivationPlan, RunOutput, SiteMode, SiteStats};
 use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId, Window2d, schedule::Step, schedule::fused_schedule};
@@ -37,6 +40,8 @@ pub struct GpuNetwork<'a> {
     shapes: Vec<Shape>,
     steps: Vec<Step>,
     params: Vec<Option<DeviceParams>>,
+    /// Per affine node, its per-channel scales and shifts ([`affine_constants`]).
+    constants: Vec<Option<wgpu::Buffer>>,
     scheme: Scheme,
     exact_poly: PolyBuffer,
     buffers: RefCell<Option<BatchBuffers>>,
@@ -55,6 +60,18 @@ impl<'a> GpuNetwork<'a> {
                 _ => None,
             })
             .collect();
+        let constants = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(id, node)| match &node.op {
+                Op::Affine(a) => {
+                    let values = affine_constants(shapes[id].c, &a.scale, &a.shift);
+                    Some(gpu.storage_from(&format!("{}.affine", node.name), &values))
+                }
+                _ => None,
+            })
+            .collect();
         let steps = fused_schedule(graph);
         let exact_poly = PolyBuffer::empty(gpu);
         Ok(GpuNetwork {
@@ -63,6 +80,7 @@ impl<'a> GpuNetwork<'a> {
             shapes,
             steps,
             params,
+            constants,
             scheme,
             exact_poly,
             buffers: RefCell::new(None),
@@ -115,7 +133,8 @@ impl<'a> GpuNetwork<'a> {
                 self.graph.sites.len()
             )));
         }
-        Ok(())
+        plan.check_fits(self.graph)
+            .map_err(|e| GpuError::BadInput(e.to_string()))
     }
 
     /// One polynomial buffer per approximate site (they are a few hundred bytes each).
@@ -130,7 +149,8 @@ impl<'a> GpuNetwork<'a> {
             .collect()
     }
 
-    fn site_eval(&self, plan: &ActivationPlan, site: SiteId, window: usize) -> Result<SiteEval, GpuError> {
+    /// How site `site` is evaluated; `taps` is the max-pool window's size (1 for a ReLU).
+    fn site_eval(&self, plan: &ActivationPlan, site: SiteId, taps: usize) -> Result<SiteEval, GpuError> {
         match &plan.modes[site] {
             SiteMode::Exact => Ok(SiteEval::Exact),
             SiteMode::Poly(p) => Ok(SiteEval::Power {
@@ -139,8 +159,8 @@ impl<'a> GpuNetwork<'a> {
                 clamp: p.clamp,
             }),
             SiteMode::Approx(a) => {
-                let pool_scale = if window > 1 {
-                    max_pool_scale(window * window, a.alpha, a.bound)
+                let pool_scale = if taps > 1 {
+                    max_pool_scale(taps, a.alpha, a.bound)
                         .map_err(|e| GpuError::BadInput(format!("site `{}`: {e}", self.graph.sites[site].name)))?
                         as f32
                 } else {
@@ -263,7 +283,7 @@ impl<'a> GpuNetwork<'a> {
                 site,
                 output,
             } => {
-                let (input, shape) = self.conv_shape(conv, n)?;
+                let (input, shape) = self.conv_shape(conv, n);
                 let eval = site.map(|s| self.site_eval(plan, s, 1)).transpose()?;
                 let epilogue = match eval {
                     None | Some(SiteEval::Power { .. }) => Epilogue::None,
@@ -310,7 +330,7 @@ impl<'a> GpuNetwork<'a> {
             Step::Node(id) => match &self.graph.nodes[id].op {
                 Op::Input | Op::Conv2d(_) => unreachable!("scheduled as input / conv steps"),
                 Op::Linear(_) => {
-                    let (input, shape) = self.conv_shape(id, n)?;
+                    let (input, shape) = self.conv_shape(id, n);
                     let params = self.params[id].as_ref().expect("linear params uploaded");
                     let conv_buffers = ConvBuffers {
                         input: slot(input)?,
@@ -342,17 +362,13 @@ impl<'a> GpuNetwork<'a> {
                     )
                 }
                 &Op::MaxPool { input, pool, site } => {
-                    let [window, stride, pad] = self.square_window(id, &pool)?;
-                    let eval = self.site_eval(plan, site, window)?;
+                    let eval = self.site_eval(plan, site, pool.taps())?;
                     let d = dims(input);
                     let shape = super::activation::PoolShape {
                         planes: d.n * d.c,
                         height: d.h,
                         width: d.w,
-                        window,
-                        stride,
-                        pad,
-                        ceil_mode: pool.ceil_mode,
+                        window: pool,
                     };
                     let site_buffers = SiteBuffers {
                         input: slot(input)?,
@@ -367,28 +383,36 @@ impl<'a> GpuNetwork<'a> {
                     count_include_pad,
                 } => {
                     let out = self.shapes[id];
-                    let [kernel, stride, pad] = self.square_window(id, &pool)?;
-                    if !count_include_pad {
-                        return Err(self.unsupported(id, "average pooling without count_include_pad"));
-                    }
+                    let (from, to) = (slot(input)?, slot(id)?);
                     encode_avg_pool(
                         gpu,
                         encoder,
                         dims(input),
-                        (kernel, kernel),
-                        stride,
-                        pad,
+                        &pool,
+                        count_include_pad,
                         (out.h, out.w),
-                        slot(input)?,
-                        slot(id)?,
+                        from,
+                        to,
                     )
                 }
                 &Op::GlobalAvgPool { input } => {
                     let d = dims(input);
-                    encode_avg_pool(gpu, encoder, d, (d.h, d.w), 1, 0, (1, 1), slot(input)?, slot(id)?)
+                    let whole = Window2d::new([d.h, d.w], [1, 1], [0, 0]);
+                    encode_avg_pool(gpu, encoder, d, &whole, true, (1, 1), slot(input)?, slot(id)?)
                 }
                 &Op::Add { a, b } => {
                     encode_add(gpu, encoder, n * self.shapes[id].numel(), slot(a)?, slot(b)?, slot(id)?)
+                }
+                &Op::Sub { a, b } => {
+                    encode_sub(gpu, encoder, n * self.shapes[id].numel(), slot(a)?, slot(b)?, slot(id)?)
+                }
+                Op::Affine(affine) => {
+                    let constants = self.constants[id].as_ref().expect("affine constants uploaded");
+                    encode_affine(gpu, encoder, dims(id), constants, slot(affine.input)?, slot(id)?)
+                }
+                &Op::Pointwise { input, func } => {
+                    let count = n * self.shapes[id].numel();
+                    encode_pointwise(gpu, encoder, count, func, slot(input)?, slot(id)?)
                 }
                 &Op::ShortcutA {
                     input,
@@ -396,7 +420,6 @@ impl<'a> GpuNetwork<'a> {
                     stride,
                 } => encode_shortcut_a(gpu, encoder, dims(input), out_channels, stride, slot(input)?, slot(id)?),
                 Op::Flatten { .. } => Ok(()), // a view of its input's buffer
-                Op::Sub { .. } | Op::Affine(_) | Op::Pointwise { .. } => Err(self.unsupported(id, "this op")),
                 Op::Concat { inputs } => {
                     let out_channels = self.shapes[id].c;
                     let mut offset = 0;
@@ -411,62 +434,26 @@ impl<'a> GpuNetwork<'a> {
         }
     }
 
-    fn unsupported(&self, id: NodeId, what: &str) -> GpuError {
-        GpuError::BadInput(format!(
-            "node `{}`: {what} is not supported by the GPU backend yet (use --backend cpu)",
-            self.graph.nodes[id].name
-        ))
-    }
-
-    /// `[kernel, stride, padding]` of a square, symmetric, undilated window.
-    fn square_window(&self, id: NodeId, w: &Window2d) -> Result<[usize; 3], GpuError> {
-        let square = w.kernel[0] == w.kernel[1]
-            && w.stride[0] == w.stride[1]
-            && w.dilation == [1, 1]
-            && w.pads.iter().all(|&p| p == w.pads[0]);
-        if !square {
-            return Err(self.unsupported(id, &format!("the window {w:?}")));
-        }
-        Ok([w.kernel[0], w.stride[0], w.pads[0]])
-    }
-
     /// The convolution geometry of a conv or linear node (linear: 1x1 kernel on a 1x1 image).
-    fn conv_shape(&self, id: NodeId, batch: usize) -> Result<(NodeId, ConvShape), GpuError> {
+    fn conv_shape(&self, id: NodeId, batch: usize) -> (NodeId, ConvShape) {
         match &self.graph.nodes[id].op {
             Op::Conv2d(c) => {
                 let s = self.shapes[c.input];
-                let w = &c.window;
-                if c.groups != 1 || w.dilation != [1, 1] || !w.is_symmetric() || w.stride[0] != w.stride[1] {
-                    return Err(self.unsupported(id, &format!("groups {} with window {w:?}", c.groups)));
-                }
                 let shape = ConvShape {
                     batch,
                     in_c: s.c,
                     in_h: s.h,
                     in_w: s.w,
                     out_c: c.out_channels(),
-                    kernel_h: c.kernel()[0],
-                    kernel_w: c.kernel()[1],
-                    stride: w.stride[0],
-                    pad_h: w.pads[0],
-                    pad_w: w.pads[1],
+                    groups: c.groups,
+                    window: c.window,
                 };
-                Ok((c.input, shape))
+                (c.input, shape)
             }
             Op::Linear(l) => {
-                let shape = ConvShape {
-                    batch,
-                    in_c: l.weight.shape[1],
-                    in_h: 1,
-                    in_w: 1,
-                    out_c: l.weight.shape[0],
-                    kernel_h: 1,
-                    kernel_w: 1,
-                    stride: 1,
-                    pad_h: 0,
-                    pad_w: 0,
-                };
-                Ok((l.input, shape))
+                let (in_f, out_f) = (l.weight.shape[1], l.weight.shape[0]);
+                let shape = ConvShape::dense(batch, in_f, (1, 1), out_f, [1, 1], 1, [0, 0]);
+                (l.input, shape)
             }
             other => unreachable!("conv_shape of {other:?}"),
         }

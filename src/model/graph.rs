@@ -617,18 +617,21 @@ impl Graph {
     }
 
     /// Checks that sites sharing a bound got equal ones (`bounds[site]`, None for an exact
-    /// site); the error names both sites.
-    pub fn check_shared_bounds(&self, bounds: &[Option<f64>]) -> Result<(), String> {
+    /// site); the error names both sites (and the node of the first that differs).
+    pub fn check_shared_bounds(&self, bounds: &[Option<f64>]) -> Result<(), GraphError> {
         for (s, site) in self.sites.iter().enumerate() {
             let leader = self.bound_leader(s);
             let (mine, theirs) = (bounds.get(s).copied().flatten(), bounds.get(leader).copied().flatten());
             if mine != theirs {
-                return Err(format!(
-                    "site `{}` shares its bound with `{}` (the halves of one ReLU6), but the plan gives {} and {}",
-                    site.name,
-                    self.sites[leader].name,
-                    describe_bound(mine),
-                    describe_bound(theirs)
+                return Err(self.error(
+                    site.node,
+                    format!(
+                        "site `{}` shares its bound with `{}` (the halves of one ReLU6), but the plan gives {} and {}",
+                        site.name,
+                        self.sites[leader].name,
+                        describe_bound(mine),
+                        describe_bound(theirs)
+                    ),
                 ));
             }
         }
