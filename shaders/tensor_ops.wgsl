@@ -138,7 +138,7 @@ fn pointwise_function(x: f32) -> f32 {
             return tanh(clamp(x, -10.0, 10.0));
         }
         case FN_HARD_SWISH: {
-            return x * clamp(x / 6.0 + 0.5, 0.0, 1.0);
+            return x * clamp(x + 3.0, 0.0, 6.0) / 6.0;
         }
         case FN_HARD_SIGMOID: {
             return clamp(fma(params.alpha, x, params.beta), 0.0, 1.0);

@@ -57,7 +57,8 @@ pub fn pointwise(func: &Pointwise, x: f32) -> f32 {
         // erfc keeps the relative accuracy for large negative x, where 1 + erf cancels.
         Pointwise::Gelu => 0.5 * x * libm::erfcf(-x * std::f32::consts::FRAC_1_SQRT_2),
         Pointwise::Tanh => x.tanh(),
-        Pointwise::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+        // x·clamp(x + 3, 0, 6)/6 (PyTorch's order): x + 3 is exact near −3, where x/6 + 1/2 cancels.
+        Pointwise::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
         Pointwise::HardSigmoid { alpha, beta } => alpha.mul_add(x, beta).clamp(0.0, 1.0),
         Pointwise::Clip { min, max } => x.max(min).min(max),
     }
@@ -96,4 +97,83 @@ pub fn concat_channels(parts: &[(&[f32], usize)], n: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// |got − want| in units in the last place of `want` rounded to f32.
+    fn ulps(got: f32, want: f64) -> f64 {
+        let w = want as f32;
+        let ulp = (f32::from_bits(w.abs().to_bits() + 1) - w.abs()).max(f32::MIN_POSITIVE) as f64;
+        (got as f64 - want).abs() / ulp
+    }
+
+    /// How much rounding x's own f32 operations may be amplified: GELU's negative tail
+    /// x·erfc(−x/√2)/2 has condition number ≈ 1 + x² (d ln erfc(z)/dz ≈ −2z), so rounding x/√2
+    /// alone costs x² ulps there (x = −10: values ~1e-22, still nothing next to 1).
+    fn condition(func: &Pointwise, x: f32) -> f64 {
+        match func {
+            Pointwise::Gelu if x < 0.0 => 1.0 + (x as f64).powi(2),
+            _ => 1.0,
+        }
+    }
+
+    #[test]
+    fn pointwise_functions_are_within_a_few_ulps_of_the_f64_reference() {
+        let funcs = [
+            (Pointwise::Sigmoid, 3.0),
+            (Pointwise::Silu, 3.0),
+            (Pointwise::Gelu, 4.0),
+            (Pointwise::Tanh, 2.0),
+            (Pointwise::HardSwish, 2.0),
+            (Pointwise::HardSigmoid { alpha: 0.2, beta: 0.5 }, 1.0),
+            (Pointwise::Clip { min: -1.5, max: 6.0 }, 0.0),
+        ];
+        // Dense over [-30, 30] (both tails of every function, GELU's tiny negative values),
+        // plus zero, subnormal-producing and huge inputs.
+        let xs: Vec<f32> = (-30_000..=30_000)
+            .map(|i| i as f32 / 1000.0)
+            .chain([0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 1e30, -1e30])
+            .collect();
+        for (func, max_ulps) in funcs {
+            let worst = xs
+                .iter()
+                .map(|&x| {
+                    (
+                        ulps(pointwise(&func, x), func.eval_f64(x as f64)) / condition(&func, x),
+                        x,
+                    )
+                })
+                .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a });
+            assert!(
+                worst.0 <= max_ulps,
+                "{func:?}: {} ulps (per unit of condition) at x = {}",
+                worst.0,
+                worst.1
+            );
+        }
+        assert!(pointwise(&Pointwise::Clip { min: 0.0, max: 6.0 }, f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn average_pooling_divisors_with_and_without_padding() {
+        // 1x3 input [1, 2, 3], window 2, stride 2, pads [0, 1] and ceil mode: windows {pad, 1},
+        // {2, 3}; the divisor of the first is 2 with padding counted, 1 without.
+        let pool = Window2d {
+            kernel: [1, 2],
+            stride: [1, 2],
+            dilation: [1, 1],
+            pads: [0, 1, 0, 0],
+            ceil_mode: true,
+        };
+        let (input, output) = (Shape::new(1, 1, 3), Shape::new(1, 1, 2));
+        assert_eq!(pool.out_hw(1, 3), Some((1, 2)));
+        let mut out = [0.0; 2];
+        avg_pool(&[1.0, 2.0, 3.0], input, output, &pool, true, &mut out);
+        assert_eq!(out, [0.5, 2.5]);
+        avg_pool(&[1.0, 2.0, 3.0], input, output, &pool, false, &mut out);
+        assert_eq!(out, [1.0, 2.5]);
+    }
 }

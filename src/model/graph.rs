@@ -264,7 +264,7 @@ impl Pointwise {
             Pointwise::Silu => x * sigmoid(x),
             Pointwise::Gelu => 0.5 * x * libm::erfc(-x / std::f64::consts::SQRT_2),
             Pointwise::Tanh => x.tanh(),
-            Pointwise::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Pointwise::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
             Pointwise::HardSigmoid { alpha, beta } => (alpha as f64 * x + beta as f64).clamp(0.0, 1.0),
             Pointwise::Clip { min, max } => x.max(min as f64).min(max as f64),
         }
