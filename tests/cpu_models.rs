@@ -288,6 +288,32 @@ fn grouped_dilated_asymmetric_convolutions_match_direct_convolution() {
             );
         }
     }
+    // A depthwise conv with the residual and ReLU fused into it (how a MobileNet-v2 inverted
+    // residual ends, plus a ReLU): the direct depthwise path's epilogue.
+    let dw = general_conv_graph(Shape::new(6, 7, 7), 6, win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 6);
+    let mut b = GraphBuilder::new("dw_residual", dw.input);
+    let conv = b.push("conv", dw.nodes[1].op.clone());
+    let sum = b.push(
+        "add",
+        Op::Add {
+            a: conv,
+            b: GraphBuilder::INPUT,
+        },
+    );
+    let out = b.relu("relu", sum);
+    let graph = b.finish(out).unwrap();
+    let fused = polycnn::model::schedule::fused_schedule(&graph);
+    assert!(matches!(
+        fused[0],
+        polycnn::model::schedule::Step::Conv {
+            residual: Some(0),
+            site: Some(0),
+            ..
+        }
+    ));
+    for n in [1, 7] {
+        assert!(compare_with_reference(&graph, n) < 1e-5);
+    }
 }
 
 #[test]

@@ -30,6 +30,12 @@ impl ConvGeometry {
         }
     }
 
+    /// One input channel per group (depthwise, possibly with a channel multiplier): each GEMM
+    /// would be a single row of kh·kw, so these run as direct loops ([`depthwise`]).
+    fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.input.c
+    }
+
     fn is_pointwise(&self) -> bool {
         let w = &self.window;
         w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4]
@@ -89,6 +95,9 @@ pub fn conv_group(
     scratch: &mut Vec<f32>,
     threads: Threads,
 ) {
+    if g.is_depthwise() {
+        return depthwise(conv, g, images, residual, out, threads);
+    }
     let count = images.len() / g.input.numel();
     if count == 1 {
         return conv_image(conv, g, images, residual, out, scratch, threads);
@@ -147,6 +156,79 @@ fn conv_image(
         scratch
     };
     grouped_matmul(conv, g, cols, plane, out, true, threads);
+}
+
+/// Depthwise convolution by direct loops, output plane by output plane (in parallel when the
+/// caller is not): bias (+ residual) first, then each tap's weight times the shifted input
+/// rows, so the inner loop is a contiguous multiply-add at stride 1.
+fn depthwise(
+    conv: &Conv2d,
+    g: &ConvGeometry,
+    images: &[f32],
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+    threads: Threads,
+) {
+    let (plane_in, plane_out) = (g.input.plane(), g.output.plane());
+    let (channels, multiplier) = (g.output.c, g.group_out());
+    let plane = |(i, y): (usize, &mut [f32])| {
+        let (image, o) = (i / channels, i % channels);
+        let c = image * g.input.c + o / multiplier;
+        let x = &images[c * plane_in..(c + 1) * plane_in];
+        match residual {
+            Some(r) => y
+                .iter_mut()
+                .zip(&r[i * plane_out..(i + 1) * plane_out])
+                .for_each(|(y, &r)| *y = r + conv.bias[o]),
+            None => y.fill(conv.bias[o]),
+        }
+        let taps = &conv.weight.data[o * g.window.taps()..(o + 1) * g.window.taps()];
+        depthwise_plane(x, g, taps, y);
+    };
+    match threads {
+        Threads::One => out.chunks_exact_mut(plane_out).enumerate().for_each(plane),
+        Threads::All => {
+            use rayon::prelude::*;
+            out.par_chunks_exact_mut(plane_out).enumerate().for_each(plane)
+        }
+    }
+}
+
+/// `y += Σ_taps w · x` for one channel: `x` the input plane, `taps` its kh·kw weights.
+fn depthwise_plane(x: &[f32], g: &ConvGeometry, taps: &[f32], y: &mut [f32]) {
+    let win = &g.window;
+    let (ih, iw, ow) = (g.input.h as isize, g.input.w as isize, g.output.w);
+    let sw = win.stride[1];
+    for (t, &w) in taps.iter().enumerate() {
+        let (ky, kx) = (t / win.kernel[1], t % win.kernel[1]);
+        // Outputs whose tap kx lands inside the row: ix = ox·sw + offset ∈ [0, iw).
+        let offset = win.input_coord(1, 0, kx);
+        let first = ((-offset).max(0) as usize).div_ceil(sw).min(ow);
+        let last = if iw - 1 - offset < 0 {
+            0
+        } else {
+            (((iw - 1 - offset) as usize) / sw + 1).min(ow)
+        };
+        if first >= last {
+            continue;
+        }
+        for (oy, row) in y.chunks_exact_mut(ow).enumerate() {
+            let iy = win.input_coord(0, oy, ky);
+            if iy < 0 || iy >= ih {
+                continue;
+            }
+            let src = &x[iy as usize * iw as usize..][..iw as usize];
+            let start = (first as isize * sw as isize + offset) as usize;
+            if sw == 1 {
+                let src = &src[start..start + (last - first)];
+                row[first..last].iter_mut().zip(src).for_each(|(y, &v)| *y += w * v);
+            } else {
+                for (j, y) in row[first..last].iter_mut().enumerate() {
+                    *y += w * src[start + j * sw];
+                }
+            }
+        }
+    }
 }
 
 /// Unfolds `image` so row (c, ky, kx) of `cols` (rows `row_len` long) holds, from column
