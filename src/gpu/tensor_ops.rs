@@ -140,7 +140,7 @@ pub fn affine_constants(channels: usize, scale: &[f32], shift: &[f32]) -> Vec<f3
         .collect()
 }
 
-/// out[n, c] = input[n, c] · scale[c] + shift[c]; `constants` holds [`affine_constants`].
+/// `out[n, c] = input[n, c] · scale[c] + shift[c]`; `constants` holds [`affine_constants`].
 pub fn encode_affine(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,

@@ -39,6 +39,23 @@
 //! - `Flatten`: `(c, h, w)` → `(c·h·w, 1, 1)` in C-major order, as `torch.flatten(x, 1)`.
 //! - `Concat`: the inputs' channels one after the other, as `torch.cat(xs, 1)` (equal h, w).
 //! - `Linear`: `y = W x + b`, `W` is `[out, in]`.
+//!
+//! For an importer (ONNX → this IR), the intended mapping:
+//! - `Conv` → [`Conv2d`] with `window` from `kernel_shape`, `strides`, `dilations`, `pads` (ONNX's
+//!   `[x1_begin, x2_begin, x1_end, x2_end]` is `pads` here as is; `auto_pad` SAME_* resolved to
+//!   explicit pads first) and `group`; no bias → zeros. `Gemm`/`MatMul` on a flat value → `Linear`.
+//! - `BatchNormalization` after a conv → folded into it; otherwise → [`Op::Affine`] with
+//!   `scale = γ/√(var + ε)`, `shift = β − mean·scale`. `Mul`/`Div`/`Add`/`Sub` by a constant of
+//!   one value or one per channel → `Affine`; `Add`/`Sub` of two computed values → `Add`/`Sub`.
+//! - `Relu` → [`GraphBuilder::relu`] (a site); `Clip(0, 6)` (and PyTorch's ReLU6) →
+//!   [`GraphBuilder::relu6`]; `Clip(0, +∞)` → a ReLU; any other `Clip` → `Pointwise::Clip`.
+//! - `Sigmoid`, `Tanh`, `Gelu` (erf form), `HardSwish`, `HardSigmoid` → [`Op::Pointwise`];
+//!   `Mul(x, Sigmoid(x))` → `Pointwise::Silu`. These make the graph exact-only.
+//! - `MaxPool` → [`GraphBuilder::max_pool`] (a site; approximable for 2x2 and 3x3 windows);
+//!   `AveragePool` → `AvgPool` with its `count_include_pad`; `GlobalAveragePool` →
+//!   `GlobalAvgPool`; `Flatten` → `Flatten`; `Concat` on channels → `Concat`.
+//! - Node names: the ONNX node name (made unique, or `<OpType>_<index>` when empty); sites are
+//!   named after their node.
 
 use crate::weights::Tensor;
 use std::fmt;
