@@ -4,10 +4,11 @@
 
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::{ActivationKernel, PoolShape, Scheme, SiteEval};
+use polycnn::model::Window2d;
 use polycnn::poly::activation::{approx_max_window, approx_relu, max_pool_scale};
 use polycnn::poly::official::load_official;
 use polycnn::poly::{Composite, optimise_eps, paper_degrees};
-use polycnn::report::poly_report::gpu_f32_error;
+use polycnn::tables::poly_table::gpu_f32_error;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -125,10 +126,7 @@ fn check_max_pool(window: usize, stride: usize, pad: usize, alpha: u32) -> f64 {
         planes,
         height: h,
         width: w,
-        window,
-        stride,
-        pad,
-        ceil_mode: false,
+        window: Window2d::square(window, stride, pad),
     };
     let scale = max_pool_scale(window * window, alpha, bound as f64).unwrap();
     let kernel = ActivationKernel::new(gpu(), &composite, Scheme::Clenshaw);
@@ -203,10 +201,7 @@ fn max_pool_rejects_bad_shapes() {
         planes: 1,
         height: 4,
         width: 4,
-        window: 2,
-        stride: 2,
-        pad: 0,
-        ceil_mode: false,
+        window: Window2d::square(2, 2, 0),
     };
     let eval = SiteEval::Approx {
         bound: 1.0,
@@ -214,7 +209,10 @@ fn max_pool_rejects_bad_shapes() {
         clamp: false,
     };
     assert!(kernel.max_pool(&[0.0; 15], shape, eval).is_err());
-    let big = PoolShape { window: 4, ..shape };
+    let big = PoolShape {
+        window: Window2d::square(4, 2, 0),
+        ..shape
+    };
     assert!(kernel.max_pool(&[0.0; 16], big, eval).is_err());
     let bad_bound = SiteEval::Approx {
         bound: -1.0,
@@ -241,10 +239,7 @@ fn exact_max_pool_follows_pytorch_padding_and_ceil_mode() {
             planes,
             height: h,
             width: w,
-            window,
-            stride,
-            pad,
-            ceil_mode,
+            window: Window2d::square(window, stride, pad).with_ceil_mode(ceil_mode),
         };
         let (out, stats) = kernel.max_pool(&input, shape, SiteEval::Exact).unwrap();
         assert_eq!(stats.out_of_range, 0);
@@ -275,10 +270,7 @@ fn exact_max_pool_follows_pytorch_padding_and_ceil_mode() {
         planes: 1,
         height: 7,
         width: 5,
-        window: 2,
-        stride: 2,
-        pad: 1,
-        ceil_mode: true,
+        window: Window2d::square(2, 2, 1).with_ceil_mode(true),
     };
     assert_eq!(shape.out_hw(), (4, 3));
 }

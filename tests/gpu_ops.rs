@@ -5,7 +5,8 @@
 //! f64 reference interpreter in tests/cpu_models.rs; the GPU conv kernel against a direct f64
 //! convolution in tests/gpu_conv.rs.)
 
-use polycnn::cpu::{self, ActivationPlan, SiteMode};
+use polycnn::cpu;
+use polycnn::exec::{ActivationPlan, SiteMode};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::gpu::network::GpuNetwork;
