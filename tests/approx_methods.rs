@@ -391,10 +391,7 @@ fn a_relu_polynomial_at_a_max_pool_site_is_an_error_naming_it() {
         planes: 1,
         height: 4,
         width: 4,
-        window: 2,
-        stride: 2,
-        pad: 0,
-        ceil_mode: false,
+        window: polycnn::model::Window2d::square(2, 2, 0),
     };
     let eval = SiteEval::Power {
         bound: 10.0,

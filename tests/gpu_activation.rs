@@ -4,6 +4,7 @@
 
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::{ActivationKernel, PoolShape, Scheme, SiteEval};
+use polycnn::model::Window2d;
 use polycnn::poly::activation::{approx_max_window, approx_relu, max_pool_scale};
 use polycnn::poly::official::load_official;
 use polycnn::poly::{Composite, optimise_eps, paper_degrees};
@@ -123,10 +124,7 @@ fn check_max_pool(gpu: &Gpu, window: usize, stride: usize, pad: usize, alpha: u3
         planes,
         height: h,
         width: w,
-        window,
-        stride,
-        pad,
-        ceil_mode: false,
+        window: Window2d::square(window, stride, pad),
     };
     let scale = max_pool_scale(window * window, alpha, bound as f64).unwrap();
     let kernel = ActivationKernel::new(gpu, &composite, Scheme::Clenshaw);
@@ -203,10 +201,7 @@ fn max_pool_rejects_bad_shapes() {
         planes: 1,
         height: 4,
         width: 4,
-        window: 2,
-        stride: 2,
-        pad: 0,
-        ceil_mode: false,
+        window: Window2d::square(2, 2, 0),
     };
     let eval = SiteEval::Approx {
         bound: 1.0,
@@ -214,7 +209,10 @@ fn max_pool_rejects_bad_shapes() {
         clamp: false,
     };
     assert!(kernel.max_pool(&[0.0; 15], shape, eval).is_err());
-    let big = PoolShape { window: 4, ..shape };
+    let big = PoolShape {
+        window: Window2d::square(4, 2, 0),
+        ..shape
+    };
     assert!(kernel.max_pool(&[0.0; 16], big, eval).is_err());
     let bad_bound = SiteEval::Approx {
         bound: -1.0,
@@ -242,10 +240,7 @@ fn exact_max_pool_follows_pytorch_padding_and_ceil_mode() {
             planes,
             height: h,
             width: w,
-            window,
-            stride,
-            pad,
-            ceil_mode,
+            window: Window2d::square(window, stride, pad).with_ceil_mode(ceil_mode),
         };
         let (out, stats) = kernel.max_pool(&input, shape, SiteEval::Exact).unwrap();
         assert_eq!(stats.out_of_range, 0);
@@ -276,10 +271,7 @@ fn exact_max_pool_follows_pytorch_padding_and_ceil_mode() {
         planes: 1,
         height: 7,
         width: 5,
-        window: 2,
-        stride: 2,
-        pad: 1,
-        ceil_mode: true,
+        window: Window2d::square(2, 2, 1).with_ceil_mode(true),
     };
     assert_eq!(shape.out_hw(), (4, 3));
 }

@@ -24,7 +24,8 @@ mod vgg;
 
 pub use descriptor::{DatasetFamily, NetworkDescriptor, Preprocessing, SearchGrid};
 pub use graph::{
-    Batch, Conv2d, Graph, GraphBuilder, GraphError, Linear, Node, NodeId, Op, Pool2d, Shape, Site, SiteId, SiteKind,
+    Affine, Batch, Conv2d, Graph, GraphBuilder, GraphError, Linear, Node, NodeId, Op, Pointwise, Shape, Site, SiteId,
+    SiteKind, Window2d,
 };
 pub use params::{CounterParams, ParamInfo, ParamKind, ParamSource, RandomParams, counter_uniform};
 pub use resnet::ResNetLayout;
