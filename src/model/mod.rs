@@ -16,6 +16,7 @@ pub mod cost;
 mod googlenet;
 pub mod graph;
 mod inception;
+pub mod onnx;
 mod params;
 mod resnet;
 pub mod schedule;
