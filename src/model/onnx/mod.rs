@@ -20,7 +20,7 @@ mod fold;
 mod node;
 mod ops;
 mod order;
-mod proto;
+pub mod proto;
 mod translate;
 
 pub use error::{OnnxError, Place};
