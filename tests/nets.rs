@@ -11,7 +11,7 @@ use polycnn::cpu::{self, ActivationPlan, SiteMode};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::gpu::network::GpuNetwork;
-use polycnn::model::{self, Arch, Batch, CounterParams, Graph, GraphBuilder, Op, ParamKind, Pool2d, Shape};
+use polycnn::model::{self, Arch, Batch, CounterParams, Graph, GraphBuilder, Op, ParamKind, Shape, Window2d};
 use polycnn::poly::activation::{approx_max_window, max_pool_scale};
 use polycnn::poly::{Composite, optimise_eps, paper_degrees};
 use serde::Deserialize;
@@ -164,13 +164,8 @@ fn transform_input_is_folded_into_the_normalisation() {
     assert_eq!((mean, std), ([0.5; 3], [0.5; 3]));
 }
 
-fn pool(kernel: usize, stride: usize, padding: usize, ceil_mode: bool) -> Pool2d {
-    Pool2d {
-        kernel,
-        stride,
-        padding,
-        ceil_mode,
-    }
+fn pool(kernel: usize, stride: usize, padding: usize, ceil_mode: bool) -> Window2d {
+    Window2d::square(kernel, stride, padding).with_ceil_mode(ceil_mode)
 }
 
 /// Every pooling geometry of GoogLeNet / Inception-v3 and a concat, on odd planes where ceil mode
@@ -185,6 +180,7 @@ fn pooling_graph() -> Graph {
         Op::AvgPool {
             input: x,
             pool: pool(3, 1, 1, false),
+            count_include_pad: true,
         },
     );
     let r = b.relu("branch_relu", x);
@@ -196,6 +192,7 @@ fn pooling_graph() -> Graph {
         Op::AvgPool {
             input: p,
             pool: pool(2, 2, 0, true),
+            count_include_pad: true,
         },
     );
     b.finish(out).unwrap()

@@ -239,13 +239,13 @@ fn one_conv_graph(shape: ConvShape, with_relu: bool) -> Result<Graph, AnyError> 
     };
     let conv = builder.push(
         "conv",
-        Op::Conv2d(Conv2d {
-            input: GraphBuilder::INPUT,
+        Op::Conv2d(Conv2d::dense(
+            GraphBuilder::INPUT,
             weight,
-            bias: pattern(shape.out_c, 3),
-            stride: shape.stride,
-            padding: [shape.pad_h, shape.pad_w],
-        }),
+            pattern(shape.out_c, 3),
+            shape.stride,
+            [shape.pad_h, shape.pad_w],
+        )),
     );
     let output = if with_relu { builder.relu("relu", conv) } else { conv };
     Ok(builder.finish(output)?)

@@ -9,18 +9,15 @@
 //! to NCHW with the bias and residual.
 
 use super::gemm::{MatRef, Threads, matmul};
-use crate::model::{Conv2d, Shape};
+use crate::model::{Conv2d, Shape, Window2d};
 
-/// The shapes of one convolution.
+/// The shapes of one convolution: its tensors' shapes around the graph's window geometry.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvGeometry {
     pub input: Shape,
     pub output: Shape,
-    /// `[kh, kw]`.
-    pub kernel: [usize; 2],
-    pub stride: usize,
-    /// `[rows, columns]`.
-    pub padding: [usize; 2],
+    pub window: Window2d,
+    pub groups: usize,
 }
 
 impl ConvGeometry {
@@ -28,19 +25,29 @@ impl ConvGeometry {
         ConvGeometry {
             input,
             output,
-            kernel: conv.kernel(),
-            stride: conv.stride,
-            padding: conv.padding,
+            window: conv.window,
+            groups: conv.groups,
         }
     }
 
     fn is_pointwise(&self) -> bool {
-        self.kernel == [1, 1] && self.stride == 1 && self.padding == [0, 0]
+        let w = &self.window;
+        w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4]
     }
 
-    /// Rows of the unfolded matrix: I·kh·kw.
+    /// Rows of the unfolded matrix: I·kh·kw (all groups).
     fn depth(&self) -> usize {
-        self.input.c * self.kernel[0] * self.kernel[1]
+        self.input.c * self.window.taps()
+    }
+
+    /// Rows of the unfolded matrix one group's weights multiply: (I/groups)·kh·kw.
+    fn group_depth(&self) -> usize {
+        self.depth() / self.groups
+    }
+
+    /// Output channels per group.
+    fn group_out(&self) -> usize {
+        self.output.c / self.groups
     }
 
     /// How many of `n` images to put in one GEMM so that it has enough columns to reuse each
@@ -48,6 +55,26 @@ impl ConvGeometry {
     pub fn images_per_gemm(&self, n: usize) -> usize {
         const MIN_GEMM_COLUMNS: usize = 1024;
         (MIN_GEMM_COLUMNS / self.output.plane()).clamp(1, n.max(1))
+    }
+}
+
+/// `product = W × cols`, one GEMM per group: group g's weight rows (contiguous), its unfolded
+/// input rows (contiguous, since rows are ordered by channel) and its output rows (contiguous).
+fn grouped_matmul(
+    conv: &Conv2d,
+    g: &ConvGeometry,
+    cols: &[f32],
+    columns: usize,
+    product: &mut [f32],
+    accumulate: bool,
+    threads: Threads,
+) {
+    let (depth, rows) = (g.group_depth(), g.group_out());
+    let weights = conv.weight.data.chunks_exact(rows * depth);
+    let inputs = cols.chunks_exact(depth * columns);
+    for ((w, x), out) in weights.zip(inputs).zip(product.chunks_exact_mut(rows * columns)) {
+        let (w, x) = (MatRef::row_major(w, rows, depth), MatRef::row_major(x, depth, columns));
+        matmul(w, x, out, accumulate, threads);
     }
 }
 
@@ -73,14 +100,7 @@ pub fn conv_group(
     for (i, image) in images.chunks_exact(g.input.numel()).enumerate() {
         im2col(image, g, cols, columns, i * plane);
     }
-    let weights = MatRef::row_major(&conv.weight.data, g.output.c, depth);
-    matmul(
-        weights,
-        MatRef::row_major(cols, depth, columns),
-        product,
-        false,
-        threads,
-    );
+    grouped_matmul(conv, g, cols, columns, product, false, threads);
     for (i, y) in out.chunks_exact_mut(g.output.numel()).enumerate() {
         for (o, row) in y.chunks_exact_mut(plane).enumerate() {
             let src = &product[o * columns + i * plane..o * columns + (i + 1) * plane];
@@ -126,16 +146,15 @@ fn conv_image(
         im2col(image, g, scratch, plane, 0);
         scratch
     };
-    let weights = MatRef::row_major(&conv.weight.data, g.output.c, g.depth());
-    matmul(weights, MatRef::row_major(cols, g.depth(), plane), out, true, threads);
+    grouped_matmul(conv, g, cols, plane, out, true, threads);
 }
 
 /// Unfolds `image` so row (c, ky, kx) of `cols` (rows `row_len` long) holds, from column
 /// `offset` on, the input each output pixel multiplies (zero where the window overlaps the
 /// padding).
 fn im2col(image: &[f32], g: &ConvGeometry, cols: &mut [f32], row_len: usize, offset: usize) {
-    let ([kh, kw], s) = (g.kernel, g.stride);
-    let [ph, pw] = g.padding.map(|p| p as isize);
+    let win = &g.window;
+    let [kh, kw] = win.kernel;
     let (ih, iw, oh, ow) = (g.input.h as isize, g.input.w, g.output.h, g.output.w);
     let mut rows = cols.chunks_exact_mut(row_len);
     for c in 0..g.input.c {
@@ -143,15 +162,17 @@ fn im2col(image: &[f32], g: &ConvGeometry, cols: &mut [f32], row_len: usize, off
         for ky in 0..kh {
             for kx in 0..kw {
                 let row = &mut rows.next().expect("cols has I·kh·kw rows")[offset..offset + oh * ow];
+                // Column of output 0's tap kx; each output moves it by the stride.
+                let first_column = win.input_coord(1, 0, kx);
                 for oy in 0..oh {
-                    let iy = (oy * s + ky) as isize - ph;
+                    let iy = win.input_coord(0, oy, ky);
                     let dst = &mut row[oy * ow..(oy + 1) * ow];
                     if iy < 0 || iy >= ih {
                         dst.fill(0.0);
                         continue;
                     }
                     let src = &plane[iy as usize * iw..(iy as usize + 1) * iw];
-                    copy_row(src, dst, kx as isize - pw, s);
+                    copy_row(src, dst, first_column, win.stride[1]);
                 }
             }
         }

@@ -194,6 +194,7 @@ impl<'a> Prepared<'a> {
                 ),
             });
         }
+        check_plan_fits_graph(graph, plan)?;
         let pools = graph
             .sites
             .iter()
@@ -311,11 +312,25 @@ impl<'a> Prepared<'a> {
                 self.apply_relu(&mut x, *site, &mut stats[*site], threads);
                 x
             }
-            Op::Add { a, b } => {
+            Op::Add { a, b } | Op::Sub { a, b } => {
                 let mut x = owned(*a, values);
                 // `a` is only taken when this is its last reader, so `b` (even if `a == b`) is still there.
                 let y = values[*b].as_deref().expect("inputs are computed before use");
-                x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
+                if matches!(self.graph.nodes[id].op, Op::Add { .. }) {
+                    x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
+                } else {
+                    x.iter_mut().zip(y).for_each(|(x, y)| *x -= y);
+                }
+                x
+            }
+            Op::Affine(affine) => {
+                let mut x = owned(affine.input, values);
+                ops::affine_in_place(&mut x, shape, affine);
+                x
+            }
+            Op::Pointwise { input, func } => {
+                let mut x = owned(*input, values);
+                x.iter_mut().for_each(|v| *v = ops::pointwise(func, *v));
                 x
             }
             Op::Flatten { input } => owned(*input, values),
@@ -352,10 +367,16 @@ impl<'a> Prepared<'a> {
                 stats[*site].merge(&site_stats);
                 out
             }
-            Op::AvgPool { input, pool } => {
+            Op::AvgPool {
+                input,
+                pool,
+                count_include_pad,
+            } => {
                 let x = values[*input].as_deref().expect("inputs are computed before use");
                 let from = self.shapes[*input];
-                map_images(x, from, shape, n, |img, out| ops::avg_pool(img, from, shape, pool, out))
+                map_images(x, from, shape, n, |img, out| {
+                    ops::avg_pool(img, from, shape, pool, *count_include_pad, out)
+                })
             }
             Op::GlobalAvgPool { input } => {
                 let x = values[*input].as_deref().expect("inputs are computed before use");
@@ -424,6 +445,19 @@ impl<'a> Prepared<'a> {
         }
         out
     }
+}
+
+/// Whether the plan can run on this graph at all: an approximate plan needs every
+/// non-linearity to be a site, and sites sharing a bound must get the same one.
+fn check_plan_fits_graph(graph: &Graph, plan: &ActivationPlan) -> Result<(), CpuError> {
+    if plan.modes.iter().any(|m| !matches!(m, SiteMode::Exact)) {
+        graph.refuse_approximation()?;
+    }
+    let bounds: Vec<Option<f64>> = plan.modes.iter().map(SiteMode::bound).collect();
+    graph.check_shared_bounds(&bounds).map_err(|detail| CpuError::Site {
+        site: graph.name.clone(),
+        detail,
+    })
 }
 
 /// Checks one site's mode and prepares max-pooling geometry (None for ReLU sites).

@@ -150,7 +150,7 @@ fn site_shapes(graph: &Graph) -> Result<Vec<SiteShape>, String> {
                     levels: 1,
                 }),
                 Op::MaxPool { pool, .. } => {
-                    let window = (pool.kernel * pool.kernel) as u64;
+                    let window = pool.taps() as u64;
                     Ok(SiteShape {
                         kind: SiteKind::MaxPool,
                         evaluations: outputs * (window - 1),
@@ -846,7 +846,7 @@ mod tests {
         let out = graph.shapes().unwrap();
         for (site, shape) in graph.sites.iter().zip(&shapes) {
             if let Op::MaxPool { pool, .. } = &graph.nodes[site.node].op {
-                let window = pool.kernel * pool.kernel;
+                let window = pool.taps();
                 assert_eq!(shape.evaluations, (out[site.node].numel() * (window - 1)) as u64);
                 assert_eq!(1u64 << shape.levels, (window as u64).next_power_of_two());
             }

@@ -2,7 +2,7 @@
 //! parameterised WGSL kernel for every α and scheme, in ReLU mode and max-pool mode.
 
 use super::{Gpu, GpuError};
-use crate::model::Pool2d;
+use crate::model::Window2d;
 use crate::poly::{Composite, Dd};
 use serde::Serialize;
 use std::str::FromStr;
@@ -177,20 +177,8 @@ impl PoolShape {
     /// PyTorch's output size (ceil-mode rule included), as the graph computes it; (0, 0) when
     /// the window does not fit (`validate` reports that).
     pub fn out_hw(&self) -> (usize, usize) {
-        let pool = Pool2d {
-            kernel: self.window,
-            stride: self.stride,
-            padding: self.pad,
-            ceil_mode: self.ceil_mode,
-        };
-        let out = |n: usize| {
-            if self.stride == 0 {
-                0
-            } else {
-                pool.out_len(n).unwrap_or(0)
-            }
-        };
-        (out(self.height), out(self.width))
+        let pool = Window2d::square(self.window, self.stride, self.pad).with_ceil_mode(self.ceil_mode);
+        pool.out_hw(self.height, self.width).unwrap_or((0, 0))
     }
 
     fn validate(&self) -> Result<(), GpuError> {

@@ -11,7 +11,7 @@ use super::conv::{ConvBuffers, ConvShape, Epilogue, encode_conv};
 use super::tensor_ops::{Dims, encode_add, encode_avg_pool, encode_copy_channels, encode_shortcut_a};
 use super::{Gpu, GpuError};
 use crate::cpu::{ActivationPlan, RunOutput, SiteMode, SiteStats};
-use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId, schedule::Step, schedule::fused_schedule};
+use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId, Window2d, schedule::Step, schedule::fused_schedule};
 use crate::poly::activation::max_pool_scale;
 use std::cell::RefCell;
 
@@ -263,7 +263,7 @@ impl<'a> GpuNetwork<'a> {
                 site,
                 output,
             } => {
-                let (input, shape) = self.conv_shape(conv, n);
+                let (input, shape) = self.conv_shape(conv, n)?;
                 let eval = site.map(|s| self.site_eval(plan, s, 1)).transpose()?;
                 let epilogue = match eval {
                     None | Some(SiteEval::Power { .. }) => Epilogue::None,
@@ -310,7 +310,7 @@ impl<'a> GpuNetwork<'a> {
             Step::Node(id) => match &self.graph.nodes[id].op {
                 Op::Input | Op::Conv2d(_) => unreachable!("scheduled as input / conv steps"),
                 Op::Linear(_) => {
-                    let (input, shape) = self.conv_shape(id, n);
+                    let (input, shape) = self.conv_shape(id, n)?;
                     let params = self.params[id].as_ref().expect("linear params uploaded");
                     let conv_buffers = ConvBuffers {
                         input: slot(input)?,
@@ -342,15 +342,16 @@ impl<'a> GpuNetwork<'a> {
                     )
                 }
                 &Op::MaxPool { input, pool, site } => {
-                    let eval = self.site_eval(plan, site, pool.kernel)?;
+                    let [window, stride, pad] = self.square_window(id, &pool)?;
+                    let eval = self.site_eval(plan, site, window)?;
                     let d = dims(input);
                     let shape = super::activation::PoolShape {
                         planes: d.n * d.c,
                         height: d.h,
                         width: d.w,
-                        window: pool.kernel,
-                        stride: pool.stride,
-                        pad: pool.padding,
+                        window,
+                        stride,
+                        pad,
                         ceil_mode: pool.ceil_mode,
                     };
                     let site_buffers = SiteBuffers {
@@ -360,16 +361,23 @@ impl<'a> GpuNetwork<'a> {
                     };
                     encode_max_pool(gpu, encoder, poly_for(site), eval, shape, &site_buffers)
                 }
-                &Op::AvgPool { input, pool } => {
+                &Op::AvgPool {
+                    input,
+                    pool,
+                    count_include_pad,
+                } => {
                     let out = self.shapes[id];
-                    let k = (pool.kernel, pool.kernel);
+                    let [kernel, stride, pad] = self.square_window(id, &pool)?;
+                    if !count_include_pad {
+                        return Err(self.unsupported(id, "average pooling without count_include_pad"));
+                    }
                     encode_avg_pool(
                         gpu,
                         encoder,
                         dims(input),
-                        k,
-                        pool.stride,
-                        pool.padding,
+                        (kernel, kernel),
+                        stride,
+                        pad,
                         (out.h, out.w),
                         slot(input)?,
                         slot(id)?,
@@ -388,6 +396,7 @@ impl<'a> GpuNetwork<'a> {
                     stride,
                 } => encode_shortcut_a(gpu, encoder, dims(input), out_channels, stride, slot(input)?, slot(id)?),
                 Op::Flatten { .. } => Ok(()), // a view of its input's buffer
+                Op::Sub { .. } | Op::Affine(_) | Op::Pointwise { .. } => Err(self.unsupported(id, "this op")),
                 Op::Concat { inputs } => {
                     let out_channels = self.shapes[id].c;
                     let mut offset = 0;
@@ -402,11 +411,34 @@ impl<'a> GpuNetwork<'a> {
         }
     }
 
+    fn unsupported(&self, id: NodeId, what: &str) -> GpuError {
+        GpuError::BadInput(format!(
+            "node `{}`: {what} is not supported by the GPU backend yet (use --backend cpu)",
+            self.graph.nodes[id].name
+        ))
+    }
+
+    /// `[kernel, stride, padding]` of a square, symmetric, undilated window.
+    fn square_window(&self, id: NodeId, w: &Window2d) -> Result<[usize; 3], GpuError> {
+        let square = w.kernel[0] == w.kernel[1]
+            && w.stride[0] == w.stride[1]
+            && w.dilation == [1, 1]
+            && w.pads.iter().all(|&p| p == w.pads[0]);
+        if !square {
+            return Err(self.unsupported(id, &format!("the window {w:?}")));
+        }
+        Ok([w.kernel[0], w.stride[0], w.pads[0]])
+    }
+
     /// The convolution geometry of a conv or linear node (linear: 1x1 kernel on a 1x1 image).
-    fn conv_shape(&self, id: NodeId, batch: usize) -> (NodeId, ConvShape) {
+    fn conv_shape(&self, id: NodeId, batch: usize) -> Result<(NodeId, ConvShape), GpuError> {
         match &self.graph.nodes[id].op {
             Op::Conv2d(c) => {
                 let s = self.shapes[c.input];
+                let w = &c.window;
+                if c.groups != 1 || w.dilation != [1, 1] || !w.is_symmetric() || w.stride[0] != w.stride[1] {
+                    return Err(self.unsupported(id, &format!("groups {} with window {w:?}", c.groups)));
+                }
                 let shape = ConvShape {
                     batch,
                     in_c: s.c,
@@ -415,11 +447,11 @@ impl<'a> GpuNetwork<'a> {
                     out_c: c.out_channels(),
                     kernel_h: c.kernel()[0],
                     kernel_w: c.kernel()[1],
-                    stride: c.stride,
-                    pad_h: c.padding[0],
-                    pad_w: c.padding[1],
+                    stride: w.stride[0],
+                    pad_h: w.pads[0],
+                    pad_w: w.pads[1],
                 };
-                (c.input, shape)
+                Ok((c.input, shape))
             }
             Op::Linear(l) => {
                 let shape = ConvShape {
@@ -434,7 +466,7 @@ impl<'a> GpuNetwork<'a> {
                     pad_h: 0,
                     pad_w: 0,
                 };
-                (l.input, shape)
+                Ok((l.input, shape))
             }
             other => unreachable!("conv_shape of {other:?}"),
         }

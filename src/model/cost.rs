@@ -12,7 +12,7 @@
 //! the first stage's coefficients, as the max-pool rescaling is) are outside this model. All
 //! figures are per image.
 
-use super::graph::{Graph, Op, Pool2d, SiteKind};
+use super::graph::{Graph, Op, SiteKind, Window2d};
 use crate::poly::PolyError;
 use crate::poly::cost::{HeCost, max_cost, relu_cost};
 use serde::{Deserialize, Serialize};
@@ -159,7 +159,7 @@ fn site_cost(
     name: &str,
     kind: SiteKind,
     elements: u64,
-    window: Option<&Pool2d>,
+    window: Option<&Window2d>,
     precision: &SitePrecision,
 ) -> Result<SiteCost, CostError> {
     let kind_name = match kind {
@@ -192,7 +192,7 @@ fn site_cost(
             (c, elements, c.depth)
         }
         Some(pool) => {
-            let inputs = (pool.kernel * pool.kernel) as u64;
+            let inputs = pool.taps() as u64;
             let c = max_cost(degrees);
             (c, elements * (inputs - 1), tree_levels(inputs) * c.depth)
         }

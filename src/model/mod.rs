@@ -23,7 +23,8 @@ pub mod schedule;
 mod vgg;
 
 pub use graph::{
-    Batch, Conv2d, Graph, GraphBuilder, GraphError, Linear, Node, NodeId, Op, Pool2d, Shape, Site, SiteId, SiteKind,
+    Affine, Batch, Conv2d, Graph, GraphBuilder, GraphError, Linear, Node, NodeId, Op, Pointwise, Shape, Site, SiteId,
+    SiteKind, Window2d,
 };
 pub use params::{CounterParams, ParamInfo, ParamKind, ParamSource, RandomParams, counter_uniform};
 pub use resnet::ResNetLayout;

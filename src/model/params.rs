@@ -378,13 +378,7 @@ pub fn push_conv_bn(
 ) -> Result<NodeId, ModelError> {
     let shape = (spec.in_ch, spec.out_ch, spec.kernel);
     let (weight, bias) = conv_bn(params, conv, bn, shape, conv_has_bias, spec.bn_eps)?;
-    let op = Op::Conv2d(Conv2d {
-        input,
-        weight,
-        bias,
-        stride: spec.stride,
-        padding: spec.padding,
-    });
+    let op = Op::Conv2d(Conv2d::dense(input, weight, bias, spec.stride, spec.padding));
     Ok(b.push(conv, op))
 }
 

@@ -249,37 +249,15 @@ fn shape_inference_rejects_inconsistent_graphs_naming_the_node() {
 
 #[test]
 fn pool_output_sizes_follow_pytorch() {
-    let p = Pool2d {
-        kernel: 3,
-        stride: 2,
-        padding: 1,
-        ceil_mode: false,
-    };
-    assert_eq!(p.out_len(112), Some(56));
-    let ceil = Pool2d {
-        kernel: 2,
-        stride: 2,
-        padding: 0,
-        ceil_mode: true,
-    };
-    assert_eq!(ceil.out_len(7), Some(4));
-    assert_eq!(
-        Pool2d {
-            ceil_mode: false,
-            ..ceil
-        }
-        .out_len(7),
-        Some(3)
-    );
+    let p = Window2d::square(3, 2, 1);
+    assert_eq!(p.out_len(0, 112), Some(56));
+    let ceil = Window2d::square(2, 2, 0).with_ceil_mode(true);
+    assert_eq!(ceil.out_len(1, 7), Some(4));
+    assert_eq!(ceil.with_ceil_mode(false).out_len(1, 7), Some(3));
     // ceil mode: the last window may not start in the right padding
-    let edge = Pool2d {
-        kernel: 2,
-        stride: 2,
-        padding: 1,
-        ceil_mode: true,
-    };
-    assert_eq!(edge.out_len(5), Some(3));
-    assert_eq!(Pool2d { kernel: 3, ..edge }.out_len(6), Some(4));
+    let edge = Window2d::square(2, 2, 1).with_ceil_mode(true);
+    assert_eq!(edge.out_len(0, 5), Some(3));
+    assert_eq!(Window2d { kernel: [3, 3], ..edge }.out_len(0, 6), Some(4));
 }
 
 #[test]
