@@ -155,14 +155,8 @@ fn composite(alpha: u32) -> &'static Composite {
     C.get_or_init(|| optimise_eps(paper_degrees(alpha).unwrap()).unwrap().composite)
 }
 
-/// Networks whose operators the graph IR covers today (MobileNet-V2 needs grouped convolution
-/// and ReLU6).
-fn supported(net: &Net) -> bool {
-    !net.name.starts_with("mobilenet")
-}
-
 fn each_export(mut f: impl FnMut(&Net, &Export, Graph)) {
-    for net in fixtures().nets.iter().filter(|n| supported(n)) {
+    for net in &fixtures().nets {
         for export in &net.files {
             let path = net.model_path(export);
             let graph = onnx::load(&path).unwrap_or_else(|e| panic!("{}: {e}", export.file));
@@ -205,6 +199,11 @@ fn gpu_runs_exports_as_the_cpu_does() {
     let mut seen = std::collections::HashSet::new();
     each_export(|net, export, graph| {
         if !seen.insert(net.name.clone()) {
+            return;
+        }
+        if net.name.starts_with("mobilenet") {
+            // Grouped convolution and ReLU6's Sub/Affine are CPU-only in the IR's first step.
+            eprintln!("skipped on the GPU: {} (grouped convolution not in the GPU backend yet)", export.file);
             return;
         }
         let batch = net.batch();

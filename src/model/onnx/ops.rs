@@ -5,7 +5,7 @@ use super::OnnxError;
 use super::fold::{self, Arith, Constant, Data};
 use super::node::NodeView;
 use super::translate::{Act, Affine, Translator, Value};
-use crate::model::graph::{Conv2d, Linear, Op, Pool2d};
+use crate::model::graph::{Conv2d, Linear, Op, Pointwise, Window2d};
 use crate::weights::Tensor;
 
 type R = Result<(), OnnxError>;
@@ -41,6 +41,7 @@ pub fn translate(t: &mut Translator, n: &NodeView) -> R {
         "Gemm" => gemm(t, n),
         "MatMul" => matmul(t, n),
         "Pad" => pad(t, n),
+        "Sigmoid" | "Tanh" | "HardSwish" | "HardSigmoid" | "Gelu" => pointwise(t, n),
         _ => Err(n.error("operator not supported")),
     }
 }
@@ -314,14 +315,16 @@ fn arithmetic(t: &mut Translator, n: &NodeView) -> R {
     let op = Arith::from_op(n.op).expect("dispatched on these names");
     match (t.input(n, 0)?.clone(), t.input(n, 1)?.clone()) {
         (Value::Const(a), Value::Const(b)) => folded(t, n, fold::arith(op, &a, &b)),
-        (Value::Act(_), Value::Act(_)) if op == Arith::Add => {
+        (Value::Act(_), Value::Act(_)) if matches!(op, Arith::Add | Arith::Sub) => {
             let (a, b) = (t.plain_act(n, 0)?, t.plain_act(n, 1)?);
             if a.flat != b.flat {
-                return Err(n.error("adds a flat and an image value"));
+                return Err(n.error("combines a flat and an image value"));
             }
-            let id = t.push(n, Op::Add { a: a.node, b: b.node })?;
+            let node = if op == Arith::Add { Op::Add { a: a.node, b: b.node } } else { Op::Sub { a: a.node, b: b.node } };
+            let id = t.push(n, node)?;
             t.output(n, 0, Value::Act(Act::plain(id, a.flat)))
         }
+        (Value::Act(_), Value::Act(_)) if op == Arith::Mul => silu(t, n),
         (Value::Act(_), Value::Act(_)) => Err(n.error(format!("{} of two run-time values is not supported", n.op))),
         (Value::Act(a), Value::Const(c)) => {
             let v = per_channel(t, n, a, &c)?;
@@ -348,15 +351,9 @@ fn arithmetic(t: &mut Translator, n: &NodeView) -> R {
     }
 }
 
-/// Spatial attributes shared by Conv and the pools, checked against what the IR expresses.
-struct Window {
-    kernel: [usize; 2],
-    stride: usize,
-    /// `[top, left, bottom, right]`, pending zero padding included.
-    pads: [usize; 4],
-}
-
-fn window(n: &NodeView, a: &Act, kernel: Option<[usize; 2]>) -> Result<Window, OnnxError> {
+/// The window of a Conv or pool from its attributes (`kernel` from the weight for Conv), the
+/// input's pending zero padding added to its own.
+fn window(n: &NodeView, a: &Act, kernel: Option<[usize; 2]>) -> Result<Window2d, OnnxError> {
     let two = |name: &str, default: i64| -> Result<[usize; 2], OnnxError> {
         match n.ints(name).as_deref() {
             None => Ok([default as usize; 2]),
@@ -377,29 +374,18 @@ fn window(n: &NodeView, a: &Act, kernel: Option<[usize; 2]>) -> Result<Window, O
     {
         return Err(n.error(format!("kernel_shape {k:?} disagrees with the weight's {kernel:?}")));
     }
-    let [sh, sw] = two("strides", 1)?;
-    if sh != sw {
-        return Err(n.error(format!("strides [{sh}, {sw}] differ (not supported yet)")));
-    }
-    if two("dilations", 1)? != [1, 1] {
-        return Err(n.error("dilated windows are not supported yet"));
-    }
     let pads = match n.ints("pads").as_deref() {
         None => [0; 4],
         Some(&[t, l, b, r]) if t >= 0 && l >= 0 && b >= 0 && r >= 0 => [t as usize, l as usize, b as usize, r as usize],
         Some(v) => Err(n.error(format!("pads {v:?} are not four non-negative numbers")))?,
     };
-    let pads = [0, 1, 2, 3].map(|i| pads[i] + a.pad[i]);
-    Ok(Window { kernel, stride: sh, pads })
-}
-
-/// `[rows, columns]` padding when top = bottom and left = right.
-fn symmetric(n: &NodeView, pads: [usize; 4]) -> Result<[usize; 2], OnnxError> {
-    let [t, l, b, r] = pads;
-    if t != b || l != r {
-        return Err(n.error(format!("asymmetric padding {pads:?} is not supported yet")));
-    }
-    Ok([t, l])
+    Ok(Window2d {
+        kernel,
+        stride: two("strides", 1)?,
+        dilation: two("dilations", 1)?,
+        pads: [0, 1, 2, 3].map(|i| pads[i] + a.pad[i]),
+        ceil_mode: n.int("ceil_mode", 0) != 0,
+    })
 }
 
 fn conv(t: &mut Translator, n: &NodeView) -> R {
@@ -419,16 +405,17 @@ fn conv(t: &mut Translator, n: &NodeView) -> R {
         Some(b) => return Err(n.error(format!("bias of shape {:?} for {o} output channels", b.dims))),
         None => vec![0.0; o],
     };
-    if n.int("group", 1) != 1 {
-        return Err(n.error("grouped convolution is not supported yet"));
+    let groups = usize::try_from(n.int("group", 1)).ok().filter(|&g| g > 0).ok_or_else(|| n.error("group must be positive"))?;
+    let window = window(n, &a, Some([kh, kw]))?;
+    if window.ceil_mode {
+        return Err(n.error("a convolution has no ceil_mode"));
     }
-    let win = window(n, &a, Some([kh, kw]))?;
     let op = Op::Conv2d(Conv2d {
         input: a.node,
         weight: Tensor { shape: vec![o, i, kh, kw], data: weight },
         bias,
-        stride: win.stride,
-        padding: symmetric(n, win.pads)?,
+        window,
+        groups,
     });
     let id = t.push(n, op)?;
     t.output(n, 0, Value::Act(Act::plain(id, false)))
@@ -466,6 +453,22 @@ fn batch_norm(t: &mut Translator, n: &NodeView) -> R {
     t.output(n, 0, Value::Act(out))
 }
 
+/// `x · Sigmoid(x)`, the form exporters give SiLU: one exact-only SiLU node.
+fn silu(t: &mut Translator, n: &NodeView) -> R {
+    let (a, b) = (t.plain_act(n, 0)?, t.plain_act(n, 1)?);
+    let graph = t.builder.graph();
+    let sigmoid_of = |s: usize, x: usize| {
+        matches!(graph.nodes[s].op, Op::Pointwise { input, func: Pointwise::Sigmoid } if input == x)
+    };
+    let x = match (sigmoid_of(b.node, a.node), sigmoid_of(a.node, b.node)) {
+        (true, _) => a,
+        (_, true) => b,
+        _ => return Err(n.error("Mul of two run-time values other than x · Sigmoid(x) is not supported")),
+    };
+    let id = t.push(n, Op::Pointwise { input: x.node, func: Pointwise::Silu })?;
+    t.output(n, 0, Value::Act(Act::plain(id, x.flat)))
+}
+
 fn relu(t: &mut Translator, n: &NodeView) -> R {
     let a = t.plain_act(n, 0)?;
     let id = t.relu(n, a.node)?;
@@ -482,25 +485,41 @@ fn clip(t: &mut Translator, n: &NodeView) -> R {
     let (lo, hi) = (bound(t, 1, "min")?, bound(t, 2, "max")?);
     match (lo, hi) {
         (Some(0.0), None) => relu(t, n),
-        (Some(0.0), Some(6.0)) => Err(n.error("ReLU6 (Clip 0..6) is not supported yet")),
-        _ => Err(n.error(format!("Clip({lo:?}, {hi:?}) is not supported; only Clip(0) (ReLU)"))),
+        (Some(0.0), Some(6.0)) => {
+            let a = t.plain_act(n, 0)?;
+            let id = t.relu6(n, a.node)?;
+            t.output(n, 0, Value::Act(Act::plain(id, a.flat)))
+        }
+        (lo, hi) => {
+            let func = Pointwise::Clip {
+                min: lo.map_or(f32::NEG_INFINITY, |v| v as f32),
+                max: hi.map_or(f32::INFINITY, |v| v as f32),
+            };
+            push_pointwise(t, n, func)
+        }
     }
 }
 
-fn pool2d(n: &NodeView, win: &Window) -> Result<Pool2d, OnnxError> {
-    if win.kernel[0] != win.kernel[1] {
-        return Err(n.error(format!("window {:?} is not square (not supported yet)", win.kernel)));
-    }
-    let [ph, pw] = symmetric(n, win.pads)?;
-    if ph != pw {
-        return Err(n.error(format!("padding [{ph}, {pw}] differs between axes (not supported yet)")));
-    }
-    Ok(Pool2d {
-        kernel: win.kernel[0],
-        stride: win.stride,
-        padding: ph,
-        ceil_mode: n.int("ceil_mode", 0) != 0,
-    })
+/// Exact-only non-linearities (no approximation site; an approximate run refuses the graph).
+fn pointwise(t: &mut Translator, n: &NodeView) -> R {
+    let func = match n.op {
+        "Sigmoid" => Pointwise::Sigmoid,
+        "Tanh" => Pointwise::Tanh,
+        "HardSwish" => Pointwise::HardSwish,
+        "HardSigmoid" => Pointwise::HardSigmoid {
+            alpha: n.float("alpha").unwrap_or(0.2),
+            beta: n.float("beta").unwrap_or(0.5),
+        },
+        "Gelu" if n.string("approximate").is_none_or(|a| a == "none") => Pointwise::Gelu,
+        _ => return Err(n.error("only the erf form of GELU is supported")),
+    };
+    push_pointwise(t, n, func)
+}
+
+fn push_pointwise(t: &mut Translator, n: &NodeView, func: Pointwise) -> R {
+    let a = t.plain_act(n, 0)?;
+    let id = t.push(n, Op::Pointwise { input: a.node, func })?;
+    t.output(n, 0, Value::Act(Act::plain(id, a.flat)))
 }
 
 fn max_pool(t: &mut Translator, n: &NodeView) -> R {
@@ -515,8 +534,7 @@ fn max_pool(t: &mut Translator, n: &NodeView) -> R {
     if a.pad != [0; 4] && !matches!(t.builder.graph().nodes[a.node].op, Op::Relu { .. }) {
         return Err(n.error("max-pools a zero-padded value that may be negative"));
     }
-    let pool = pool2d(n, &window(n, &a, None)?)?;
-    let id = t.max_pool(n, a.node, pool)?;
+    let id = t.max_pool(n, a.node, window(n, &a, None)?)?;
     t.output(n, 0, Value::Act(Act::plain(id, false)))
 }
 
@@ -526,13 +544,16 @@ fn average_pool(t: &mut Translator, n: &NodeView) -> R {
         return Err(n.error("pools a flat or strided-sliced value"));
     }
     let own = window(n, &Act::plain(a.node, false), None)?;
-    // The IR's average pool counts padded positions (count_include_pad = 1); a pending zero Pad
-    // is data and always counts.
-    if own.pads != [0; 4] && n.int("count_include_pad", 0) == 0 {
-        return Err(n.error("average pooling that excludes padding (count_include_pad = 0) is not supported yet"));
+    let mut count_include_pad = n.int("count_include_pad", 0) != 0;
+    // A pending zero Pad is data: it always counts, which the pool's own padding then must too.
+    if a.pad != [0; 4] {
+        if own.pads != [0; 4] && !count_include_pad {
+            return Err(n.error("average pooling without its padding of a zero-padded value"));
+        }
+        count_include_pad = true;
     }
-    let pool = pool2d(n, &window(n, &a, None)?)?;
-    let id = t.push(n, Op::AvgPool { input: a.node, pool })?;
+    let pool = window(n, &a, None)?;
+    let id = t.push(n, Op::AvgPool { input: a.node, pool, count_include_pad })?;
     t.output(n, 0, Value::Act(Act::plain(id, false)))
 }
 

@@ -5,7 +5,7 @@
 use super::decode::ModelFile;
 use super::fold::Constant;
 use super::node::NodeView;
-use crate::model::graph::{GraphBuilder, NodeId, Op, Shape};
+use crate::model::graph::{self, GraphBuilder, NodeId, Op, Shape};
 use std::collections::HashMap;
 
 /// An ONNX value during translation.
@@ -237,7 +237,14 @@ impl<'f> Translator<'f> {
         Ok(id)
     }
 
-    pub fn max_pool(&mut self, n: &NodeView, input: NodeId, pool: crate::model::Pool2d) -> Result<NodeId, super::OnnxError> {
+    /// ReLU6 as two ReLU sites sharing B, named `{node}.relu` and `{node}.relu_minus6`.
+    pub fn relu6(&mut self, n: &NodeView, input: NodeId) -> Result<NodeId, super::OnnxError> {
+        let id = self.builder.relu6(&n.name, input);
+        self.check_shapes(n)?;
+        Ok(id)
+    }
+
+    pub fn max_pool(&mut self, n: &NodeView, input: NodeId, pool: crate::model::Window2d) -> Result<NodeId, super::OnnxError> {
         let id = self.builder.max_pool(&n.name, input, pool);
         self.check_shapes(n)?;
         Ok(id)
@@ -255,8 +262,19 @@ impl<'f> Translator<'f> {
         Ok(self.shapes[node])
     }
 
+    /// An affine node: `y = x·scale + (pre·scale + post)`.
+    fn push_affine(&mut self, n: &NodeView, a: Act, affine: &Affine) -> Result<Act, super::OnnxError> {
+        let len = [&affine.pre, &affine.scale, &affine.post].iter().map(|v| v.len()).max().unwrap_or(1);
+        let scale: Vec<f32> = (0..len).map(|c| Affine::at(&affine.scale, c) as f32).collect();
+        let shift: Vec<f32> = (0..len)
+            .map(|c| (Affine::at(&affine.pre, c) * Affine::at(&affine.scale, c) + Affine::at(&affine.post, c)) as f32)
+            .collect();
+        let op = Op::Affine(graph::Affine { input: a.node, scale, shift });
+        Ok(Act::plain(self.push(n, op)?, a.flat))
+    }
+
     /// Applies `affine` to input `i`: folded into the convolution or linear layer that produces
-    /// it when nothing else reads that layer's output, otherwise an error naming the node.
+    /// it when nothing else reads that layer's output, otherwise an affine node.
     pub fn affine(&mut self, n: &NodeView, i: usize, affine: Affine) -> Result<Act, super::OnnxError> {
         let a = self.plain_act(n, i)?;
         let shape = self.shape(n, a.node)?;
@@ -274,11 +292,7 @@ impl<'f> Translator<'f> {
         match self.builder.op_mut(a.node) {
             Some(Op::Conv2d(conv)) if sole_reader => affine.fold_into(&mut conv.weight.data, &mut conv.bias),
             Some(Op::Linear(lin)) if sole_reader => affine.fold_into(&mut lin.weight.data, &mut lin.bias),
-            _ => {
-                return Err(n.error(
-                    "a per-channel scale/shift is supported only right after a Conv, Gemm or MatMul whose output nothing else reads",
-                ));
-            }
+            _ => return self.push_affine(n, a, &affine),
         }
         // The value read is dead now (its only reader was this node); the output takes its place.
         if let Some(count) = self.bound.get_mut(&a.node) {
