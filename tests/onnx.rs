@@ -15,6 +15,7 @@ use polycnn::gpu::network::GpuNetwork;
 use polycnn::model::onnx::proto::{ModelProto, TensorProto};
 use polycnn::model::onnx::{self, OnnxError, Place};
 use polycnn::model::{Batch, CounterParams, Graph, ParamKind, ParamSource, Shape};
+use polycnn::weights::StateDict;
 use polycnn::poly::{Composite, optimise_eps, paper_degrees};
 use prost::Message;
 use serde::Deserialize;
@@ -369,4 +370,79 @@ fn external_data_is_confined_and_bounded() {
     std::fs::remove_file(dir.join(format!("{}.data", export.file))).unwrap();
     let err = onnx::load(&path).expect_err("missing data file").to_string();
     assert!(err.contains(".data"), "{err}");
+}
+
+/// `../shared/data` beside the repository, if present.
+fn shared_data() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    dir.is_dir().then_some(dir)
+}
+
+impl RealNet {
+    /// The built-in network from the checkpoint, and each export with its `.data` file written
+    /// from the same checkpoint (read by polycnn's state-dict reader) in the script's layout.
+    fn graphs(&self, data: &Path) -> (Graph, Vec<(String, Graph)>) {
+        let checkpoint = data.join(&self.checkpoint);
+        let builtin = polycnn::model::load(self.arch.parse().unwrap(), &checkpoint).unwrap();
+        let dict = StateDict::load(&checkpoint).unwrap();
+        let mut bytes = Vec::new();
+        for (name, shape) in &self.tensors {
+            let t = dict.get(name).unwrap_or_else(|| panic!("{name} not in {}", checkpoint.display()));
+            assert_eq!(&t.shape, shape, "{name}");
+            bytes.extend(le_bytes(&t.data, false));
+        }
+        let exports = self
+            .files
+            .iter()
+            .map(|export| {
+                let dir = temp_dir(&export.file);
+                std::fs::copy(fixture_dir().join(&export.file), dir.join(&export.file)).unwrap();
+                std::fs::write(dir.join(format!("{}.data", export.file)), &bytes).unwrap();
+                let graph = onnx::load(&dir.join(&export.file)).unwrap_or_else(|e| panic!("{e}"));
+                (export.file.clone(), graph)
+            })
+            .collect();
+        (builtin, exports)
+    }
+}
+
+/// akamaster's ResNet-20 and the CIFAR VGG-11-bn, from their checkpoints and from ONNX exports
+/// whose weights are the same checkpoints: on the 16 lossless CIFAR-10 test images of the
+/// PyTorch fixtures, exact and approximated (α = 14, B = 50), the logits and every site's
+/// statistics are identical.
+#[test]
+fn onnx_and_builtin_networks_agree_exactly_on_real_weights() {
+    let Some(data) = shared_data() else {
+        eprintln!("skipped: ../shared/data is absent (real checkpoints)");
+        return;
+    };
+    let inputs = [
+        ("resnet20_akamaster", "akamaster_resnet20_logits.safetensors"),
+        ("vgg11_bn_cifar10", "cifar10_vgg11_bn_logits.safetensors"),
+    ];
+    for net in &fixtures().real {
+        let file = inputs.iter().find(|(n, _)| *n == net.name).unwrap().1;
+        let io = StateDict::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file)).unwrap();
+        let input = io.get("input").unwrap();
+        let (builtin, exports) = net.graphs(&data);
+        let batch = Batch::new(input.shape[0], builtin.input, input.data.clone()).unwrap();
+        for (file, graph) in &exports {
+            assert_eq!(graph.sites.len(), builtin.sites.len(), "{file}");
+            for plan_of in [ActivationPlan::exact, |g: &Graph| ActivationPlan::uniform(g, SiteMode::approx(composite(14), 14, 50.0))] {
+                let want = cpu::run(&builtin, &batch, &plan_of(&builtin)).unwrap();
+                let got = cpu::run(graph, &batch, &plan_of(graph)).unwrap();
+                assert_eq!(got.logits, want.logits, "{file}: logits");
+                for (g, w) in got.sites.iter().zip(&want.sites) {
+                    assert_eq!(
+                        (g.count, g.max_abs, g.out_of_range, &g.log2_hist),
+                        (w.count, w.max_abs, w.out_of_range, &w.log2_hist),
+                        "{file}: site {} (built-in {})",
+                        g.name,
+                        w.name
+                    );
+                }
+            }
+            eprintln!("{file}: identical to the built-in {} ({} sites)", net.arch, graph.sites.len());
+        }
+    }
 }
