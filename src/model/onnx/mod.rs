@@ -185,3 +185,6 @@ fn input_shape(file: &ModelFile, input: &ValueInfoProto) -> Result<(Shape, Optio
         _ => Err(err("the graph input's C, H and W must be fixed positive numbers".into())),
     }
 }
+
+#[cfg(test)]
+mod tests;
