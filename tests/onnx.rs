@@ -15,8 +15,8 @@ use polycnn::gpu::network::GpuNetwork;
 use polycnn::model::onnx::proto::{ModelProto, TensorProto};
 use polycnn::model::onnx::{self, OnnxError, Place};
 use polycnn::model::{Batch, CounterParams, Graph, ParamKind, ParamSource, Shape};
-use polycnn::weights::StateDict;
 use polycnn::poly::{Composite, optimise_eps, paper_degrees};
+use polycnn::weights::StateDict;
 use prost::Message;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -103,7 +103,10 @@ fn kind(name: &str, fan_in: usize) -> ParamKind {
 /// Little-endian bytes of `values` as float32, or float16 when `half`.
 fn le_bytes(values: &[f32], half: bool) -> Vec<u8> {
     if half {
-        values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect()
+        values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect()
     } else {
         values.iter().flat_map(|&v| v.to_le_bytes()).collect()
     }
@@ -143,7 +146,10 @@ impl Net {
 fn relative_difference(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len());
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    got.iter().zip(want).fold(0.0f64, |m, (g, w)| m.max((*g as f64 - w).abs())) / scale
+    got.iter()
+        .zip(want)
+        .fold(0.0f64, |m, (g, w)| m.max((*g as f64 - w).abs()))
+        / scale
 }
 
 fn widen(v: &[f32]) -> Vec<f64> {
@@ -172,7 +178,10 @@ fn exports_match_pytorch_logits_on_cpu_exact_and_approximate() {
         let batch = net.batch();
         let exact = cpu::run(&graph, &batch, &ActivationPlan::exact(&graph)).unwrap();
         let diff = relative_difference(&exact.logits, &widen(net.exact_logits(export)));
-        eprintln!("{} ({} opset {}): exact CPU vs PyTorch {diff:.2e}", export.file, export.exporter, export.opset);
+        eprintln!(
+            "{} ({} opset {}): exact CPU vs PyTorch {diff:.2e}",
+            export.file, export.exporter, export.opset
+        );
         assert!(diff <= 1e-4, "{}: exact CPU vs PyTorch {diff:e}", export.file);
         if export.weights == "external-f16" {
             return;
@@ -204,7 +213,10 @@ fn gpu_runs_exports_as_the_cpu_does() {
         }
         if net.name.starts_with("mobilenet") {
             // Grouped convolution and ReLU6's Sub/Affine are CPU-only in the IR's first step.
-            eprintln!("skipped on the GPU: {} (grouped convolution not in the GPU backend yet)", export.file);
+            eprintln!(
+                "skipped on the GPU: {} (grouped convolution not in the GPU backend yet)",
+                export.file
+            );
             return;
         }
         let batch = net.batch();
@@ -231,7 +243,12 @@ fn sites_are_named_after_the_onnx_nodes() {
     let path = net.model_path(export);
     let graph = onnx::load(&path).unwrap();
     let model = read_model(&path);
-    let names: Vec<&str> = model.graph.as_ref().unwrap().node.iter()
+    let names: Vec<&str> = model
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
         .filter(|n| matches!(n.op_type.as_deref(), Some("Relu" | "MaxPool")))
         .map(|n| n.name.as_deref().unwrap())
         .collect();
@@ -285,7 +302,11 @@ fn truncated_file_is_an_error_naming_it() {
 fn unknown_operator_is_an_error_naming_node_op_and_opset() {
     let (mut model, _) = small_model();
     let graph = model.graph.as_mut().unwrap();
-    let relu = graph.node.iter_mut().find(|n| n.op_type.as_deref() == Some("Relu")).unwrap();
+    let relu = graph
+        .node
+        .iter_mut()
+        .find(|n| n.op_type.as_deref() == Some("Relu"))
+        .unwrap();
     relu.op_type = Some("Softplus".into());
     let name = relu.name.clone().unwrap();
     let err = load_edited(&model, "unknown_op");
@@ -309,8 +330,19 @@ fn wrong_initializer_size_is_an_error_naming_the_tensor() {
 fn cycle_and_missing_input_are_errors_naming_the_node() {
     let (mut model, _) = small_model();
     let graph = model.graph.as_mut().unwrap();
-    let last_output = graph.node.iter().rev().find(|n| n.op_type.as_deref() == Some("Add")).unwrap().output[0].clone();
-    let conv = graph.node.iter_mut().find(|n| n.op_type.as_deref() == Some("Conv")).unwrap();
+    let last_output = graph
+        .node
+        .iter()
+        .rev()
+        .find(|n| n.op_type.as_deref() == Some("Add"))
+        .unwrap()
+        .output[0]
+        .clone();
+    let conv = graph
+        .node
+        .iter_mut()
+        .find(|n| n.op_type.as_deref() == Some("Conv"))
+        .unwrap();
     conv.input[0] = last_output;
     let err = load_edited(&model, "cycle");
     assert!(err.detail.contains("cycle"), "{err}");
@@ -318,7 +350,11 @@ fn cycle_and_missing_input_are_errors_naming_the_node() {
 
     let (mut model, _) = small_model();
     let graph = model.graph.as_mut().unwrap();
-    let add = graph.node.iter_mut().find(|n| n.op_type.as_deref() == Some("Add")).unwrap();
+    let add = graph
+        .node
+        .iter_mut()
+        .find(|n| n.op_type.as_deref() == Some("Add"))
+        .unwrap();
     add.input[1] = "nowhere".into();
     let name = add.name.clone().unwrap();
     let err = load_edited(&model, "missing_input");
@@ -344,20 +380,35 @@ fn unsupported_opset_and_multiple_inputs_are_errors() {
 /// External data must stay inside the model's folder and within the data file.
 #[test]
 fn external_data_is_confined_and_bounded() {
-    let net = fixtures().nets.iter().find(|n| n.files.iter().any(|f| f.weights == "external")).unwrap();
+    let net = fixtures()
+        .nets
+        .iter()
+        .find(|n| n.files.iter().any(|f| f.weights == "external"))
+        .unwrap();
     let export = net.files.iter().find(|f| f.weights == "external").unwrap();
     let path = net.model_path(export);
     let dir = path.parent().unwrap().to_path_buf();
     let edit = |f: &dyn Fn(&mut TensorProto)| {
         let mut model = read_model(&path);
-        let init = model.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.data_location == Some(1)).unwrap();
+        let init = model
+            .graph
+            .as_mut()
+            .unwrap()
+            .initializer
+            .iter_mut()
+            .find(|t| t.data_location == Some(1))
+            .unwrap();
         f(init);
         let edited = dir.join("edited.onnx");
         std::fs::write(&edited, model.encode_to_vec()).unwrap();
         onnx::load(&edited).expect_err("bad external data").to_string()
     };
     let set = |t: &mut TensorProto, key: &str, value: &str| {
-        t.external_data.iter_mut().find(|e| e.key.as_deref() == Some(key)).unwrap().value = Some(value.into());
+        t.external_data
+            .iter_mut()
+            .find(|e| e.key.as_deref() == Some(key))
+            .unwrap()
+            .value = Some(value.into());
     };
     let err = edit(&|t| set(t, "location", "../escape.data"));
     assert!(err.contains("not a path inside the model's folder"), "{err}");
@@ -387,7 +438,9 @@ impl RealNet {
         let dict = StateDict::load(&checkpoint).unwrap();
         let mut bytes = Vec::new();
         for (name, shape) in &self.tensors {
-            let t = dict.get(name).unwrap_or_else(|| panic!("{name} not in {}", checkpoint.display()));
+            let t = dict
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} not in {}", checkpoint.display()));
             assert_eq!(&t.shape, shape, "{name}");
             bytes.extend(le_bytes(&t.data, false));
         }
@@ -422,13 +475,20 @@ fn onnx_and_builtin_networks_agree_exactly_on_real_weights() {
     ];
     for net in &fixtures().real {
         let file = inputs.iter().find(|(n, _)| *n == net.name).unwrap().1;
-        let io = StateDict::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file)).unwrap();
+        let io = StateDict::load(
+            &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(file),
+        )
+        .unwrap();
         let input = io.get("input").unwrap();
         let (builtin, exports) = net.graphs(&data);
         let batch = Batch::new(input.shape[0], builtin.input, input.data.clone()).unwrap();
         for (file, graph) in &exports {
             assert_eq!(graph.sites.len(), builtin.sites.len(), "{file}");
-            for plan_of in [ActivationPlan::exact, |g: &Graph| ActivationPlan::uniform(g, SiteMode::approx(composite(14), 14, 50.0))] {
+            for plan_of in [ActivationPlan::exact, |g: &Graph| {
+                ActivationPlan::uniform(g, SiteMode::approx(composite(14), 14, 50.0))
+            }] {
                 let want = cpu::run(&builtin, &batch, &plan_of(&builtin)).unwrap();
                 let got = cpu::run(graph, &batch, &plan_of(graph)).unwrap();
                 assert_eq!(got.logits, want.logits, "{file}: logits");
@@ -442,7 +502,11 @@ fn onnx_and_builtin_networks_agree_exactly_on_real_weights() {
                     );
                 }
             }
-            eprintln!("{file}: identical to the built-in {} ({} sites)", net.arch, graph.sites.len());
+            eprintln!(
+                "{file}: identical to the built-in {} ({} sites)",
+                net.arch,
+                graph.sites.len()
+            );
         }
     }
 }

@@ -85,7 +85,10 @@ impl ModelFile {
         if found != numel || ragged {
             return Err(self.tensor_error(
                 tensor,
-                format!("holds data for {found} elements, its dims {:?} need {numel}", tensor.dims),
+                format!(
+                    "holds data for {found} elements, its dims {:?} need {numel}",
+                    tensor.dims
+                ),
             ));
         }
         Ok(())
@@ -105,8 +108,20 @@ impl ModelFile {
         Ok(match dtype {
             Float => Data::Float(tensor.float_data.clone()),
             Double => Data::Float(tensor.double_data.iter().map(|&v| v as f32).collect()),
-            Float16 => Data::Float(tensor.int32_data.iter().map(|&b| half::f16::from_bits(b as u16).to_f32()).collect()),
-            Bfloat16 => Data::Float(tensor.int32_data.iter().map(|&b| half::bf16::from_bits(b as u16).to_f32()).collect()),
+            Float16 => Data::Float(
+                tensor
+                    .int32_data
+                    .iter()
+                    .map(|&b| half::f16::from_bits(b as u16).to_f32())
+                    .collect(),
+            ),
+            Bfloat16 => Data::Float(
+                tensor
+                    .int32_data
+                    .iter()
+                    .map(|&b| half::bf16::from_bits(b as u16).to_f32())
+                    .collect(),
+            ),
             Int64 => Data::Int(tensor.int64_data.iter().map(|&v| Some(v)).collect()),
             Uint32 | Uint64 => Data::Int(tensor.uint64_data.iter().map(|&v| i64::try_from(v).ok()).collect()),
             _ => Data::Int(tensor.int32_data.iter().map(|&v| Some(v as i64)).collect()),
@@ -124,7 +139,8 @@ impl ModelFile {
                 .find(|e| e.key.as_deref() == Some(key))
                 .and_then(|e| e.value.clone())
         };
-        let location = entry("location").ok_or_else(|| self.tensor_error(tensor, "external data without a location"))?;
+        let location =
+            entry("location").ok_or_else(|| self.tensor_error(tensor, "external data without a location"))?;
         let path = self.confined(tensor, &location)?;
         let number = |key: &str| -> Result<Option<u64>, OnnxError> {
             entry(key)
@@ -145,7 +161,10 @@ impl ModelFile {
         let available = file_len.checked_sub(offset).ok_or_else(|| {
             self.tensor_error(
                 tensor,
-                format!("external data offset {offset} is past the end of {} ({file_len} bytes)", path.display()),
+                format!(
+                    "external data offset {offset} is past the end of {} ({file_len} bytes)",
+                    path.display()
+                ),
             )
         })?;
         let length = number("length")?.unwrap_or(available);
@@ -217,13 +236,33 @@ fn from_raw(raw: &[u8], dtype: DataType) -> Data {
     let u16s = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
     match dtype {
         Float => Data::Float(chunks.map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
-        Double => Data::Float(chunks.map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect()),
+        Double => Data::Float(
+            chunks
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+        ),
         Float16 => Data::Float(chunks.map(|c| half::f16::from_bits(u16s(c)).to_f32()).collect()),
         Bfloat16 => Data::Float(chunks.map(|c| half::bf16::from_bits(u16s(c)).to_f32()).collect()),
-        Int64 => Data::Int(chunks.map(|c| Some(i64::from_le_bytes(c.try_into().unwrap()))).collect()),
-        Uint64 => Data::Int(chunks.map(|c| i64::try_from(u64::from_le_bytes(c.try_into().unwrap())).ok()).collect()),
-        Int32 => Data::Int(chunks.map(|c| Some(i32::from_le_bytes(c.try_into().unwrap()) as i64)).collect()),
-        Uint32 => Data::Int(chunks.map(|c| Some(u32::from_le_bytes(c.try_into().unwrap()) as i64)).collect()),
+        Int64 => Data::Int(
+            chunks
+                .map(|c| Some(i64::from_le_bytes(c.try_into().unwrap())))
+                .collect(),
+        ),
+        Uint64 => Data::Int(
+            chunks
+                .map(|c| i64::try_from(u64::from_le_bytes(c.try_into().unwrap())).ok())
+                .collect(),
+        ),
+        Int32 => Data::Int(
+            chunks
+                .map(|c| Some(i32::from_le_bytes(c.try_into().unwrap()) as i64))
+                .collect(),
+        ),
+        Uint32 => Data::Int(
+            chunks
+                .map(|c| Some(u32::from_le_bytes(c.try_into().unwrap()) as i64))
+                .collect(),
+        ),
         Int16 => Data::Int(chunks.map(|c| Some(i16::from_le_bytes([c[0], c[1]]) as i64)).collect()),
         Uint16 => Data::Int(chunks.map(|c| Some(u16s(c) as i64)).collect()),
         Int8 => Data::Int(chunks.map(|c| Some(c[0] as i8 as i64)).collect()),

@@ -45,7 +45,11 @@ impl fmt::Display for OnnxError {
         match &self.place {
             Place::File => write!(f, "{}: {}", self.file, self.detail),
             Place::Node { name, op_type, opset } => {
-                write!(f, "{}: node `{name}` ({op_type}, opset {opset}): {}", self.file, self.detail)
+                write!(
+                    f,
+                    "{}: node `{name}` ({op_type}, opset {opset}): {}",
+                    self.file, self.detail
+                )
             }
             Place::Tensor(name) => write!(f, "{}: tensor `{name}`: {}", self.file, self.detail),
         }

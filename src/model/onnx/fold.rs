@@ -119,7 +119,13 @@ fn broadcast_indices(dims: &[usize], out_dims: &[usize]) -> Vec<usize> {
     let mut index = vec![0usize; out_dims.len()];
     for _ in 0..total {
         let flat = (0..dims.len())
-            .map(|a| if dims[a] == 1 { 0 } else { index[a + offset] * in_strides[a] })
+            .map(|a| {
+                if dims[a] == 1 {
+                    0
+                } else {
+                    index[a + offset] * in_strides[a]
+                }
+            })
             .sum();
         result.push(flat);
         for a in (0..out_dims.len()).rev() {
@@ -197,7 +203,11 @@ pub fn arith(op: Arith, a: &Constant, b: &Constant) -> Result<Constant, String> 
         }
         (Data::Int(_), Data::Int(_)) => {
             let (x, y) = (a.known_ints()?, b.known_ints()?);
-            let values: Result<Vec<_>, String> = ia.iter().zip(&ib).map(|(&i, &j)| op.int(x[i], y[j]).map(Some)).collect();
+            let values: Result<Vec<_>, String> = ia
+                .iter()
+                .zip(&ib)
+                .map(|(&i, &j)| op.int(x[i], y[j]).map(Some))
+                .collect();
             Data::Int(values?)
         }
         _ => return Err("mixes float and integer operands".into()),
@@ -216,7 +226,10 @@ pub fn cast(c: &Constant, to: i64) -> Result<Constant, String> {
         (Data::Float(v), _, true) => Data::Int(v.iter().map(|&x| Some(x.trunc() as i64)).collect()),
         _ => return Err(format!("cast to element type {to} is not supported")),
     };
-    Ok(Constant { dims: c.dims.clone(), data })
+    Ok(Constant {
+        dims: c.dims.clone(),
+        data,
+    })
 }
 
 /// ONNX `Gather` along `axis` with `indices` (negative indices count from the end).
@@ -249,7 +262,10 @@ pub fn gather(data: &Constant, indices: &Constant, axis: i64) -> Result<Constant
 /// ONNX `Unsqueeze`: size-1 axes inserted at `axes` (positions in the output).
 pub fn unsqueeze(c: &Constant, axes: &[i64]) -> Result<Constant, String> {
     let rank = c.dims.len() + axes.len();
-    let mut positions: Vec<usize> = axes.iter().map(|&a| normalise_axis(a, rank)).collect::<Result<_, _>>()?;
+    let mut positions: Vec<usize> = axes
+        .iter()
+        .map(|&a| normalise_axis(a, rank))
+        .collect::<Result<_, _>>()?;
     positions.sort_unstable();
     positions.dedup();
     if positions.len() != axes.len() {
@@ -257,23 +273,38 @@ pub fn unsqueeze(c: &Constant, axes: &[i64]) -> Result<Constant, String> {
     }
     let mut source = c.dims.iter();
     let dims = (0..rank)
-        .map(|i| if positions.contains(&i) { 1 } else { *source.next().unwrap_or(&1) })
+        .map(|i| {
+            if positions.contains(&i) {
+                1
+            } else {
+                *source.next().unwrap_or(&1)
+            }
+        })
         .collect();
-    Ok(Constant { dims, data: c.data.clone() })
+    Ok(Constant {
+        dims,
+        data: c.data.clone(),
+    })
 }
 
 /// ONNX `Squeeze`: removes the listed size-1 axes, or every size-1 axis when none are listed.
 pub fn squeeze(c: &Constant, axes: Option<&[i64]>) -> Result<Constant, String> {
     let rank = c.dims.len();
     let drop: Vec<usize> = match axes {
-        Some(axes) => axes.iter().map(|&a| normalise_axis(a, rank)).collect::<Result<_, _>>()?,
+        Some(axes) => axes
+            .iter()
+            .map(|&a| normalise_axis(a, rank))
+            .collect::<Result<_, _>>()?,
         None => (0..rank).filter(|&i| c.dims[i] == 1).collect(),
     };
     if let Some(&bad) = drop.iter().find(|&&a| c.dims[a] != 1) {
         return Err(format!("cannot squeeze axis {bad} of size {}", c.dims[bad]));
     }
     let dims = (0..rank).filter(|i| !drop.contains(i)).map(|i| c.dims[i]).collect();
-    Ok(Constant { dims, data: c.data.clone() })
+    Ok(Constant {
+        dims,
+        data: c.data.clone(),
+    })
 }
 
 /// ONNX `Concat` along `axis`.
@@ -282,10 +313,12 @@ pub fn concat(parts: &[&Constant], axis: i64) -> Result<Constant, String> {
     let rank = first.dims.len();
     let axis = normalise_axis(axis, rank)?;
     for p in parts {
-        let same_other_dims =
-            p.dims.len() == rank && (0..rank).all(|a| a == axis || p.dims[a] == first.dims[a]);
+        let same_other_dims = p.dims.len() == rank && (0..rank).all(|a| a == axis || p.dims[a] == first.dims[a]);
         if !same_other_dims {
-            return Err(format!("concatenates shapes {:?} and {:?} along axis {axis}", first.dims, p.dims));
+            return Err(format!(
+                "concatenates shapes {:?} and {:?} along axis {axis}",
+                first.dims, p.dims
+            ));
         }
         if std::mem::discriminant(&p.data) != std::mem::discriminant(&first.data) {
             return Err("concatenates float and integer tensors".into());
@@ -403,7 +436,11 @@ pub fn reshape_dims(input: &[usize], target: &[i64], allow_zero: bool) -> Result
                 inferred = Some(i);
                 dims.push(1);
             }
-            0 if !allow_zero => dims.push(*input.get(i).ok_or_else(|| format!("0 at position {i} copies no dimension"))?),
+            0 if !allow_zero => dims.push(
+                *input
+                    .get(i)
+                    .ok_or_else(|| format!("0 at position {i} copies no dimension"))?,
+            ),
             t if t >= 0 => dims.push(t as usize),
             _ => return Err(format!("bad reshape target {target:?}")),
         }
@@ -445,7 +482,10 @@ pub fn constant_of_shape(shape: &Constant, value: Option<&Constant>) -> Result<C
         .into_iter()
         .map(|d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
         .collect::<Result<_, _>>()?;
-    let numel = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n <= 1 << 24);
+    let numel = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= 1 << 24);
     let numel = numel.ok_or_else(|| format!("shape {dims:?} is too large for a folded constant"))?;
     let value = value.cloned().unwrap_or(Constant::scalar_float(0.0));
     if value.numel() != 1 {
@@ -486,7 +526,11 @@ pub fn expand(c: &Constant, shape: &[i64]) -> Result<Constant, String> {
         .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
         .collect::<Result<_, _>>()?;
     let dims = broadcast_dims(&c.dims, &shape)?;
-    if dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).is_none_or(|n| n > 1 << 24) {
+    if dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .is_none_or(|n| n > 1 << 24)
+    {
         return Err(format!("shape {dims:?} is too large for a folded constant"));
     }
     Ok(c.with(dims.clone(), &broadcast_indices(&c.dims, &dims)))

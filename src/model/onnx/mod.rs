@@ -50,7 +50,9 @@ pub fn load(path: &Path) -> Result<Graph, OnnxError> {
         .graph
         .as_ref()
         .ok_or_else(|| OnnxError::file(&file.display, "the model has no graph"))?;
-    let name = path.file_stem().map_or("onnx".into(), |s| s.to_string_lossy().into_owned());
+    let name = path
+        .file_stem()
+        .map_or("onnx".into(), |s| s.to_string_lossy().into_owned());
     translate_graph(&file, graph, opset, &name)
 }
 
@@ -64,15 +66,22 @@ fn default_opset(file: &ModelFile, model: &ModelProto) -> Result<i64, OnnxError>
     if !OPSETS.contains(&version) {
         return Err(OnnxError::file(
             &file.display,
-            format!("opset {version} is not supported (opsets {}–{} are)", OPSETS.start(), OPSETS.end()),
+            format!(
+                "opset {version} is not supported (opsets {}–{} are)",
+                OPSETS.start(),
+                OPSETS.end()
+            ),
         ));
     }
     Ok(version)
 }
 
 fn translate_graph(file: &ModelFile, graph: &GraphProto, opset: i64, name: &str) -> Result<Graph, OnnxError> {
-    let initializers: HashMap<&str, &proto::TensorProto> =
-        graph.initializer.iter().map(|t| (t.name.as_deref().unwrap_or(""), t)).collect();
+    let initializers: HashMap<&str, &proto::TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_deref().unwrap_or(""), t))
+        .collect();
     let inputs: Vec<&ValueInfoProto> = graph
         .input
         .iter()
@@ -81,7 +90,10 @@ fn translate_graph(file: &ModelFile, graph: &GraphProto, opset: i64, name: &str)
     let [input] = inputs[..] else {
         return Err(OnnxError::file(
             &file.display,
-            format!("the graph has {} inputs besides its initializers; one image input is supported", inputs.len()),
+            format!(
+                "the graph has {} inputs besides its initializers; one image input is supported",
+                inputs.len()
+            ),
         ));
     };
     let input_name = input.name.clone().unwrap_or_default();
@@ -149,7 +161,9 @@ fn finish(file: &ModelFile, t: Translator, output: &str) -> Result<Graph, OnnxEr
     let graph = t.builder.graph();
     let shape = graph.shapes().map_err(|e| tensor_err(e.to_string()))?[a.node];
     if shape.h != 1 || shape.w != 1 {
-        return Err(tensor_err(format!("the output is an image ({shape}), not one score per class")));
+        return Err(tensor_err(format!(
+            "the output is an image ({shape}), not one score per class"
+        )));
     }
     t.builder.finish(a.node).map_err(|e| tensor_err(e.to_string()))
 }
@@ -164,7 +178,10 @@ fn input_shape(file: &ModelFile, input: &ValueInfoProto) -> Result<(Shape, Optio
         .and_then(|t| t.tensor_type.as_ref())
         .ok_or_else(|| err("the graph input is not a tensor".into()))?;
     if !matches!(tensor.elem_type, Some(1 | 10 | 11 | 16)) {
-        return Err(err(format!("the graph input has element type {:?}, not float", tensor.elem_type)));
+        return Err(err(format!(
+            "the graph input has element type {:?}, not float",
+            tensor.elem_type
+        )));
     }
     let dims: Vec<Option<&DimensionValue>> = tensor
         .shape
@@ -176,7 +193,10 @@ fn input_shape(file: &ModelFile, input: &ValueInfoProto) -> Result<(Shape, Optio
         _ => None,
     };
     let [batch, c, h, w] = dims[..] else {
-        return Err(err(format!("the graph input has rank {}, expected [N, C, H, W]", dims.len())));
+        return Err(err(format!(
+            "the graph input has rank {}, expected [N, C, H, W]",
+            dims.len()
+        )));
     };
     match (known(c), known(h), known(w)) {
         (Some(c), Some(h), Some(w)) if c.checked_mul(h).and_then(|x| x.checked_mul(w)).is_some() => {

@@ -78,7 +78,9 @@ impl<'n> NodeView<'n> {
     }
 
     pub fn string(&self, name: &str) -> Option<String> {
-        self.attr(name).and_then(|a| a.s.as_ref()).map(|s| String::from_utf8_lossy(s).into_owned())
+        self.attr(name)
+            .and_then(|a| a.s.as_ref())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
     }
 
     pub fn tensor(&self, name: &str) -> Option<&'n TensorProto> {

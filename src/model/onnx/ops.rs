@@ -61,8 +61,17 @@ fn constant(t: &mut Translator, n: &NodeView) -> R {
     } else if let Some(f) = n.float("value_float") {
         Constant::scalar_float(f)
     } else if n.has("value_floats") {
-        let v = n.proto.attribute.iter().find(|a| a.name.as_deref() == Some("value_floats")).map(|a| a.floats.clone()).unwrap_or_default();
-        Constant { dims: vec![v.len()], data: Data::Float(v) }
+        let v = n
+            .proto
+            .attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some("value_floats"))
+            .map(|a| a.floats.clone())
+            .unwrap_or_default();
+        Constant {
+            dims: vec![v.len()],
+            data: Data::Float(v),
+        }
     } else if n.has("value_int") {
         Constant::ints(vec![], vec![Some(n.int("value_int", 0))])
     } else if let Some(v) = n.ints("value_ints") {
@@ -121,7 +130,9 @@ fn squeeze_or_unsqueeze(t: &mut Translator, n: &NodeView) -> R {
 
 fn concat(t: &mut Translator, n: &NodeView) -> R {
     let axis = n.int("axis", 0);
-    let inputs: Vec<Value> = (0..n.proto.input.len()).map(|i| t.input(n, i).cloned()).collect::<Result<_, _>>()?;
+    let inputs: Vec<Value> = (0..n.proto.input.len())
+        .map(|i| t.input(n, i).cloned())
+        .collect::<Result<_, _>>()?;
     if inputs.iter().all(|v| matches!(v, Value::Const(_))) {
         let parts: Vec<&Constant> = inputs
             .iter()
@@ -144,7 +155,9 @@ fn concat(t: &mut Translator, n: &NodeView) -> R {
     let flat = flat.unwrap_or(false);
     let rank = if flat { 2 } else { 4 };
     if fold::normalise_axis(axis, rank).map_err(|e| n.error(e))? != 1 {
-        return Err(n.error(format!("concatenation along axis {axis}; only the channel axis is supported")));
+        return Err(n.error(format!(
+            "concatenation along axis {axis}; only the channel axis is supported"
+        )));
     }
     let id = t.push(n, Op::Concat { inputs: nodes })?;
     t.output(n, 0, Value::Act(Act::plain(id, flat)))
@@ -187,10 +200,22 @@ fn reshape_act(t: &mut Translator, n: &NodeView, a: Act, target: &Constant) -> R
         return Err(n.error("reshape target must start with the batch size and be known otherwise"));
     };
     if !is_batch(first, !rest.contains(&-1)) {
-        return Err(n.error(format!("reshape target {target:?} does not keep the batch dimension first")));
+        return Err(n.error(format!(
+            "reshape target {target:?} does not keep the batch dimension first"
+        )));
     }
     let per_image: Vec<usize> = dims[1..].iter().map(|d| d.expect("per-image dims are known")).collect();
-    let per_image_target: Vec<i64> = rest.iter().enumerate().map(|(i, &d)| if d == 0 { per_image.get(i).map_or(0, |&x| x as i64) } else { d }).collect();
+    let per_image_target: Vec<i64> = rest
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            if d == 0 {
+                per_image.get(i).map_or(0, |&x| x as i64)
+            } else {
+                d
+            }
+        })
+        .collect();
     let new = fold::reshape_dims(&per_image, &per_image_target, true).map_err(|e| n.error(e))?;
     let result = if new == per_image {
         a
@@ -230,20 +255,27 @@ fn flatten(t: &mut Translator, n: &NodeView) -> R {
             if fold::normalise_axis(axis, rank).map_err(|e| n.error(e))? != 1 {
                 return Err(n.error(format!("flattens from axis {axis}; only axis 1 keeps the batch")));
             }
-            let out = if a.flat { a } else { Act::plain(t.push(n, Op::Flatten { input: a.node })?, true) };
+            let out = if a.flat {
+                a
+            } else {
+                Act::plain(t.push(n, Op::Flatten { input: a.node })?, true)
+            };
             t.output(n, 0, Value::Act(out))
         }
     }
 }
 
 fn slice(t: &mut Translator, n: &NodeView) -> R {
-    let list = |t: &Translator, i| -> Result<Option<Vec<i64>>, OnnxError> { t.opt_constant(n, i)?.map(|c| ints_of(n, c)).transpose() };
+    let list = |t: &Translator, i| -> Result<Option<Vec<i64>>, OnnxError> {
+        t.opt_constant(n, i)?.map(|c| ints_of(n, c)).transpose()
+    };
     let starts = list(t, 1)?.ok_or_else(|| n.error("Slice without starts"))?;
     let ends = list(t, 2)?.ok_or_else(|| n.error("Slice without ends"))?;
     let (axes, steps) = (list(t, 3)?, list(t, 4)?);
     match t.input(n, 0)?.clone() {
         Value::Const(c) => {
-            let r = fold::slice_axes(&c.dims, &starts, &ends, axes.as_deref(), steps.as_deref()).and_then(|a| fold::slice(&c, &a));
+            let r = fold::slice_axes(&c.dims, &starts, &ends, axes.as_deref(), steps.as_deref())
+                .and_then(|a| fold::slice(&c, &a));
             folded(t, n, r)
         }
         Value::Act(a) => slice_act(t, n, a, (&starts, &ends, axes.as_deref(), steps.as_deref())),
@@ -251,7 +283,12 @@ fn slice(t: &mut Translator, n: &NodeView) -> R {
 }
 
 /// Slicing a run-time value: only `x[:, :, ::s, ::s]` (the option-A shortcut's subsampling).
-fn slice_act(t: &mut Translator, n: &NodeView, a: Act, (starts, ends, axes, steps): (&[i64], &[i64], Option<&[i64]>, Option<&[i64]>)) -> R {
+fn slice_act(
+    t: &mut Translator,
+    n: &NodeView,
+    a: Act,
+    (starts, ends, axes, steps): (&[i64], &[i64], Option<&[i64]>, Option<&[i64]>),
+) -> R {
     if a.flat || a.pad != [0; 4] {
         return Err(n.error("slices a flat or padded value; only x[:, :, ::s, ::s] is supported"));
     }
@@ -262,8 +299,14 @@ fn slice_act(t: &mut Translator, n: &NodeView, a: Act, (starts, ends, axes, step
     let mut out = a;
     for s in &sliced {
         let len = dims[s.axis];
-        let step = if s.keep.len() > 1 { s.keep[1] - s.keep[0] } else { len.max(1) };
-        let strided = s.keep.first() == Some(&0) && s.keep.len() == len.div_ceil(step) && s.keep.windows(2).all(|w| w[1] == w[0] + step);
+        let step = if s.keep.len() > 1 {
+            s.keep[1] - s.keep[0]
+        } else {
+            len.max(1)
+        };
+        let strided = s.keep.first() == Some(&0)
+            && s.keep.len() == len.div_ceil(step)
+            && s.keep.windows(2).all(|w| w[1] == w[0] + step);
         match s.axis {
             0 | 1 if s.keep.len() == len && strided => {}
             2 | 3 if strided => out.subsample[s.axis - 2] *= step,
@@ -306,7 +349,10 @@ fn per_channel(t: &mut Translator, n: &NodeView, a: Act, c: &Constant) -> Result
         dims == [shape.c, 1, 1] && c.dims.len() <= 4
     };
     if !fits {
-        return Err(n.error(format!("constant of shape {:?} is not per-channel for this value", c.dims)));
+        return Err(n.error(format!(
+            "constant of shape {:?} is not per-channel for this value",
+            c.dims
+        )));
     }
     Ok(values)
 }
@@ -320,7 +366,11 @@ fn arithmetic(t: &mut Translator, n: &NodeView) -> R {
             if a.flat != b.flat {
                 return Err(n.error("combines a flat and an image value"));
             }
-            let node = if op == Arith::Add { Op::Add { a: a.node, b: b.node } } else { Op::Sub { a: a.node, b: b.node } };
+            let node = if op == Arith::Add {
+                Op::Add { a: a.node, b: b.node }
+            } else {
+                Op::Sub { a: a.node, b: b.node }
+            };
             let id = t.push(n, node)?;
             t.output(n, 0, Value::Act(Act::plain(id, a.flat)))
         }
@@ -342,7 +392,11 @@ fn arithmetic(t: &mut Translator, n: &NodeView) -> R {
             let affine = match op {
                 Arith::Add => Affine::shift(v),
                 Arith::Mul => Affine::scale(v),
-                Arith::Sub => Affine { pre: vec![0.0], scale: vec![-1.0], post: v },
+                Arith::Sub => Affine {
+                    pre: vec![0.0],
+                    scale: vec![-1.0],
+                    post: v,
+                },
                 Arith::Div => return Err(n.error("divides a constant by a run-time value")),
             };
             let out = t.affine(n, 1, affine)?;
@@ -363,7 +417,9 @@ fn window(n: &NodeView, a: &Act, kernel: Option<[usize; 2]>) -> Result<Window2d,
     };
     let auto_pad = n.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
     if auto_pad != "NOTSET" && auto_pad != "VALID" {
-        return Err(n.error(format!("auto_pad {auto_pad} is not supported (export with explicit pads)")));
+        return Err(n.error(format!(
+            "auto_pad {auto_pad} is not supported (export with explicit pads)"
+        )));
     }
     let kernel = match kernel {
         Some(k) => k,
@@ -401,18 +457,29 @@ fn conv(t: &mut Translator, n: &NodeView) -> R {
         return Err(n.error(format!("weight of shape {:?} is not [O, I, kH, kW]", w.dims)));
     };
     let bias = match t.opt_constant(n, 2)? {
-        Some(b) if b.numel() == o => b.floats().map_err(|e| n.error(e))?.into_iter().map(|x| x as f32).collect(),
+        Some(b) if b.numel() == o => b
+            .floats()
+            .map_err(|e| n.error(e))?
+            .into_iter()
+            .map(|x| x as f32)
+            .collect(),
         Some(b) => return Err(n.error(format!("bias of shape {:?} for {o} output channels", b.dims))),
         None => vec![0.0; o],
     };
-    let groups = usize::try_from(n.int("group", 1)).ok().filter(|&g| g > 0).ok_or_else(|| n.error("group must be positive"))?;
+    let groups = usize::try_from(n.int("group", 1))
+        .ok()
+        .filter(|&g| g > 0)
+        .ok_or_else(|| n.error("group must be positive"))?;
     let window = window(n, &a, Some([kh, kw]))?;
     if window.ceil_mode {
         return Err(n.error("a convolution has no ceil_mode"));
     }
     let op = Op::Conv2d(Conv2d {
         input: a.node,
-        weight: Tensor { shape: vec![o, i, kh, kw], data: weight },
+        weight: Tensor {
+            shape: vec![o, i, kh, kw],
+            data: weight,
+        },
         bias,
         window,
         groups,
@@ -431,7 +498,8 @@ fn batch_norm(t: &mut Translator, n: &NodeView) -> R {
     if n.int("training_mode", 0) != 0 {
         return Err(n.error("batch normalization in training mode"));
     }
-    let vector = |t: &Translator, i| -> Result<Vec<f64>, OnnxError> { t.constant(n, i)?.floats().map_err(|e| n.error(e)) };
+    let vector =
+        |t: &Translator, i| -> Result<Vec<f64>, OnnxError> { t.constant(n, i)?.floats().map_err(|e| n.error(e)) };
     let (gamma, beta, mean, var) = (vector(t, 1)?, vector(t, 2)?, vector(t, 3)?, vector(t, 4)?);
     let eps = n.float("epsilon").map_or(1e-5, decimal_eps);
     let mut scale = Vec::with_capacity(gamma.len());
@@ -457,15 +525,19 @@ fn batch_norm(t: &mut Translator, n: &NodeView) -> R {
 fn silu(t: &mut Translator, n: &NodeView) -> R {
     let (a, b) = (t.plain_act(n, 0)?, t.plain_act(n, 1)?);
     let graph = t.builder.graph();
-    let sigmoid_of = |s: usize, x: usize| {
-        matches!(graph.nodes[s].op, Op::Pointwise { input, func: Pointwise::Sigmoid } if input == x)
-    };
+    let sigmoid_of = |s: usize, x: usize| matches!(graph.nodes[s].op, Op::Pointwise { input, func: Pointwise::Sigmoid } if input == x);
     let x = match (sigmoid_of(b.node, a.node), sigmoid_of(a.node, b.node)) {
         (true, _) => a,
         (_, true) => b,
         _ => return Err(n.error("Mul of two run-time values other than x · Sigmoid(x) is not supported")),
     };
-    let id = t.push(n, Op::Pointwise { input: x.node, func: Pointwise::Silu })?;
+    let id = t.push(
+        n,
+        Op::Pointwise {
+            input: x.node,
+            func: Pointwise::Silu,
+        },
+    )?;
     t.output(n, 0, Value::Act(Act::plain(id, x.flat)))
 }
 
@@ -480,7 +552,9 @@ fn clip(t: &mut Translator, n: &NodeView) -> R {
         if n.opset < 11 {
             return Ok(n.float(attr).map(f64::from));
         }
-        t.opt_constant(n, i)?.map(|c| c.scalar().map_err(|e| n.error(e))).transpose()
+        t.opt_constant(n, i)?
+            .map(|c| c.scalar().map_err(|e| n.error(e)))
+            .transpose()
     };
     let (lo, hi) = (bound(t, 1, "min")?, bound(t, 2, "max")?);
     match (lo, hi) {
@@ -553,7 +627,14 @@ fn average_pool(t: &mut Translator, n: &NodeView) -> R {
         count_include_pad = true;
     }
     let pool = window(n, &a, None)?;
-    let id = t.push(n, Op::AvgPool { input: a.node, pool, count_include_pad })?;
+    let id = t.push(
+        n,
+        Op::AvgPool {
+            input: a.node,
+            pool,
+            count_include_pad,
+        },
+    )?;
     t.output(n, 0, Value::Act(Act::plain(id, false)))
 }
 
@@ -569,10 +650,16 @@ fn global_average_pool(t: &mut Translator, n: &NodeView) -> R {
 fn reduce_mean(t: &mut Translator, n: &NodeView) -> R {
     let a = t.plain_act(n, 0)?;
     let axes = axes(t, n, 18)?.unwrap_or_default();
-    let mut axes: Vec<usize> = axes.iter().map(|&x| fold::normalise_axis(x, 4)).collect::<Result<_, _>>().map_err(|e| n.error(e))?;
+    let mut axes: Vec<usize> = axes
+        .iter()
+        .map(|&x| fold::normalise_axis(x, 4))
+        .collect::<Result<_, _>>()
+        .map_err(|e| n.error(e))?;
     axes.sort_unstable();
     if a.flat || axes != [2, 3] {
-        return Err(n.error(format!("mean over axes {axes:?}; only over H and W ([2, 3]) is supported")));
+        return Err(n.error(format!(
+            "mean over axes {axes:?}; only over H and W ([2, 3]) is supported"
+        )));
     }
     let id = t.push(n, Op::GlobalAvgPool { input: a.node })?;
     t.output(n, 0, Value::Act(Act::plain(id, n.int("keepdims", 1) == 0)))
@@ -583,7 +670,14 @@ fn linear(t: &mut Translator, n: &NodeView, a: Act, weight: Tensor, bias: Vec<f3
     if !a.flat {
         return Err(n.error("matrix product of a 4-D value (flatten it first)"));
     }
-    let id = t.push(n, Op::Linear(Linear { input: a.node, weight, bias }))?;
+    let id = t.push(
+        n,
+        Op::Linear(Linear {
+            input: a.node,
+            weight,
+            bias,
+        }),
+    )?;
     t.output(n, 0, Value::Act(Act::plain(id, true)))
 }
 
@@ -595,7 +689,9 @@ fn float_matrix(n: &NodeView, c: &Constant) -> Result<(usize, usize, Vec<f32>), 
 }
 
 fn transposed(rows: usize, cols: usize, v: &[f32]) -> Vec<f32> {
-    (0..cols).flat_map(|c| (0..rows).map(move |r| v[r * cols + c])).collect()
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| v[r * cols + c]))
+        .collect()
 }
 
 fn gemm(t: &mut Translator, n: &NodeView) -> R {
@@ -604,29 +700,57 @@ fn gemm(t: &mut Translator, n: &NodeView) -> R {
         return Err(n.error("transA = 1 (the batch would move)"));
     }
     let (r, k, b) = float_matrix(n, t.constant(n, 1)?)?;
-    let (out, weight) = if n.int("transB", 0) != 0 { (r, b) } else { (k, transposed(r, k, &b)) };
+    let (out, weight) = if n.int("transB", 0) != 0 {
+        (r, b)
+    } else {
+        (k, transposed(r, k, &b))
+    };
     let alpha = n.float("alpha").unwrap_or(1.0) as f64;
     let beta = n.float("beta").unwrap_or(1.0) as f64;
-    let weight: Vec<f32> = if alpha == 1.0 { weight } else { weight.iter().map(|&w| (w as f64 * alpha) as f32).collect() };
+    let weight: Vec<f32> = if alpha == 1.0 {
+        weight
+    } else {
+        weight.iter().map(|&w| (w as f64 * alpha) as f32).collect()
+    };
     let bias = match t.opt_constant(n, 2)? {
         None => vec![0.0; out],
         Some(c) => {
             let v = c.floats().map_err(|e| n.error(e))?;
             match v.len() {
                 1 => vec![(v[0] * beta) as f32; out],
-                len if len == out && c.dims.iter().filter(|&&d| d != 1).count() <= 1 => v.iter().map(|&x| (x * beta) as f32).collect(),
+                len if len == out && c.dims.iter().filter(|&&d| d != 1).count() <= 1 => {
+                    v.iter().map(|&x| (x * beta) as f32).collect()
+                }
                 _ => return Err(n.error(format!("bias of shape {:?} for {out} outputs", c.dims))),
             }
         }
     };
     let in_f = weight.len() / out.max(1);
-    linear(t, n, a, Tensor { shape: vec![out, in_f], data: weight }, bias)
+    linear(
+        t,
+        n,
+        a,
+        Tensor {
+            shape: vec![out, in_f],
+            data: weight,
+        },
+        bias,
+    )
 }
 
 fn matmul(t: &mut Translator, n: &NodeView) -> R {
     let a = t.plain_act(n, 0)?;
     let (k, out, b) = float_matrix(n, t.constant(n, 1)?)?;
-    linear(t, n, a, Tensor { shape: vec![out, k], data: transposed(k, out, &b) }, vec![0.0; out])
+    linear(
+        t,
+        n,
+        a,
+        Tensor {
+            shape: vec![out, k],
+            data: transposed(k, out, &b),
+        },
+        vec![0.0; out],
+    )
 }
 
 fn pad(t: &mut Translator, n: &NodeView) -> R {
@@ -645,11 +769,17 @@ fn pad(t: &mut Translator, n: &NodeView) -> R {
     }
     let pads = ints_of(n, t.constant(n, 1)?)?;
     let axes = match t.opt_constant(n, 3)? {
-        Some(c) => ints_of(n, c)?.iter().map(|&x| fold::normalise_axis(x, 4)).collect::<Result<Vec<_>, _>>().map_err(|e| n.error(e))?,
+        Some(c) => ints_of(n, c)?
+            .iter()
+            .map(|&x| fold::normalise_axis(x, 4))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| n.error(e))?,
         None => vec![0, 1, 2, 3],
     };
     if pads.len() != 2 * axes.len() || pads.iter().any(|&p| p < 0) {
-        return Err(n.error(format!("pads {pads:?} are not non-negative begin/end pairs for axes {axes:?}")));
+        return Err(n.error(format!(
+            "pads {pads:?} are not non-negative begin/end pairs for axes {axes:?}"
+        )));
     }
     let mut per_axis = [[0usize; 2]; 4];
     for (i, &axis) in axes.iter().enumerate() {
@@ -667,7 +797,10 @@ fn pad(t: &mut Translator, n: &NodeView) -> R {
     } else {
         let a = if a.subsample != [1, 1] { t.shortcut(n, a, 0)? } else { a };
         let add = [rows[0], cols[0], rows[1], cols[1]];
-        Act { pad: [0, 1, 2, 3].map(|i| a.pad[i] + add[i]), ..a }
+        Act {
+            pad: [0, 1, 2, 3].map(|i| a.pad[i] + add[i]),
+            ..a
+        }
     };
     t.output(n, 0, Value::Act(out))
 }

@@ -33,7 +33,11 @@ pub fn needed_in_order<'a>(
                     deps.insert(p);
                 }
                 None if available.contains(input) => {}
-                None => return Err(view(i).error(format!("input `{input}` is neither a graph input, an initializer nor any node's output"))),
+                None => {
+                    return Err(view(i).error(format!(
+                        "input `{input}` is neither a graph input, an initializer nor any node's output"
+                    )));
+                }
             }
         }
         waiting_on.insert(i, deps.len());
@@ -62,10 +66,18 @@ pub fn needed_in_order<'a>(
 /// The nodes some output depends on, found backwards from the outputs.
 fn needed_nodes(graph: &GraphProto, producer: &HashMap<&str, usize>, outputs: &[String]) -> BTreeSet<usize> {
     let mut needed = BTreeSet::new();
-    let mut stack: Vec<usize> = outputs.iter().filter_map(|o| producer.get(o.as_str()).copied()).collect();
+    let mut stack: Vec<usize> = outputs
+        .iter()
+        .filter_map(|o| producer.get(o.as_str()).copied())
+        .collect();
     while let Some(i) = stack.pop() {
         if needed.insert(i) {
-            stack.extend(graph.node[i].input.iter().filter_map(|s| producer.get(s.as_str()).copied()));
+            stack.extend(
+                graph.node[i]
+                    .input
+                    .iter()
+                    .filter_map(|s| producer.get(s.as_str()).copied()),
+            );
         }
     }
     needed

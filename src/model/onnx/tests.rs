@@ -124,7 +124,11 @@ fn try_load(m: &ModelProto, tag: &str) -> Result<Graph, OnnxError> {
 }
 
 fn node_named<'g>(g: &'g Graph, name: &str) -> &'g Op {
-    &g.nodes.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}")).op
+    &g.nodes
+        .iter()
+        .find(|n| n.name == name)
+        .unwrap_or_else(|| panic!("no node {name}"))
+        .op
 }
 
 #[test]
@@ -138,15 +142,24 @@ fn batch_norm_folds_into_its_conv_and_otherwise_becomes_an_affine_node() {
         floats("v", &[4], &[4.0; 4]),
     ];
     // conv → bn (folded); x + conv → bn (not: Add has no weights).
-    let mut nodes = vec![c1, bn("c1", "bn1"), node("Add", &["x", "bn1"], "sum", vec![]), bn("sum", "bn2")];
+    let mut nodes = vec![
+        c1,
+        bn("c1", "bn1"),
+        node("Add", &["x", "bn1"], "sum", vec![]),
+        bn("sum", "bn2"),
+    ];
     nodes.extend(gap_flatten("bn2"));
     let g = try_load(&model(nodes, [vec![w1], stats].concat()), "bn").unwrap();
-    let Op::Conv2d(c) = node_named(&g, "Conv_c1") else { panic!() };
+    let Op::Conv2d(c) = node_named(&g, "Conv_c1") else {
+        panic!()
+    };
     let scale = 2.0 / (4.0f64 + 1e-5).sqrt();
     assert_eq!(c.weight.data[0], (0.5 * scale) as f32);
     assert_eq!(c.bias[0], ((0.0 - 0.5) * scale + 1.0) as f32);
     assert!(g.nodes.iter().all(|n| n.name != "BatchNormalization_bn1"), "folded");
-    let Op::Affine(a) = node_named(&g, "BatchNormalization_bn2") else { panic!() };
+    let Op::Affine(a) = node_named(&g, "BatchNormalization_bn2") else {
+        panic!()
+    };
     assert_eq!(a.scale, vec![scale as f32; 4]);
     assert_eq!(a.shift, vec![(-0.5 * scale + 1.0) as f32; 4]);
 }
@@ -161,8 +174,13 @@ fn a_conv_read_twice_is_not_folded_into() {
     ];
     nodes.extend(gap_flatten("sum"));
     let g = try_load(&model(nodes, vec![w1, floats("two", &[], &[2.0])]), "shared").unwrap();
-    let Op::Conv2d(c) = node_named(&g, "Conv_c1") else { panic!() };
-    assert_eq!(c.weight.data[0], 0.5, "the conv's other reader needs its unscaled output");
+    let Op::Conv2d(c) = node_named(&g, "Conv_c1") else {
+        panic!()
+    };
+    assert_eq!(
+        c.weight.data[0], 0.5,
+        "the conv's other reader needs its unscaled output"
+    );
     assert!(matches!(node_named(&g, "Mul_scaled"), Op::Affine(_)));
 }
 
@@ -173,21 +191,43 @@ fn zero_pad_folds_into_the_next_conv_and_max_pool_only_after_relu() {
     let mut nodes = vec![node("Pad", &["x", "pads"], "padded", vec![]), c1];
     nodes.extend(gap_flatten("c1"));
     let g = try_load(&model(nodes, vec![w1.clone(), pads.clone()]), "pad_conv").unwrap();
-    let Op::Conv2d(c) = node_named(&g, "Conv_c1") else { panic!() };
+    let Op::Conv2d(c) = node_named(&g, "Conv_c1") else {
+        panic!()
+    };
     assert_eq!(c.window.pads, [1, 2, 1, 0]);
 
-    let pool = |input: &str| node("MaxPool", &[input], "mp", vec![ints("kernel_shape", &[3, 3]), ints("pads", &[0, 0, 1, 1])]);
+    let pool = |input: &str| {
+        node(
+            "MaxPool",
+            &[input],
+            "mp",
+            vec![ints("kernel_shape", &[3, 3]), ints("pads", &[0, 0, 1, 1])],
+        )
+    };
     let pads = int64s("pads", &[0, 0, 1, 1, 0, 0, 0, 0]);
     let mut nodes = vec![node("Pad", &["x", "pads"], "padded", vec![]), pool("padded")];
     nodes.extend(gap_flatten("mp"));
     let err = try_load(&model(nodes, vec![pads.clone()]), "pad_pool").unwrap_err();
-    assert_eq!(err.place, Place::Node { name: "MaxPool_mp".into(), op_type: "MaxPool".into(), opset: 17 });
+    assert_eq!(
+        err.place,
+        Place::Node {
+            name: "MaxPool_mp".into(),
+            op_type: "MaxPool".into(),
+            opset: 17
+        }
+    );
     assert!(err.detail.contains("may be negative"), "{err}");
 
-    let mut nodes = vec![node("Relu", &["x"], "r", vec![]), node("Pad", &["r", "pads"], "padded", vec![]), pool("padded")];
+    let mut nodes = vec![
+        node("Relu", &["x"], "r", vec![]),
+        node("Pad", &["r", "pads"], "padded", vec![]),
+        pool("padded"),
+    ];
     nodes.extend(gap_flatten("mp"));
     let g = try_load(&model(nodes, vec![pads]), "relu_pad_pool").unwrap();
-    let Op::MaxPool { pool, .. } = node_named(&g, "MaxPool_mp") else { panic!() };
+    let Op::MaxPool { pool, .. } = node_named(&g, "MaxPool_mp") else {
+        panic!()
+    };
     assert_eq!(pool.pads, [1, 1, 1, 1]);
 }
 
@@ -200,8 +240,20 @@ fn exact_only_functions_and_silu() {
     ];
     nodes.extend(gap_flatten("t"));
     let g = try_load(&model(nodes, vec![]), "pointwise").unwrap();
-    assert!(matches!(node_named(&g, "Mul_silu"), Op::Pointwise { func: Pointwise::Silu, input: 0 }));
-    assert!(matches!(node_named(&g, "Tanh_t"), Op::Pointwise { func: Pointwise::Tanh, .. }));
+    assert!(matches!(
+        node_named(&g, "Mul_silu"),
+        Op::Pointwise {
+            func: Pointwise::Silu,
+            input: 0
+        }
+    ));
+    assert!(matches!(
+        node_named(&g, "Tanh_t"),
+        Op::Pointwise {
+            func: Pointwise::Tanh,
+            ..
+        }
+    ));
     assert_eq!(g.exact_only_nodes().len(), 3);
 }
 
@@ -219,8 +271,14 @@ fn gemm_transposes_and_scales() {
         node("Gemm", &["f", "B", "C"], "y", vec![gemm]),
     ];
     let b: Vec<f32> = (0..8).map(|v| v as f32).collect(); // [4, 2]: transB = 0
-    let g = try_load(&model(nodes, vec![floats("B", &[4, 2], &b), floats("C", &[2], &[1.0, -1.0])]), "gemm").unwrap();
-    let Op::Linear(l) = node_named(&g, "Gemm_y") else { panic!() };
+    let g = try_load(
+        &model(nodes, vec![floats("B", &[4, 2], &b), floats("C", &[2], &[1.0, -1.0])]),
+        "gemm",
+    )
+    .unwrap();
+    let Op::Linear(l) = node_named(&g, "Gemm_y") else {
+        panic!()
+    };
     assert_eq!(l.weight.shape, vec![2, 4]);
     assert_eq!(l.weight.data, vec![0.0, 4.0, 8.0, 12.0, 2.0, 6.0, 10.0, 14.0]);
     assert_eq!(l.bias, vec![1.0, -1.0]);
@@ -245,7 +303,10 @@ fn refusals_name_the_node_and_what_is_wrong() {
         "only [N, -1]",
     );
     check(
-        vec![node("Softmax", &["x"], "s", vec![]), node("Flatten", &["s"], "y", vec![])],
+        vec![
+            node("Softmax", &["x"], "s", vec![]),
+            node("Flatten", &["s"], "y", vec![]),
+        ],
         vec![],
         "softmax",
         "Softmax_s",
@@ -284,7 +345,12 @@ fn float16_and_double_initializers_are_read_as_f32() {
         name: Some("C".into()),
         dims: vec![4],
         data_type: Some(10),
-        raw_data: Some([1.5f32, -2.0, 0.25, 65504.0].iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect()),
+        raw_data: Some(
+            [1.5f32, -2.0, 0.25, 65504.0]
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+        ),
         ..Default::default()
     };
     let double = TensorProto {
@@ -300,7 +366,9 @@ fn float16_and_double_initializers_are_read_as_f32() {
         node("Gemm", &["f", "B", "C"], "y", vec![int("transB", 1)]),
     ];
     let g = try_load(&model(nodes, vec![half, double]), "f16").unwrap();
-    let Op::Linear(l) = node_named(&g, "Gemm_y") else { panic!() };
+    let Op::Linear(l) = node_named(&g, "Gemm_y") else {
+        panic!()
+    };
     assert_eq!(l.bias, vec![1.5, -2.0, 0.25, 65504.0]);
     assert_eq!(l.weight.data[1], (1.0f64 / 3.0) as f32);
 }

@@ -145,9 +145,11 @@ impl<'f> Translator<'f> {
 
     pub fn input(&self, n: &NodeView, i: usize) -> Result<&Value, super::OnnxError> {
         let name = n.input(i).ok_or_else(|| n.error(format!("input #{i} is missing")))?;
-        self.values
-            .get(name)
-            .ok_or_else(|| n.error(format!("input `{name}` has no value (an output this importer does not produce)")))
+        self.values.get(name).ok_or_else(|| {
+            n.error(format!(
+                "input `{name}` has no value (an output this importer does not produce)"
+            ))
+        })
     }
 
     /// Input `i`, which must be known at load time.
@@ -188,9 +190,9 @@ impl<'f> Translator<'f> {
 
     pub fn materialise(&mut self, n: &NodeView, a: Act) -> Result<Act, super::OnnxError> {
         if a.pad != [0; 4] {
-            return Err(n.error(
-                "reads a zero-padded value; Pad is supported only right before Conv, MaxPool or AveragePool",
-            ));
+            return Err(
+                n.error("reads a zero-padded value; Pad is supported only right before Conv, MaxPool or AveragePool")
+            );
         }
         if a.subsample == [1, 1] {
             return Ok(a);
@@ -202,7 +204,9 @@ impl<'f> Translator<'f> {
     pub fn shortcut(&mut self, n: &NodeView, a: Act, extra: usize) -> Result<Act, super::OnnxError> {
         let [sh, sw] = a.subsample;
         if sh != sw {
-            return Err(n.error(format!("strided slicing by {sh} and {sw} along H and W (must be equal)")));
+            return Err(n.error(format!(
+                "strided slicing by {sh} and {sw} along H and W (must be equal)"
+            )));
         }
         let channels = self.shape(n, a.node)?.c;
         let op = Op::ShortcutA {
@@ -244,7 +248,12 @@ impl<'f> Translator<'f> {
         Ok(id)
     }
 
-    pub fn max_pool(&mut self, n: &NodeView, input: NodeId, pool: crate::model::Window2d) -> Result<NodeId, super::OnnxError> {
+    pub fn max_pool(
+        &mut self,
+        n: &NodeView,
+        input: NodeId,
+        pool: crate::model::Window2d,
+    ) -> Result<NodeId, super::OnnxError> {
         let id = self.builder.max_pool(&n.name, input, pool);
         self.check_shapes(n)?;
         Ok(id)
@@ -264,12 +273,20 @@ impl<'f> Translator<'f> {
 
     /// An affine node: `y = x·scale + (pre·scale + post)`.
     fn push_affine(&mut self, n: &NodeView, a: Act, affine: &Affine) -> Result<Act, super::OnnxError> {
-        let len = [&affine.pre, &affine.scale, &affine.post].iter().map(|v| v.len()).max().unwrap_or(1);
+        let len = [&affine.pre, &affine.scale, &affine.post]
+            .iter()
+            .map(|v| v.len())
+            .max()
+            .unwrap_or(1);
         let scale: Vec<f32> = (0..len).map(|c| Affine::at(&affine.scale, c) as f32).collect();
         let shift: Vec<f32> = (0..len)
             .map(|c| (Affine::at(&affine.pre, c) * Affine::at(&affine.scale, c) + Affine::at(&affine.post, c)) as f32)
             .collect();
-        let op = Op::Affine(graph::Affine { input: a.node, scale, shift });
+        let op = Op::Affine(graph::Affine {
+            input: a.node,
+            scale,
+            shift,
+        });
         Ok(Act::plain(self.push(n, op)?, a.flat))
     }
 
