@@ -447,7 +447,7 @@ pub fn reshape_dims(input: &[usize], target: &[i64], allow_zero: bool) -> Result
     }
     let known: usize = dims.iter().product();
     if let Some(i) = inferred {
-        if known == 0 || numel % known != 0 {
+        if known == 0 || !numel.is_multiple_of(known) {
             return Err(format!("cannot reshape {input:?} to {target:?}"));
         }
         dims[i] = numel / known;

@@ -278,17 +278,34 @@ fn slice(t: &mut Translator, n: &NodeView) -> R {
                 .and_then(|a| fold::slice(&c, &a));
             folded(t, n, r)
         }
-        Value::Act(a) => slice_act(t, n, a, (&starts, &ends, axes.as_deref(), steps.as_deref())),
+        Value::Act(a) => {
+            let spec = SliceSpec {
+                starts: &starts,
+                ends: &ends,
+                axes: axes.as_deref(),
+                steps: steps.as_deref(),
+            };
+            slice_act(t, n, a, spec)
+        }
     }
 }
 
+/// The inputs of a `Slice` after the data.
+struct SliceSpec<'s> {
+    starts: &'s [i64],
+    ends: &'s [i64],
+    axes: Option<&'s [i64]>,
+    steps: Option<&'s [i64]>,
+}
+
 /// Slicing a run-time value: only `x[:, :, ::s, ::s]` (the option-A shortcut's subsampling).
-fn slice_act(
-    t: &mut Translator,
-    n: &NodeView,
-    a: Act,
-    (starts, ends, axes, steps): (&[i64], &[i64], Option<&[i64]>, Option<&[i64]>),
-) -> R {
+fn slice_act(t: &mut Translator, n: &NodeView, a: Act, spec: SliceSpec) -> R {
+    let SliceSpec {
+        starts,
+        ends,
+        axes,
+        steps,
+    } = spec;
     if a.flat || a.pad != [0; 4] {
         return Err(n.error("slices a flat or padded value; only x[:, :, ::s, ::s] is supported"));
     }
@@ -759,12 +776,12 @@ fn pad(t: &mut Translator, n: &NodeView) -> R {
     if mode != "constant" {
         return Err(n.error(format!("{mode} padding; only constant zero padding is supported")));
     }
-    if let Some(v) = t.opt_constant(n, 2)? {
-        if v.scalar().map_err(|e| n.error(e))? != 0.0 {
-            return Err(n.error("padding with a non-zero constant"));
-        }
+    if let Some(v) = t.opt_constant(n, 2)?
+        && v.scalar().map_err(|e| n.error(e))? != 0.0
+    {
+        return Err(n.error("padding with a non-zero constant"));
     }
-    if a.flat || a.pad != [0; 4] && a.subsample != [1, 1] {
+    if a.flat {
         return Err(n.error("pads a flat value"));
     }
     let pads = ints_of(n, t.constant(n, 1)?)?;
