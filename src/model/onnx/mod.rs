@@ -108,7 +108,8 @@ fn translate_graph(file: &ModelFile, graph: &GraphProto, opset: i64, name: &str)
 
     let mut available: HashSet<String> = initializers.keys().map(|k| k.to_string()).collect();
     available.insert(input_name.clone());
-    let view = |i: usize| NodeView::new(&graph.node[i], i, opset, &file.display);
+    let names = node::unique_names(&graph.node);
+    let view = |i: usize| NodeView::new(&graph.node[i], names[i].clone(), opset, &file.display);
     let order = order::needed_in_order(graph, &available, &outputs, &view)?;
 
     let mut consumers: HashMap<String, usize> = HashMap::new();

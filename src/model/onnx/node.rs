@@ -5,7 +5,7 @@ use super::proto::{AttributeProto, NodeProto, TensorProto};
 
 pub struct NodeView<'n> {
     pub proto: &'n NodeProto,
-    /// The node's name, or its first output's when the file leaves it unnamed.
+    /// The node's name ([`unique_names`]).
     pub name: String,
     pub op: &'n str,
     pub opset: i64,
@@ -13,16 +13,7 @@ pub struct NodeView<'n> {
 }
 
 impl<'n> NodeView<'n> {
-    pub fn new(proto: &'n NodeProto, index: usize, opset: i64, file: &'n str) -> NodeView<'n> {
-        let name = match proto.name.as_deref() {
-            Some(n) if !n.is_empty() => n.to_string(),
-            _ => proto
-                .output
-                .first()
-                .filter(|o| !o.is_empty())
-                .cloned()
-                .unwrap_or_else(|| format!("#{index}")),
-        };
+    pub fn new(proto: &'n NodeProto, name: String, opset: i64, file: &'n str) -> NodeView<'n> {
         NodeView {
             proto,
             name,
@@ -91,4 +82,24 @@ impl<'n> NodeView<'n> {
     pub fn has(&self, name: &str) -> bool {
         self.attr(name).is_some()
     }
+}
+
+/// A name per node, unique within the graph (they name activation sites): the node's own, its
+/// first output's when it has none, and either followed by ` (output)` when already taken.
+pub fn unique_names(nodes: &[NodeProto]) -> Vec<String> {
+    let mut taken = std::collections::HashSet::new();
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let output = node.output.first().filter(|o| !o.is_empty()).cloned();
+            let own = node.name.clone().filter(|n| !n.is_empty());
+            let mut name = own.or_else(|| output.clone()).unwrap_or_else(|| format!("#{i}"));
+            if taken.contains(&name) {
+                name = format!("{name} ({})", output.unwrap_or_else(|| format!("#{i}")));
+            }
+            taken.insert(name.clone());
+            name
+        })
+        .collect()
 }

@@ -372,3 +372,18 @@ fn float16_and_double_initializers_are_read_as_f32() {
     assert_eq!(l.bias, vec![1.5, -2.0, 0.25, 65504.0]);
     assert_eq!(l.weight.data[1], (1.0f64 / 3.0) as f32);
 }
+
+#[test]
+fn site_names_are_unique_even_when_node_names_are_not() {
+    let mut a = node("Relu", &["x"], "a", vec![]);
+    let mut b = node("Relu", &["a"], "b", vec![]);
+    a.name = Some("act".into());
+    b.name = Some("act".into());
+    let mut c = node("Relu", &["b"], "c", vec![]);
+    c.name = None;
+    let mut nodes = vec![a, b, c];
+    nodes.extend(gap_flatten("c"));
+    let g = try_load(&model(nodes, vec![]), "names").unwrap();
+    let names: Vec<&str> = g.sites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["act", "act (b)", "c"]);
+}
