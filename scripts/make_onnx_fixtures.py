@@ -108,14 +108,14 @@ def googlenet():
                                         init_weights=False, num_classes=10)
 
 
-# name, constructor, input shape, seed, exports: (exporter, opset, weights)
+# name, constructor, input shape, seed, exports: (exporter: torchscript | dynamo | dynamo_nbatch, opset, weights)
 #   weights: "external" (state_dict tensors in <file>.data, float32), "external-f16", "inline"
 #   (the exporter's defaults: BatchNorm folded by the exporter, weights in the file)
 NETS = [
     ("cifar_resnet18_w8", lambda: CifarResNet18(8), [2, 3, 32, 32], 21,
      [("torchscript", 11, "external"), ("torchscript", 17, "external-f16"), ("dynamo", 18, "external")]),
     ("cifar_resnet18_w2", lambda: CifarResNet18(2), [2, 3, 32, 32], 22,
-     [("torchscript", 17, "inline"), ("dynamo", 18, "inline")]),
+     [("torchscript", 17, "inline"), ("dynamo", 18, "inline"), ("dynamo_nbatch", 20, "external")]),
     ("tv_resnet18", tv_resnet18, [1, 3, 64, 64], 23, [("torchscript", 17, "external"), ("dynamo", 21, "external")]),
     ("mobilenet_v2_w025", mobilenet_v2, [2, 3, 32, 32], 24, [("torchscript", 13, "external"), ("dynamo", 18, "external")]),
     ("googlenet", googlenet, [1, 3, 64, 64], 25, [("torchscript", 17, "external"), ("dynamo", 18, "external")]),
@@ -243,8 +243,11 @@ def export(model, x, path, exporter, opset, fold):
                               input_names=["input"], output_names=["logits"],
                               dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
         else:
+            # "dynamo_nbatch": a symbolic batch dimension (the default export fixes it).
+            dynamic = ({0: torch.export.Dim("N", min=1, max=1024)},) if exporter == "dynamo_nbatch" else None
             program = torch.onnx.export(model, (x,), dynamo=True, opset_version=opset, optimize=fold,
-                                        input_names=["input"], output_names=["logits"], verbose=False)
+                                        dynamic_shapes=dynamic, input_names=["input"], output_names=["logits"],
+                                        verbose=False)
             program.save(path)
 
 
