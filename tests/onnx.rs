@@ -8,7 +8,8 @@
 //! as the script laid it (the state_dict's float tensors in order, contiguous, little-endian).
 //! "Relative difference" = max |got − want| / max |want| over all logits.
 
-use polycnn::cpu::{self, ActivationPlan, SiteMode};
+use polycnn::cpu;
+use polycnn::exec::{ActivationPlan, SiteMode};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::gpu::network::GpuNetwork;
