@@ -511,3 +511,26 @@ fn onnx_and_builtin_networks_agree_exactly_on_real_weights() {
         }
     }
 }
+
+/// The descriptor follows the input: 32x32 is CIFAR-10's evaluation (as the built-in CIFAR
+/// ResNets'), 224x224 ImageNet's, anything else its own size; classes from the graph.
+#[test]
+fn descriptors_follow_the_input_shape() {
+    use polycnn::model::{Arch, DatasetFamily};
+    let net = fixtures().nets.iter().find(|n| n.name == "cifar_resnet18_w2").unwrap();
+    let cifar = onnx::open(&net.model_path(&net.files[0])).unwrap().descriptor;
+    let builtin = Arch::CifarResNet(20).descriptor();
+    assert_eq!(
+        (cifar.family, cifar.preprocessing, cifar.input, cifar.classes),
+        (builtin.family, builtin.preprocessing, builtin.input, builtin.classes)
+    );
+    assert_eq!(cifar.search_grid, builtin.search_grid);
+    let net = fixtures().nets.iter().find(|n| n.name == "tv_resnet18").unwrap();
+    let other = onnx::open(&net.model_path(&net.files[0])).unwrap().descriptor;
+    assert_eq!(
+        (other.family, other.input, other.classes),
+        (DatasetFamily::Other, Shape::new(3, 64, 64), 10)
+    );
+    let imagenet = onnx::descriptor("x", Shape::new(3, 224, 224), 1000);
+    assert_eq!(imagenet.preprocessing, Arch::ResNet(18).descriptor().preprocessing);
+}

@@ -25,7 +25,9 @@ mod translate;
 
 pub use error::{OnnxError, Place};
 
+use crate::data::{Geometry, Normalize};
 use crate::model::graph::{Graph, GraphBuilder, Shape};
+use crate::model::{DatasetFamily, Network, NetworkDescriptor, Preprocessing, SearchGrid};
 use decode::ModelFile;
 use node::NodeView;
 use proto::{DimensionValue, GraphProto, ModelProto, ValueInfoProto};
@@ -39,6 +41,45 @@ pub const OPSETS: std::ops::RangeInclusive<i64> = 11..=21;
 /// Whether `path` names an ONNX model (by its extension).
 pub fn is_onnx_path(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
+
+/// Reads `path` into a [`Network`]: its graph and the descriptor its input shape implies
+/// ([`descriptor`]).
+pub fn open(path: &Path) -> Result<Network, OnnxError> {
+    let graph = load(path)?;
+    let classes = graph
+        .classes()
+        .map_err(|e| OnnxError::file(&path.display().to_string(), e.to_string()))?;
+    let descriptor = descriptor(&graph.name, graph.input, classes);
+    Ok(Network { graph, descriptor })
+}
+
+/// What an imported network is taken to expect, from its input alone: a 3x224x224 input the
+/// ImageNet evaluation (Resize 256, CenterCrop 224, ImageNet statistics, ImageNet B grid), a
+/// 3x32x32 one CIFAR-10's (no resize, the ImageNet statistics akamaster's CIFAR ResNets were
+/// trained with, CIFAR grid), anything else its own size without resizing, ImageNet statistics
+/// and no dataset family.
+pub fn descriptor(name: &str, input: Shape, classes: usize) -> NetworkDescriptor {
+    let mut d = match (input.c, input.h, input.w) {
+        (3, 224, 224) => NetworkDescriptor::imagenet(name, 224, None),
+        (3, 32, 32) => NetworkDescriptor::cifar10(name, None),
+        _ => NetworkDescriptor {
+            name: name.to_string(),
+            input,
+            family: DatasetFamily::Other,
+            preprocessing: Preprocessing {
+                geometry: Geometry::Exact {
+                    width: input.w,
+                    height: input.h,
+                },
+                normalize: Normalize::IMAGENET,
+            },
+            classes,
+            search_grid: SearchGrid::IMAGENET,
+        },
+    };
+    d.classes = classes;
+    d
 }
 
 /// Reads `path` and translates it into a [`Graph`] named after the file.
