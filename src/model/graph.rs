@@ -931,6 +931,17 @@ impl GraphBuilder {
 
     pub const INPUT: NodeId = 0;
 
+    /// The graph so far (an importer checks shapes as it goes).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// A node's op, for folding a later operation into it at load time (BatchNorm into the
+    /// convolution before it); the caller must keep the node's inputs and output shape.
+    pub fn op_mut(&mut self, id: NodeId) -> Option<&mut Op> {
+        self.graph.nodes.get_mut(id).map(|n| &mut n.op)
+    }
+
     pub fn push(&mut self, name: &str, op: Op) -> NodeId {
         self.graph.nodes.push(Node {
             name: name.to_string(),

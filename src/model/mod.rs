@@ -17,6 +17,7 @@ pub mod descriptor;
 mod googlenet;
 pub mod graph;
 mod inception;
+pub mod onnx;
 mod params;
 mod resnet;
 pub mod schedule;
@@ -203,6 +204,8 @@ pub enum ModelError {
     },
     Graph(GraphError),
     UnknownArch(String),
+    /// An ONNX model that cannot be read or translated (names file and node or tensor).
+    Onnx(onnx::OnnxError),
 }
 
 impl fmt::Display for ModelError {
@@ -231,6 +234,7 @@ impl fmt::Display for ModelError {
                 write!(f, "tensor `{tensor}` holds a negative variance {value}")
             }
             ModelError::Graph(e) => write!(f, "bad graph: {e}"),
+            ModelError::Onnx(e) => write!(f, "{e}"),
             ModelError::UnknownArch(s) => write!(
                 f,
                 "unknown architecture `{s}` (expected resnet20/32/44/56/110, resnet18/34/50/101/152, \
@@ -246,6 +250,12 @@ impl std::error::Error for ModelError {}
 impl From<WeightsError> for ModelError {
     fn from(e: WeightsError) -> Self {
         ModelError::Weights(e)
+    }
+}
+
+impl From<onnx::OnnxError> for ModelError {
+    fn from(e: onnx::OnnxError) -> Self {
+        ModelError::Onnx(e)
     }
 }
 
