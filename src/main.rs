@@ -13,11 +13,11 @@ use polycnn::eval::shard::Shard;
 use polycnn::gpu::Gpu;
 use polycnn::he::load_preset;
 use polycnn::model::Arch;
-use polycnn::poly::degrees::{SearchLimits, degree_rows};
+use polycnn::poly::degrees::{DegreeLists, SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
 use polycnn::report::cost_report::{
-    CostRequest, DegreeLists, format_ckks_cost, format_ckks_summary, format_cost_summary, format_degree_table,
-    format_network_cost, network_costs,
+    CostRequest, format_ckks_cost, format_ckks_summary, format_cost_summary, format_degree_table, format_network_cost,
+    network_costs,
 };
 use polycnn::report::poly_report::{PolyRequest, build_rows, format_table};
 use std::path::PathBuf;
@@ -155,9 +155,17 @@ struct PlanArgs {
     /// Allowed top-1 drop against exact on the calibration split, in percentage points.
     #[arg(long, default_value_t = 0.5)]
     budget: f64,
-    /// Candidate α per site (a range; the paper's degree lists exist for 4..14).
+    /// Candidate α per site (a range, up to 4..20 with the optimizer's lists).
     #[arg(long, default_value = "4..14")]
     alpha: String,
+    /// Degree lists per α: paper (α 4..14), optimized (the degree optimizer's, α 4..20), or auto
+    /// (the paper's where it has one).
+    #[arg(long, default_value = "auto")]
+    lists: String,
+    /// CKKS parameters (a shipped preset name or a JSON file): minimise bootstrapped ciphertexts
+    /// of the optimal bootstrap placement instead of multiplications.
+    #[arg(long)]
+    ckks: Option<String>,
     /// N images spread evenly over the dataset calibrate B and the search; the rest (up to
     /// --limit) are held out.
     #[arg(long, default_value_t = 500)]
@@ -550,6 +558,8 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         eval,
         budget: args.budget,
         alphas: parse_alphas(&args.alpha)?,
+        lists: args.lists.parse::<DegreeLists>()?,
+        ckks: args.ckks.as_deref().map(load_preset).transpose()?,
         calibration_images: args.calibration,
         margin: args.margin,
         rounds: args.rounds,

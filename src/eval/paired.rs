@@ -149,18 +149,30 @@ mod tests {
     #[test]
     fn drop_bounds_from_flips() {
         // No discordant image: the drop is exactly 0 under the paired model.
-        let none = Flips { images: 2000, lost: 0, gained: 0 };
+        let none = Flips {
+            images: 2000,
+            lost: 0,
+            gained: 0,
+        };
         assert_eq!(none.drop_upper_bound(0.95), 0.0);
         // 10 lost, 4 gained of 2000: drop 0.3 points; the bound is above it and below the
         // all-lost worst case (14 / 2000 = 0.7).
-        let f = Flips { images: 2000, lost: 10, gained: 4 };
+        let f = Flips {
+            images: 2000,
+            lost: 10,
+            gained: 4,
+        };
         assert!((f.drop_points() - 0.3).abs() < 1e-12);
         let ucb = f.drop_upper_bound(0.95);
         assert!(ucb > 0.3 && ucb < 0.7, "{ucb}");
         let i = f.drop_interval(0.95);
         assert!(i.lower < 0.3 && i.upper > ucb && i.upper < 0.7, "{i:?}");
         // More images with the same rates: a tighter bound.
-        let big = Flips { images: 20000, lost: 100, gained: 40 };
+        let big = Flips {
+            images: 20000,
+            lost: 100,
+            gained: 40,
+        };
         assert!(big.drop_upper_bound(0.95) < ucb);
     }
 }

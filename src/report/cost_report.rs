@@ -4,8 +4,7 @@
 use crate::he::{CkksCost, CkksPreset, ckks_cost};
 use crate::model::cost::{NetworkCost, network_cost, uniform_plan};
 use crate::model::{self, Arch};
-use crate::poly::degrees::{DegreeRow, VerifiedList, optimized_degrees};
-use crate::poly::{PolyError, paper_degrees};
+use crate::poly::degrees::{DegreeLists, DegreeRow, VerifiedList, degrees_for};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -112,39 +111,6 @@ pub fn format_degree_table(rows: &[DegreeRow]) -> String {
     out += "depth/mults: the ReLU x(1+p(x))/2 by odd baby-step giant-step (non-scalar multiplications).\n\
             ReLU err: verified max |x(1+p(x))/2 − ReLU(x)| on [-1,1] of the list built here (ε by optimise_eps).\n";
     out
-}
-
-/// Which degree list an α gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DegreeLists {
-    /// The paper's list (α 4..14).
-    Paper,
-    /// The degree optimizer's list (α 4..20, `poly::degrees::optimized_degrees`).
-    Optimized,
-    /// The paper's where it has one, the optimizer's otherwise.
-    Auto,
-}
-
-impl std::str::FromStr for DegreeLists {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "paper" => Ok(DegreeLists::Paper),
-            "optimized" => Ok(DegreeLists::Optimized),
-            "auto" => Ok(DegreeLists::Auto),
-            other => Err(format!("degree lists '{other}': expected paper, optimized or auto")),
-        }
-    }
-}
-
-/// The degree list for `alpha` from `lists`.
-pub fn degrees_for(alpha: u32, lists: DegreeLists) -> Result<&'static [usize], PolyError> {
-    let found = match lists {
-        DegreeLists::Paper => paper_degrees(alpha),
-        DegreeLists::Optimized => optimized_degrees(alpha),
-        DegreeLists::Auto => paper_degrees(alpha).or_else(|| optimized_degrees(alpha)),
-    };
-    found.ok_or(PolyError::NoDefaultDegrees(alpha))
 }
 
 /// What `polycnn cost` is asked.
