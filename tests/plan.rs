@@ -114,7 +114,8 @@ fn plan_arguments_are_checked() {
 #[test]
 fn the_shipped_resnet20_plan_prepares_and_costs_what_it_says() {
     // tests/fixtures/resnet20_plan.json: `polycnn plan` on the 1,000 lossless CIFAR-10 images
-    use polycnn::eval::plan::{PrecisionPlan, PreparedPlan, plan_cost};
+    use polycnn::eval::plan_file::{PrecisionPlan, plan_cost};
+    use polycnn::eval::prepared_plan::PreparedPlan;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let plan = PrecisionPlan::load(&root.join("tests/fixtures/resnet20_plan.json")).unwrap();
     let weights = root.join("../shared/data/cifar10/weights_akamaster/resnet20-12fca82f.th");
@@ -134,7 +135,7 @@ fn the_committed_ckks_plan_holds_its_budget_on_its_held_out_split() {
     // --budget 2 --alpha 4..14 --lists optimized --ckks N16QP1546H192H32` on the 500 shipped
     // digits. Evaluated again here: the whole set's hits minus the calibration split's recorded
     // ones are the held-out split's, whose drop against exact must be within the budget.
-    use polycnn::eval::plan::PrecisionPlan;
+    use polycnn::eval::plan_file::PrecisionPlan;
     use polycnn::he::{ckks_cost, load_preset};
     use polycnn::model::cost::SitePrecision;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
