@@ -151,6 +151,10 @@ struct EvalArgs {
     /// configuration: it replaces --alpha, --degrees and --bound/--bound-max.
     #[arg(long)]
     plan: Option<PathBuf>,
+    /// CKKS parameters (a shipped preset name or a JSON file): each configuration's `he_cost`
+    /// also carries its level model and bootstrap placement.
+    #[arg(long)]
+    ckks: Option<String>,
 }
 
 #[derive(Args)]
@@ -514,6 +518,7 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
             Some(path) => Some(PrecisionPlan::load(path)?),
             None => None,
         },
+        ckks: args.ckks.as_deref().map(load_preset).transpose()?,
     })
 }
 
@@ -706,14 +711,13 @@ fn run_cost(args: CostArgs) -> AnyResult<()> {
     let costs = network_costs(&request)?;
     match costs.as_slice() {
         [one] => {
-            print!("{}", format_network_cost(&one.network));
+            print!("{}", format_network_cost(one));
             if let Some(c) = &one.ckks {
                 print!("{}", format_ckks_cost(c));
             }
         }
         many => {
-            let networks: Vec<_> = many.iter().map(|r| r.network.clone()).collect();
-            print!("{}", format_cost_summary(&networks));
+            print!("{}", format_cost_summary(many));
             if many.iter().any(|r| r.ckks.is_some()) {
                 print!("{}", format_ckks_summary(many));
             }

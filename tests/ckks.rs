@@ -238,3 +238,50 @@ fn unknown_preset_and_bad_file_are_clear_errors() {
     assert!(e.contains("levels_after_bootstrap") && e.contains("bad.json"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// With `--ckks`, every eval configuration's `he_cost` carries the CKKS cost `cost --ckks` gives.
+#[test]
+fn eval_reports_carry_the_ckks_cost_with_a_preset() {
+    use polycnn::eval::command::run_eval;
+    use polycnn::eval::request::EvalRequest;
+    use polycnn::eval::{BoundRule, Mode};
+    use polycnn::exec::NoProgress;
+    use polycnn::model::cost::network_cost;
+    use polycnn::poly::paper_degrees;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/digits");
+    let preset = load_preset("N16QP1547H192H32").unwrap();
+    let request = EvalRequest {
+        alphas: vec![7, 10],
+        bound: BoundRule::Fixed { bound: 8.0 },
+        bound_max: BoundRule::Fixed { bound: 8.0 },
+        limit: Some(32),
+        maxpool: Mode::Approx,
+        ckks: Some(preset.clone()),
+        ..EvalRequest::new(
+            Arch::DigitsCnn,
+            dir.join("digits_cnn.safetensors"),
+            dir.join("digits_test.bin"),
+        )
+    };
+    let report = run_eval(&request, None, &NoProgress).unwrap();
+    let graph = model::load(Arch::DigitsCnn, &request.weights).unwrap();
+    assert_eq!(report.he_cost.len(), 2);
+    for (cost, alpha) in report.he_cost.iter().zip([7, 10]) {
+        let plan = uniform_plan(&graph, Some(alpha), paper_degrees(alpha).unwrap(), true, true);
+        let want = network_cost(&graph, &plan)
+            .unwrap()
+            .with_ckks(&graph, &plan, Some(&preset))
+            .unwrap();
+        assert_eq!(cost, &want);
+        let ckks = cost.ckks.as_ref().expect("a CKKS cost with --ckks");
+        assert!(ckks.optimal.bootstrapped_ciphertexts > 0);
+        assert!(ckks.optimal.bootstrapped_ciphertexts <= ckks.greedy.bootstrapped_ciphertexts);
+    }
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(
+        json["he_cost"][0]["ckks"]["optimal"]["bootstrapped_ciphertexts"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}

@@ -1,11 +1,10 @@
 //! Tables of `polycnn cost` (HE cost of a network's activations) and `polycnn degrees` (the
 //! degree optimizer next to the paper's lists).
 
-use crate::he::{CkksCost, CkksPreset, ckks_cost};
+use crate::he::{CkksCost, CkksPreset};
 use crate::model::cost::{NetworkCost, network_cost, uniform_plan};
 use crate::model::{self, Arch};
 use crate::poly::degrees::{DegreeLists, DegreeRow, VerifiedList, degrees_for};
-use serde::Serialize;
 use std::path::PathBuf;
 
 /// Per-site rows and the totals of one plan.
@@ -129,17 +128,8 @@ pub struct CostRequest {
     pub ckks: Option<CkksPreset>,
 }
 
-/// The cost of one plan: operation counts, and the CKKS deployment cost when asked.
-#[derive(Clone, Debug, Serialize)]
-pub struct CostRow {
-    #[serde(flatten)]
-    pub network: NetworkCost,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ckks: Option<CkksCost>,
-}
-
 /// The network's activation cost for each α of the request.
-pub fn network_costs(req: &CostRequest) -> Result<Vec<CostRow>, Box<dyn std::error::Error>> {
+pub fn network_costs(req: &CostRequest) -> Result<Vec<NetworkCost>, Box<dyn std::error::Error>> {
     let graph = match &req.weights {
         Some(path) => model::load(req.model, path)?,
         None => model::random(req.model, 0)?,
@@ -152,11 +142,7 @@ pub fn network_costs(req: &CostRequest) -> Result<Vec<CostRow>, Box<dyn std::err
                 None => degrees_for(alpha, req.lists)?,
             };
             let plan = uniform_plan(&graph, Some(alpha), degrees, req.relu, req.maxpool);
-            let ckks = req.ckks.as_ref().map(|p| ckks_cost(&graph, &plan, p)).transpose()?;
-            Ok(CostRow {
-                network: network_cost(&graph, &plan)?,
-                ckks,
-            })
+            Ok(network_cost(&graph, &plan)?.with_ckks(&graph, &plan, req.ckks.as_ref())?)
         })
         .collect()
 }
@@ -187,12 +173,12 @@ pub fn format_ckks_cost(c: &CkksCost) -> String {
 }
 
 /// One line per α with the CKKS totals.
-pub fn format_ckks_summary(rows: &[CostRow]) -> String {
+pub fn format_ckks_summary(rows: &[NetworkCost]) -> String {
     let mut out =
         String::from("  α    degrees          depth   greedy: points  ciphertexts   optimal: points  ciphertexts\n");
     for row in rows {
         let Some(c) = &row.ckks else { continue };
-        let first = row.network.sites.iter().find(|s| !s.degrees.is_empty());
+        let first = row.sites.iter().find(|s| !s.degrees.is_empty());
         out += &format!(
             "  {:>3}  {:<14} {:>7} {:>16} {:>12} {:>17} {:>12}\n",
             first.and_then(|s| s.alpha).map_or("-".to_string(), |a| a.to_string()),
