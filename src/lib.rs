@@ -7,6 +7,7 @@ pub mod data;
 pub mod eval;
 pub mod exec;
 pub mod gpu;
+pub mod he;
 pub mod model;
 pub mod pickle;
 pub mod poly;

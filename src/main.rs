@@ -16,12 +16,14 @@ use polycnn::eval::summary::{format_summary, sweep_csv, sweep_markdown};
 use polycnn::exec::Progress;
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
+use polycnn::he::load_preset;
 use polycnn::model::Arch;
 use polycnn::validate;
-use polycnn::poly::degrees::{SearchLimits, degree_rows};
+use polycnn::poly::degrees::{DegreeLists, SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
 use polycnn::tables::cost_table::{
-    CostRequest, format_cost_summary, format_degree_table, format_network_cost, network_costs,
+    CostRequest, format_ckks_cost, format_ckks_summary, format_cost_summary, format_degree_table, format_network_cost,
+    network_costs,
 };
 use polycnn::tables::poly_table::{PolyRequest, build_rows, format_table};
 use std::path::PathBuf;
@@ -152,6 +154,10 @@ struct EvalArgs {
     /// configuration: it replaces --alpha, --degrees and --bound/--bound-max.
     #[arg(long)]
     plan: Option<PathBuf>,
+    /// CKKS parameters (a shipped preset name or a JSON file): each configuration's `he_cost`
+    /// also carries its level model and bootstrap placement.
+    #[arg(long)]
+    ckks: Option<String>,
 }
 
 #[derive(Args)]
@@ -161,9 +167,17 @@ struct PlanArgs {
     /// Allowed top-1 drop against exact on the calibration split, in percentage points.
     #[arg(long, default_value_t = 0.5)]
     budget: f64,
-    /// Candidate α per site (a range; the paper's degree lists exist for 4..14).
+    /// Candidate α per site (a range, up to 4..20 with the optimizer's lists).
     #[arg(long, default_value = "4..14")]
     alpha: String,
+    /// Degree lists per α: paper (α 4..14), optimized (the degree optimizer's, α 4..20), or auto
+    /// (the paper's where it has one).
+    #[arg(long, default_value = "auto")]
+    lists: String,
+    /// CKKS parameters (a shipped preset name or a JSON file): minimise bootstrapped ciphertexts
+    /// of the optimal bootstrap placement instead of multiplications.
+    #[arg(long)]
+    ckks: Option<String>,
     /// N images spread evenly over the dataset calibrate B and the search; the rest (up to
     /// --limit) are held out.
     #[arg(long, default_value_t = 500)]
@@ -293,6 +307,14 @@ struct CostArgs {
     /// Max-pool evaluation: exact or approx.
     #[arg(long, default_value = "approx")]
     maxpool: String,
+    /// Degree lists per α: paper (α 4..14), optimized (the degree optimizer's, α 4..20), or auto
+    /// (the paper's where it has one).
+    #[arg(long, default_value = "auto")]
+    lists: String,
+    /// CKKS parameters (a shipped preset name or a JSON file): add the level model and the
+    /// bootstrap placement (greedy and optimal) to the report.
+    #[arg(long)]
+    ckks: Option<String>,
     /// Write the per-site costs as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -499,6 +521,7 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
             Some(path) => Some(PrecisionPlan::load(path)?),
             None => None,
         },
+        ckks: args.ckks.as_deref().map(load_preset).transpose()?,
     })
 }
 
@@ -598,6 +621,8 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         eval,
         budget: args.budget,
         alphas: parse_alphas(&args.alpha)?,
+        lists: args.lists.parse::<DegreeLists>()?,
+        ckks: args.ckks.as_deref().map(load_preset).transpose()?,
         calibration_images: args.calibration,
         margin: args.margin,
         rounds: args.rounds,
@@ -687,13 +712,25 @@ fn run_cost(args: CostArgs) -> AnyResult<()> {
         weights: args.weights,
         alphas: parse_alphas(&args.alpha)?,
         degrees: args.degrees.as_deref().map(parse_degree_list).transpose()?,
+        lists: args.lists.parse::<DegreeLists>()?,
         relu: approximated(&args.relu, "--relu")?,
         maxpool: approximated(&args.maxpool, "--maxpool")?,
+        ckks: args.ckks.as_deref().map(load_preset).transpose()?,
     };
     let costs = network_costs(&request)?;
     match costs.as_slice() {
-        [one] => print!("{}", format_network_cost(one)),
-        many => print!("{}", format_cost_summary(many)),
+        [one] => {
+            print!("{}", format_network_cost(one));
+            if let Some(c) = &one.ckks {
+                print!("{}", format_ckks_cost(c));
+            }
+        }
+        many => {
+            print!("{}", format_cost_summary(many));
+            if many.iter().any(|r| r.ckks.is_some()) {
+                print!("{}", format_ckks_summary(many));
+            }
+        }
     }
     if let Some(path) = args.json {
         write_file(&path, &serde_json::to_string_pretty(&costs)?)?;

@@ -15,6 +15,7 @@ use crate::cpu::CpuBackend;
 use crate::exec::{ActivationPlan, Backend, Progress};
 use crate::gpu::Gpu;
 use crate::gpu::network::GpuNetwork;
+use crate::he::CkksPreset;
 use crate::model::cost::{NetworkCost, network_cost, uniform_plan};
 use crate::model::{self, Graph, SiteKind};
 use crate::poly::cost::relu_cost;
@@ -73,7 +74,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
         None => uniform_composites(req)?,
     };
     let mut configurations = match &prepared {
-        Some(p) => vec![plan_configuration(p, graph, req.clamp)?],
+        Some(p) => vec![plan_configuration(p, graph, req.clamp, req.ckks.as_ref())?],
         None => uniform_configurations(req, graph, &composites)?,
     };
     let pass = |indices: Vec<usize>, title: &str| PassInput {
@@ -234,7 +235,7 @@ fn uniform_configurations<'a>(
                     );
                     (
                         composite_info(&c.composite, c.source.clone()),
-                        Some(network_cost(graph, &precisions)?),
+                        Some(network_cost(graph, &precisions)?.with_ckks(graph, &precisions, req.ckks.as_ref())?),
                     )
                 }
             };
@@ -258,12 +259,18 @@ fn uniform_configurations<'a>(
 }
 
 /// The precision plan's one configuration.
-fn plan_configuration<'a>(p: &'a PreparedPlan, graph: &Graph, clamp: bool) -> Result<Configuration<'a>, AnyError> {
+fn plan_configuration<'a>(
+    p: &'a PreparedPlan,
+    graph: &Graph,
+    clamp: bool,
+    ckks: Option<&CkksPreset>,
+) -> Result<Configuration<'a>, AnyError> {
+    let precisions = site_precisions(p.plan());
     Ok(Configuration {
         config: p.config(clamp),
         prepared: Some(p),
         polynomial: p.poly_info(),
-        he_cost: Some(network_cost(graph, &site_precisions(p.plan()))?),
+        he_cost: Some(network_cost(graph, &precisions)?.with_ckks(graph, &precisions, ckks)?),
         site_bounds: Vec::new(),
     })
 }

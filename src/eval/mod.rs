@@ -15,6 +15,7 @@ pub mod command;
 pub mod config;
 pub mod dataset;
 pub mod merge;
+pub mod paired;
 pub mod pass;
 pub mod plan;
 pub mod plan_file;

@@ -2,6 +2,7 @@
 //! counted (top-1/top-5 hits, agreement, per-site statistics), never averaged.
 
 use super::config::ApproxConfig;
+use super::paired::Flips;
 use crate::data::Dataset;
 use crate::data::Normalize;
 use crate::data::loader::{Loader, LoaderConfig};
@@ -26,6 +27,8 @@ pub struct ApproxTally {
     pub hits: Hits,
     /// Images whose approximate top-1 equals the exact top-1.
     pub agree: u64,
+    /// Top-1 right/wrong against the exact network, image by image (for paired bounds).
+    pub flips: Flips,
     pub sites: Vec<SiteStats>,
 }
 
@@ -61,6 +64,7 @@ impl Tally {
                     alpha: c.alpha,
                     hits: Hits::default(),
                     agree: 0,
+                    flips: Flips::default(),
                     sites: empty(),
                 })
                 .collect(),
@@ -94,6 +98,18 @@ fn hits(ranked: &[Vec<usize>], labels: &[usize]) -> Hits {
         h.top5 += r.contains(&l) as u64;
     }
     h
+}
+
+/// Images the approximation gets wrong where the exact network is right, and the reverse.
+fn flips(exact: &[Vec<usize>], approx: &[Vec<usize>], labels: &[usize]) -> Flips {
+    let mut f = Flips::default();
+    for ((e, a), &l) in exact.iter().zip(approx).zip(labels) {
+        let (exact_right, approx_right) = (e.first() == Some(&l), a.first() == Some(&l));
+        f.images += 1;
+        f.lost += (exact_right && !approx_right) as u64;
+        f.gained += (!exact_right && approx_right) as u64;
+    }
+    f
 }
 
 /// What a pass needs besides the configurations.
@@ -153,6 +169,7 @@ pub fn evaluate(input: &PassInput, configs: &[ApproxConfig], plans: &[Activation
                 .zip(&exact_ranked)
                 .filter(|(a, e)| a.first() == e.first())
                 .count() as u64;
+            approx_tally.flips.add(flips(&exact_ranked, &ranked, &batch.labels));
             merge_sites(&mut approx_tally.sites, &approx.sites);
         }
         tally.images += images.n as u64;

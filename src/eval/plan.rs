@@ -17,8 +17,16 @@
 //!    finds nothing cheaper.
 //! 4. Held-out pass: exact, uniform baseline and plan on the images after the calibration split.
 //!
-//! A candidate is acceptable when its top-1 is within budget and none of its activations became
-//! non-finite (a polynomial fed far beyond its B diverges).
+//! A candidate is acceptable when a one-sided 95 % upper confidence bound of its top-1 drop
+//! against exact on the calibration split, from the paired flips (`eval::paired`: exact right →
+//! approximation wrong against the reverse), is within budget, and none of its activations
+//! became non-finite (a polynomial fed far beyond its B diverges). The held-out drop is reported
+//! with its 95 % interval.
+//!
+//! Objective: non-scalar multiplications per image; with a CKKS preset, bootstrapped ciphertexts
+//! per image of the optimal placement (`he`) first, multiplications breaking ties. Candidate
+//! degree lists per α come from `poly::degrees::degrees_for` (the paper's, the optimizer's, or
+//! the paper's where it has one; α up to 20).
 //!
 //! The plan is a JSON file ([`PrecisionPlan`]) that `polycnn eval --plan` runs
 //! ([`super::prepared_plan::PreparedPlan`]).
@@ -26,15 +34,18 @@
 use super::bounds::{BoundRule, choose_bounds};
 use super::config::{ApproxConfig, Mode};
 use super::dataset::open_dataset;
+use super::paired::Flips;
 use super::pass::{PassInput, evaluate};
-use super::plan_file::{PlanCost, PrecisionPlan, SearchSummary, SitePlan, SplitAccuracy, plan_cost};
+use super::plan_file::{PlanCkks, PlanCost, PrecisionPlan, SearchSummary, SitePlan, SplitAccuracy, plan_cost};
 use super::request::EvalRequest;
 use crate::cpu::CpuBackend;
 use crate::data::{Dataset, Normalize};
 use crate::exec::{ActivationPlan, Backend, Progress, SiteMode};
+use crate::he::{CkksPreset, ckks_cost};
 use crate::model::cost::{SitePrecision, SiteShape, network_cost, site_shapes};
 use crate::model::{self, Graph};
-use crate::poly::{Composite, optimise_eps, paper_degrees_or_error};
+use crate::poly::degrees::{DegreeLists, degrees_for};
+use crate::poly::{Composite, optimise_eps};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -44,6 +55,11 @@ type AnyError = Box<dyn std::error::Error>;
 const STEP: usize = 3;
 /// Most prefix plans measured in one verification pass.
 const MAX_PREFIXES: usize = 30;
+/// Confidence of the one-sided bound a candidate's drop must keep within budget.
+const CONFIDENCE: f64 = 0.95;
+/// Weight of one bootstrapped ciphertext against one multiplication when ranking savings: any
+/// ciphertext saved outweighs the multiplications of a network (10^7..10^9 per image).
+const CIPHERTEXT_WEIGHT: f64 = 1e12;
 
 /// A candidate precision: α, its composite and its HE cost per evaluation.
 struct Level {
@@ -52,14 +68,14 @@ struct Level {
     composite: Composite,
 }
 
-fn candidate_levels(alphas: &[u32]) -> Result<Vec<Level>, AnyError> {
+fn candidate_levels(alphas: &[u32], lists: DegreeLists) -> Result<Vec<Level>, AnyError> {
     let mut alphas = alphas.to_vec();
     alphas.sort_unstable();
     alphas.dedup();
     alphas
         .into_iter()
         .map(|alpha| {
-            let degrees = paper_degrees_or_error(alpha)?;
+            let degrees = degrees_for(alpha, lists)?;
             Ok(Level {
                 alpha,
                 degrees: degrees.to_vec(),
@@ -76,8 +92,11 @@ pub struct PlanRequest {
     pub eval: EvalRequest,
     /// Allowed top-1 drop against exact on the calibration split, percentage points.
     pub budget: f64,
-    /// Candidate α (each needs the paper's degree list: 4..14).
+    /// Candidate α, with their degree lists from `lists`.
     pub alphas: Vec<u32>,
+    pub lists: DegreeLists,
+    /// Minimise bootstrapped ciphertexts under these CKKS parameters.
+    pub ckks: Option<CkksPreset>,
     /// This many images, spread evenly over the evaluated ones, are the calibration split; the
     /// rest (up to the limit) the held-out one.
     pub calibration_images: usize,
@@ -98,7 +117,16 @@ struct Searcher<'a> {
     levels: &'a [Level],
     bounds: Vec<f64>,
     shapes: Vec<SiteShape>,
+    ckks: Option<CkksPreset>,
     plans_evaluated: u64,
+}
+
+/// What the search minimises, in order: bootstrapped ciphertexts (0 without a preset), then
+/// non-scalar multiplications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Objective {
+    ciphertexts: u64,
+    mults: u64,
 }
 
 /// Top-1 hits of the exact network and of each candidate over a split, and each candidate's
@@ -109,6 +137,7 @@ struct Measured {
     candidates: Vec<u64>,
     out_of_range: Vec<u64>,
     non_finite: Vec<u64>,
+    flips: Vec<Flips>,
 }
 
 impl Measured {
@@ -116,10 +145,11 @@ impl Measured {
         100.0 * hits as f64 / self.images.max(1) as f64
     }
 
-    /// Candidate `i` is within budget and never blew up (a polynomial fed far beyond its bound
-    /// diverges; a plan that does so on calibration images does so more on others).
+    /// Candidate `i`'s drop is within budget at 95 % confidence and it never blew up (a
+    /// polynomial fed far beyond its bound diverges; a plan that does so on calibration images
+    /// does so more on others).
     fn acceptable(&self, i: usize, budget: f64) -> bool {
-        self.non_finite[i] == 0 && self.percent(self.exact) - self.percent(self.candidates[i]) <= budget + 1e-9
+        self.non_finite[i] == 0 && self.flips[i].drop_upper_bound(CONFIDENCE) <= budget + 1e-9
     }
 }
 
@@ -185,12 +215,47 @@ impl Searcher<'_> {
                 .iter()
                 .map(|a| a.sites.iter().map(|s| s.non_finite).sum())
                 .collect(),
+            flips: tally.approx.iter().map(|a| a.flips).collect(),
         })
     }
 
     /// HE multiplications per image of one site at one level.
     fn site_mults(&self, site: usize, level: usize) -> u64 {
         self.shapes[site].nonscalar_mults(&self.levels[level].degrees)
+    }
+
+    fn site_precisions(&self, assignment: &[usize]) -> Vec<SitePrecision> {
+        assignment
+            .iter()
+            .map(|&l| SitePrecision::Approx {
+                alpha: Some(self.levels[l].alpha),
+                degrees: self.levels[l].degrees.clone(),
+            })
+            .collect()
+    }
+
+    /// The optimal placement's bootstrapped ciphertexts and points; `None` when no placement
+    /// exists (a stage deeper than the levels a bootstrap gives).
+    fn bootstraps(&self, assignment: &[usize], preset: &CkksPreset) -> Option<(u64, u32)> {
+        ckks_cost(self.graph, &self.site_precisions(assignment), preset)
+            .ok()
+            .map(|c| (c.optimal.bootstrapped_ciphertexts, c.optimal.bootstrap_points))
+    }
+
+    fn objective(&self, assignment: &[usize]) -> Objective {
+        Objective {
+            ciphertexts: self
+                .ckks
+                .as_ref()
+                .map_or(0, |p| self.bootstraps(assignment, p).map_or(u64::MAX, |b| b.0)),
+            mults: (0..assignment.len()).map(|s| self.site_mults(s, assignment[s])).sum(),
+        }
+    }
+
+    /// The objective as one number, for ranking savings.
+    fn score(&self, assignment: &[usize]) -> f64 {
+        let o = self.objective(assignment);
+        o.ciphertexts as f64 * CIPHERTEXT_WEIGHT + o.mults as f64
     }
 
     fn cost(&self, assignment: &[usize]) -> PlanCost {
@@ -209,22 +274,26 @@ impl Searcher<'_> {
     }
 }
 
-/// Single-site lowerings of `current`: (site, level) with level 1..=STEP below the site's and
-/// strictly fewer multiplications (the cost is not monotone in α: the paper's α=5 composite,
-/// one degree-13 stage, needs more than α=6's [3, 7]).
+/// Single-site lowerings of `current`: (site, level) with level 1..=STEP below the site's and a
+/// strictly lower objective (the cost is not monotone in α: the paper's α=5 composite, one
+/// degree-13 stage, needs more multiplications than α=6's [3, 7]).
 fn single_moves(searcher: &Searcher, current: &[usize]) -> Vec<(usize, usize)> {
+    let now = searcher.objective(current);
     current
         .iter()
         .enumerate()
-        .flat_map(|(s, &l)| {
-            (l.saturating_sub(STEP)..l)
-                .filter(move |&lower| searcher.site_mults(s, lower) < searcher.site_mults(s, l))
-                .map(move |lower| (s, lower))
-        })
+        .flat_map(|(s, &l)| (l.saturating_sub(STEP)..l).map(move |lower| (s, lower)))
+        .filter(|&(s, lower)| searcher.objective(&with_move(current, s, lower)) < now)
         .collect()
 }
 
-/// Greedy order of the measured single moves: repeatedly the move with the most multiplications
+fn with_move(plan: &[usize], site: usize, level: usize) -> Assignment {
+    let mut next = plan.to_vec();
+    next[site] = level;
+    next
+}
+
+/// Greedy order of the measured single moves: repeatedly the move with the most objective
 /// saved per image lost (a move's loss is its measured drop from `current`, losses assumed to
 /// add). Returns the prefixes as whole plans with their predicted loss in images.
 fn greedy_prefixes(
@@ -238,14 +307,14 @@ fn greedy_prefixes(
     let mut predicted = 0u64;
     let mut prefixes = Vec::new();
     loop {
+        let now = searcher.score(&plan);
         let best = moves
             .iter()
             .zip(losses)
-            .filter(|((s, l), _)| searcher.site_mults(*s, *l) < searcher.site_mults(*s, plan[*s]))
-            .map(|(&(s, l), &loss)| {
-                let saved = searcher.site_mults(s, plan[s]) - searcher.site_mults(s, l);
+            .filter_map(|(&(s, l), &loss)| {
+                let saved = now - searcher.score(&with_move(&plan, s, l));
                 let extra = loss.saturating_sub(lost[s]);
-                (saved as f64 / (extra as f64 + 0.5), s, l, loss, extra)
+                (saved > 0.0).then_some((saved / (extra as f64 + 0.5), s, l, loss, extra))
             })
             .max_by(|a, b| a.0.total_cmp(&b.0));
         let Some((_, s, l, loss, extra)) = best else { break };
@@ -289,7 +358,7 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
         )
         .into());
     }
-    let levels = candidate_levels(&req.alphas)?;
+    let levels = candidate_levels(&req.alphas, req.lists)?;
     let (calibration, held_out) = split_evenly(count, req.calibration_images);
     let mut searcher = Searcher {
         graph: &graph,
@@ -301,8 +370,19 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
         levels: &levels,
         bounds: Vec::new(),
         shapes: site_shapes(&graph)?,
+        ckks: req.ckks.clone(),
         plans_evaluated: 0,
     };
+    if let Some(preset) = &req.ckks {
+        let top = vec![levels.len() - 1; graph.sites.len()];
+        ckks_cost(&graph, &searcher.site_precisions(&top), preset).map_err(|e| {
+            format!(
+                "α={} everywhere under {}: {e}",
+                levels[levels.len() - 1].alpha,
+                preset.name
+            )
+        })?;
+    }
     let rule = BoundRule::Calibrate {
         margin: req.margin,
         images: calibration.len(),
@@ -317,9 +397,11 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
     let top = levels.len() - 1;
     if !uniform.acceptable(top, req.budget) {
         return Err(format!(
-            "even α={} everywhere loses {:.2} points of top-1 on the calibration split (budget {}; {} non-finite activations): try a larger --margin or budget",
+            "even α={} everywhere loses {:.2} points of top-1 on the calibration split (95 % upper bound {:.2}; \
+             budget {}; {} non-finite activations): try a larger --margin or budget, or more calibration images",
             levels[top].alpha,
-            uniform.percent(uniform.exact) - uniform.percent(uniform.candidates[top]),
+            uniform.flips[top].drop_points(),
+            uniform.flips[top].drop_upper_bound(CONFIDENCE),
             req.budget,
             uniform.non_finite[top]
         )
@@ -329,7 +411,7 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
     let u = (0..=top)
         .rev()
         .take_while(|&l| uniform.acceptable(l, req.budget))
-        .min_by_key(|&l| searcher.cost(&uniform_plans[l]).nonscalar_mults)
+        .min_by_key(|&l| searcher.objective(&uniform_plans[l]))
         .expect("the top level is within budget");
     log::info!(
         "exact top-1 {:.2}%; uniform α={} (cheapest within budget) {:.2}%",
@@ -340,6 +422,7 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
     let mut current = uniform_plans[u].clone();
     let mut current_hits = uniform.candidates[u];
     let mut current_ranges = (uniform.out_of_range[u], uniform.non_finite[u]);
+    let mut current_flips = uniform.flips[u];
     for round in 1..=req.rounds {
         let moves = single_moves(&searcher, &current);
         if moves.is_empty() {
@@ -372,15 +455,16 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
         let measured = searcher.measure(&calibration, &prefixes, &format!("round {round}: combined"))?;
         let best = (0..prefixes.len())
             .filter(|&i| measured.acceptable(i, req.budget))
-            .min_by_key(|&i| searcher.cost(&prefixes[i]).nonscalar_mults);
+            .min_by_key(|&i| searcher.objective(&prefixes[i]));
         let Some(best) = best else { break };
         let (plan, hits) = (&prefixes[best], measured.candidates[best]);
-        if searcher.cost(plan).nonscalar_mults >= searcher.cost(&current).nonscalar_mults {
+        if searcher.objective(plan) >= searcher.objective(&current) {
             break;
         }
         current = plan.clone();
         current_hits = hits;
         current_ranges = (measured.out_of_range[best], measured.non_finite[best]);
+        current_flips = measured.flips[best];
         log::info!(
             "round {round}: {} non-scalar mults per image ({:.1}% of uniform), top-1 {:.2}%",
             searcher.cost(&current).nonscalar_mults,
@@ -396,14 +480,32 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
     )?;
     let (cost, uniform_cost) = (searcher.cost(&current), searcher.cost(&uniform_plans[u]));
     let split =
-        |m: &Measured, uniform_hits: u64, plan_hits: u64, (out_of_range, non_finite): (u64, u64)| SplitAccuracy {
-            images: m.images,
-            exact_top1: m.percent(m.exact),
-            uniform_top1: m.percent(uniform_hits),
-            plan_top1: m.percent(plan_hits),
-            plan_out_of_range: out_of_range,
-            plan_non_finite: non_finite,
+        |m: &Measured, uniform_hits: u64, plan_hits: u64, (out_of_range, non_finite): (u64, u64), flips: Flips| {
+            SplitAccuracy {
+                images: m.images,
+                exact_top1: m.percent(m.exact),
+                uniform_top1: m.percent(uniform_hits),
+                plan_top1: m.percent(plan_hits),
+                plan_out_of_range: out_of_range,
+                plan_non_finite: non_finite,
+                plan_drop: Some(flips.drop_interval(CONFIDENCE)),
+                plan_drop_upper: Some(flips.drop_upper_bound(CONFIDENCE)),
+            }
         };
+    let ckks = req.ckks.as_ref().and_then(|preset| {
+        let (plan, uniform) = (
+            searcher.bootstraps(&current, preset)?,
+            searcher.bootstraps(&uniform_plans[u], preset)?,
+        );
+        Some(PlanCkks {
+            preset: preset.name.clone(),
+            bootstrapped_ciphertexts: plan.0,
+            bootstrap_points: plan.1,
+            uniform_bootstrapped_ciphertexts: uniform.0,
+            uniform_bootstrap_points: uniform.1,
+            saving_percent: 100.0 * (1.0 - plan.0 as f64 / uniform.0.max(1) as f64),
+        })
+    });
     let summary = SearchSummary {
         weights: req.eval.weights.display().to_string(),
         data: req.eval.data.display().to_string(),
@@ -413,14 +515,22 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
         cost,
         uniform_cost,
         saving_percent: 100.0 * (1.0 - cost.nonscalar_mults as f64 / uniform_cost.nonscalar_mults.max(1) as f64),
-        calibration: split(&uniform, uniform.candidates[u], current_hits, current_ranges),
+        calibration: split(
+            &uniform,
+            uniform.candidates[u],
+            current_hits,
+            current_ranges,
+            current_flips,
+        ),
         held_out: split(
             &held,
             held.candidates[0],
             held.candidates[1],
             (held.out_of_range[1], held.non_finite[1]),
+            held.flips[1],
         ),
         plans_evaluated: searcher.plans_evaluated,
+        ckks,
         seconds: start.elapsed().as_secs_f64(),
     };
     let sites = graph
@@ -479,8 +589,28 @@ pub fn format_plan(plan: &PrecisionPlan, graph: &Graph) -> Result<String, String
                 a.images, a.exact_top1, a.uniform_top1, a.plan_top1, a.plan_out_of_range, a.plan_non_finite
             );
         }
+        for (name, a) in [("calibration", &s.calibration), ("held-out", &s.held_out)] {
+            if let (Some(d), Some(upper)) = (a.plan_drop, a.plan_drop_upper) {
+                out += &format!(
+                    "  {name:<14} plan drop vs exact {:+.2} points, 95 % interval [{:+.2}, {:+.2}], 95 % upper bound {:+.2}\n",
+                    d.drop, d.lower, d.upper, upper
+                );
+            }
+        }
+        if let Some(c) = &s.ckks {
+            out += &format!(
+                "  CKKS {}: plan {} bootstrapped ciphertexts ({} points) per image, uniform α={} {} ({} points) → {:.1}% fewer\n",
+                c.preset,
+                c.bootstrapped_ciphertexts,
+                c.bootstrap_points,
+                s.uniform_alpha,
+                c.uniform_bootstrapped_ciphertexts,
+                c.uniform_bootstrap_points,
+                c.saving_percent
+            );
+        }
         out += &format!(
-            "  budget {} points on the calibration split; {} candidate plans in {:.0} s\n",
+            "  budget {} points on the calibration split (95 % upper bound of the paired drop); {} candidate plans in {:.0} s\n",
             s.budget, s.plans_evaluated, s.seconds
         );
     }
@@ -601,7 +731,7 @@ mod tests {
     fn greedy_prefixes_take_free_savings_first() {
         // two sites at level 2; site 1 loses nothing when lowered, site 0 loses 3 images
         let graph = model::random(Arch::CifarResNet(20), 1).unwrap();
-        let levels = candidate_levels(&[6, 7, 8]).unwrap();
+        let levels = candidate_levels(&[6, 7, 8], DegreeLists::Paper).unwrap();
         let shapes = site_shapes(&graph).unwrap()[..2].to_vec();
         let searcher = Searcher {
             graph: &graph,
@@ -619,18 +749,20 @@ mod tests {
             levels: &levels,
             bounds: vec![1.0; 2],
             shapes,
+            ckks: None,
             plans_evaluated: 0,
         };
         let current = vec![2, 2];
         let moves = single_moves(&searcher, &current);
         assert_eq!(moves, vec![(0, 0), (0, 1), (1, 0), (1, 1)]);
         // α=5 ([13], 8 mults) is dearer than α=6 ([3, 7], 7 mults): never a move from 6 to 5
-        let dearer = candidate_levels(&[5, 6]).unwrap();
+        let dearer = candidate_levels(&[5, 6], DegreeLists::Paper).unwrap();
         let from_6 = Searcher {
             levels: &dearer,
             dataset: searcher.dataset.clone(),
             bounds: searcher.bounds.clone(),
             shapes: searcher.shapes.clone(),
+            ckks: None,
             ..searcher
         };
         assert!(single_moves(&from_6, &[1, 1]).is_empty());

@@ -2,6 +2,7 @@
 //! HE cost on a graph.
 
 use super::bounds::BoundRule;
+use super::paired::DropInterval;
 use crate::model::Graph;
 use crate::model::cost::{CostError, SitePrecision, network_cost};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,24 @@ pub struct SplitAccuracy {
     pub plan_out_of_range: u64,
     #[serde(default)]
     pub plan_non_finite: u64,
+    /// The plan's top-1 drop against exact with its two-sided 95 % interval (paired flips).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_drop: Option<DropInterval>,
+    /// One-sided 95 % upper bound of that drop (what acceptance compares with the budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_drop_upper: Option<f64>,
+}
+
+/// CKKS cost of the plan and of the uniform baseline (optimal bootstrap placement, per image).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanCkks {
+    pub preset: String,
+    pub bootstrapped_ciphertexts: u64,
+    pub bootstrap_points: u32,
+    pub uniform_bootstrapped_ciphertexts: u64,
+    pub uniform_bootstrap_points: u32,
+    /// 100 × (1 − plan / uniform bootstrapped ciphertexts).
+    pub saving_percent: f64,
 }
 
 /// What the search found and measured (absent from a hand-written plan).
@@ -59,6 +78,9 @@ pub struct SearchSummary {
     /// Candidate plans run over the calibration split.
     pub plans_evaluated: u64,
     pub seconds: f64,
+    /// With `--ckks`: what the search minimised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ckks: Option<PlanCkks>,
 }
 
 /// A precision plan: the JSON file `polycnn plan` writes and `polycnn eval --plan` reads.

@@ -6,6 +6,7 @@ use super::config::Mode;
 use super::plan_file::PrecisionPlan;
 use super::shard::Shard;
 use crate::gpu::activation::Scheme;
+use crate::he::CkksPreset;
 use crate::model::Arch;
 use std::path::PathBuf;
 
@@ -56,6 +57,8 @@ pub struct EvalRequest {
     pub shard: Option<Shard>,
     /// Evaluate this per-site precision plan (one configuration) instead of `alphas` and `bound`.
     pub plan: Option<PrecisionPlan>,
+    /// Add each configuration's CKKS cost under these parameters to `he_cost`.
+    pub ckks: Option<CkksPreset>,
 }
 
 impl EvalRequest {
@@ -88,6 +91,7 @@ impl EvalRequest {
             scheme: Scheme::DEFAULT,
             shard: None,
             plan: None,
+            ckks: None,
         }
     }
 }

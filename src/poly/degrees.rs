@@ -461,6 +461,66 @@ fn merge_candidates(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
     candidates
 }
 
+/// The optimizer's lists for α = 4..20 with the default [`SearchLimits`], as `polycnn degrees
+/// --alpha 4..20` prints them (each built and verified there to meet 2^-α; the test
+/// `optimized_lists_meet_their_bound` re-verifies a sample). Stored because the search takes
+/// minutes.
+pub fn optimized_degrees(alpha: u32) -> Option<&'static [usize]> {
+    Some(match alpha {
+        4 => &[3],
+        5 => &[7],
+        6 => &[3, 7],
+        7 => &[7, 7],
+        8 => &[7, 15],
+        9 => &[15, 15],
+        10 => &[7, 7, 15],
+        11 => &[7, 7, 31],
+        12 => &[7, 15, 31],
+        13 => &[15, 15, 31],
+        14 => &[15, 31, 31],
+        15 => &[31, 31, 31],
+        16 => &[31, 31, 55],
+        17 => &[31, 55, 63],
+        18 => &[63, 55, 63],
+        19 => &[7, 15, 15, 15, 31],
+        20 => &[15, 15, 15, 15, 31],
+        _ => return None,
+    })
+}
+
+/// Which degree list an α gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DegreeLists {
+    /// The paper's list (α 4..14).
+    Paper,
+    /// The degree optimizer's list (α 4..20, `poly::degrees::optimized_degrees`).
+    Optimized,
+    /// The paper's where it has one, the optimizer's otherwise.
+    Auto,
+}
+
+impl std::str::FromStr for DegreeLists {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "paper" => Ok(DegreeLists::Paper),
+            "optimized" => Ok(DegreeLists::Optimized),
+            "auto" => Ok(DegreeLists::Auto),
+            other => Err(format!("degree lists '{other}': expected paper, optimized or auto")),
+        }
+    }
+}
+
+/// The degree list for `alpha` from `lists`.
+pub fn degrees_for(alpha: u32, lists: DegreeLists) -> Result<&'static [usize], PolyError> {
+    let found = match lists {
+        DegreeLists::Paper => paper_degrees(alpha),
+        DegreeLists::Optimized => optimized_degrees(alpha),
+        DegreeLists::Auto => paper_degrees(alpha).or_else(|| optimized_degrees(alpha)),
+    };
+    found.ok_or(PolyError::NoDefaultDegrees(alpha))
+}
+
 /// One row of `polycnn degrees`: the optimizer's choice and the paper's list (built and verified
 /// here, for α = 4..14).
 pub type DegreeRow = (DegreeChoice, Option<VerifiedList>);
@@ -493,6 +553,31 @@ pub fn degree_rows(alphas: &[u32], limits: &SearchLimits) -> Result<Vec<DegreeRo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn optimized_lists_meet_their_bound() {
+        // A sample (verification of the deep lists takes long): the cheap end, where the
+        // optimizer beats the paper (α 4, 5), and the first α beyond the paper's lists.
+        for alpha in [4, 5, 6, 10, 15] {
+            let list = optimized_degrees(alpha).unwrap();
+            let v = verify_list(list).unwrap();
+            assert!(
+                v.relu_error_log2 <= -(alpha as f64) + 1e-9,
+                "α={alpha} {list:?}: 2^{}",
+                v.relu_error_log2
+            );
+        }
+        assert!(optimized_degrees(3).is_none() && optimized_degrees(21).is_none());
+        // The optimizer's list never costs more than the paper's.
+        for alpha in 4..=14 {
+            let (o, p) = (optimized_degrees(alpha).unwrap(), paper_degrees(alpha).unwrap());
+            assert!(
+                relu_cost(o).nonscalar_mults <= relu_cost(p).nonscalar_mults,
+                "α={alpha}"
+            );
+            assert!(relu_cost(o).depth <= relu_cost(p).depth, "α={alpha}");
+        }
+    }
 
     #[test]
     fn state_after_a_stage_is_the_normalised_image() {

@@ -65,7 +65,7 @@ impl fmt::Display for PolyError {
             ),
             PolyError::NoDefaultDegrees(alpha) => write!(
                 f,
-                "no default degree list for α = {alpha} (the paper's lists cover 4..14); give one with --degrees"
+                "no degree list for α = {alpha} (the paper's lists cover 4..14, the optimizer's 4..20); give one with --degrees"
             ),
             PolyError::CoeffFile { path, why } => write!(f, "{path}: {why}"),
         }

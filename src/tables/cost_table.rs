@@ -1,10 +1,10 @@
 //! Tables of `polycnn cost` (HE cost of a network's activations) and `polycnn degrees` (the
 //! degree optimizer next to the paper's lists).
 
+use crate::he::{CkksCost, CkksPreset};
 use crate::model::cost::{NetworkCost, network_cost, uniform_plan};
 use crate::model::{self, Arch};
-use crate::poly::degrees::{DegreeRow, VerifiedList};
-use crate::poly::paper_degrees_or_error;
+use crate::poly::degrees::{DegreeLists, DegreeRow, VerifiedList, degrees_for};
 use std::path::PathBuf;
 
 /// Per-site rows and the totals of one plan.
@@ -119,10 +119,13 @@ pub struct CostRequest {
     /// Weights are not needed for the cost (shapes only); when given, the graph is built from them.
     pub weights: Option<PathBuf>,
     pub alphas: Vec<u32>,
-    /// One degree list for every α (default: the paper's list per α).
+    /// One degree list for every α (default: `lists`).
     pub degrees: Option<Vec<usize>>,
+    pub lists: DegreeLists,
     pub relu: bool,
     pub maxpool: bool,
+    /// Also the CKKS levels and bootstrap placement under this preset.
+    pub ckks: Option<CkksPreset>,
 }
 
 /// The network's activation cost for each α of the request.
@@ -136,10 +139,56 @@ pub fn network_costs(req: &CostRequest) -> Result<Vec<NetworkCost>, Box<dyn std:
         .map(|&alpha| {
             let degrees = match &req.degrees {
                 Some(d) => d.as_slice(),
-                None => paper_degrees_or_error(alpha)?,
+                None => degrees_for(alpha, req.lists)?,
             };
             let plan = uniform_plan(&graph, Some(alpha), degrees, req.relu, req.maxpool);
-            Ok(network_cost(&graph, &plan)?)
+            Ok(network_cost(&graph, &plan)?.with_ckks(&graph, &plan, req.ckks.as_ref())?)
         })
         .collect()
+}
+
+/// The CKKS table: bootstraps per node, greedy and optimal placement, and the totals.
+pub fn format_ckks_cost(c: &CkksCost) -> String {
+    let mut out = format!(
+        "CKKS {}: {} slots, {} levels after bootstrapping; the network consumes {} levels without \
+         bootstrapping\n  node                          greedy: points  ciphertexts   optimal: points  ciphertexts\n",
+        c.preset, c.slots, c.levels_after_bootstrap, c.total_depth
+    );
+    for r in &c.per_node {
+        out += &format!(
+            "  {:<28} {:>14} {:>12} {:>17} {:>12}\n",
+            r.node, r.greedy_points, r.greedy_ciphertexts, r.optimal_points, r.optimal_ciphertexts
+        );
+    }
+    out += &format!(
+        "  {:<28} {:>14} {:>12} {:>17} {:>12}\n",
+        "total",
+        c.greedy.bootstrap_points,
+        c.greedy.bootstrapped_ciphertexts,
+        c.optimal.bootstrap_points,
+        c.optimal.bootstrapped_ciphertexts
+    );
+    out += "  (per image; ciphertexts = Σ ceil(elements / slots) over the bootstrap points)\n";
+    out
+}
+
+/// One line per α with the CKKS totals.
+pub fn format_ckks_summary(rows: &[NetworkCost]) -> String {
+    let mut out =
+        String::from("  α    degrees          depth   greedy: points  ciphertexts   optimal: points  ciphertexts\n");
+    for row in rows {
+        let Some(c) = &row.ckks else { continue };
+        let first = row.sites.iter().find(|s| !s.degrees.is_empty());
+        out += &format!(
+            "  {:>3}  {:<14} {:>7} {:>16} {:>12} {:>17} {:>12}\n",
+            first.and_then(|s| s.alpha).map_or("-".to_string(), |a| a.to_string()),
+            first.map_or("-".to_string(), |s| degrees_label(&s.degrees)),
+            c.total_depth,
+            c.greedy.bootstrap_points,
+            c.greedy.bootstrapped_ciphertexts,
+            c.optimal.bootstrap_points,
+            c.optimal.bootstrapped_ciphertexts
+        );
+    }
+    out
 }
