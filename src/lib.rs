@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod data;
 pub mod eval;
 pub mod gpu;
+pub mod he;
 pub mod model;
 pub mod poly;
 pub mod report;
