@@ -68,8 +68,7 @@ def context(ring, scale_bits, first_bits, depth, dnum, technique, slots):
 
 
 def describe(p, cc, name, extra):
-    q_bits = cc.GetModulus().bit_length() if hasattr(cc.GetModulus(), "bit_length") \
-        else math.log2(float(cc.GetModulus()))
+    q_bits = int(str(cc.GetModulus())).bit_length()
     return dict({
         "name": name,
         "ring_dim": cc.GetRingDimension(),
@@ -77,7 +76,7 @@ def describe(p, cc, name, extra):
         "scale_bits": p.GetScalingModSize(),
         "first_mod_bits": p.GetFirstModSize(),
         "multiplicative_depth": p.GetMultiplicativeDepth(),
-        "log2_q": float(q_bits),
+        "q_bits": q_bits,
         "dnum": p.GetNumLargeDigits(),
         "key_switching": "HYBRID",
         "secret": "UNIFORM_TERNARY",
@@ -88,8 +87,34 @@ def describe(p, cc, name, extra):
     }, **extra)
 
 
-def basic_ops(cc, keys, slots, rng):
-    """fresh, ct x pt (+rescale), ct x ct (+relin, rescale), rotation by 1 (all at the top level)."""
+def basic_ops(cc, slots, rng, key_count):
+    """fresh, ct x pt (+rescale), ct x ct (+relin, rescale), rotation by 1 at the top level, with
+    `key_count` fresh key pairs: some errors depend on the secret (key switching varies by about
+    ±1 bit from key to key), so the errors of all keys are pooled; `per_key_log2_std` keeps the
+    spread."""
+    runs = []
+    for _ in range(key_count):
+        keys = cc.KeyGen()
+        cc.EvalMultKeyGen(keys.secretKey)
+        cc.EvalRotateKeyGen(keys.secretKey, [1])
+        runs.append(basic_ops_one_key(cc, keys, slots, rng))
+    pooled = {}
+    for op, first in runs[0].items():
+        entry = {k: v for k, v in first.items() if k not in ("total", "added", "_errors")}
+        for which in ("total", "added"):
+            entry[which] = error_stats(np.concatenate([r[op]["_errors"][which] for r in runs]))
+        entry["per_key_log2_std_added"] = [r[op]["added"]["log2_std"] for r in runs]
+        entry["keys"] = key_count
+        pooled[op] = entry
+    return pooled
+
+
+def with_errors(total, added, **rest):
+    return dict(rest, total=error_stats(total), added=error_stats(added),
+                _errors={"total": np.real(total), "added": np.real(added)})
+
+
+def basic_ops_one_key(cc, keys, slots, rng):
     sk, pk = keys.secretKey, keys.publicKey
     z1, z2, w = (rng.uniform(-1, 1, slots) for _ in range(3))
     ct1 = cc.Encrypt(pk, cc.MakeCKKSPackedPlaintext(list(z1)))
@@ -97,8 +122,7 @@ def basic_ops(cc, keys, slots, rng):
     d1, d2 = decrypt(cc, sk, ct1, slots), decrypt(cc, sk, ct2, slots)
     out = {}
     top = {"level": ct1.GetLevel(), "log2_scale": math.log2(ct1.GetScalingFactor())}
-    out["fresh"] = {"total": error_stats(d1 - z1), "added": error_stats(d1 - z1),
-                    "mean_sq_input": float(np.mean(z1 * z1)), "input": top, "output": top}
+    out["fresh"] = with_errors(d1 - z1, d1 - z1, mean_sq_input=float(np.mean(z1 * z1)), input=top, output=top)
 
     def finish(ct):
         # FLEXIBLEAUTO rescales lazily, at the next multiplication: a product by the constant 1
@@ -108,18 +132,16 @@ def basic_ops(cc, keys, slots, rng):
 
     ct, where = finish(cc.EvalMult(ct1, cc.MakeCKKSPackedPlaintext(list(w))))
     d = decrypt(cc, sk, ct, slots)
-    out["pt_mult_rescale"] = {"total": error_stats(d - z1 * w), "added": error_stats(d - d1 * w),
-                              "mean_sq_input": float(np.mean(z1 * z1)), "mean_sq_plain": float(np.mean(w * w)),
-                              "input": top, "output": where}
+    out["pt_mult_rescale"] = with_errors(d - z1 * w, d - d1 * w, mean_sq_input=float(np.mean(z1 * z1)),
+                                         mean_sq_plain=float(np.mean(w * w)), input=top, output=where)
     ct, where = finish(cc.EvalMult(ct1, ct2))  # EvalMult relinearises
     d = decrypt(cc, sk, ct, slots)
-    out["ct_mult_relin_rescale"] = {"total": error_stats(d - z1 * z2), "added": error_stats(d - d1 * d2),
-                                    "mean_sq_input": float(np.mean(z1 * z1)),
-                                    "mean_sq_input2": float(np.mean(z2 * z2)), "input": top, "output": where}
+    out["ct_mult_relin_rescale"] = with_errors(d - z1 * z2, d - d1 * d2, mean_sq_input=float(np.mean(z1 * z1)),
+                                               mean_sq_input2=float(np.mean(z2 * z2)), input=top, output=where)
     ct = cc.EvalRotate(ct1, 1)
     d = decrypt(cc, sk, ct, slots)
-    out["rotate"] = {"total": error_stats(d - np.roll(z1, -1)), "added": error_stats(d - np.roll(d1, -1)),
-                     "mean_sq_input": float(np.mean(z1 * z1)), "input": top, "output": top, "steps": 1}
+    out["rotate"] = with_errors(d - np.roll(z1, -1), d - np.roll(d1, -1), mean_sq_input=float(np.mean(z1 * z1)),
+                                input=top, output=top, steps=1)
     return out
 
 
@@ -170,7 +192,7 @@ def composite_relu(cc, keys, acts, bound, stages, slots, evaluator):
             "output_level": levels}
 
 
-def t_histogram(t, bins=64):
+def t_histogram(t, bins=512):
     counts, edges = np.histogram(t, bins=bins, range=(-1.0, 1.0))
     return {"lo": -1.0, "hi": 1.0, "counts": [int(c) for c in counts]}
 
@@ -182,10 +204,9 @@ def leveled_set(args, acts, stages, degrees, rng):
     depth = stage_depth + 2 + 1  # + final product, scalar B/2, one spare
     p, cc = context(ring, args.scale_bits, args.first_mod_bits, depth, args.dnum, fhe.FLEXIBLEAUTO, slots)
     t0 = time.time()
+    ops = basic_ops(cc, slots, rng, args.keys)
     keys = cc.KeyGen()
     cc.EvalMultKeyGen(keys.secretKey)
-    cc.EvalRotateKeyGen(keys.secretKey, [1])
-    ops = basic_ops(cc, keys, slots, rng)
     relu = composite_relu(cc, keys, acts, args.bound, stages, slots,
                           lambda ct, c, a, b: cc.EvalChebyshevSeries(ct, c, a, b))
     relu.update({"alpha": args.alpha, "degrees": degrees, "bound": args.bound, "evaluator": "EvalChebyshevSeries (Paterson-Stockmeyer)", "input_histogram": t_histogram(acts / args.bound),
@@ -202,10 +223,9 @@ def bootstrap_set(args, rng):
     depth = levels_after + fhe.CryptoContext.GetBootstrapDepth(budget, fhe.UNIFORM_TERNARY)
     p, cc = context(ring, args.scale_bits, args.first_mod_bits, depth, args.dnum, fhe.FLEXIBLEAUTO, slots)
     t0 = time.time()
+    ops = basic_ops(cc, slots, rng, args.keys)
     keys = cc.KeyGen()
     cc.EvalMultKeyGen(keys.secretKey)
-    cc.EvalRotateKeyGen(keys.secretKey, [1])
-    ops = basic_ops(cc, keys, slots, rng)
     cc.EvalBootstrapSetup(budget, [0, 0], slots)
     cc.EvalBootstrapKeyGen(keys.secretKey, slots)
     setup_s = time.time() - t0
@@ -244,6 +264,7 @@ def main():
     ap.add_argument("--boot-log-ring", type=int, default=12)
     ap.add_argument("--sets", default="leveled,bootstrap")
     ap.add_argument("--seed", type=int, default=16)
+    ap.add_argument("--keys", type=int, default=8, help="key pairs pooled for the basic operations")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     acts = np.fromfile(args.activations, dtype="<f4").astype(np.float64)

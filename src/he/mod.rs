@@ -7,3 +7,7 @@
 pub mod preset;
 
 pub use preset::{CkksPreset, PresetError, SecretDist, load_preset, preset_names, shipped_presets};
+pub mod noise;
+pub mod noise_rng;
+
+pub use noise::{NoiseError, NoiseModel, NoiseParams};
