@@ -7,7 +7,9 @@
 pub mod preset;
 
 pub use preset::{CkksPreset, PresetError, SecretDist, load_preset, preset_names, shipped_presets};
+pub mod inject;
 pub mod noise;
 pub mod noise_rng;
 
+pub use inject::{NoisePlan, NoiseRun, NoisySite};
 pub use noise::{NoiseError, NoiseModel, NoiseParams};
