@@ -68,7 +68,8 @@ def context(ring, scale_bits, first_bits, depth, dnum, technique, slots):
 
 
 def describe(p, cc, name, extra):
-    q_bits = int(str(cc.GetModulus())).bit_length()
+    q = float(cc.GetModulus())  # a double: overflows to inf beyond ~1024 bits
+    q_bits = math.log2(q) if math.isfinite(q) else None
     return dict({
         "name": name,
         "ring_dim": cc.GetRingDimension(),

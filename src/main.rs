@@ -11,11 +11,13 @@ use polycnn::eval::plan::{PlanRequest, PrecisionPlan, format_plan, search_plan};
 use polycnn::eval::report::{EvalReport, format_summary, sweep_csv, sweep_markdown};
 use polycnn::eval::shard::Shard;
 use polycnn::gpu::Gpu;
+use polycnn::he::load_preset;
 use polycnn::model::Arch;
 use polycnn::poly::degrees::{SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
 use polycnn::report::cost_report::{
-    CostRequest, format_cost_summary, format_degree_table, format_network_cost, network_costs,
+    CostRequest, DegreeLists, format_ckks_cost, format_ckks_summary, format_cost_summary, format_degree_table,
+    format_network_cost, network_costs,
 };
 use polycnn::report::poly_report::{PolyRequest, build_rows, format_table};
 use std::path::PathBuf;
@@ -285,6 +287,14 @@ struct CostArgs {
     /// Max-pool evaluation: exact or approx.
     #[arg(long, default_value = "approx")]
     maxpool: String,
+    /// Degree lists per α: paper (α 4..14), optimized (the degree optimizer's, α 4..20), or auto
+    /// (the paper's where it has one).
+    #[arg(long, default_value = "auto")]
+    lists: String,
+    /// CKKS parameters (a shipped preset name or a JSON file): add the level model and the
+    /// bootstrap placement (greedy and optimal) to the report.
+    #[arg(long)]
+    ckks: Option<String>,
     /// Write the per-site costs as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -629,13 +639,26 @@ fn run_cost(args: CostArgs) -> AnyResult<()> {
         weights: args.weights,
         alphas: parse_alphas(&args.alpha)?,
         degrees: args.degrees.as_deref().map(parse_degree_list).transpose()?,
+        lists: args.lists.parse::<DegreeLists>()?,
         relu: approximated(&args.relu, "--relu")?,
         maxpool: approximated(&args.maxpool, "--maxpool")?,
+        ckks: args.ckks.as_deref().map(load_preset).transpose()?,
     };
     let costs = network_costs(&request)?;
     match costs.as_slice() {
-        [one] => print!("{}", format_network_cost(one)),
-        many => print!("{}", format_cost_summary(many)),
+        [one] => {
+            print!("{}", format_network_cost(&one.network));
+            if let Some(c) = &one.ckks {
+                print!("{}", format_ckks_cost(c));
+            }
+        }
+        many => {
+            let networks: Vec<_> = many.iter().map(|r| r.network.clone()).collect();
+            print!("{}", format_cost_summary(&networks));
+            if many.iter().any(|r| r.ckks.is_some()) {
+                print!("{}", format_ckks_summary(many));
+            }
+        }
     }
     if let Some(path) = args.json {
         write_file(&path, &serde_json::to_string_pretty(&costs)?)?;

@@ -9,6 +9,7 @@
 pub mod check;
 pub mod command;
 pub mod merge;
+pub mod paired;
 pub mod plan;
 pub mod plot;
 pub mod report;

@@ -467,10 +467,10 @@ fn validate(p: &CkksPreset) -> Result<(), (&'static str, String)> {
             ),
         );
     }
-    if !(1..=1000).contains(&p.levels_after_bootstrap) {
+    if !(1..=60).contains(&p.levels_after_bootstrap) {
         return fail(
             "levels_after_bootstrap",
-            format!("{} is outside 1..=1000", p.levels_after_bootstrap),
+            format!("{} is outside 1..=60", p.levels_after_bootstrap),
         );
     }
     if p.bootstrap_levels > 1000 {

@@ -461,6 +461,22 @@ fn merge_candidates(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
     candidates
 }
 
+/// The optimizer's lists for α = 4..20 with the default [`SearchLimits`], as `polycnn degrees
+/// --alpha 4..20` prints them (each built and verified there to meet 2^-α; the test
+/// `optimized_lists_meet_their_bound` re-verifies a sample). Stored because the search takes
+/// minutes.
+pub fn optimized_degrees(alpha: u32) -> Option<&'static [usize]> {
+    Some(match alpha {
+        15 => &[31, 31, 31],
+        16 => &[31, 31, 55],
+        17 => &[31, 55, 63],
+        18 => &[63, 55, 63],
+        19 => &[7, 15, 15, 15, 31],
+        20 => &[15, 15, 15, 15, 31],
+        _ => return None,
+    })
+}
+
 /// One row of `polycnn degrees`: the optimizer's choice and the paper's list (built and verified
 /// here, for α = 4..14).
 pub type DegreeRow = (DegreeChoice, Option<VerifiedList>);

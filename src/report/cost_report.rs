@@ -1,10 +1,12 @@
 //! Tables of `polycnn cost` (HE cost of a network's activations) and `polycnn degrees` (the
 //! degree optimizer next to the paper's lists).
 
+use crate::he::{CkksCost, CkksPreset, ckks_cost};
 use crate::model::cost::{NetworkCost, network_cost, uniform_plan};
 use crate::model::{self, Arch};
-use crate::poly::degrees::{DegreeRow, VerifiedList};
+use crate::poly::degrees::{DegreeRow, VerifiedList, optimized_degrees};
 use crate::poly::{PolyError, paper_degrees};
+use serde::Serialize;
 use std::path::PathBuf;
 
 /// Per-site rows and the totals of one plan.
@@ -112,6 +114,39 @@ pub fn format_degree_table(rows: &[DegreeRow]) -> String {
     out
 }
 
+/// Which degree list an α gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DegreeLists {
+    /// The paper's list (α 4..14).
+    Paper,
+    /// The degree optimizer's list (α 4..20, `poly::degrees::optimized_degrees`).
+    Optimized,
+    /// The paper's where it has one, the optimizer's otherwise.
+    Auto,
+}
+
+impl std::str::FromStr for DegreeLists {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "paper" => Ok(DegreeLists::Paper),
+            "optimized" => Ok(DegreeLists::Optimized),
+            "auto" => Ok(DegreeLists::Auto),
+            other => Err(format!("degree lists '{other}': expected paper, optimized or auto")),
+        }
+    }
+}
+
+/// The degree list for `alpha` from `lists`.
+pub fn degrees_for(alpha: u32, lists: DegreeLists) -> Result<&'static [usize], PolyError> {
+    let found = match lists {
+        DegreeLists::Paper => paper_degrees(alpha),
+        DegreeLists::Optimized => optimized_degrees(alpha),
+        DegreeLists::Auto => paper_degrees(alpha).or_else(|| optimized_degrees(alpha)),
+    };
+    found.ok_or(PolyError::NoDefaultDegrees(alpha))
+}
+
 /// What `polycnn cost` is asked.
 #[derive(Clone, Debug)]
 pub struct CostRequest {
@@ -119,14 +154,26 @@ pub struct CostRequest {
     /// Weights are not needed for the cost (shapes only); when given, the graph is built from them.
     pub weights: Option<PathBuf>,
     pub alphas: Vec<u32>,
-    /// One degree list for every α (default: the paper's list per α).
+    /// One degree list for every α (default: `lists`).
     pub degrees: Option<Vec<usize>>,
+    pub lists: DegreeLists,
     pub relu: bool,
     pub maxpool: bool,
+    /// Also the CKKS levels and bootstrap placement under this preset.
+    pub ckks: Option<CkksPreset>,
+}
+
+/// The cost of one plan: operation counts, and the CKKS deployment cost when asked.
+#[derive(Clone, Debug, Serialize)]
+pub struct CostRow {
+    #[serde(flatten)]
+    pub network: NetworkCost,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ckks: Option<CkksCost>,
 }
 
 /// The network's activation cost for each α of the request.
-pub fn network_costs(req: &CostRequest) -> Result<Vec<NetworkCost>, Box<dyn std::error::Error>> {
+pub fn network_costs(req: &CostRequest) -> Result<Vec<CostRow>, Box<dyn std::error::Error>> {
     let graph = match &req.weights {
         Some(path) => model::load(req.model, path)?,
         None => model::random(req.model, 0)?,
@@ -136,10 +183,60 @@ pub fn network_costs(req: &CostRequest) -> Result<Vec<NetworkCost>, Box<dyn std:
         .map(|&alpha| {
             let degrees = match &req.degrees {
                 Some(d) => d.as_slice(),
-                None => paper_degrees(alpha).ok_or(PolyError::NoDefaultDegrees(alpha))?,
+                None => degrees_for(alpha, req.lists)?,
             };
             let plan = uniform_plan(&graph, Some(alpha), degrees, req.relu, req.maxpool);
-            Ok(network_cost(&graph, &plan)?)
+            let ckks = req.ckks.as_ref().map(|p| ckks_cost(&graph, &plan, p)).transpose()?;
+            Ok(CostRow {
+                network: network_cost(&graph, &plan)?,
+                ckks,
+            })
         })
         .collect()
+}
+
+/// The CKKS table: bootstraps per node, greedy and optimal placement, and the totals.
+pub fn format_ckks_cost(c: &CkksCost) -> String {
+    let mut out = format!(
+        "CKKS {}: {} slots, {} levels after bootstrapping; the network consumes {} levels without \
+         bootstrapping\n  node                          greedy: points  ciphertexts   optimal: points  ciphertexts\n",
+        c.preset, c.slots, c.levels_after_bootstrap, c.total_depth
+    );
+    for r in &c.per_node {
+        out += &format!(
+            "  {:<28} {:>14} {:>12} {:>17} {:>12}\n",
+            r.node, r.greedy_points, r.greedy_ciphertexts, r.optimal_points, r.optimal_ciphertexts
+        );
+    }
+    out += &format!(
+        "  {:<28} {:>14} {:>12} {:>17} {:>12}\n",
+        "total",
+        c.greedy.bootstrap_points,
+        c.greedy.bootstrapped_ciphertexts,
+        c.optimal.bootstrap_points,
+        c.optimal.bootstrapped_ciphertexts
+    );
+    out += "  (per image; ciphertexts = Σ ceil(elements / slots) over the bootstrap points)\n";
+    out
+}
+
+/// One line per α with the CKKS totals.
+pub fn format_ckks_summary(rows: &[CostRow]) -> String {
+    let mut out =
+        String::from("  α    degrees          depth   greedy: points  ciphertexts   optimal: points  ciphertexts\n");
+    for row in rows {
+        let Some(c) = &row.ckks else { continue };
+        let first = row.network.sites.iter().find(|s| !s.degrees.is_empty());
+        out += &format!(
+            "  {:>3}  {:<14} {:>7} {:>16} {:>12} {:>17} {:>12}\n",
+            first.and_then(|s| s.alpha).map_or("-".to_string(), |a| a.to_string()),
+            first.map_or("-".to_string(), |s| degrees_label(&s.degrees)),
+            c.total_depth,
+            c.greedy.bootstrap_points,
+            c.greedy.bootstrapped_ciphertexts,
+            c.optimal.bootstrap_points,
+            c.optimal.bootstrapped_ciphertexts
+        );
+    }
+    out
 }
