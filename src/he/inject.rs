@@ -14,11 +14,14 @@
 //!   global average pool over h·w: ⌈log2 h·w⌉); the option-A shortcut: one mask product and one
 //!   rotation. The rotated partial sums are added unweighted, so their key-switching errors add
 //!   in variance;
-//! - an approximated activation site with bound B: one bootstrap at its input, where the values
-//!   are scaled to t = x/B ∈ [-1, 1] (each composite consumes most of a bootstrap's levels, so
-//!   ResNet evaluations bootstrap once per activation layer): B·σ_boot on the site's input node;
-//!   and the composite's own evaluation error on its output (`NoiseModel::relu_eval_std`; a
-//!   max-pool window of k×k values runs ⌈log2 k²⌉ levels of max, each one such evaluation);
+//! - a bootstrap (where `he::placement` puts them, [`BootstrapAt`]): its error σ_boot is relative
+//!   to the range the value was scaled into [-1, 1] with, which is the bound B of the activation
+//!   site the value flows into: B·σ_boot on that node's output. A bootstrap between two stages
+//!   of a composite refreshes sign values in [-1, 1]; it reaches the ReLU's output times B·t/2,
+//!   taken at |t| = 1: (B/2)·σ_boot on the site's output;
+//! - an approximated activation site with bound B: the composite's own evaluation error on its
+//!   output (`NoiseModel::relu_eval_std`; a max-pool window of k×k values runs ⌈log2 k²⌉ levels
+//!   of max, each one such evaluation);
 //! - exact activations, additions, concatenation, flattening: nothing (additions add the
 //!   errors their inputs carry).
 //!
@@ -28,6 +31,7 @@
 
 use super::noise::NoiseModel;
 use super::noise_rng::quantise_scale;
+use super::placement::Placement;
 use crate::model::{Graph, NodeId, Op, Shape, SiteKind};
 use crate::poly::Composite;
 use serde::Serialize;
@@ -37,6 +41,36 @@ use serde::Serialize;
 pub struct NoisySite<'a> {
     pub composite: &'a Composite,
     pub bound: f64,
+}
+
+/// Where a bootstrap refreshes a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootstrapAt {
+    /// The output of this node.
+    Output(NodeId),
+    /// Between the stages of the composite of this activation node.
+    InsideActivation(NodeId),
+}
+
+/// The bootstraps of a placement, by node name; points of nodes the graph does not have are
+/// an error (the placement was made for another graph).
+pub fn bootstraps_of(graph: &Graph, placement: &Placement) -> Result<Vec<BootstrapAt>, String> {
+    placement
+        .points
+        .iter()
+        .map(|p| {
+            let id = graph
+                .nodes
+                .iter()
+                .position(|n| n.name == p.node)
+                .ok_or_else(|| format!("bootstrap placement names node `{}`, which {} lacks", p.node, graph.name))?;
+            Ok(if p.part == "output" {
+                BootstrapAt::Output(id)
+            } else {
+                BootstrapAt::InsideActivation(id)
+            })
+        })
+        .collect()
 }
 
 /// The noise added to one node's output.
@@ -68,8 +102,15 @@ pub struct NoisePlan {
 
 impl NoisePlan {
     /// The plan for `graph` under `model`; `sites[s]` says how activation site `s` is
-    /// approximated (None: exact, no noise there).
-    pub fn build(graph: &Graph, shapes: &[Shape], model: &NoiseModel, sites: &[Option<NoisySite>], seed: u64) -> NoisePlan {
+    /// approximated (None: exact, no noise there); `bootstraps` where values are refreshed.
+    pub fn build(
+        graph: &Graph,
+        shapes: &[Shape],
+        model: &NoiseModel,
+        sites: &[Option<NoisySite>],
+        bootstraps: &[BootstrapAt],
+        seed: u64,
+    ) -> NoisePlan {
         let mut var = vec![0.0f64; graph.nodes.len()];
         let mut budget = NoiseBudget::default();
         let rescale = model.rescale_std().powi(2);
@@ -100,15 +141,10 @@ impl NoisePlan {
                     linear(&mut var, &mut budget, id, ceil_log2(s.h * s.w))
                 }
                 Op::ShortcutA { .. } => linear(&mut var, &mut budget, id, 1),
-                Op::Relu { input, site } | Op::MaxPool { input, site, .. } => {
+                Op::Relu { site, .. } | Op::MaxPool { site, .. } => {
                     let Some(s) = sites.get(*site).copied().flatten() else {
                         continue;
                     };
-                    if let Some(boot) = model.bootstrap_std() {
-                        let v = (s.bound * boot).powi(2);
-                        var[*input] += v;
-                        budget.bootstrapping += v;
-                    }
                     let levels = match (&node.op, graph.sites[*site].kind) {
                         (Op::MaxPool { pool, .. }, SiteKind::MaxPool) => ceil_log2(pool.kernel * pool.kernel).max(1),
                         _ => 1,
@@ -118,6 +154,17 @@ impl NoisePlan {
                     budget.activation_evaluation += v;
                 }
                 _ => {}
+            }
+        }
+        if let Some(boot) = model.bootstrap_std() {
+            for &at in bootstraps {
+                let (id, range) = match at {
+                    BootstrapAt::Output(id) => (id, range_of(graph, sites, id)),
+                    BootstrapAt::InsideActivation(id) => (id, site_bound(graph, sites, id).unwrap_or(0.0) / 2.0),
+                };
+                let v = (range * boot).powi(2);
+                var[id] += v;
+                budget.bootstrapping += v;
             }
         }
         let nodes = var
@@ -150,6 +197,30 @@ pub struct NoiseRun<'a> {
     pub images: &'a [u32],
 }
 
+/// The bound of the approximated site at node `id`, if it is one.
+fn site_bound(graph: &Graph, sites: &[Option<NoisySite>], id: NodeId) -> Option<f64> {
+    graph.nodes[id].op.site().and_then(|s| sites.get(s).copied().flatten()).map(|s| s.bound)
+}
+
+/// The range a bootstrap of node `id`'s value scales by: the bound of the first approximated
+/// site it flows into (breadth first through its consumers), else the largest bound.
+fn range_of(graph: &Graph, sites: &[Option<NoisySite>], id: NodeId) -> f64 {
+    let mut queue = std::collections::VecDeque::from([id]);
+    let mut seen = vec![false; graph.nodes.len()];
+    while let Some(n) = queue.pop_front() {
+        if let Some(b) = site_bound(graph, sites, n) {
+            return b;
+        }
+        for (c, node) in graph.nodes.iter().enumerate() {
+            if !seen[c] && node.op.inputs().contains(&n) {
+                seen[c] = true;
+                queue.push_back(c);
+            }
+        }
+    }
+    sites.iter().flatten().map(|s| s.bound).fold(0.0, f64::max)
+}
+
 fn ceil_log2(n: usize) -> u32 {
     n.max(1).next_power_of_two().trailing_zeros()
 }
@@ -173,7 +244,16 @@ mod tests {
         let shapes = graph.shapes().unwrap();
         let composite = optimise_eps(paper_degrees(10).unwrap()).unwrap().composite;
         let sites = vec![Some(NoisySite { composite: &composite, bound: 10.0 }); graph.sites.len()];
-        let plan = NoisePlan::build(&graph, &shapes, &model(Some(12.0)), &sites, 5);
+        // a bootstrap at the input of every ReLU (the values it reads)
+        let boots: Vec<BootstrapAt> = graph
+            .nodes
+            .iter()
+            .filter_map(|n| match n.op {
+                Op::Relu { input, .. } => Some(BootstrapAt::Output(input)),
+                _ => None,
+            })
+            .collect();
+        let plan = NoisePlan::build(&graph, &shapes, &model(Some(12.0)), &sites, &boots, 5);
         for (id, node) in graph.nodes.iter().enumerate() {
             let noisy = plan.nodes[id].std > 0.0;
             match node.op {
@@ -190,7 +270,7 @@ mod tests {
         assert!(plan.budget.bootstrapping > 1e3 * plan.budget.rescale);
         // exact sites and no bootstrap: only the arithmetic's noise
         let none = vec![None; graph.sites.len()];
-        let quiet = NoisePlan::build(&graph, &shapes, &model(None), &none, 5);
+        let quiet = NoisePlan::build(&graph, &shapes, &model(None), &none, &boots, 5);
         assert_eq!(quiet.budget.bootstrapping, 0.0);
         assert_eq!(quiet.budget.activation_evaluation, 0.0);
         assert!(quiet.nodes[0].std > 0.0);
