@@ -31,7 +31,10 @@
 
 use super::noise::NoiseModel;
 use super::noise_rng::quantise_scale;
-use super::placement::Placement;
+use super::levels::level_graph;
+use super::placement::{Placement, optimal};
+use super::preset::CkksPreset;
+use crate::model::cost::SitePrecision;
 use crate::model::{Graph, NodeId, Op, Shape, SiteKind};
 use crate::poly::Composite;
 use serde::Serialize;
@@ -71,6 +74,14 @@ pub fn bootstraps_of(graph: &Graph, placement: &Placement) -> Result<Vec<Bootstr
             })
         })
         .collect()
+}
+
+/// The bootstraps of the fewest-ciphertext placement (`he::placement::optimal`) of `graph`
+/// with the per-site precisions `precisions` under `preset`.
+pub fn placed_bootstraps(graph: &Graph, precisions: &[SitePrecision], preset: &CkksPreset) -> Result<Vec<BootstrapAt>, String> {
+    let lg = level_graph(graph, precisions).map_err(|e| e.to_string())?;
+    let placement = optimal(&lg, preset.levels_after_bootstrap, preset.slots).map_err(|e| e.to_string())?;
+    bootstraps_of(graph, &placement)
 }
 
 /// The noise added to one node's output.
@@ -274,6 +285,16 @@ mod tests {
         assert_eq!(quiet.budget.bootstrapping, 0.0);
         assert_eq!(quiet.budget.activation_evaluation, 0.0);
         assert!(quiet.nodes[0].std > 0.0);
+    }
+
+    #[test]
+    fn the_placement_bootstraps_resnet20_at_nodes_it_has() {
+        let graph = random(Arch::CifarResNet(20), 1).unwrap();
+        let degrees = paper_degrees(10).unwrap();
+        let precisions = crate::model::cost::uniform_plan(&graph, Some(10), degrees, true, true);
+        let preset = crate::he::load_preset("N16QP1546H192H32").unwrap();
+        let boots = placed_bootstraps(&graph, &precisions, &preset).unwrap();
+        assert!(boots.len() >= graph.sites.len() / 2, "{} bootstraps", boots.len());
     }
 
     #[test]
