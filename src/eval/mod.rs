@@ -7,6 +7,7 @@
 //! once per approximate plan, and tallies everything by counts (never averages of averages).
 
 pub mod check;
+pub mod ckks_noise;
 pub mod command;
 pub mod merge;
 pub mod paired;
