@@ -162,6 +162,7 @@ fn gpu_matches_cpu_with_polynomial(graph: &Graph, batch: &Batch, bound: f64) {
                 SiteKind::MaxPool => SiteMode::Exact,
             })
             .collect(),
+        noise: None,
     };
     let on_cpu = cpu::run(graph, batch, &plan).unwrap();
     let on_gpu = GpuNetwork::new(gpu(), graph, Scheme::Clenshaw)

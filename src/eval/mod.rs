@@ -276,7 +276,7 @@ pub fn approx_plan<'a>(graph: &Graph, config: &'a ApproxConfig<'a>, bounds: &Bou
             }
         })
         .collect();
-    ActivationPlan { modes }
+    ActivationPlan { modes, noise: None }
 }
 
 /// The configuration's label: "α=14 (ReLU + max-pool)", "square ReLU (max-pool exact)", …

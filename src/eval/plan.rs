@@ -288,7 +288,7 @@ impl Searcher<'_> {
             .zip(&self.bounds)
             .map(|(&l, &bound)| SiteMode::approx(&self.levels[l].composite, self.levels[l].alpha, bound))
             .collect();
-        ActivationPlan { modes }
+        ActivationPlan { modes, noise: None }
     }
 
     fn pass(&self, indices: &[usize], title: String) -> PassInput<'_> {
@@ -724,7 +724,7 @@ impl PreparedPlan {
             .zip(&self.site_composite)
             .map(|(s, &c)| SiteMode::approx(&self.composites[c].1, s.alpha, s.bound).clamped(clamp))
             .collect();
-        ActivationPlan { modes }
+        ActivationPlan { modes, noise: None }
     }
 
     /// The site with the highest α: the configuration's α and polynomial in the report.
