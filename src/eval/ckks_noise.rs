@@ -8,6 +8,7 @@
 use crate::he::inject::{NoisePlan, NoisySite, placed_bootstraps};
 use crate::he::{CkksPreset, NoiseModel};
 use crate::model::cost::SitePrecision;
+use crate::eval::plot::{Anchor, Color, Plot, Stroke};
 use crate::model::{Graph, Shape};
 use serde::Serialize;
 
@@ -112,6 +113,88 @@ pub fn precision_cliff(plaintext_top1: f64, points: &[(f64, f64)], tolerance: f6
         .map(|i| sorted[i].0)
 }
 
+/// Top-1 of one approximate configuration against the simulated bootstrapping precision.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PrecisionCurve {
+    /// The plaintext configuration's label.
+    pub label: String,
+    pub plaintext_top1: f64,
+    /// (bits, top-1 %), ascending bits.
+    pub points: Vec<(f64, f64)>,
+    /// [`precision_cliff`] with a 0.5-point tolerance.
+    pub cliff_bits: Option<f64>,
+}
+
+impl PrecisionCurve {
+    pub fn new(label: String, plaintext_top1: f64, mut points: Vec<(f64, f64)>) -> PrecisionCurve {
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let cliff_bits = precision_cliff(plaintext_top1, &points, CLIFF_TOLERANCE);
+        PrecisionCurve { label, plaintext_top1, points, cliff_bits }
+    }
+}
+
+/// Points of top-1 the precision cliff allows below the plaintext approximation.
+pub const CLIFF_TOLERANCE: f64 = 0.5;
+
+/// Top-1 against bootstrapping precision, one curve per configuration, each with its plaintext
+/// top-1 (dashed) and its cliff (a vertical mark).
+pub fn precision_plot(title: &str, curves: &[PrecisionCurve]) -> Plot {
+    let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 20.0, 40.0, 50.0);
+    let mut plot = Plot::new(w, h);
+    let bits = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0));
+    let (b_min, b_max) = bits.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), b| (lo.min(b), hi.max(b)));
+    let (b_min, b_max) = if b_min.is_finite() && b_max > b_min { (b_min, b_max) } else { (0.0, 32.0) };
+    let values = curves.iter().flat_map(|c| c.points.iter().map(|p| p.1).chain([c.plaintext_top1]));
+    let y_min = (values.fold(100.0f64, f64::min) / 10.0).floor() * 10.0;
+    let x = |b: f64| left + (b - b_min) / (b_max - b_min) * (w - left - right);
+    let y = |v: f64| top + (100.0 - v) / (100.0 - y_min).max(1.0) * (h - top - bottom);
+    let (x_end, y_axis) = (w - right, h - bottom);
+    plot.text((w / 2.0, 20.0), title, 14.0, Anchor::Middle, Color::BLACK);
+    let mut v = y_min;
+    while v <= 100.0 + 1e-9 {
+        plot.line((left, y(v)), (x_end, y(v)), Stroke::solid(Color::GRID, 1.0));
+        plot.text((left - 6.0, y(v) + 4.0), format!("{v:.0}%"), 12.0, Anchor::End, Color::BLACK);
+        v += 10.0;
+    }
+    plot.line((left, y_axis), (x_end, y_axis), Stroke::solid(Color::BLACK, 1.0));
+    plot.line((left, top), (left, y_axis), Stroke::solid(Color::BLACK, 1.0));
+    let step = ((b_max - b_min) / 10.0).ceil().max(1.0);
+    let mut b = b_min;
+    while b <= b_max + 1e-9 {
+        plot.line((x(b), y_axis), (x(b), y_axis + 4.0), Stroke::solid(Color::BLACK, 1.0));
+        plot.text((x(b), y_axis + 18.0), format!("{b:.0}"), 12.0, Anchor::Middle, Color::BLACK);
+        b += step;
+    }
+    plot.text(
+        (w / 2.0, h - 12.0),
+        "bootstrapping precision (bits: error std 2^-bits)",
+        12.0,
+        Anchor::Middle,
+        Color::BLACK,
+    );
+    let palette = [Color::BLUE, Color::ORANGE, Color::GRAY, Color::BLACK];
+    for (i, c) in curves.iter().enumerate() {
+        let color = palette[i % palette.len()];
+        let pts: Vec<(f64, f64)> = c.points.iter().map(|&(b, t)| (x(b), y(t))).collect();
+        plot.polyline(pts.clone(), Stroke::solid(color, 2.0));
+        pts.iter().for_each(|&p| plot.circle(p, 3.0, color));
+        plot.line((left, y(c.plaintext_top1)), (x_end, y(c.plaintext_top1)), Stroke::dashed(color, 1.0, 6.0, 4.0));
+        if let Some(cliff) = c.cliff_bits {
+            plot.line((x(cliff), top), (x(cliff), y_axis), Stroke::dashed(color, 1.0, 2.0, 3.0));
+        }
+        let cliff = c.cliff_bits.map_or("none".to_string(), |b| format!("{b:.0} bits"));
+        let ly = top + 14.0 + 16.0 * i as f64;
+        plot.text(
+            (x_end - 4.0, ly),
+            format!("{}: cliff {cliff} (dashed: plaintext {:.2}%)", c.label, c.plaintext_top1),
+            11.0,
+            Anchor::End,
+            color,
+        );
+    }
+    plot
+}
+
 /// Parses `--ckks-precision`: "20" or "8..30" (inclusive), bits in 1..=60.
 pub fn parse_precisions(s: &str) -> Result<Vec<u32>, String> {
     let bad = || format!("--ckks-precision '{s}': expected bits like 20 or a range like 8..30 (1..=60)");
@@ -143,6 +226,16 @@ mod tests {
         let dip = [(10.0, 90.8), (12.0, 89.0), (14.0, 91.0)];
         assert_eq!(precision_cliff(91.0, &dip, 0.5), Some(14.0));
         assert_eq!(precision_cliff(91.0, &[(8.0, 10.0)], 0.5), None);
+    }
+
+    #[test]
+    fn precision_plot_draws_each_curve_and_its_cliff() {
+        let curve = PrecisionCurve::new("α=10".into(), 91.0, vec![(12.0, 90.8), (8.0, 10.0), (10.0, 80.0)]);
+        assert_eq!(curve.points[0].0, 8.0);
+        assert_eq!(curve.cliff_bits, Some(12.0));
+        let svg = precision_plot("resnet20", &[curve]).to_svg();
+        assert!(svg.contains("cliff 12 bits"), "{svg}");
+        assert!(svg.starts_with("<svg"));
     }
 
     #[test]
