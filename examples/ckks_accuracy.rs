@@ -32,9 +32,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bound: f64 = args[4].parse()?;
     let (lo, hi) = args[5].split_once("..").unwrap_or((&args[5], &args[5]));
     let alphas: Vec<u32> = (lo.parse()?..=hi.parse()?).collect();
-    let precisions = args.get(7).map(|p| parse_precisions(p)).transpose()?.unwrap_or_default();
+    let precisions = args
+        .get(7)
+        .map(|p| parse_precisions(p))
+        .transpose()?
+        .unwrap_or_default();
     let seed = args.get(8).map(|s| s.parse()).transpose()?.unwrap_or(0);
-    let req = CkksNoiseRequest { preset: load_preset(&args[6])?, seed, precisions };
+    let req = CkksNoiseRequest {
+        preset: load_preset(&args[6])?,
+        seed,
+        precisions,
+    };
     let composites: Vec<_> = alphas
         .iter()
         .map(|&a| Ok(optimise_eps(paper_degrees(a).ok_or(format!("no degree list for α={a}"))?)?.composite))
@@ -51,7 +59,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|(&a, c)| ActivationPlan::uniform(&graph, SiteMode::approx(c, a, bound)))
         .collect();
     let (mean, std) = arch.normalisation();
-    let normalize = Normalize { mean, std, max_value: 255.0 };
+    let normalize = Normalize {
+        mean,
+        std,
+        max_value: 255.0,
+    };
     let classes = shapes[graph.output].numel();
     // hits: exact, per α, per twin; agreement of each with exact / with its base
     let (mut exact_hits, mut images) = (0u64, 0u64);
@@ -82,21 +94,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         for (t, twin) in twins.iter().enumerate() {
             let mut plan = plans[twin.base].clone();
-            plan.noise = Some(NoiseRun { plan: &twin.plan, images: &dataset_index });
+            plan.noise = Some(NoiseRun {
+                plan: &twin.plan,
+                images: &dataset_index,
+            });
             let out = cpu::run(&graph, &batch, &plan)?;
             let top: Vec<usize> = out.logits.chunks(classes).map(argmax).collect();
             let (base, base_top) = &base_logits[twin.base];
             twin_hits[t] += top.iter().zip(&labels).filter(|(p, l)| p == l).count() as u64;
             twin_agree_exact[t] += top.iter().zip(&exact_top).filter(|(p, e)| p == e).count() as u64;
             twin_agree_base[t] += top.iter().zip(base_top).filter(|(p, e)| p == e).count() as u64;
-            twin_sq[t] += out.logits.iter().zip(base).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>();
+            twin_sq[t] += out
+                .logits
+                .iter()
+                .zip(base)
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum::<f64>();
         }
         images += labels.len() as u64;
         eprint!("\r{images}/{count} images, {:.0} s", start.elapsed().as_secs_f64());
     }
     eprintln!();
     let pct = |h: u64| 100.0 * h as f64 / images as f64;
-    println!("{} on {} images, B = {bound}, preset {}, seed {seed}", graph.name, images, req.preset.name);
+    println!(
+        "{} on {} images, B = {bound}, preset {}, seed {seed}",
+        graph.name, images, req.preset.name
+    );
     println!("exact top-1 {:.2}%", pct(exact_hits));
     println!("| configuration | top-1 % | agree exact % | agree plaintext % | logit RMS diff | bootstraps |");
     println!("|---|---|---|---|---|---|");
@@ -124,7 +147,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if points.len() > 1 {
             let curve = PrecisionCurve::new(label.clone(), pct(hits[k]), points);
             let cliff = curve.cliff_bits.map_or("none".into(), |b| format!("{b:.0} bits"));
-            println!("{label}: precision cliff {cliff} (top-1 within 0.5 points of plaintext {:.2}%)", pct(hits[k]));
+            println!(
+                "{label}: precision cliff {cliff} (top-1 within 0.5 points of plaintext {:.2}%)",
+                pct(hits[k])
+            );
         }
     }
     println!("{:.0} s", start.elapsed().as_secs_f64());

@@ -24,7 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let dataset = cifar::open(Path::new(data))?;
     let (mean, std) = arch.normalisation();
-    let normalize = Normalize { mean, std, max_value: 255.0 };
+    let normalize = Normalize {
+        mean,
+        std,
+        max_value: 255.0,
+    };
     let indices: Vec<usize> = (0..images.parse::<usize>()?.min(dataset.len())).collect();
     let loaded = load_batch(dataset.as_ref(), &indices, &normalize);
     let shape = loaded.shape;
@@ -33,6 +37,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bytes: Vec<u8> = kept[0].iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(out, bytes)?;
     let max = kept[0].iter().fold(0f32, |m, v| m.max(v.abs()));
-    println!("{} values of {site}'s input (node {}), max |x| = {max}", kept[0].len(), graph.nodes[input].name);
+    println!(
+        "{} values of {site}'s input (node {}), max |x| = {max}",
+        kept[0].len(),
+        graph.nodes[input].name
+    );
     Ok(())
 }

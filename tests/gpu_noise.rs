@@ -15,12 +15,19 @@ fn gpu_noise_equals_cpu_noise_bit_for_bit() {
     };
     let per_image = 3 * 17 * 19; // not a multiple of the workgroup size
     let images: Vec<u32> = vec![0, 7, 123_456, 9_999, 42];
-    let base: Vec<f32> = (0..per_image * images.len()).map(|i| ((i * 37 % 1001) as f32 - 500.0) / 61.0).collect();
+    let base: Vec<f32> = (0..per_image * images.len())
+        .map(|i| ((i * 37 % 1001) as f32 - 500.0) / 61.0)
+        .collect();
     for (seed, point, std) in [(1u64, 0u32, 1e-3), (u64::MAX, 17, 0.37), (99, 3, 2f64.powi(-30))] {
         let scale = quantise_scale(std);
         let mut cpu = base.clone();
         for (k, &image) in images.iter().enumerate() {
-            let key = NoiseKey { seed, point, image, element: 0 };
+            let key = NoiseKey {
+                seed,
+                point,
+                image,
+                element: 0,
+            };
             add_noise(&mut cpu[k * per_image..(k + 1) * per_image], key, scale);
         }
         let buffer = gpu.storage_from("values", &base);
@@ -66,26 +73,55 @@ fn gpu_network_with_noise_matches_the_cpu() {
     let nodes = (0..graph.nodes.len())
         .map(|i| {
             let std = if noisy(i) { 0.05 } else { 0.0 };
-            NodeNoise { std, scale: quantise_scale(std) }
+            NodeNoise {
+                std,
+                scale: quantise_scale(std),
+            }
         })
         .collect();
-    let noise = NoisePlan { seed: 9, nodes, budget: NoiseBudget::default() };
+    let noise = NoisePlan {
+        seed: 9,
+        nodes,
+        budget: NoiseBudget::default(),
+    };
     let n = 3;
     let len = graph.input.numel();
-    let batch = Batch::new(n, graph.input, (0..n * len).map(|i| ((i * 31 % 997) as f32 / 997.0 - 0.5) * 2.0).collect()).unwrap();
+    let batch = Batch::new(
+        n,
+        graph.input,
+        (0..n * len)
+            .map(|i| ((i * 31 % 997) as f32 / 997.0 - 0.5) * 2.0)
+            .collect(),
+    )
+    .unwrap();
     let images = [3u32, 1_000, 77];
     let clean = ActivationPlan::exact(&graph);
     let mut plan = clean.clone();
-    plan.noise = Some(NoiseRun { plan: &noise, images: &images });
+    plan.noise = Some(NoiseRun {
+        plan: &noise,
+        images: &images,
+    });
     // the plain network fuses the noisy convs away: a clear error, not silently no noise
     let fused = GpuNetwork::new(&gpu, &graph, Scheme::Clenshaw).unwrap();
-    assert!(fused.run(&batch, &plan).unwrap_err().to_string().contains("fuses it away"));
+    assert!(
+        fused
+            .run(&batch, &plan)
+            .unwrap_err()
+            .to_string()
+            .contains("fuses it away")
+    );
     let net = GpuNetwork::with_unfused(&gpu, &graph, Scheme::Clenshaw, &noise.noisy_nodes()).unwrap();
     let on_gpu = net.run(&batch, &plan).unwrap().logits;
     let on_cpu = cpu::run(&graph, &batch, &plan).unwrap().logits;
     let without = cpu::run(&graph, &batch, &clean).unwrap().logits;
     let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     let (between, noise_effect) = (max_diff(&on_gpu, &on_cpu), max_diff(&on_cpu, &without));
-    assert!(noise_effect > 1e-2, "the noise changed the logits by only {noise_effect}");
-    assert!(between < noise_effect / 100.0, "GPU and CPU noisy logits differ by {between} (noise effect {noise_effect})");
+    assert!(
+        noise_effect > 1e-2,
+        "the noise changed the logits by only {noise_effect}"
+    );
+    assert!(
+        between < noise_effect / 100.0,
+        "GPU and CPU noisy logits differ by {between} (noise effect {noise_effect})"
+    );
 }

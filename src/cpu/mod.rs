@@ -156,11 +156,22 @@ pub fn run_keeping(
     let classes = prepared.shapes[graph.output].numel();
     let per_image = graph.input.numel();
     let (chunk, threads) = prepared.chunking(batch.n);
-    let run_chunk =
-        |(k, images): (usize, &[f32])| prepared.run_chunk(images.to_vec(), images.len() / per_image, k * chunk, threads);
+    let run_chunk = |(k, images): (usize, &[f32])| {
+        prepared.run_chunk(images.to_vec(), images.len() / per_image, k * chunk, threads)
+    };
     let results: Vec<ChunkResult> = match threads {
-        Threads::One => batch.data.par_chunks(chunk * per_image).enumerate().map(run_chunk).collect(),
-        Threads::All => batch.data.chunks(chunk * per_image).enumerate().map(run_chunk).collect(),
+        Threads::One => batch
+            .data
+            .par_chunks(chunk * per_image)
+            .enumerate()
+            .map(run_chunk)
+            .collect(),
+        Threads::All => batch
+            .data
+            .chunks(chunk * per_image)
+            .enumerate()
+            .map(run_chunk)
+            .collect(),
     };
     let mut sites = prepared.empty_stats();
     let mut logits = Vec::with_capacity(batch.n * classes);

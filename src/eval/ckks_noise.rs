@@ -5,10 +5,10 @@
 //! RMS difference of their logits from it; `precision_cliff` finds the fewest bits that keep
 //! top-1 within 0.5 points of the plaintext approximation.
 
+use crate::eval::plot::{Anchor, Color, Plot, Stroke};
 use crate::he::inject::{NoisePlan, NoisySite, placed_bootstraps};
 use crate::he::{CkksPreset, NoiseModel};
 use crate::model::cost::SitePrecision;
-use crate::eval::plot::{Anchor, Color, Plot, Stroke};
 use crate::model::{Graph, Shape};
 use serde::Serialize;
 
@@ -129,7 +129,12 @@ impl PrecisionCurve {
     pub fn new(label: String, plaintext_top1: f64, mut points: Vec<(f64, f64)>) -> PrecisionCurve {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         let cliff_bits = precision_cliff(plaintext_top1, &points, CLIFF_TOLERANCE);
-        PrecisionCurve { label, plaintext_top1, points, cliff_bits }
+        PrecisionCurve {
+            label,
+            plaintext_top1,
+            points,
+            cliff_bits,
+        }
     }
 }
 
@@ -143,8 +148,14 @@ pub fn precision_plot(title: &str, curves: &[PrecisionCurve]) -> Plot {
     let mut plot = Plot::new(w, h);
     let bits = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0));
     let (b_min, b_max) = bits.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), b| (lo.min(b), hi.max(b)));
-    let (b_min, b_max) = if b_min.is_finite() && b_max > b_min { (b_min, b_max) } else { (0.0, 32.0) };
-    let values = curves.iter().flat_map(|c| c.points.iter().map(|p| p.1).chain([c.plaintext_top1]));
+    let (b_min, b_max) = if b_min.is_finite() && b_max > b_min {
+        (b_min, b_max)
+    } else {
+        (0.0, 32.0)
+    };
+    let values = curves
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.1).chain([c.plaintext_top1]));
     let y_min = (values.fold(100.0f64, f64::min) / 10.0).floor() * 10.0;
     let x = |b: f64| left + (b - b_min) / (b_max - b_min) * (w - left - right);
     let y = |v: f64| top + (100.0 - v) / (100.0 - y_min).max(1.0) * (h - top - bottom);
@@ -153,7 +164,13 @@ pub fn precision_plot(title: &str, curves: &[PrecisionCurve]) -> Plot {
     let mut v = y_min;
     while v <= 100.0 + 1e-9 {
         plot.line((left, y(v)), (x_end, y(v)), Stroke::solid(Color::GRID, 1.0));
-        plot.text((left - 6.0, y(v) + 4.0), format!("{v:.0}%"), 12.0, Anchor::End, Color::BLACK);
+        plot.text(
+            (left - 6.0, y(v) + 4.0),
+            format!("{v:.0}%"),
+            12.0,
+            Anchor::End,
+            Color::BLACK,
+        );
         v += 10.0;
     }
     plot.line((left, y_axis), (x_end, y_axis), Stroke::solid(Color::BLACK, 1.0));
@@ -162,7 +179,13 @@ pub fn precision_plot(title: &str, curves: &[PrecisionCurve]) -> Plot {
     let mut b = b_min;
     while b <= b_max + 1e-9 {
         plot.line((x(b), y_axis), (x(b), y_axis + 4.0), Stroke::solid(Color::BLACK, 1.0));
-        plot.text((x(b), y_axis + 18.0), format!("{b:.0}"), 12.0, Anchor::Middle, Color::BLACK);
+        plot.text(
+            (x(b), y_axis + 18.0),
+            format!("{b:.0}"),
+            12.0,
+            Anchor::Middle,
+            Color::BLACK,
+        );
         b += step;
     }
     plot.text(
@@ -178,15 +201,26 @@ pub fn precision_plot(title: &str, curves: &[PrecisionCurve]) -> Plot {
         let pts: Vec<(f64, f64)> = c.points.iter().map(|&(b, t)| (x(b), y(t))).collect();
         plot.polyline(pts.clone(), Stroke::solid(color, 2.0));
         pts.iter().for_each(|&p| plot.circle(p, 3.0, color));
-        plot.line((left, y(c.plaintext_top1)), (x_end, y(c.plaintext_top1)), Stroke::dashed(color, 1.0, 6.0, 4.0));
+        plot.line(
+            (left, y(c.plaintext_top1)),
+            (x_end, y(c.plaintext_top1)),
+            Stroke::dashed(color, 1.0, 6.0, 4.0),
+        );
         if let Some(cliff) = c.cliff_bits {
-            plot.line((x(cliff), top), (x(cliff), y_axis), Stroke::dashed(color, 1.0, 2.0, 3.0));
+            plot.line(
+                (x(cliff), top),
+                (x(cliff), y_axis),
+                Stroke::dashed(color, 1.0, 2.0, 3.0),
+            );
         }
         let cliff = c.cliff_bits.map_or("none".to_string(), |b| format!("{b:.0} bits"));
         let ly = top + 14.0 + 16.0 * i as f64;
         plot.text(
             (x_end - 4.0, ly),
-            format!("{}: cliff {cliff} (dashed: plaintext {:.2}%)", c.label, c.plaintext_top1),
+            format!(
+                "{}: cliff {cliff} (dashed: plaintext {:.2}%)",
+                c.label, c.plaintext_top1
+            ),
             11.0,
             Anchor::End,
             color,
@@ -199,7 +233,10 @@ pub fn precision_plot(title: &str, curves: &[PrecisionCurve]) -> Plot {
 pub fn parse_precisions(s: &str) -> Result<Vec<u32>, String> {
     let bad = || format!("--ckks-precision '{s}': expected bits like 20 or a range like 8..30 (1..=60)");
     let (lo, hi) = match s.split_once("..") {
-        Some((a, b)) => (a.trim().parse::<u32>().map_err(|_| bad())?, b.trim().parse::<u32>().map_err(|_| bad())?),
+        Some((a, b)) => (
+            a.trim().parse::<u32>().map_err(|_| bad())?,
+            b.trim().parse::<u32>().map_err(|_| bad())?,
+        ),
         None => {
             let v = s.trim().parse::<u32>().map_err(|_| bad())?;
             (v, v)
@@ -252,13 +289,26 @@ mod tests {
         let graph = random(Arch::CifarResNet(20), 3).unwrap();
         let shapes = graph.shapes().unwrap();
         let composite = optimise_eps(paper_degrees(10).unwrap()).unwrap().composite;
-        let sites = vec![Some(NoisySite { composite: &composite, bound: 20.0 }); graph.sites.len()];
+        let sites = vec![
+            Some(NoisySite {
+                composite: &composite,
+                bound: 20.0
+            });
+            graph.sites.len()
+        ];
         let req = CkksNoiseRequest {
             preset: load_preset("N16QP1546H192H32").unwrap(),
             seed: 1,
             precisions: vec![10, 20],
         };
-        let twins = build_twins(&graph, &shapes, &[sites.clone(), sites], &["a".into(), "b".into()], &req).unwrap();
+        let twins = build_twins(
+            &graph,
+            &shapes,
+            &[sites.clone(), sites],
+            &["a".into(), "b".into()],
+            &req,
+        )
+        .unwrap();
         assert_eq!(twins.len(), 4);
         assert_eq!(twins[3].base, 1);
         assert!(twins[0].label.ends_with("@ 10 bits"), "{}", twins[0].label);

@@ -8,8 +8,8 @@ use super::activation::{
     encode_relu, range_stats_buffer_for,
 };
 use super::conv::{ConvBuffers, ConvShape, Epilogue, encode_conv};
-use super::tensor_ops::{Dims, encode_add, encode_avg_pool, encode_copy_channels, encode_shortcut_a};
 use super::noise::encode_add_noise;
+use super::tensor_ops::{Dims, encode_add, encode_avg_pool, encode_copy_channels, encode_shortcut_a};
 use super::{Gpu, GpuError};
 use crate::cpu::{ActivationPlan, RunOutput, SiteMode, SiteStats};
 use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId, schedule::Step, schedule::fused_schedule_keeping};
@@ -51,7 +51,12 @@ impl<'a> GpuNetwork<'a> {
 
     /// Like [`GpuNetwork::new`], with the nodes `unfused` never fused away: the nodes a CKKS
     /// noise plan adds noise to (`NoisePlan::noisy_nodes`), whose values must exist.
-    pub fn with_unfused(gpu: &'a Gpu, graph: &'a Graph, scheme: Scheme, unfused: &[NodeId]) -> Result<GpuNetwork<'a>, GpuError> {
+    pub fn with_unfused(
+        gpu: &'a Gpu,
+        graph: &'a Graph,
+        scheme: Scheme,
+        unfused: &[NodeId],
+    ) -> Result<GpuNetwork<'a>, GpuError> {
         let shapes = graph.shapes().map_err(|e| GpuError::BadInput(e.to_string()))?;
         let params = graph
             .nodes
@@ -125,10 +130,22 @@ impl<'a> GpuNetwork<'a> {
             return Ok(());
         }
         let slot = buffers.slot_of[node].ok_or_else(|| {
-            GpuError::BadInput(format!("node `{}` gets CKKS noise but was fused away", self.graph.nodes[node].name))
+            GpuError::BadInput(format!(
+                "node `{}` gets CKKS noise but was fused away",
+                self.graph.nodes[node].name
+            ))
         })?;
         let per_image = self.shapes[node].numel();
-        encode_add_noise(self.gpu, encoder, &buffers.slots[slot], per_image, run.plan.seed, node as u32, &run.images[..n], scale)
+        encode_add_noise(
+            self.gpu,
+            encoder,
+            &buffers.slots[slot],
+            per_image,
+            run.plan.seed,
+            node as u32,
+            &run.images[..n],
+            scale,
+        )
     }
 
     fn check(&self, batch: &Batch, plan: &ActivationPlan) -> Result<(), GpuError> {

@@ -48,12 +48,18 @@ pub fn encode_add_noise(
         row_stride: grid.0 * GROUP,
         scale,
     };
-    let pipeline = gpu.pipeline("ckks_noise", "add_noise", || include_str!("../../shaders/ckks_noise.wgsl").to_string())?;
+    let pipeline = gpu.pipeline("ckks_noise", "add_noise", || {
+        include_str!("../../shaders/ckks_noise.wgsl").to_string()
+    })?;
     let uniform = gpu.uniform_from("noise params", &params);
     gpu.encode_dispatch(
         encoder,
         &pipeline,
-        &[uniform.as_entire_binding(), prefixes.as_entire_binding(), values.as_entire_binding()],
+        &[
+            uniform.as_entire_binding(),
+            prefixes.as_entire_binding(),
+            values.as_entire_binding(),
+        ],
         grid,
     );
     Ok(())

@@ -29,9 +29,9 @@
 //! 2^40..2^50 are ~2^-35) vanish when added in f32, as they would in any f32 simulation; the
 //! bootstrapping error (2^-10..2^-30) and low-scale presets are what the twin measures.
 
+use super::levels::level_graph;
 use super::noise::NoiseModel;
 use super::noise_rng::quantise_scale;
-use super::levels::level_graph;
 use super::placement::{Placement, optimal};
 use super::preset::CkksPreset;
 use crate::model::cost::SitePrecision;
@@ -62,11 +62,12 @@ pub fn bootstraps_of(graph: &Graph, placement: &Placement) -> Result<Vec<Bootstr
         .points
         .iter()
         .map(|p| {
-            let id = graph
-                .nodes
-                .iter()
-                .position(|n| n.name == p.node)
-                .ok_or_else(|| format!("bootstrap placement names node `{}`, which {} lacks", p.node, graph.name))?;
+            let id = graph.nodes.iter().position(|n| n.name == p.node).ok_or_else(|| {
+                format!(
+                    "bootstrap placement names node `{}`, which {} lacks",
+                    p.node, graph.name
+                )
+            })?;
             Ok(if p.part == "output" {
                 BootstrapAt::Output(id)
             } else {
@@ -78,7 +79,11 @@ pub fn bootstraps_of(graph: &Graph, placement: &Placement) -> Result<Vec<Bootstr
 
 /// The bootstraps of the fewest-ciphertext placement (`he::placement::optimal`) of `graph`
 /// with the per-site precisions `precisions` under `preset`.
-pub fn placed_bootstraps(graph: &Graph, precisions: &[SitePrecision], preset: &CkksPreset) -> Result<Vec<BootstrapAt>, String> {
+pub fn placed_bootstraps(
+    graph: &Graph,
+    precisions: &[SitePrecision],
+    preset: &CkksPreset,
+) -> Result<Vec<BootstrapAt>, String> {
     let lg = level_graph(graph, precisions).map_err(|e| e.to_string())?;
     let placement = optimal(&lg, preset.levels_after_bootstrap, preset.slots).map_err(|e| e.to_string())?;
     bootstraps_of(graph, &placement)
@@ -144,9 +149,12 @@ impl NoisePlan {
                     linear(&mut var, &mut budget, id, taps + ceil_log2(conv.in_channels()));
                 }
                 Op::Linear(l) => linear(&mut var, &mut budget, id, ceil_log2(l.weight.shape[1])),
-                Op::AvgPool { pool, .. } => {
-                    linear(&mut var, &mut budget, id, (pool.kernel * pool.kernel).saturating_sub(1) as u32)
-                }
+                Op::AvgPool { pool, .. } => linear(
+                    &mut var,
+                    &mut budget,
+                    id,
+                    (pool.kernel * pool.kernel).saturating_sub(1) as u32,
+                ),
                 Op::GlobalAvgPool { input } => {
                     let s = shapes[*input];
                     linear(&mut var, &mut budget, id, ceil_log2(s.h * s.w))
@@ -210,7 +218,11 @@ pub struct NoiseRun<'a> {
 
 /// The bound of the approximated site at node `id`, if it is one.
 fn site_bound(graph: &Graph, sites: &[Option<NoisySite>], id: NodeId) -> Option<f64> {
-    graph.nodes[id].op.site().and_then(|s| sites.get(s).copied().flatten()).map(|s| s.bound)
+    graph.nodes[id]
+        .op
+        .site()
+        .and_then(|s| sites.get(s).copied().flatten())
+        .map(|s| s.bound)
 }
 
 /// The range a bootstrap of node `id`'s value scales by: the bound of the first approximated
@@ -254,7 +266,13 @@ mod tests {
         let graph = random(Arch::CifarResNet(20), 1).unwrap();
         let shapes = graph.shapes().unwrap();
         let composite = optimise_eps(paper_degrees(10).unwrap()).unwrap().composite;
-        let sites = vec![Some(NoisySite { composite: &composite, bound: 10.0 }); graph.sites.len()];
+        let sites = vec![
+            Some(NoisySite {
+                composite: &composite,
+                bound: 10.0
+            });
+            graph.sites.len()
+        ];
         // a bootstrap at the input of every ReLU (the values it reads)
         let boots: Vec<BootstrapAt> = graph
             .nodes

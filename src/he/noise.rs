@@ -87,7 +87,12 @@ impl NoiseParams {
         let digit_bits: Vec<u32> = (0..primes)
             .collect::<Vec<_>>()
             .chunks(per_digit as usize)
-            .map(|chunk| chunk.iter().map(|&i| if i == 0 { first_bits } else { scale_bits }).sum())
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|&i| if i == 0 { first_bits } else { scale_bits })
+                    .sum()
+            })
             .collect();
         let largest = digit_bits.iter().copied().max().unwrap_or(first_bits);
         let k = largest.div_ceil(OPENFHE_SPECIAL_PRIME_BITS);
@@ -166,7 +171,10 @@ impl NoiseParams {
         if let Some((name, v)) = positive.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
             return Err(NoiseError(format!("{name} {v} is not a positive number")));
         }
-        for (name, v) in [("digit ratio", self.digit_ratio_sq), ("ModDown overflow", self.mod_down_overflow)] {
+        for (name, v) in [
+            ("digit ratio", self.digit_ratio_sq),
+            ("ModDown overflow", self.mod_down_overflow),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(NoiseError(format!("{name} {v} is not a finite non-negative number")));
             }
@@ -174,7 +182,9 @@ impl NoiseParams {
         if let Some(b) = self.bootstrap_std
             && !(b.is_finite() && b > 0.0)
         {
-            return Err(NoiseError(format!("bootstrapping error std {b} is not a positive number")));
+            return Err(NoiseError(format!(
+                "bootstrapping error std {b} is not a positive number"
+            )));
         }
         Ok(())
     }
@@ -185,7 +195,9 @@ impl NoiseParams {
 /// (the largest error: about 4σ, see [`MAX_OVER_STD`]).
 pub fn precision_to_std(bits: f64, kind: &str) -> Result<f64, NoiseError> {
     if !(bits.is_finite() && bits > 0.0 && bits < 64.0) {
-        return Err(NoiseError(format!("bootstrapping precision {bits} bits is not in (0, 64)")));
+        return Err(NoiseError(format!(
+            "bootstrapping precision {bits} bits is not in (0, 64)"
+        )));
     }
     let figure = (-bits).exp2();
     let kind = kind.to_ascii_lowercase();
@@ -333,7 +345,10 @@ mod tests {
     fn precision_kinds() {
         assert_eq!(precision_to_std(10.0, "std").unwrap(), 2f64.powi(-10));
         assert!((precision_to_std(10.0, "log2 of the mean error").unwrap() / 2f64.powi(-10) - 1.2533).abs() < 1e-3);
-        assert_eq!(precision_to_std(10.0, "-log2 of the max error").unwrap(), 2f64.powi(-12));
+        assert_eq!(
+            precision_to_std(10.0, "-log2 of the max error").unwrap(),
+            2f64.powi(-12)
+        );
         assert!(precision_to_std(10.0, "bits").is_err());
         assert!(precision_to_std(f64::NAN, "std").is_err());
     }

@@ -121,7 +121,11 @@ mod tests {
     #[test]
     fn keys_give_independent_streams() {
         let a = NoiseKey::prefix(1, 0, 0);
-        let others = [NoiseKey::prefix(2, 0, 0), NoiseKey::prefix(1, 1, 0), NoiseKey::prefix(1, 0, 1)];
+        let others = [
+            NoiseKey::prefix(2, 0, 0),
+            NoiseKey::prefix(1, 1, 0),
+            NoiseKey::prefix(1, 0, 1),
+        ];
         for b in others {
             let n = 50_000u32;
             let corr: f64 = (0..n)
@@ -160,7 +164,12 @@ mod tests {
 
     #[test]
     fn same_key_same_noise_in_any_split() {
-        let key = NoiseKey { seed: 42, point: 5, image: 17, element: 0 };
+        let key = NoiseKey {
+            seed: 42,
+            point: 5,
+            image: 17,
+            element: 0,
+        };
         let scale = quantise_scale(0.01);
         let mut whole = vec![1.0f32; 1000];
         let mut split = whole.clone();
