@@ -9,15 +9,13 @@
 //! e.g. resnet20 …/resnet20-12fca82f.th …/test_first1000_png 1000 50 10..14 N16QP1546H192H32 8..30
 use polycnn::cpu::{self, ActivationPlan, SiteMode};
 use polycnn::data::{Normalize, cifar, loader::load_batch};
-use polycnn::eval::ckks_noise::{CkksNoiseRequest, PrecisionCurve, build_twins, parse_precisions};
-use polycnn::he::{NoiseRun, NoisySite, load_preset};
+use polycnn::eval::ckks_noise::{
+    CkksNoiseRequest, PrecisionCurve, TwinBatch, build_twins, evaluate_twins, parse_precisions,
+};
+use polycnn::he::{NoisySite, load_preset};
 use polycnn::model::{self, Arch, Batch, Shape};
 use polycnn::poly::{optimise_eps, paper_degrees};
 use std::path::Path;
-
-fn argmax(row: &[f32]) -> usize {
-    (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b })
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -64,76 +62,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std,
         max_value: 255.0,
     };
-    let classes = shapes[graph.output].numel();
-    // hits: exact, per α, per twin; agreement of each with exact / with its base
-    let (mut exact_hits, mut images) = (0u64, 0u64);
-    let mut hits = vec![0u64; plans.len()];
-    let mut agree = vec![0u64; plans.len()];
-    let mut twin_hits = vec![0u64; twins.len()];
-    let mut twin_agree_exact = vec![0u64; twins.len()];
-    let mut twin_agree_base = vec![0u64; twins.len()];
-    let mut twin_sq = vec![0f64; twins.len()];
     let start = std::time::Instant::now();
-    for first in (0..count).step_by(100) {
+    let batches = (0..count).step_by(100).map(|first| {
         let indices: Vec<usize> = (first..(first + 100).min(count)).collect();
         let loaded = load_batch(dataset.as_ref(), &indices, &normalize);
         let s = loaded.shape;
-        let labels = loaded.labels.clone();
-        let dataset_index: Vec<u32> = loaded.indices.iter().map(|&i| i as u32).collect();
-        let batch = Batch::new(labels.len(), Shape::new(s[0], s[1], s[2]), loaded.data)?;
-        let exact = cpu::run(&graph, &batch, &ActivationPlan::exact(&graph))?;
-        let exact_top: Vec<usize> = exact.logits.chunks(classes).map(argmax).collect();
-        exact_hits += exact_top.iter().zip(&labels).filter(|(p, l)| p == l).count() as u64;
-        let mut base_logits = Vec::new();
-        for (k, plan) in plans.iter().enumerate() {
-            let out = cpu::run(&graph, &batch, plan)?;
-            let top: Vec<usize> = out.logits.chunks(classes).map(argmax).collect();
-            hits[k] += top.iter().zip(&labels).filter(|(p, l)| p == l).count() as u64;
-            agree[k] += top.iter().zip(&exact_top).filter(|(p, e)| p == e).count() as u64;
-            base_logits.push((out.logits, top));
+        eprint!("\r{first}/{count} images, {:.0} s", start.elapsed().as_secs_f64());
+        TwinBatch {
+            images: Batch::new(loaded.labels.len(), Shape::new(s[0], s[1], s[2]), loaded.data).expect("a batch"),
+            labels: loaded.labels,
+            indices: loaded.indices.iter().map(|&i| i as u32).collect(),
         }
-        for (t, twin) in twins.iter().enumerate() {
-            let mut plan = plans[twin.base].clone();
-            plan.noise = Some(NoiseRun {
-                plan: &twin.plan,
-                images: &dataset_index,
-            });
-            let out = cpu::run(&graph, &batch, &plan)?;
-            let top: Vec<usize> = out.logits.chunks(classes).map(argmax).collect();
-            let (base, base_top) = &base_logits[twin.base];
-            twin_hits[t] += top.iter().zip(&labels).filter(|(p, l)| p == l).count() as u64;
-            twin_agree_exact[t] += top.iter().zip(&exact_top).filter(|(p, e)| p == e).count() as u64;
-            twin_agree_base[t] += top.iter().zip(base_top).filter(|(p, e)| p == e).count() as u64;
-            twin_sq[t] += out
-                .logits
-                .iter()
-                .zip(base)
-                .map(|(a, b)| f64::from(a - b).powi(2))
-                .sum::<f64>();
-        }
-        images += labels.len() as u64;
-        eprint!("\r{images}/{count} images, {:.0} s", start.elapsed().as_secs_f64());
-    }
+    });
+    let run = |b: &Batch, p: &ActivationPlan| cpu::run(&graph, b, p).map_err(|e| e.to_string());
+    let ev = evaluate_twins(&graph, batches, &plans, &twins, &run)?;
     eprintln!();
+    let images = ev.images;
     let pct = |h: u64| 100.0 * h as f64 / images as f64;
     println!(
         "{} on {} images, B = {bound}, preset {}, seed {seed}",
         graph.name, images, req.preset.name
     );
-    println!("exact top-1 {:.2}%", pct(exact_hits));
+    println!("exact top-1 {:.2}%", pct(ev.exact_top1));
     println!("| configuration | top-1 % | agree exact % | agree plaintext % | logit RMS diff | bootstraps |");
     println!("|---|---|---|---|---|---|");
     for (k, a) in alphas.iter().enumerate() {
-        println!("| α={a} plaintext | {:.2} | {:.2} | | | |", pct(hits[k]), pct(agree[k]));
+        println!(
+            "| α={a} plaintext | {:.2} | {:.2} | | | |",
+            pct(ev.plaintext_top1[k]),
+            pct(ev.plaintext_agree[k])
+        );
     }
     for (t, twin) in twins.iter().enumerate() {
-        let rms = (twin_sq[t] / (images as f64 * classes as f64)).sqrt();
+        let c = &ev.twins[t];
+        let rms = c.logit_rms_diff();
         println!(
             "| {} | {:.2} | {:.2} | {:.2} | {rms:.3e} | {} |",
             twin.label,
-            pct(twin_hits[t]),
-            pct(twin_agree_exact[t]),
-            pct(twin_agree_base[t]),
+            pct(c.top1),
+            pct(c.agree_exact),
+            pct(c.agree_plaintext),
             twin.info.bootstraps
         );
     }
@@ -142,14 +110,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .enumerate()
             .filter(|(_, t)| t.base == k)
-            .filter_map(|(i, t)| t.info.bootstrap_precision_bits.map(|b| (b, pct(twin_hits[i]))))
+            .filter_map(|(i, t)| t.info.bootstrap_precision_bits.map(|b| (b, pct(ev.twins[i].top1))))
             .collect();
         if points.len() > 1 {
-            let curve = PrecisionCurve::new(label.clone(), pct(hits[k]), points);
+            let curve = PrecisionCurve::new(label.clone(), pct(ev.plaintext_top1[k]), points);
             let cliff = curve.cliff_bits.map_or("none".into(), |b| format!("{b:.0} bits"));
             println!(
                 "{label}: precision cliff {cliff} (top-1 within 0.5 points of plaintext {:.2}%)",
-                pct(hits[k])
+                pct(ev.plaintext_top1[k])
             );
         }
     }

@@ -5,11 +5,13 @@
 //! RMS difference of their logits from it; `precision_cliff` finds the fewest bits that keep
 //! top-1 within 0.5 points of the plaintext approximation.
 
+use crate::cpu::{ActivationPlan, RunOutput};
 use crate::eval::plot::{Anchor, Color, Plot, Stroke};
+use crate::he::NoiseRun;
 use crate::he::inject::{NoisePlan, NoisySite, placed_bootstraps};
 use crate::he::{CkksPreset, NoiseModel};
 use crate::model::cost::SitePrecision;
-use crate::model::{Graph, Shape};
+use crate::model::{Batch, Graph, Shape};
 use serde::Serialize;
 
 /// What `--ckks` asks for.
@@ -111,6 +113,121 @@ pub fn precision_cliff(plaintext_top1: f64, points: &[(f64, f64)], tolerance: f6
     (0..sorted.len())
         .find(|&i| sorted[i..].iter().all(|&(_, t)| ok(t)))
         .map(|i| sorted[i].0)
+}
+
+/// Counts of one twin over the images seen.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TwinCounts {
+    pub top1: u64,
+    /// Images whose top-1 equals the exact network's.
+    pub agree_exact: u64,
+    /// Images whose top-1 equals the plaintext approximation's.
+    pub agree_plaintext: u64,
+    /// Σ (twin logit − plaintext logit)² over `logits` logits (both finite).
+    pub logit_sq_sum: f64,
+    pub logits: u64,
+    /// Logits that are NaN or infinite (a polynomial fed far beyond its bound diverges).
+    pub non_finite_logits: u64,
+}
+
+impl TwinCounts {
+    pub fn logit_rms_diff(&self) -> f64 {
+        (self.logit_sq_sum / self.logits.max(1) as f64).sqrt()
+    }
+}
+
+/// What [`evaluate_twins`] counted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TwinEvaluation {
+    pub images: u64,
+    pub exact_top1: u64,
+    /// Per plaintext configuration: top-1 hits and agreement with exact.
+    pub plaintext_top1: Vec<u64>,
+    pub plaintext_agree: Vec<u64>,
+    /// Per twin, in `twins` order.
+    pub twins: Vec<TwinCounts>,
+}
+
+/// One batch: the images, their labels and their dataset indices (which key the noise).
+pub struct TwinBatch {
+    pub images: Batch,
+    pub labels: Vec<usize>,
+    pub indices: Vec<u32>,
+}
+
+fn top1(logits: &[f32], classes: usize) -> Vec<usize> {
+    logits
+        .chunks(classes)
+        .map(|row| (0..row.len()).fold(0, |b, i| if row[i] > row[b] || row[b].is_nan() { i } else { b }))
+        .collect()
+}
+
+fn same(a: &[usize], b: &[usize]) -> u64 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as u64
+}
+
+/// Every batch through the exact network, each plaintext plan and each twin (its base plan with
+/// its noise), counted; `run` is the backend.
+pub fn evaluate_twins(
+    graph: &Graph,
+    batches: impl IntoIterator<Item = TwinBatch>,
+    plans: &[ActivationPlan],
+    twins: &[NoiseTwin],
+    run: &dyn Fn(&Batch, &ActivationPlan) -> Result<RunOutput, String>,
+) -> Result<TwinEvaluation, String> {
+    if let Some(t) = twins.iter().find(|t| t.base >= plans.len()) {
+        return Err(format!(
+            "CKKS twin `{}` shadows configuration {} of {}",
+            t.label,
+            t.base,
+            plans.len()
+        ));
+    }
+    let mut ev = TwinEvaluation {
+        plaintext_top1: vec![0; plans.len()],
+        plaintext_agree: vec![0; plans.len()],
+        twins: vec![TwinCounts::default(); twins.len()],
+        ..TwinEvaluation::default()
+    };
+    let exact_plan = ActivationPlan::exact(graph);
+    for b in batches {
+        let exact = run(&b.images, &exact_plan)?;
+        let classes = exact.classes;
+        let exact_top = top1(&exact.logits, classes);
+        ev.exact_top1 += same(&exact_top, &b.labels);
+        let mut plaintext = Vec::with_capacity(plans.len());
+        for (k, plan) in plans.iter().enumerate() {
+            let out = run(&b.images, plan)?;
+            let top = top1(&out.logits, classes);
+            ev.plaintext_top1[k] += same(&top, &b.labels);
+            ev.plaintext_agree[k] += same(&top, &exact_top);
+            plaintext.push((out.logits, top));
+        }
+        for (counts, twin) in ev.twins.iter_mut().zip(twins) {
+            let mut plan = plans[twin.base].clone();
+            plan.noise = Some(NoiseRun {
+                plan: &twin.plan,
+                images: &b.indices,
+            });
+            let out = run(&b.images, &plan)?;
+            let top = top1(&out.logits, classes);
+            let (base_logits, base_top) = &plaintext[twin.base];
+            counts.top1 += same(&top, &b.labels);
+            counts.agree_exact += same(&top, &exact_top);
+            counts.agree_plaintext += same(&top, base_top);
+            for (a, b) in out.logits.iter().zip(base_logits) {
+                let d = f64::from(a - b);
+                if d.is_finite() {
+                    counts.logit_sq_sum += d * d;
+                    counts.logits += 1;
+                } else {
+                    counts.non_finite_logits += 1;
+                }
+            }
+        }
+        ev.images += b.labels.len() as u64;
+    }
+    Ok(ev)
 }
 
 /// Top-1 of one approximate configuration against the simulated bootstrapping precision.
