@@ -7,11 +7,12 @@
 //! cargo run --release --example ckks_accuracy -- MODEL WEIGHTS DATA IMAGES BOUND ALPHAS PRESET \
 //!     [PRECISIONS] [SEED]
 //! e.g. resnet20 …/resnet20-12fca82f.th …/test_first1000_png 1000 50 10..14 N16QP1546H192H32 8..30
-use polycnn::cpu::{self, ActivationPlan, SiteMode};
-use polycnn::data::{Normalize, cifar, loader::load_batch};
+use polycnn::cpu;
+use polycnn::data::{cifar, loader::load_batch};
 use polycnn::eval::ckks_noise::{
     CkksNoiseRequest, PrecisionCurve, TwinBatch, build_twins, evaluate_twins, parse_precisions,
 };
+use polycnn::exec::{ActivationPlan, SiteMode};
 use polycnn::he::{NoisySite, load_preset};
 use polycnn::model::{self, Arch, Batch, Shape};
 use polycnn::poly::{optimise_eps, paper_degrees};
@@ -56,12 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .zip(&composites)
         .map(|(&a, c)| ActivationPlan::uniform(&graph, SiteMode::approx(c, a, bound)))
         .collect();
-    let (mean, std) = arch.normalisation();
-    let normalize = Normalize {
-        mean,
-        std,
-        max_value: 255.0,
-    };
+    let normalize = arch.descriptor().preprocessing.normalize;
     let start = std::time::Instant::now();
     let batches = (0..count).step_by(100).map(|first| {
         let indices: Vec<usize> = (first..(first + 100).min(count)).collect();

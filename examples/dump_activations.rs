@@ -3,8 +3,9 @@
 //! `scripts/openfhe_noise.py` feeds to OpenFHE's composite-ReLU evaluation.
 //!
 //! cargo run --release --example dump_activations -- MODEL WEIGHTS DATA SITE IMAGES OUT.f32
-use polycnn::cpu::{self, ActivationPlan};
-use polycnn::data::{Normalize, cifar, loader::load_batch};
+use polycnn::cpu;
+use polycnn::data::{cifar, loader::load_batch};
+use polycnn::exec::ActivationPlan;
 use polycnn::model::{self, Arch, Batch, Op, Shape};
 use std::path::Path;
 
@@ -23,12 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("site {site} is not a ReLU").into());
     };
     let dataset = cifar::open(Path::new(data))?;
-    let (mean, std) = arch.normalisation();
-    let normalize = Normalize {
-        mean,
-        std,
-        max_value: 255.0,
-    };
+    let normalize = arch.descriptor().preprocessing.normalize;
     let indices: Vec<usize> = (0..images.parse::<usize>()?.min(dataset.len())).collect();
     let loaded = load_batch(dataset.as_ref(), &indices, &normalize);
     let shape = loaded.shape;

@@ -1,7 +1,8 @@
 //! CKKS noise injection on the CPU backend: reproducible per image whatever the batching, the
 //! injected std is the planned one, and a silent plan changes nothing.
 
-use polycnn::cpu::{self, ActivationPlan, SiteMode};
+use polycnn::cpu;
+use polycnn::exec::{ActivationPlan, SiteMode};
 use polycnn::he::inject::{NodeNoise, NoiseBudget};
 use polycnn::he::noise_rng::quantise_scale;
 use polycnn::he::{NoisePlan, NoiseRun};

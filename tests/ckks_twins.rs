@@ -2,10 +2,11 @@
 //! plaintext approximation's predictions alone, a coarse one changes them, and the counts are
 //! the same whatever the batching.
 
-use polycnn::cpu::{self, ActivationPlan, SiteMode};
-use polycnn::data::digits::{self, DigitsDataset};
+use polycnn::cpu;
+use polycnn::data::digits::DigitsDataset;
 use polycnn::data::loader::load_batch;
 use polycnn::eval::ckks_noise::{CkksNoiseRequest, TwinBatch, build_twins, evaluate_twins};
+use polycnn::exec::{ActivationPlan, SiteMode};
 use polycnn::he::{NoisySite, load_preset};
 use polycnn::model::{self, Arch, Batch, Shape};
 use polycnn::poly::{optimise_eps, paper_degrees};
@@ -42,7 +43,7 @@ fn precise_bootstrapping_keeps_predictions_and_coarse_changes_them() {
         let count = 300.min(polycnn::data::Dataset::len(dataset));
         (0..count).step_by(size).map(move |start| {
             let indices: Vec<usize> = (start..(start + size).min(count)).collect();
-            let loaded = load_batch(dataset, &indices, &digits::NORMALIZE);
+            let loaded = load_batch(dataset, &indices, &Arch::DigitsCnn.descriptor().preprocessing.normalize);
             let s = loaded.shape;
             TwinBatch {
                 images: Batch::new(loaded.labels.len(), Shape::new(s[0], s[1], s[2]), loaded.data).unwrap(),

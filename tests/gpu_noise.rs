@@ -55,7 +55,8 @@ fn a_buffer_too_small_is_an_error_not_a_crash() {
 
 #[test]
 fn gpu_network_with_noise_matches_the_cpu() {
-    use polycnn::cpu::{self, ActivationPlan};
+    use polycnn::cpu;
+    use polycnn::exec::ActivationPlan;
     use polycnn::gpu::activation::Scheme;
     use polycnn::gpu::network::GpuNetwork;
     use polycnn::he::inject::{NodeNoise, NoiseBudget};

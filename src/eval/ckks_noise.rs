@@ -5,8 +5,8 @@
 //! RMS difference of their logits from it; `precision_cliff` finds the fewest bits that keep
 //! top-1 within 0.5 points of the plaintext approximation.
 
-use crate::cpu::{ActivationPlan, RunOutput};
 use crate::eval::plot::{Anchor, Color, Plot, Stroke};
+use crate::exec::{ActivationPlan, RunOutput};
 use crate::he::NoiseRun;
 use crate::he::inject::{NoisePlan, NoisySite, placed_bootstraps};
 use crate::he::{CkksPreset, NoiseModel};
