@@ -159,6 +159,7 @@ fn gpu_matches_cpu_with_polynomial(gpu: &Gpu, graph: &Graph, batch: &Batch, boun
                 SiteKind::MaxPool => SiteMode::Exact,
             })
             .collect(),
+        noise: None,
     };
     let on_cpu = cpu::run(graph, batch, &plan).unwrap();
     let on_gpu = GpuNetwork::new(gpu, graph, Scheme::Clenshaw)

@@ -601,6 +601,7 @@ fn bad_batches_and_plans_are_rejected_with_clear_errors() {
     assert!(empty.logits.is_empty() && empty.predictions().is_empty());
     let short = ActivationPlan {
         modes: vec![SiteMode::Exact; 3],
+        noise: None,
     };
     assert!(cpu::run(&graph, &ok, &short).is_err());
 }

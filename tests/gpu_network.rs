@@ -268,6 +268,7 @@ fn bad_batches_and_plans_are_errors() {
     );
     let short_plan = ActivationPlan {
         modes: vec![SiteMode::Exact],
+        noise: None,
     };
     let ok_batch = Batch::new(1, Shape::new(3, 32, 32), vec![0.0; 3 * 32 * 32]).unwrap();
     assert!(network.run(&ok_batch, &short_plan).is_err());

@@ -23,6 +23,7 @@ pub mod gemm;
 mod ops;
 
 use crate::exec::{ActivationPlan, Backend, ExecError, RunOutput, SiteMode, SiteStats, check_bound};
+use crate::he::noise_rng::{NoiseKey, add_noise};
 use crate::model::schedule::{Step, fused_schedule_keeping, reader_counts};
 use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId};
 use activation::{MaxPoolSite, SignEvaluator, relu_in_place};
@@ -67,13 +68,34 @@ pub fn run_keeping(
     }
     let prepared = Prepared::new(graph, plan, keep)?;
     batch.check_against(graph).map_err(ExecError::Input)?;
+    if let Some(noise) = &plan.noise
+        && noise.images.len() != batch.n
+    {
+        return Err(ExecError::Input(format!(
+            "the CKKS noise run names {} images for a batch of {}",
+            noise.images.len(),
+            batch.n
+        )));
+    }
     let classes = prepared.shapes[graph.output].numel();
     let per_image = graph.input.numel();
     let (chunk, threads) = prepared.chunking(batch.n);
-    let run_chunk = |images: &[f32]| prepared.run_chunk(images.to_vec(), images.len() / per_image, threads);
+    let run_chunk = |(k, images): (usize, &[f32])| {
+        prepared.run_chunk(images.to_vec(), images.len() / per_image, k * chunk, threads)
+    };
     let results: Vec<ChunkResult> = match threads {
-        Threads::One => batch.data.par_chunks(chunk * per_image).map(run_chunk).collect(),
-        Threads::All => batch.data.chunks(chunk * per_image).map(run_chunk).collect(),
+        Threads::One => batch
+            .data
+            .par_chunks(chunk * per_image)
+            .enumerate()
+            .map(run_chunk)
+            .collect(),
+        Threads::All => batch
+            .data
+            .chunks(chunk * per_image)
+            .enumerate()
+            .map(run_chunk)
+            .collect(),
     };
     let mut sites = prepared.empty_stats();
     let mut logits = Vec::with_capacity(batch.n * classes);
@@ -137,8 +159,21 @@ impl<'a> Prepared<'a> {
                 SiteMode::Approx(a) => Some(SignEvaluator::new(a.composite)),
             })
             .collect();
+        if let Some(noise) = &plan.noise {
+            if noise.plan.nodes.len() != graph.nodes.len() {
+                return Err(ExecError::Input(format!(
+                    "the CKKS noise plan has {} nodes for {}'s {}",
+                    noise.plan.nodes.len(),
+                    graph.name,
+                    graph.nodes.len()
+                )));
+            }
+        }
         let readers = reader_counts(graph, keep);
-        let steps = fused_schedule_keeping(graph, keep);
+        // noisy nodes are never fused away: their noise lands before their consumers read them
+        let mut unfused = keep.to_vec();
+        unfused.extend(plan.noise.iter().flat_map(|n| n.plan.noisy_nodes()));
+        let steps = fused_schedule_keeping(graph, &unfused);
         Ok(Prepared {
             graph,
             plan,
@@ -173,14 +208,17 @@ impl<'a> Prepared<'a> {
             .collect()
     }
 
-    /// Runs the whole graph on `n` images; returns their logits and the sites' statistics.
-    fn run_chunk(&self, input: Vec<f32>, n: usize, threads: Threads) -> ChunkResult {
+    /// Runs the whole graph on `n` images, the batch's images `first..first + n`; returns their
+    /// logits and the sites' statistics.
+    fn run_chunk(&self, mut input: Vec<f32>, n: usize, first: usize, threads: Threads) -> ChunkResult {
         let mut values: Vec<Option<Vec<f32>>> = vec![None; self.graph.nodes.len()];
         let mut remaining = self.readers.clone();
         let mut stats = self.empty_stats();
+        self.add_noise(0, &mut input, first);
         values[0] = Some(input);
         for step in &self.steps {
-            let out = self.run_step(step, &mut values, &remaining, n, &mut stats, threads);
+            let mut out = self.run_step(step, &mut values, &remaining, n, &mut stats, threads);
+            self.add_noise(step.output(), &mut out, first);
             for read in step.reads(self.graph) {
                 remaining[read] -= 1;
                 if remaining[read] == 0 {
@@ -196,6 +234,27 @@ impl<'a> Prepared<'a> {
             .collect();
         let logits = values[self.graph.output].take().expect("the output node was computed");
         ChunkResult { logits, stats, kept }
+    }
+
+    /// Adds the noise plan's noise for `node` to its value over the chunk's images.
+    fn add_noise(&self, node: NodeId, values: &mut [f32], first: usize) {
+        let Some(run) = &self.plan.noise else {
+            return;
+        };
+        let scale = run.plan.nodes[node].scale;
+        let per_image = self.shapes[node].numel();
+        if scale == 0.0 || per_image == 0 {
+            return;
+        }
+        for (j, image) in values.chunks_mut(per_image).enumerate() {
+            let key = NoiseKey {
+                seed: run.plan.seed,
+                point: node as u32,
+                image: run.images[first + j],
+                element: 0,
+            };
+            add_noise(image, key, scale);
+        }
     }
 
     fn run_step(

@@ -108,7 +108,7 @@ pub fn approx_plan<'a>(graph: &Graph, config: &'a ApproxConfig<'a>, bounds: &[Si
             }
         })
         .collect();
-    ActivationPlan { modes }
+    ActivationPlan { modes, noise: None }
 }
 
 /// The configuration's label: "α=14 (ReLU + max-pool)", "square ReLU (max-pool exact)", …

@@ -11,6 +11,7 @@
 
 pub mod bounds;
 pub mod check;
+pub mod ckks_noise;
 pub mod command;
 pub mod config;
 pub mod dataset;

@@ -162,7 +162,7 @@ impl Searcher<'_> {
             .zip(&self.bounds)
             .map(|(&l, &bound)| SiteMode::approx(&self.levels[l].composite, self.levels[l].alpha, bound))
             .collect();
-        ActivationPlan { modes }
+        ActivationPlan { modes, noise: None }
     }
 
     fn pass(&self, indices: &[usize], title: String) -> PassInput<'_> {

@@ -96,7 +96,7 @@ impl PreparedPlan {
             .zip(&self.site_composite)
             .map(|(s, &c)| SiteMode::approx(&self.composites[c].1, s.alpha, s.bound).clamped(clamp))
             .collect();
-        ActivationPlan { modes }
+        ActivationPlan { modes, noise: None }
     }
 
     /// The site with the highest α: the configuration's α and polynomial in the report.

@@ -16,13 +16,17 @@ pub use mode::{Approx, PolySite, ReluPoly, SiteMode, check_bound};
 pub use progress::{NoProgress, Progress};
 pub use stats::{HIST_BINS, LOG2_MIN, STATS_HEADER_WORDS, STATS_WORDS, SiteStats, log2_bin};
 
+use crate::he::NoiseRun;
 use crate::model::{Batch, Graph, GraphError};
 use std::fmt;
 
-/// How every activation site of a graph is evaluated (indexed by `SiteId`).
+/// How every activation site of a graph is evaluated (indexed by `SiteId`), and the CKKS noise
+/// to add to node outputs, if any (`he::inject`: a per-node plan and the batch's dataset
+/// indices, which key the draws; backends keep the noisy nodes unfused).
 #[derive(Clone, Debug)]
 pub struct ActivationPlan<'a> {
     pub modes: Vec<SiteMode<'a>>,
+    pub noise: Option<NoiseRun<'a>>,
 }
 
 impl<'a> ActivationPlan<'a> {
@@ -35,6 +39,7 @@ impl<'a> ActivationPlan<'a> {
     pub fn uniform(graph: &Graph, mode: SiteMode<'a>) -> ActivationPlan<'a> {
         ActivationPlan {
             modes: vec![mode; graph.sites.len()],
+            noise: None,
         }
     }
 

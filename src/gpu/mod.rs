@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod conv;
 pub mod network;
+pub mod noise;
 pub mod tensor_ops;
 
 use std::collections::HashMap;

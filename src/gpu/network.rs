@@ -8,13 +8,14 @@ use super::activation::{
     encode_relu, range_stats_buffer_for,
 };
 use super::conv::{ConvBuffers, ConvShape, Epilogue, encode_conv};
+use super::noise::encode_add_noise;
 use super::tensor_ops::{
     Dims, affine_constants, encode_add, encode_affine, encode_avg_pool, encode_copy_channels, encode_pointwise,
     encode_shortcut_a, encode_sub,
 };
 use super::{Gpu, GpuError};
 use crate::exec::{ActivationPlan, Backend, ExecError, RunOutput, SiteMode, SiteStats};
-use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId, Window2d, schedule::Step, schedule::fused_schedule};
+use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId, Window2d, schedule::Step, schedule::fused_schedule_keeping};
 use crate::poly::activation::max_pool_scale;
 use std::cell::RefCell;
 
@@ -67,6 +68,17 @@ pub struct GpuNetwork<'a> {
 impl<'a> GpuNetwork<'a> {
     /// Check the graph and upload its weights. `scheme` is how polynomial sites are evaluated.
     pub fn new(gpu: &'a Gpu, graph: &'a Graph, scheme: Scheme) -> Result<GpuNetwork<'a>, GpuError> {
+        Self::with_unfused(gpu, graph, scheme, &[])
+    }
+
+    /// Like [`GpuNetwork::new`], with the nodes `unfused` never fused away: the nodes a CKKS
+    /// noise plan adds noise to (`NoisePlan::noisy_nodes`), whose values must exist.
+    pub fn with_unfused(
+        gpu: &'a Gpu,
+        graph: &'a Graph,
+        scheme: Scheme,
+        unfused: &[NodeId],
+    ) -> Result<GpuNetwork<'a>, GpuError> {
         let shapes = graph.shapes().map_err(|e| GpuError::BadInput(e.to_string()))?;
         let params = graph
             .nodes
@@ -89,7 +101,7 @@ impl<'a> GpuNetwork<'a> {
                 _ => None,
             })
             .collect();
-        let steps = fused_schedule(graph);
+        let steps = fused_schedule_keeping(graph, unfused);
         let exact_poly = PolyBuffer::empty(gpu);
         Ok(GpuNetwork {
             gpu,
@@ -120,8 +132,10 @@ impl<'a> GpuNetwork<'a> {
             .write_buffer(&buffers.slots[input_slot], 0, bytemuck::cast_slice(&batch.data));
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         encoder.clear_buffer(&buffers.stats, 0, None);
+        self.encode_noise(&mut encoder, 0, batch.n, plan, buffers)?;
         for step in &self.steps {
             self.encode_step(&mut encoder, step, batch.n, plan, &polys, buffers)?;
+            self.encode_noise(&mut encoder, step.output(), batch.n, plan, buffers)?;
         }
         gpu.submit_and_wait(encoder)?;
         let classes = self.shapes[self.graph.output].numel();
@@ -135,8 +149,67 @@ impl<'a> GpuNetwork<'a> {
         Ok(RunOutput { logits, classes, sites })
     }
 
+    /// The noise plan's noise for `node`, added in place to its stored value.
+    fn encode_noise(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        node: NodeId,
+        n: usize,
+        plan: &ActivationPlan,
+        buffers: &BatchBuffers,
+    ) -> Result<(), GpuError> {
+        let Some(run) = &plan.noise else {
+            return Ok(());
+        };
+        let scale = run.plan.nodes[node].scale;
+        if scale == 0.0 {
+            return Ok(());
+        }
+        let slot = buffers.slot_of[node].ok_or_else(|| {
+            GpuError::BadInput(format!(
+                "node `{}` gets CKKS noise but was fused away",
+                self.graph.nodes[node].name
+            ))
+        })?;
+        let per_image = self.shapes[node].numel();
+        encode_add_noise(
+            self.gpu,
+            encoder,
+            &buffers.slots[slot],
+            per_image,
+            run.plan.seed,
+            node as u32,
+            &run.images[..n],
+            scale,
+        )
+    }
+
     fn check(&self, batch: &Batch, plan: &ActivationPlan) -> Result<(), GpuError> {
         batch.check_against(self.graph).map_err(GpuError::BadInput)?;
+        if let Some(run) = &plan.noise {
+            if run.plan.nodes.len() != self.graph.nodes.len() || run.images.len() != batch.n {
+                return Err(GpuError::BadInput(format!(
+                    "the CKKS noise plan has {} nodes and {} images for {}'s {} nodes and a batch of {}",
+                    run.plan.nodes.len(),
+                    run.images.len(),
+                    self.graph.name,
+                    self.graph.nodes.len(),
+                    batch.n
+                )));
+            }
+            let stored: Vec<bool> = {
+                let mut v = vec![false; self.graph.nodes.len()];
+                v[0] = true;
+                self.steps.iter().for_each(|s| v[s.output()] = true);
+                v
+            };
+            if let Some(id) = run.plan.noisy_nodes().into_iter().find(|&id| !stored[id]) {
+                return Err(GpuError::BadInput(format!(
+                    "node `{}` gets CKKS noise but this network fuses it away (build it with GpuNetwork::with_unfused)",
+                    self.graph.nodes[id].name
+                )));
+            }
+        }
         if batch.n == 0 {
             return Err(GpuError::BadInput(format!(
                 "{}: an empty batch has nothing to run",

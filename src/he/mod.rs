@@ -35,11 +35,16 @@
 //! Bootstrapping itself consumes `bootstrap_levels` from a larger modulus that only
 //! bootstrapping uses, so it does not enter the placement.
 
+pub mod inject;
 pub mod levels;
+pub mod noise;
+pub mod noise_rng;
 pub mod placement;
 pub mod preset;
 
+pub use inject::{NoisePlan, NoiseRun, NoisySite};
 pub use levels::{LevelError, LevelGraph, Unit, level_graph};
+pub use noise::{NoiseError, NoiseModel, NoiseParams};
 pub use placement::{BootstrapPoint, Placement, PlacementError, greedy, optimal};
 pub use preset::{CkksPreset, PresetError, SecretDist, load_preset, preset_names, shipped_presets};
 
