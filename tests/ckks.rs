@@ -3,7 +3,7 @@
 
 use polycnn::he::{CkksPreset, SecretDist, ckks_cost, level_graph, load_preset};
 use polycnn::model::cost::{SitePrecision, uniform_plan};
-use polycnn::model::{self, Arch, Conv2d, Graph, GraphBuilder, Linear, NodeId, Op, Pool2d, Shape};
+use polycnn::model::{self, Arch, Conv2d, Graph, GraphBuilder, Linear, NodeId, Op, Shape, Window2d};
 use polycnn::weights::Tensor;
 
 /// A preset with `levels` levels after bootstrapping and `slots` slots (the other fields do not
@@ -40,8 +40,8 @@ fn conv(b: &mut GraphBuilder, name: &str, input: NodeId, cin: usize, cout: usize
                 data: vec![0.01; cout * cin * 9],
             },
             bias: vec![0.0; cout],
-            stride: 1,
-            padding: [1, 1],
+            window: Window2d::square(3, 1, 1),
+            groups: 1,
         }),
     )
 }
@@ -167,12 +167,7 @@ fn max_pool_by_hand() {
     // needed, and it has to come before round 2's stage with round 1's product behind it (a
     // refreshed stage output alone leaves round 2's product at 0): the optimum is the same.
     let mut b = GraphBuilder::new("pool", Shape::new(1, 4, 4));
-    let pool = Pool2d {
-        kernel: 2,
-        stride: 2,
-        padding: 0,
-        ceil_mode: false,
-    };
+    let pool = Window2d::square(2, 2, 0);
     let p = b.max_pool("pool", GraphBuilder::INPUT, pool);
     let fc = linear(&mut b, p, 4, 2);
     let g = b.finish(fc).unwrap();

@@ -146,14 +146,14 @@ impl NoisePlan {
                 Op::Conv2d(conv) => {
                     let [kh, kw] = conv.kernel();
                     let taps = (kh * kw).saturating_sub(1) as u32;
-                    linear(&mut var, &mut budget, id, taps + ceil_log2(conv.in_channels()));
+                    linear(&mut var, &mut budget, id, taps + ceil_log2(conv.group_in_channels()));
                 }
                 Op::Linear(l) => linear(&mut var, &mut budget, id, ceil_log2(l.weight.shape[1])),
                 Op::AvgPool { pool, .. } => linear(
                     &mut var,
                     &mut budget,
                     id,
-                    (pool.kernel * pool.kernel).saturating_sub(1) as u32,
+                    (pool.kernel[0] * pool.kernel[1]).saturating_sub(1) as u32,
                 ),
                 Op::GlobalAvgPool { input } => {
                     let s = shapes[*input];
@@ -165,7 +165,7 @@ impl NoisePlan {
                         continue;
                     };
                     let levels = match (&node.op, graph.sites[*site].kind) {
-                        (Op::MaxPool { pool, .. }, SiteKind::MaxPool) => ceil_log2(pool.kernel * pool.kernel).max(1),
+                        (Op::MaxPool { pool, .. }, SiteKind::MaxPool) => ceil_log2(pool.kernel[0] * pool.kernel[1]).max(1),
                         _ => 1,
                     };
                     let v = f64::from(levels) * model.relu_eval_std(s.composite, s.bound).powi(2);

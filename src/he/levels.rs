@@ -121,7 +121,7 @@ pub fn level_graph(graph: &Graph, plan: &[SitePrecision]) -> Result<LevelGraph, 
                 let stage_depths = stage_depths(graph, *site, &plan[*site])?;
                 let x = unit_of[*input];
                 let levels = match &node.op {
-                    Op::MaxPool { pool, .. } => tree_levels((pool.kernel * pool.kernel) as u64),
+                    Op::MaxPool { pool, .. } => tree_levels((pool.kernel[0] * pool.kernel[1]) as u64),
                     _ => 1,
                 };
                 match stage_depths {
@@ -134,7 +134,14 @@ pub fn level_graph(graph: &Graph, plan: &[SitePrecision]) -> Result<LevelGraph, 
                 let depth = if folds_into_linear(graph, id) { 0 } else { 1 };
                 lg.push(vec![unit_of[*input]], depth, out, name, "output")
             }
-            Op::Add { a, b } => lg.push(vec![unit_of[*a], unit_of[*b]], 0, out, name, "output"),
+            Op::Add { a, b } | Op::Sub { a, b } => lg.push(vec![unit_of[*a], unit_of[*b]], 0, out, name, "output"),
+            // A plaintext per-channel scale costs a level; a shift alone is an addition.
+            Op::Affine(a) => {
+                let depth = if a.scale.iter().all(|&s| s == 1.0) { 0 } else { 1 };
+                lg.push(vec![unit_of[a.input]], depth, out, name, "output")
+            }
+            // Exact-only functions (sigmoid, GELU, ...): like an exact site, no HE cost in this model.
+            Op::Pointwise { input, .. } => lg.push(vec![unit_of[*input]], 0, out, name, "output"),
             Op::Concat { inputs } => lg.push(inputs.iter().map(|&i| unit_of[i]).collect(), 0, out, name, "output"),
             // Subsampling and zero channel padding: one plaintext 0/1 mask (one level).
             Op::ShortcutA { input, .. } => lg.push(vec![unit_of[*input]], 1, out, name, "output"),
