@@ -2,6 +2,9 @@
 //! finds (in CI: Mesa's lavapipe). These tests FAIL when no adapter exists: the float32 bounds
 //! are the point of the kernel, so they must not pass vacuously.
 
+#[allow(dead_code)]
+mod common;
+
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::{ActivationKernel, PoolShape, Scheme, SiteEval};
 use polycnn::poly::activation::{approx_max_window, approx_relu, max_pool_scale};
@@ -21,7 +24,7 @@ fn ours(alpha: u32) -> Composite {
 }
 
 fn coeffs_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/approxcnn_coeffs")
+    common::repo_root().join("../shared/data/approxcnn_coeffs")
 }
 
 #[test]

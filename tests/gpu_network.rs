@@ -4,6 +4,9 @@
 //!
 //! "Relative difference" = max |gpu − reference| / max |reference| over all logits.
 
+#[allow(dead_code)]
+mod common;
+
 use polycnn::cpu::{self, ActivationPlan, RunOutput, SiteMode};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
@@ -26,14 +29,12 @@ fn alpha14() -> &'static Composite {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+    common::repo_root().join("tests/fixtures")
         .join(name)
 }
 
 fn shared(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
+    common::repo_root().join("../shared/data")
         .join(path)
 }
 

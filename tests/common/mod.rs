@@ -1,7 +1,7 @@
 //! Helpers shared by the tests that drive the `polycnn` binary on the shipped digits data.
 
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Runs the binary: (exit code, stdout, stderr).
@@ -29,4 +29,10 @@ pub fn digits(file: &str) -> String {
 /// A JSON file (report, plan).
 pub fn read(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The repository root: `CARGO_MANIFEST_DIR` at run time when set (`scripts/gpu_report.sh` runs
+/// prebuilt test binaries on a machine where the build's path does not exist), else the build's.
+pub fn repo_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
