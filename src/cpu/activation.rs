@@ -1,11 +1,15 @@
 //! Activation sites on the CPU: exact or polynomial ReLU / max-pool, and the per-site statistics
 //! gathered in the same pass.
 //!
-//! The polynomial is evaluated in f64 by [`SignEvaluator`]: exactly [`Composite::eval_fast`]'s
-//! operations (Clenshaw per stage, fused multiply-adds), run on 8 inputs at a time with
-//! hardware FMA, bit-identical to it and ~10x faster. The formulas are those of
-//! `crate::poly::activation`, whose double-double versions are the reference the tests use.
+//! ReLU sites evaluate the polynomial in f32 SIMD by default ([`SignF32`], the GPU's `clenshaw`
+//! arithmetic, [`Precision::F32`]) or in f64 ([`Precision::F64`], the reference scheme) by
+//! [`SignEvaluator`]: exactly [`Composite::eval_fast`]'s operations (Clenshaw per stage, fused
+//! multiply-adds), run on 8 inputs at a time with hardware FMA, bit-identical to it. Max-pool
+//! trees use the f64 evaluator in both (one site per ResNet, a small share of the work). The
+//! formulas are those of `crate::poly::activation`, whose double-double versions are the
+//! reference the tests use.
 
+use super::sign_f32::SignF32;
 use crate::model::{Pool2d, Shape, SiteKind};
 use crate::poly::Composite;
 use crate::poly::activation::max_pool_scale;
@@ -124,6 +128,32 @@ pub struct Approx<'a> {
     pub bound: f64,
     /// Clamp inputs to [-B, B] before the polynomial (they are counted out of range either way).
     pub clamp: bool,
+    /// The arithmetic of the ReLU polynomial on the CPU.
+    pub precision: Precision,
+}
+
+/// How the CPU backend evaluates a ReLU site's polynomial.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 SIMD Clenshaw, the GPU's `clenshaw` arithmetic (within 5% of 2^-α of the reference).
+    #[default]
+    F32,
+    /// f64 Clenshaw: the reference scheme.
+    F64,
+}
+
+impl Precision {
+    /// The CPU's counterpart of a GPU `--scheme`: `clenshaw` → f32, `clenshaw-df` → f64. The
+    /// power basis (`horner`) exists only on the GPU, where its float32 breakdown is the point.
+    pub fn for_scheme(scheme: &str) -> Result<Precision, String> {
+        match scheme {
+            "clenshaw" => Ok(Precision::F32),
+            "clenshaw-df" => Ok(Precision::F64),
+            other => Err(format!(
+                "--scheme {other}: the CPU backend evaluates clenshaw (f32) or clenshaw-df (f64)"
+            )),
+        }
+    }
 }
 
 impl<'a> SiteMode<'a> {
@@ -133,7 +163,16 @@ impl<'a> SiteMode<'a> {
             alpha,
             bound,
             clamp: false,
+            precision: Precision::F32,
         })
+    }
+
+    /// This mode with its ReLU polynomial evaluated in `precision` on the CPU.
+    pub fn in_precision(self, precision: Precision) -> SiteMode<'a> {
+        match self {
+            SiteMode::Approx(a) => SiteMode::Approx(Approx { precision, ..a }),
+            other => other,
+        }
     }
 
     /// This mode, clamping approximate inputs to [-B, B] (`clamp` true) or not.
@@ -244,8 +283,24 @@ fn log2_bin(a: f32) -> usize {
     (exponent - LOG2_MIN).clamp(0, HIST_BINS as i32 - 1) as usize
 }
 
+/// A site's polynomial prepared in its precision.
+#[derive(Clone, Debug)]
+pub enum SitePoly {
+    F32(SignF32),
+    F64(SignEvaluator),
+}
+
+impl SitePoly {
+    pub fn new(a: &Approx) -> SitePoly {
+        match a.precision {
+            Precision::F32 => SitePoly::F32(SignF32::new(a.composite)),
+            Precision::F64 => SitePoly::F64(SignEvaluator::new(a.composite)),
+        }
+    }
+}
+
 /// Applies a ReLU site in place, recording its inputs. `sign` is `mode`'s composite, prepared.
-pub fn relu_in_place(values: &mut [f32], mode: &SiteMode, sign: Option<&SignEvaluator>, stats: &mut SiteStats) {
+pub fn relu_in_place(values: &mut [f32], mode: &SiteMode, sign: Option<&SitePoly>, stats: &mut SiteStats) {
     stats.observe(values, mode.bound());
     if let SiteMode::Poly(p) = mode {
         for v in values.iter_mut() {
@@ -253,14 +308,19 @@ pub fn relu_in_place(values: &mut [f32], mode: &SiteMode, sign: Option<&SignEval
         }
         return;
     }
-    let (SiteMode::Approx(a), Some(sign)) = (mode, sign) else {
-        values.iter_mut().for_each(|v| *v = v.max(0.0));
-        return;
-    };
+    match (mode, sign) {
+        (SiteMode::Approx(a), Some(SitePoly::F32(sign))) => sign.relu_in_place(values, a.bound as f32, a.clamp),
+        (SiteMode::Approx(a), Some(SitePoly::F64(sign))) => relu_f64(values, mode, a.bound, sign),
+        _ => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+    }
+}
+
+/// x(1 + p(x/B))/2 in f64, `LANES` values at a time.
+fn relu_f64(values: &mut [f32], mode: &SiteMode, bound: f64, sign: &SignEvaluator) {
     let mut scaled = [0.0f64; LANES];
     for block in values.chunks_mut(LANES) {
         for (t, &v) in scaled.iter_mut().zip(block.iter()) {
-            *t = mode.polynomial_input(v as f64) / a.bound;
+            *t = mode.polynomial_input(v as f64) / bound;
         }
         sign.eval_lanes(&mut scaled);
         for (v, p) in block.iter_mut().zip(scaled) {
@@ -509,7 +569,8 @@ mod tests {
         let xs: Vec<f32> = (0..400).map(|i| (i as f32 - 200.0) / 25.0).collect();
         let mut ys = xs.clone();
         let mut stats = SiteStats::new("r", SiteKind::Relu);
-        relu_in_place(&mut ys, &mode, Some(&SignEvaluator::new(&sign)), &mut stats);
+        let f64_sign = SitePoly::F64(SignEvaluator::new(&sign));
+        relu_in_place(&mut ys, &mode.in_precision(Precision::F64), Some(&f64_sign), &mut stats);
         for (x, y) in xs.iter().zip(&ys) {
             let want = approx_relu(&sign, *x as f64, bound) as f32;
             assert!((y - want).abs() <= 1e-6 * bound as f32, "x={x}: {y} vs {want}");

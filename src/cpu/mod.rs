@@ -21,12 +21,13 @@ pub mod activation;
 mod conv;
 pub mod gemm;
 mod ops;
+pub mod sign_f32;
 
-pub use activation::{Approx, HIST_BINS, LOG2_MIN, PolyRelu, ReluPoly, SiteMode, SiteStats};
+pub use activation::{Approx, HIST_BINS, LOG2_MIN, PolyRelu, Precision, ReluPoly, SiteMode, SiteStats};
 
 use crate::model::schedule::{Step, fused_schedule_keeping, reader_counts};
 use crate::model::{Batch, Graph, GraphError, NodeId, Op, Shape, SiteId};
-use activation::{MaxPoolSite, SignEvaluator, relu_in_place};
+use activation::{MaxPoolSite, SitePoly, relu_in_place};
 use conv::{ConvGeometry, conv_group};
 use gemm::{MatRef, Threads, matmul};
 use rayon::prelude::*;
@@ -177,8 +178,8 @@ struct Prepared<'a> {
     keep: &'a [NodeId],
     /// Per max-pool site, its prepared pooling (None for ReLU sites).
     pools: Vec<Option<MaxPoolSite<'a>>>,
-    /// Per approximate site, its polynomial ready for fast evaluation.
-    signs: Vec<Option<SignEvaluator>>,
+    /// Per approximate ReLU site, its polynomial ready for fast evaluation.
+    signs: Vec<Option<SitePoly>>,
 }
 
 impl<'a> Prepared<'a> {
@@ -205,7 +206,7 @@ impl<'a> Prepared<'a> {
             .iter()
             .map(|mode| match mode {
                 SiteMode::Exact | SiteMode::Poly(_) => None,
-                SiteMode::Approx(a) => Some(SignEvaluator::new(a.composite)),
+                SiteMode::Approx(a) => Some(SitePoly::new(a)),
             })
             .collect();
         let readers = reader_counts(graph, keep);

@@ -13,6 +13,7 @@ use crate::data::cache::{CacheStatus, CachedDataset};
 use crate::data::digits::{self, DigitsDataset};
 use crate::data::imagenet::{self, ClassIndex, Layout};
 use crate::data::{Dataset, Geometry, Normalize, cifar};
+use crate::cpu::Precision;
 use crate::gpu::Gpu;
 use crate::gpu::activation::Scheme;
 use crate::gpu::network::GpuNetwork;
@@ -180,6 +181,11 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
         .iter()
         .map(|&a| composite_for(req, a).map(|(c, s)| (a, c, s)))
         .collect::<Result<_, _>>()?;
+    let precision = if req.gpu {
+        Precision::default() // unused: the GPU evaluates req.scheme
+    } else {
+        Precision::for_scheme(req.scheme.name())?
+    };
     let has_maxpool = graph.sites.iter().any(|s| s.kind == SiteKind::MaxPool);
     let maxpool_mode = match &req.relu {
         Mode::Poly(_) => Mode::Exact,
@@ -194,6 +200,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>) -> Result<EvalReport, AnyE
             relu: req.relu.clone(),
             maxpool: maxpool_mode.clone(),
             clamp: req.clamp,
+            precision,
         })
         .collect();
     let pass = |indices: Vec<usize>, title: &str| PassInput {

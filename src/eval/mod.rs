@@ -14,7 +14,7 @@ pub mod plot;
 pub mod report;
 pub mod shard;
 
-use crate::cpu::{self, ActivationPlan, PolyRelu, ReluPoly, RunOutput, SiteMode, SiteStats};
+use crate::cpu::{self, ActivationPlan, PolyRelu, Precision, ReluPoly, RunOutput, SiteMode, SiteStats};
 use crate::data::Dataset;
 use crate::data::Normalize;
 use crate::data::loader::{Loader, LoaderConfig};
@@ -169,6 +169,8 @@ pub struct ApproxConfig<'a> {
     /// Clamp approximate inputs to [-B, B] (otherwise out-of-range values reach the polynomial,
     /// as they would under encryption; they are counted either way).
     pub clamp: bool,
+    /// The CPU backend's arithmetic for the ReLU polynomial (`--scheme`; the GPU's is its own).
+    pub precision: Precision,
 }
 
 /// Per-site bounds actually used (ReLU sites and max-pool sites may differ).
@@ -263,7 +265,9 @@ pub fn approx_plan<'a>(graph: &Graph, config: &'a ApproxConfig<'a>, bounds: &Bou
             };
             match mode {
                 Mode::Exact => SiteMode::Exact,
-                Mode::Approx => SiteMode::approx(config.composite, config.alpha, b.bound).clamped(config.clamp),
+                Mode::Approx => SiteMode::approx(config.composite, config.alpha, b.bound)
+                    .clamped(config.clamp)
+                    .in_precision(config.precision),
                 // a ReLU polynomial never reaches a max-pool site: those are exact with it
                 Mode::Poly(_) if site.kind == SiteKind::MaxPool => SiteMode::Exact,
                 Mode::Poly(poly) => SiteMode::Poly(PolyRelu {

@@ -27,7 +27,7 @@
 use super::command::{EvalRequest, open_dataset};
 use super::report::PolyInfo;
 use super::{ApproxConfig, Backend, BoundRule, Bounds, Mode, PassInput, SiteBound, choose_bounds, evaluate};
-use crate::cpu::{ActivationPlan, SiteMode};
+use crate::cpu::{ActivationPlan, Precision, SiteMode};
 use crate::data::{Dataset, Normalize};
 use crate::model::{self, Graph, Op, SiteKind};
 use crate::poly::cost::{HeCost, max_cost, relu_cost};
@@ -312,6 +312,7 @@ impl Searcher<'_> {
                 relu: Mode::Approx,
                 maxpool: Mode::Approx,
                 clamp: false,
+                precision: Precision::default(),
             })
             .collect();
         let plans: Vec<ActivationPlan> = candidates.iter().map(|a| self.activation_plan(a)).collect();
@@ -744,6 +745,7 @@ impl PreparedPlan {
             relu: Mode::Approx,
             maxpool: Mode::Approx,
             clamp,
+            precision: Precision::default(),
         }
     }
 
