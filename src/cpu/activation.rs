@@ -5,9 +5,8 @@
 //! arithmetic, [`Precision::F32`]) or in f64 ([`Precision::F64`], the reference scheme) by
 //! [`SignEvaluator`]: exactly [`Composite::eval_fast`]'s operations (Clenshaw per stage, fused
 //! multiply-adds), run on 8 inputs at a time with hardware FMA, bit-identical to it. Max-pool
-//! trees use the f64 evaluator in both (one site per ResNet, a small share of the work). The
-//! formulas are those of `crate::poly::activation`, whose double-double versions are the
-//! reference the tests use.
+//! trees follow the site's precision too. The formulas are those of `crate::poly::activation`,
+//! whose double-double versions are the reference the tests use.
 
 use super::sign_f32::SignF32;
 use crate::model::{Pool2d, Shape, SiteKind};
@@ -420,7 +419,7 @@ pub struct MaxPoolSite<'a> {
     pub mode: &'a SiteMode<'a>,
     /// The paper's input rescaling s (approximate mode only).
     pub scale: f64,
-    sign: Option<SignEvaluator>,
+    sign: Option<SitePoly>,
 }
 
 impl<'a> MaxPoolSite<'a> {
@@ -437,7 +436,7 @@ impl<'a> MaxPoolSite<'a> {
             }
             SiteMode::Approx(a) => {
                 let scale = max_pool_scale(pool.kernel * pool.kernel, a.alpha, a.bound).map_err(|e| e.to_string())?;
-                (scale, Some(SignEvaluator::new(a.composite)))
+                (scale, Some(SitePoly::new(a)))
             }
         };
         Ok(MaxPoolSite {
@@ -463,7 +462,7 @@ impl<'a> MaxPoolSite<'a> {
                     }
                 }
                 // LANES windows at a time, one per lane of the polynomial evaluator.
-                Some(sign) => {
+                Some(SitePoly::F64(sign)) => {
                     for (block, ys) in y.chunks_mut(LANES).enumerate() {
                         let windows: [[f64; MAX_WINDOW]; LANES] = std::array::from_fn(|lane| {
                             let i = (block * LANES + lane).min(plane_out - 1);
@@ -472,6 +471,13 @@ impl<'a> MaxPoolSite<'a> {
                         let maxima = approx_max_windows(sign, &windows, len, self.scale);
                         ys.iter_mut().zip(maxima).for_each(|(y, m)| *y = m as f32);
                     }
+                }
+                // The plane's windows at once: each tree level is one pass of the SIMD evaluator.
+                Some(SitePoly::F32(sign)) => {
+                    let mut windows: Vec<[f32; MAX_WINDOW]> = (0..plane_out)
+                        .map(|i| self.window(x, i, 0.0).map(|v| self.mode.polynomial_input(v as f64) as f32))
+                        .collect();
+                    approx_max_windows_f32(sign, &mut windows, len, self.scale as f32, y);
                 }
             }
         }
@@ -530,6 +536,33 @@ pub fn approx_max_windows(
         len = pairs + len % 2;
     }
     level.map(|l| (l[0] - 0.5) / scale)
+}
+
+/// [`approx_max_windows`] in f32 over any number of windows (each of its first `len` values),
+/// the sign by the SIMD evaluator: the same tree and rescaling; maxima into `out`.
+pub fn approx_max_windows_f32(sign: &SignF32, windows: &mut [[f32; MAX_WINDOW]], len: usize, scale: f32, out: &mut [f32]) {
+    assert!((1..=MAX_WINDOW).contains(&len), "windows of 1 to {MAX_WINDOW} values");
+    assert_eq!(windows.len(), out.len(), "one maximum per window");
+    windows.iter_mut().for_each(|w| w.iter_mut().for_each(|v| *v = *v * scale + 0.5));
+    let mut diffs = vec![0.0f32; windows.len()];
+    let mut len = len;
+    while len > 1 {
+        let pairs = len / 2;
+        for j in 0..pairs {
+            diffs.iter_mut().zip(windows.iter()).for_each(|(d, w)| *d = w[2 * j] - w[2 * j + 1]);
+            sign.sign_in_place(&mut diffs);
+            // In place: pair j is read (at 2j, 2j+1) before slot j ≤ 2j is written.
+            for (w, p) in windows.iter_mut().zip(&diffs) {
+                let (a, b) = (w[2 * j], w[2 * j + 1]);
+                w[j] = 0.5 * ((a + b) + (a - b) * p);
+            }
+        }
+        if len % 2 == 1 {
+            windows.iter_mut().for_each(|w| w[pairs] = w[len - 1]);
+        }
+        len = pairs + len % 2;
+    }
+    out.iter_mut().zip(windows.iter()).for_each(|(y, w)| *y = (w[0] - 0.5) / scale);
 }
 
 #[cfg(test)]
@@ -591,6 +624,30 @@ mod tests {
                 assert!((got[w] - want).abs() < 1e-9, "window {len}: {} vs {want}", got[w]);
                 let exact = window[..len].iter().copied().fold(f64::MIN, f64::max);
                 assert!((got[w] - exact).abs() < 2.0 * bound * 2f64.powi(-(alpha as i32)) * len as f64);
+            }
+        }
+    }
+
+    /// The f32 tree keeps each level within 5% of its 2B·2^-α bound of the double-double one.
+    #[test]
+    fn f32_max_pool_tree_matches_the_double_double_reference() {
+        let (alpha, bound) = (12, 8.0);
+        let sign = optimise_eps(paper_degrees(alpha).unwrap()).unwrap().composite;
+        let fast = SignF32::new(&sign);
+        for len in [4, 9] {
+            let scale = max_pool_scale(len, alpha, bound).unwrap();
+            let values = |w: usize| -> [f32; MAX_WINDOW] {
+                std::array::from_fn(|i| ((i * 7 + w * 3) % len) as f32 * 1.9 - 7.5 + w as f32 * 0.01)
+            };
+            let mut windows: Vec<[f32; MAX_WINDOW]> = (0..37).map(values).collect();
+            let mut got = vec![0.0f32; windows.len()];
+            approx_max_windows_f32(&fast, &mut windows, len, scale as f32, &mut got);
+            let levels = if len == 4 { 2.0 } else { 4.0 };
+            for (w, got) in got.iter().enumerate() {
+                let window = values(w).map(f64::from);
+                let want = approx_max_window(&sign, &window[..len], scale);
+                let budget = levels * 0.05 * 2.0 * bound * 2f64.powi(-(alpha as i32));
+                assert!((*got as f64 - want).abs() <= budget, "window {len}/{w}: {got} vs {want}");
             }
         }
     }
