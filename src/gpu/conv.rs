@@ -2,7 +2,7 @@
 //! residual add and an exact or polynomial ReLU fused into the epilogue.
 
 use super::activation::{PolyBuffer, RangeStats, StatsSlot, range_stats_buffer, read_range_stats};
-use super::{Gpu, GpuError};
+use super::{Gpu, GpuError, TilePolicy};
 
 /// What the epilogue applies after bias (+ residual).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -30,7 +30,7 @@ impl Epilogue {
 
 /// Geometry of one convolution (NCHW input; one stride for both axes as in every supported net,
 /// padding per axis).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvShape {
     pub batch: usize,
     pub in_c: usize,
@@ -245,7 +245,8 @@ pub struct ConvBuffers<'a> {
     pub range_stats: StatsSlot<'a>,
 }
 
-/// Record one convolution into `encoder` (no host round trip), with the tiles `for_shape` picks.
+/// Record one convolution into `encoder` (no host round trip), with the tiles [`tiles_for`]
+/// picks.
 pub fn encode_conv(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
@@ -254,15 +255,32 @@ pub fn encode_conv(
     poly: &PolyBuffer,
     buffers: &ConvBuffers,
 ) -> Result<(), GpuError> {
-    encode_conv_tiled(
-        gpu,
-        encoder,
-        shape,
-        epilogue,
-        poly,
-        buffers,
-        TileConfig::for_shape(&shape),
-    )
+    let tiles = tiles_for(gpu, shape)?;
+    encode_conv_tiled(gpu, encoder, shape, epilogue, poly, buffers, tiles)
+}
+
+/// Weights beyond this many values (a VGG classifier) are not timed: the rule decides.
+const MAX_TIMED_WEIGHTS: usize = 1 << 24;
+
+/// The tile configuration for `shape` on this adapter, decided once per shape for the run:
+/// under [`TilePolicy::Timed`] the fastest of [`TileConfig::ALL`] (each timed over a few
+/// dispatches on device-resident data with the ReLU epilogue), else [`TileConfig::for_shape`].
+pub fn tiles_for(gpu: &Gpu, shape: ConvShape) -> Result<TileConfig, GpuError> {
+    gpu.tile_choice(shape, |policy| {
+        if policy == TilePolicy::Rule || shape.weight_len() > MAX_TIMED_WEIGHTS {
+            return Ok(TileConfig::for_shape(&shape));
+        }
+        const REPEATS: usize = 3;
+        let poly = PolyBuffer::empty(gpu);
+        let mut best = (f64::INFINITY, TileConfig::for_shape(&shape));
+        for tiles in TileConfig::ALL {
+            let seconds = time_conv(gpu, shape, ConvKernel::Tiled(tiles), Epilogue::Relu, &poly, REPEATS)?;
+            if seconds < best.0 {
+                best = (seconds, tiles);
+            }
+        }
+        Ok(best.1)
+    })
 }
 
 /// [`encode_conv`] with the given tile configuration (tests and benchmarks cover each).
@@ -458,7 +476,7 @@ pub fn conv2d_host(
     epilogue: Epilogue,
     poly: &PolyBuffer,
 ) -> Result<(Vec<f32>, RangeStats), GpuError> {
-    let tiles = TileConfig::for_shape(&shape);
+    let tiles = tiles_for(gpu, shape)?;
     conv2d_host_tiled(gpu, tiles, shape, input, weight, bias, residual, epilogue, poly)
 }
 

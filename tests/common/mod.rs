@@ -33,6 +33,7 @@ pub fn read(path: &Path) -> Value {
 
 /// The repository root: `CARGO_MANIFEST_DIR` at run time when set (`scripts/gpu_report.sh` runs
 /// prebuilt test binaries on a machine where the build's path does not exist), else the build's.
+#[allow(dead_code)] // the GPU tests use it, the binary-driving ones do not
 pub fn repo_root() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
