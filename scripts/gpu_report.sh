@@ -77,6 +77,26 @@ step() {
     log "=== [$name] $verdict (exit $rc) after $((SECONDS - start)) s"
 }
 
+# Vulkan on a bare CUDA machine: the loader carried in BINDIR/lib when the system has none, and
+# an ICD file for NVIDIA's driver library when no ICD is installed (the lead's own setup, when
+# present, is left as it is).
+vulkan_setup() {
+    if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' && [[ -e "$BIN/lib/libvulkan.so.1" ]]; then
+        export LD_LIBRARY_PATH="$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
+    local icds
+    icds=$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null)
+    if [[ -z "${VK_ICD_FILENAMES:-}${VK_DRIVER_FILES:-}" && -z "$icds" ]]; then
+        local nvidia
+        nvidia=$(ldconfig -p 2>/dev/null | grep -o '/[^ ]*libGLX_nvidia.so.0' | head -n 1)
+        if [[ -n "$nvidia" ]]; then
+            printf '{"file_format_version": "1.0.0", "ICD": {"library_path": "%s", "api_version": "1.3.0"}}\n' \
+                "$nvidia" >"$WORK/nvidia_icd.json"
+            export VK_ICD_FILENAMES="$WORK/nvidia_icd.json"
+        fi
+    fi
+}
+
 machine() {
     date -u
     uname -a
@@ -84,6 +104,8 @@ machine() {
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
     echo "VK_ICD_FILENAMES=${VK_ICD_FILENAMES:-} VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"
     echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+    echo "Vulkan ICDs: $(ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>/dev/null | tr '\n' ' ')"
+    echo "driver libraries: $(ldconfig -p 2>/dev/null | grep -E -o 'lib(vulkan|GLX_nvidia|nvidia-glcore)[^ ]*' | sort -u | tr '\n' ' ')"
     "$PYTHON" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__,
 "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
 }
@@ -111,6 +133,7 @@ EOF
 }
 
 log "gpu_report: OUTDIR $OUT, BINDIR $BIN, repository $REPO, budget $BUDGET s"
+vulkan_setup
 export PYTHON
 export -f machine
 step machine 30 bash -c machine

@@ -39,6 +39,13 @@ else
     echo "note: $sample absent; gpu_report.sh will make synthetic images" >&2
 fi
 
+# The Vulkan loader, for a GPU machine that has the driver but not the loader.
+loader=$(ldconfig -p | grep -o '/[^ ]*libvulkan.so.1$' | head -n 1 || true)
+if [[ -n "$loader" ]]; then
+    mkdir -p "$BINDIR/lib"
+    cp -L "$loader" "$BINDIR/lib/libvulkan.so.1"
+fi
+
 coeffs=../shared/data/approxcnn_coeffs
 if [[ -f "$coeffs/deg_14.txt" ]]; then
     mkdir -p "$BINDIR/approxcnn_coeffs"
