@@ -7,7 +7,8 @@
 #[allow(dead_code)]
 mod common;
 
-use polycnn::cpu::{self, ActivationPlan, RunOutput, SiteMode};
+use polycnn::cpu;
+use polycnn::exec::{ActivationPlan, RunOutput, SiteMode};
 use polycnn::gpu::{Gpu, TilePolicy};
 use polycnn::gpu::activation::Scheme;
 use polycnn::gpu::network::GpuNetwork;

@@ -3,14 +3,15 @@
 //! stand-alone activation kernel per polynomial scheme.
 
 use super::{AnyError, PeakMemory, mib_text};
+use crate::cpu;
 use crate::cpu::sign_f32::Isa;
-use crate::cpu::{self, ActivationPlan, Precision, SiteMode};
+use crate::exec::{ActivationPlan, Precision, SiteMode};
 use crate::gpu::Gpu;
 use crate::gpu::activation::{ActivationKernel, PolyBuffer, Scheme};
 use crate::gpu::conv::{ConvKernel, ConvShape, Epilogue, TileConfig, tiles_for, time_conv};
 use crate::model::{Batch, Conv2d, Graph, GraphBuilder, Op, Shape};
 use crate::poly::Composite;
-use crate::report::poly_report::our_composite;
+use crate::tables::poly_table::our_composite;
 use crate::weights::Tensor;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;

@@ -355,7 +355,7 @@ mod tests {
     use super::*;
     use crate::poly::activation::approx_relu;
     use crate::poly::{optimise_eps, paper_degrees};
-    use crate::report::poly_report::cpu_f32_error;
+    use crate::tables::poly_table::cpu_f32_error;
 
     /// The SIMD instruction sets give the same values (same operations, same roundings), tails
     /// included, the portable one the same within float32 noise (it may round FMAs twice), and
