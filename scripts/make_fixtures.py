@@ -43,7 +43,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 from PIL import Image
-from safetensors.torch import load_file
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.models.vgg import VGG, make_layers
 
@@ -240,6 +239,9 @@ def save_st(out, fname, tensors, metadata=None):
         f.write(head)
         for blob in blobs:
             f.write(blob)
+    # Imported here: scripts/bench_pytorch.py imports this module where safetensors may be absent.
+    from safetensors.torch import load_file
+
     check = load_file(path)  # the reference reader must read back exactly what was written
     assert list(check) and all(torch.equal(check[k], tensors[k].detach().cpu()) for k in tensors), path
     return path

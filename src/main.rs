@@ -140,7 +140,8 @@ struct EvalArgs {
     /// is a software rasteriser (lavapipe is far slower than the CPU GEMM).
     #[arg(long, default_value = "auto")]
     backend: String,
-    /// GPU polynomial scheme: horner, clenshaw, clenshaw-df.
+    /// Polynomial scheme. GPU: horner, clenshaw (f32), clenshaw-df (double-float). CPU: clenshaw
+    /// (f32 SIMD, the default), clenshaw-df (f64, the reference).
     #[arg(long, default_value = Scheme::DEFAULT.name())]
     scheme: String,
     /// Write the full report as JSON.

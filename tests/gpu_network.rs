@@ -6,7 +6,7 @@
 
 use polycnn::cpu;
 use polycnn::exec::{ActivationPlan, RunOutput, SiteMode};
-use polycnn::gpu::Gpu;
+use polycnn::gpu::{Gpu, TilePolicy};
 use polycnn::gpu::activation::Scheme;
 use polycnn::gpu::network::GpuNetwork;
 use polycnn::model::{self, Arch, Batch, Graph, Shape};
@@ -25,8 +25,7 @@ fn alpha14() -> &'static Composite {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+    common::repo_root().join("tests/fixtures")
         .join(name)
 }
 
@@ -272,4 +271,35 @@ fn bad_batches_and_plans_are_errors() {
     };
     let ok_batch = Batch::new(1, Shape::new(3, 32, 32), vec![0.0; 3 * 32 * 32]).unwrap();
     assert!(network.run(&ok_batch, &short_plan).is_err());
+}
+
+/// The conv tiles timed on the adapter (once per shape, cached) give the padding rule's logits,
+/// and a network's parameters and coefficients are uploaded on its first batch only.
+#[test]
+fn timed_tiles_match_the_rule_and_constants_are_uploaded_once_per_run() {
+    let gpu = Gpu::new().unwrap(); // its own device: the test switches the tile policy
+    let graph = model::random(Arch::CifarResNet(20), 3).unwrap();
+    let data: Vec<f32> = (0..2 * 3 * 32 * 32).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let batch = Batch::new(2, graph.input, data).unwrap();
+    let exact = ActivationPlan::exact(&graph);
+    let approx = ActivationPlan::uniform(&graph, SiteMode::approx(alpha14(), 14, 30.0));
+    let network = GpuNetwork::new(&gpu, &graph, Scheme::Clenshaw).unwrap();
+
+    gpu.set_tile_policy(TilePolicy::Rule);
+    let by_rule = network.run(&batch, &approx).unwrap();
+    assert_eq!(gpu.tile_timings(), 0);
+    gpu.set_tile_policy(TilePolicy::Timed);
+    let timed = network.run(&batch, &approx).unwrap();
+    let shapes = gpu.tile_choices().len();
+    assert!(shapes >= 3, "ResNet-20 has several conv shapes, {shapes} timed");
+    assert_eq!(gpu.tile_timings(), shapes, "each shape timed once");
+    assert_eq!(timed.logits, by_rule.logits, "tiles change the work split, not the arithmetic");
+
+    network.run(&batch, &exact).unwrap();
+    let (uploads, timings) = (gpu.constant_uploads(), gpu.tile_timings());
+    for plan in [&exact, &approx, &exact] {
+        network.run(&batch, plan).unwrap();
+    }
+    assert_eq!(gpu.constant_uploads(), uploads, "later batches upload no parameters");
+    assert_eq!(gpu.tile_timings(), timings, "choices are cached for the run");
 }

@@ -4,10 +4,11 @@
 
 use super::{AnyError, PeakMemory, mib_text};
 use crate::cpu;
-use crate::exec::{ActivationPlan, SiteMode};
+use crate::cpu::sign_f32::Isa;
+use crate::exec::{ActivationPlan, Precision, SiteMode};
 use crate::gpu::Gpu;
 use crate::gpu::activation::{ActivationKernel, PolyBuffer, Scheme};
-use crate::gpu::conv::{ConvKernel, ConvShape, Epilogue, TileConfig, time_conv};
+use crate::gpu::conv::{ConvKernel, ConvShape, Epilogue, TileConfig, tiles_for, time_conv};
 use crate::model::{Batch, Conv2d, Graph, GraphBuilder, Op, Shape};
 use crate::poly::Composite;
 use crate::tables::poly_table::our_composite;
@@ -114,9 +115,10 @@ pub fn bench_conv(gpu: Option<&Gpu>, repeats: usize) -> Result<(Vec<ConvRow>, Ve
         let mut configs = Vec::new();
         let mut tiled = None;
         if let Some(gpu) = gpu {
+            let chosen = tiles_for(gpu, shape)?;
             for tiles in TileConfig::ALL {
                 let ms = time_gpu_conv(gpu, shape, ConvKernel::Tiled(tiles), Epilogue::None, None, repeats)?;
-                if tiles == TileConfig::for_shape(&shape) {
+                if tiles == chosen {
                     tiled = Some(ms);
                 }
                 configs.push((tiles.name(), ms));
@@ -142,7 +144,7 @@ pub fn bench_conv(gpu: Option<&Gpu>, repeats: usize) -> Result<(Vec<ConvRow>, Ve
         }
         rows.push(row);
         if let Some(gpu) = gpu {
-            let tiled = ConvKernel::Tiled(TileConfig::for_shape(&shape));
+            let tiled = ConvKernel::Tiled(tiles_for(gpu, shape)?);
             let bound = 100.0;
             let poly = Epilogue::PolyRelu { bound, clamp: false };
             epilogues.push(EpilogueRow {
@@ -266,10 +268,10 @@ fn format_conv_row(row: &ConvRow) -> String {
 }
 
 /// The stand-alone polynomial ReLU over `elements` values: every GPU scheme, and the CPU
-/// backend's f64 evaluator, for α = 7 and 14.
+/// backend's f32 SIMD and f64 evaluators, for α = 7 and 14.
 pub fn bench_activation(gpu: Option<&Gpu>, elements: usize, repeats: usize) -> Result<Vec<ActivationRow>, AnyError> {
     println!("== polynomial ReLU over {elements} elements, {repeats} passes (GB/s: one f32 read + one write each)");
-    println!("  α   backend  scheme       ms/pass   Gelem/s   GB/s");
+    println!("  α   backend  scheme        ms/pass   Gelem/s   GB/s");
     let mut rows = Vec::new();
     for alpha in [7, 14] {
         let (sc, _) = our_composite(alpha, None)?;
@@ -287,21 +289,27 @@ pub fn bench_activation(gpu: Option<&Gpu>, elements: usize, repeats: usize) -> R
                 print_activation_row(rows.last().expect("just pushed"));
             }
         }
-        rows.push(ActivationRow {
-            alpha,
-            scheme: "f64".into(),
-            backend: "cpu".into(),
-            elements,
-            ms: time_cpu_activation(&sc.composite, alpha, elements, repeats)?,
-        });
-        print_activation_row(rows.last().expect("just pushed"));
+        for precision in [Precision::F32, Precision::F64] {
+            let scheme = match precision {
+                Precision::F32 => format!("f32 {}", Isa::detect().name()),
+                Precision::F64 => "f64".into(),
+            };
+            rows.push(ActivationRow {
+                alpha,
+                scheme,
+                backend: "cpu".into(),
+                elements,
+                ms: time_cpu_activation(&sc.composite, alpha, precision, elements, repeats)?,
+            });
+            print_activation_row(rows.last().expect("just pushed"));
+        }
     }
     Ok(rows)
 }
 
 fn print_activation_row(row: &ActivationRow) {
     println!(
-        "  {:2}  {:<7}  {:<11} {:9.3}  {:8.3}  {:6.3}",
+        "  {:2}  {:<7}  {:<12} {:9.3}  {:8.3}  {:6.3}",
         row.alpha,
         row.backend,
         row.scheme,
@@ -312,11 +320,17 @@ fn print_activation_row(row: &ActivationRow) {
 }
 
 /// Milliseconds per CPU pass of the approximate ReLU alone (a one-ReLU graph).
-fn time_cpu_activation(composite: &Composite, alpha: u32, elements: usize, repeats: usize) -> Result<f64, AnyError> {
+fn time_cpu_activation(
+    composite: &Composite,
+    alpha: u32,
+    precision: Precision,
+    elements: usize,
+    repeats: usize,
+) -> Result<f64, AnyError> {
     let mut builder = GraphBuilder::new("relu", Shape::new(1, 1, elements));
     let relu = builder.relu("relu", GraphBuilder::INPUT);
     let graph = builder.finish(relu)?;
-    let plan = ActivationPlan::uniform(&graph, SiteMode::approx(composite, alpha, 1.0));
+    let plan = ActivationPlan::uniform(&graph, SiteMode::approx(composite, alpha, 1.0).in_precision(precision));
     let data = (0..elements).map(|i| ((i % 2001) as f32 / 1000.0) - 1.0).collect();
     let batch = Batch::new(1, graph.input, data)?;
     cpu::run(&graph, &batch, &plan)?;

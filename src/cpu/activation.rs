@@ -1,18 +1,37 @@
 //! Activation sites on the CPU: exact or polynomial ReLU / max-pool, and the per-site statistics
 //! gathered in the same pass.
 //!
-//! The polynomial is evaluated in f64 by [`SignEvaluator`]: exactly [`Composite::eval_fast`]'s
-//! operations (Clenshaw per stage, fused multiply-adds), run on 8 inputs at a time with
-//! hardware FMA, bit-identical to it and ~10x faster. The formulas are those of
-//! `crate::poly::activation`, whose double-double versions are the reference the tests use.
+//! Sites evaluate the polynomial in f32 SIMD by default ([`SignF32`], the GPU's `clenshaw`
+//! arithmetic, [`Precision::F32`]) or in f64 ([`Precision::F64`], the reference scheme) by
+//! [`SignEvaluator`]: exactly [`Composite::eval_fast`]'s operations (Clenshaw per stage, fused
+//! multiply-adds), run on 8 inputs at a time with hardware FMA, bit-identical to it. Max-pool
+//! trees follow the site's precision too. The formulas are those of `crate::poly::activation`,
+//! whose double-double versions are the reference the tests use.
 
-use crate::exec::{SiteMode, SiteStats};
+use super::sign_f32::SignF32;
+use crate::exec::{Approx, Precision, SiteMode, SiteStats};
 use crate::model::{Shape, Window2d};
 use crate::poly::Composite;
 use crate::poly::activation::max_pool_scale;
 
+/// A site's polynomial prepared in its precision.
+#[derive(Clone, Debug)]
+pub enum SitePoly {
+    F32(SignF32),
+    F64(SignEvaluator),
+}
+
+impl SitePoly {
+    pub fn new(a: &Approx) -> SitePoly {
+        match a.precision {
+            Precision::F32 => SitePoly::F32(SignF32::new(a.composite)),
+            Precision::F64 => SitePoly::F64(SignEvaluator::new(a.composite)),
+        }
+    }
+}
+
 /// Applies a ReLU site in place, recording its inputs. `sign` is `mode`'s composite, prepared.
-pub fn relu_in_place(values: &mut [f32], mode: &SiteMode, sign: Option<&SignEvaluator>, stats: &mut SiteStats) {
+pub fn relu_in_place(values: &mut [f32], mode: &SiteMode, sign: Option<&SitePoly>, stats: &mut SiteStats) {
     stats.observe(values, mode.bound());
     if let SiteMode::Poly(p) = mode {
         for v in values.iter_mut() {
@@ -20,14 +39,19 @@ pub fn relu_in_place(values: &mut [f32], mode: &SiteMode, sign: Option<&SignEval
         }
         return;
     }
-    let (SiteMode::Approx(a), Some(sign)) = (mode, sign) else {
-        values.iter_mut().for_each(|v| *v = v.max(0.0));
-        return;
-    };
+    match (mode, sign) {
+        (SiteMode::Approx(a), Some(SitePoly::F32(sign))) => sign.relu_in_place(values, a.bound as f32, a.clamp),
+        (SiteMode::Approx(a), Some(SitePoly::F64(sign))) => relu_f64(values, mode, a.bound, sign),
+        _ => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+    }
+}
+
+/// x(1 + p(x/B))/2 in f64, `LANES` values at a time.
+fn relu_f64(values: &mut [f32], mode: &SiteMode, bound: f64, sign: &SignEvaluator) {
     let mut scaled = [0.0f64; LANES];
     for block in values.chunks_mut(LANES) {
         for (t, &v) in scaled.iter_mut().zip(block.iter()) {
-            *t = mode.polynomial_input(v as f64) / a.bound;
+            *t = mode.polynomial_input(v as f64) / bound;
         }
         sign.eval_lanes(&mut scaled);
         for (v, p) in block.iter_mut().zip(scaled) {
@@ -127,7 +151,7 @@ pub struct MaxPoolSite<'a> {
     pub mode: &'a SiteMode<'a>,
     /// The paper's input rescaling s (approximate mode only).
     pub scale: f64,
-    sign: Option<SignEvaluator>,
+    sign: Option<SitePoly>,
 }
 
 impl<'a> MaxPoolSite<'a> {
@@ -144,7 +168,7 @@ impl<'a> MaxPoolSite<'a> {
             }
             SiteMode::Approx(a) => {
                 let scale = max_pool_scale(pool.taps(), a.alpha, a.bound).map_err(|e| e.to_string())?;
-                (scale, Some(SignEvaluator::new(a.composite)))
+                (scale, Some(SitePoly::new(a)))
             }
         };
         Ok(MaxPoolSite {
@@ -169,7 +193,7 @@ impl<'a> MaxPoolSite<'a> {
                     }
                 }
                 // LANES windows at a time, one per lane of the polynomial evaluator.
-                Some(sign) => {
+                Some(SitePoly::F64(sign)) => {
                     for (block, ys) in y.chunks_mut(LANES).enumerate() {
                         let windows: [[f64; MAX_WINDOW]; LANES] = std::array::from_fn(|lane| {
                             let i = (block * LANES + lane).min(plane_out - 1);
@@ -179,6 +203,13 @@ impl<'a> MaxPoolSite<'a> {
                         let maxima = approx_max_windows(sign, &windows, len, self.scale);
                         ys.iter_mut().zip(maxima).for_each(|(y, m)| *y = m as f32);
                     }
+                }
+                // The plane's windows at once: each tree level is one pass of the SIMD evaluator.
+                Some(SitePoly::F32(sign)) => {
+                    let mut windows: Vec<[f32; MAX_WINDOW]> = (0..plane_out)
+                        .map(|i| self.zero_padded_window(x, i).map(|v| self.mode.polynomial_input(v as f64) as f32))
+                        .collect();
+                    approx_max_windows_f32(sign, &mut windows, len, self.scale as f32, y);
                 }
             }
         }
@@ -247,6 +278,33 @@ pub fn approx_max_windows(
     level.map(|l| (l[0] - 0.5) / scale)
 }
 
+/// [`approx_max_windows`] in f32 over any number of windows (each of its first `len` values),
+/// the sign by the SIMD evaluator: the same tree and rescaling; maxima into `out`.
+pub fn approx_max_windows_f32(sign: &SignF32, windows: &mut [[f32; MAX_WINDOW]], len: usize, scale: f32, out: &mut [f32]) {
+    assert!((1..=MAX_WINDOW).contains(&len), "windows of 1 to {MAX_WINDOW} values");
+    assert_eq!(windows.len(), out.len(), "one maximum per window");
+    windows.iter_mut().for_each(|w| w.iter_mut().for_each(|v| *v = *v * scale + 0.5));
+    let mut diffs = vec![0.0f32; windows.len()];
+    let mut len = len;
+    while len > 1 {
+        let pairs = len / 2;
+        for j in 0..pairs {
+            diffs.iter_mut().zip(windows.iter()).for_each(|(d, w)| *d = w[2 * j] - w[2 * j + 1]);
+            sign.sign_in_place(&mut diffs);
+            // In place: pair j is read (at 2j, 2j+1) before slot j ≤ 2j is written.
+            for (w, p) in windows.iter_mut().zip(&diffs) {
+                let (a, b) = (w[2 * j], w[2 * j + 1]);
+                w[j] = 0.5 * ((a + b) + (a - b) * p);
+            }
+        }
+        if len % 2 == 1 {
+            windows.iter_mut().for_each(|w| w[pairs] = w[len - 1]);
+        }
+        len = pairs + len % 2;
+    }
+    out.iter_mut().zip(windows.iter()).for_each(|(y, w)| *y = (w[0] - 0.5) / scale);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,7 +343,8 @@ mod tests {
         let xs: Vec<f32> = (0..400).map(|i| (i as f32 - 200.0) / 25.0).collect();
         let mut ys = xs.clone();
         let mut stats = SiteStats::new("r", SiteKind::Relu);
-        relu_in_place(&mut ys, &mode, Some(&SignEvaluator::new(&sign)), &mut stats);
+        let f64_sign = SitePoly::F64(SignEvaluator::new(&sign));
+        relu_in_place(&mut ys, &mode.in_precision(Precision::F64), Some(&f64_sign), &mut stats);
         for (x, y) in xs.iter().zip(&ys) {
             let want = approx_relu(&sign, *x as f64, bound) as f32;
             assert!((y - want).abs() <= 1e-6 * bound as f32, "x={x}: {y} vs {want}");
@@ -306,6 +365,30 @@ mod tests {
                 assert!((got[w] - want).abs() < 1e-9, "window {len}: {} vs {want}", got[w]);
                 let exact = window[..len].iter().copied().fold(f64::MIN, f64::max);
                 assert!((got[w] - exact).abs() < 2.0 * bound * 2f64.powi(-(alpha as i32)) * len as f64);
+            }
+        }
+    }
+
+    /// The f32 tree keeps each level within 5% of its 2B·2^-α bound of the double-double one.
+    #[test]
+    fn f32_max_pool_tree_matches_the_double_double_reference() {
+        let (alpha, bound) = (12, 8.0);
+        let sign = optimise_eps(paper_degrees(alpha).unwrap()).unwrap().composite;
+        let fast = SignF32::new(&sign);
+        for len in [4, 9] {
+            let scale = max_pool_scale(len, alpha, bound).unwrap();
+            let values = |w: usize| -> [f32; MAX_WINDOW] {
+                std::array::from_fn(|i| ((i * 7 + w * 3) % len) as f32 * 1.9 - 7.5 + w as f32 * 0.01)
+            };
+            let mut windows: Vec<[f32; MAX_WINDOW]> = (0..37).map(values).collect();
+            let mut got = vec![0.0f32; windows.len()];
+            approx_max_windows_f32(&fast, &mut windows, len, scale as f32, &mut got);
+            let levels = if len == 4 { 2.0 } else { 4.0 };
+            for (w, got) in got.iter().enumerate() {
+                let window = values(w).map(f64::from);
+                let want = approx_max_window(&sign, &window[..len], scale);
+                let budget = levels * 0.05 * 2.0 * bound * 2f64.powi(-(alpha as i32));
+                assert!((*got as f64 - want).abs() <= budget, "window {len}/{w}: {got} vs {want}");
             }
         }
     }

@@ -21,12 +21,13 @@ pub mod activation;
 mod conv;
 pub mod gemm;
 mod ops;
+pub mod sign_f32;
 
 use crate::exec::{ActivationPlan, Backend, ExecError, RunOutput, SiteMode, SiteStats, check_bound};
 use crate::he::noise_rng::{NoiseKey, add_noise};
 use crate::model::schedule::{Step, fused_schedule_keeping, reader_counts};
 use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId};
-use activation::{MaxPoolSite, SignEvaluator, relu_in_place};
+use activation::{MaxPoolSite, SitePoly, relu_in_place};
 use conv::{ConvGeometry, conv_group};
 use gemm::{MatRef, Threads, matmul};
 use rayon::prelude::*;
@@ -128,7 +129,7 @@ struct Prepared<'a> {
     /// Per max-pool site, its prepared pooling (None for ReLU sites).
     pools: Vec<Option<MaxPoolSite<'a>>>,
     /// Per approximate site, its polynomial ready for fast evaluation.
-    signs: Vec<Option<SignEvaluator>>,
+    signs: Vec<Option<SitePoly>>,
 }
 
 impl<'a> Prepared<'a> {
@@ -156,7 +157,7 @@ impl<'a> Prepared<'a> {
             .iter()
             .map(|mode| match mode {
                 SiteMode::Exact | SiteMode::Poly(_) => None,
-                SiteMode::Approx(a) => Some(SignEvaluator::new(a.composite)),
+                SiteMode::Approx(a) => Some(SitePoly::new(a)),
             })
             .collect();
         if let Some(noise) = &plan.noise {

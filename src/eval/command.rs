@@ -12,7 +12,7 @@ use super::report::{ConfigRun, EvalReport, RunDescription, RunInfo, build_report
 use super::request::EvalRequest;
 use super::search::{first_overflow, search_bounds, with_searched_bounds};
 use crate::cpu::CpuBackend;
-use crate::exec::{ActivationPlan, Backend, Progress};
+use crate::exec::{ActivationPlan, Backend, Precision, Progress};
 use crate::gpu::Gpu;
 use crate::gpu::network::GpuNetwork;
 use crate::he::CkksPreset;
@@ -214,6 +214,11 @@ fn uniform_configurations<'a>(
     graph: &Graph,
     composites: &'a [AlphaComposite],
 ) -> Result<Vec<Configuration<'a>>, AnyError> {
+    let precision = if req.gpu {
+        Precision::default() // unused: the GPU evaluates req.scheme
+    } else {
+        Precision::for_scheme(req.scheme.name())?
+    };
     let has_maxpool = graph.sites.iter().any(|s| s.kind == SiteKind::MaxPool);
     let maxpool = match &req.relu {
         Mode::Poly(_) => Mode::Exact,
@@ -246,6 +251,7 @@ fn uniform_configurations<'a>(
                 relu: req.relu.clone(),
                 maxpool: maxpool.clone(),
                 clamp: req.clamp,
+                precision,
             };
             Ok(Configuration {
                 config,

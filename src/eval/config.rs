@@ -3,7 +3,7 @@
 //! becomes with a set of bounds.
 
 use super::bounds::SiteBound;
-use crate::exec::{ActivationPlan, PolySite, ReluPoly, SiteMode};
+use crate::exec::{ActivationPlan, PolySite, Precision, ReluPoly, SiteMode};
 use crate::model::{Graph, SiteKind};
 use crate::poly::Composite;
 use crate::poly::cost::HeCost;
@@ -70,6 +70,8 @@ pub struct ApproxConfig<'a> {
     /// Clamp approximate inputs to [-B, B] (otherwise out-of-range values reach the polynomial,
     /// as they would under encryption; they are counted either way).
     pub clamp: bool,
+    /// The CPU backend's arithmetic for the polynomial (`--scheme`; the GPU's is its own).
+    pub precision: Precision,
 }
 
 /// The polynomial a configuration used.
@@ -97,7 +99,9 @@ pub fn approx_plan<'a>(graph: &Graph, config: &'a ApproxConfig<'a>, bounds: &[Si
             };
             match mode {
                 Mode::Exact => SiteMode::Exact,
-                Mode::Approx => SiteMode::approx(config.composite, config.alpha, b.bound).clamped(config.clamp),
+                Mode::Approx => SiteMode::approx(config.composite, config.alpha, b.bound)
+                    .clamped(config.clamp)
+                    .in_precision(config.precision),
                 // a ReLU polynomial never reaches a max-pool site: those are exact with it
                 Mode::Poly(_) if site.kind == SiteKind::MaxPool => SiteMode::Exact,
                 Mode::Poly(poly) => SiteMode::Poly(PolySite {

@@ -40,7 +40,7 @@ use super::plan_file::{PlanCkks, PlanCost, PrecisionPlan, SearchSummary, SitePla
 use super::request::EvalRequest;
 use crate::cpu::CpuBackend;
 use crate::data::{Dataset, Normalize};
-use crate::exec::{ActivationPlan, Backend, Progress, SiteMode};
+use crate::exec::{ActivationPlan, Backend, Precision, Progress, SiteMode};
 use crate::he::{CkksPreset, ckks_cost};
 use crate::model::cost::{SitePrecision, SiteShape, network_cost, site_shapes};
 use crate::model::{self, Graph};
@@ -187,6 +187,7 @@ impl Searcher<'_> {
                 relu: Mode::Approx,
                 maxpool: Mode::Approx,
                 clamp: false,
+                precision: Precision::default(),
             })
             .collect();
         let plans: Vec<ActivationPlan> = candidates.iter().map(|a| self.activation_plan(a)).collect();

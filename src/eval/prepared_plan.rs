@@ -4,7 +4,7 @@
 use super::bounds::{Bounds, SiteBound};
 use super::config::{ApproxConfig, Mode, PolyInfo};
 use super::plan_file::PrecisionPlan;
-use crate::exec::{ActivationPlan, SiteMode};
+use crate::exec::{ActivationPlan, Precision, SiteMode};
 use crate::model::Graph;
 use crate::poly::cost::relu_cost;
 use crate::poly::verify::relu_error;
@@ -116,6 +116,7 @@ impl PreparedPlan {
             relu: Mode::Approx,
             maxpool: Mode::Approx,
             clamp,
+            precision: Precision::default(),
         }
     }
 

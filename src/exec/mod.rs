@@ -12,7 +12,7 @@ mod mode;
 mod progress;
 mod stats;
 
-pub use mode::{Approx, PolySite, ReluPoly, SiteMode, check_bound};
+pub use mode::{Approx, PolySite, Precision, ReluPoly, SiteMode, check_bound};
 pub use progress::{NoProgress, Progress};
 pub use stats::{HIST_BINS, LOG2_MIN, STATS_HEADER_WORDS, STATS_WORDS, SiteStats, log2_bin};
 

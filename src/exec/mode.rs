@@ -117,6 +117,32 @@ pub struct Approx<'a> {
     pub bound: f64,
     /// Clamp inputs to [-B, B] before the polynomial (they are counted out of range either way).
     pub clamp: bool,
+    /// The CPU backend's arithmetic for the polynomial (the GPU's is its `Scheme`).
+    pub precision: Precision,
+}
+
+/// How the CPU backend evaluates a site's composite polynomial.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 SIMD Clenshaw, the GPU's `clenshaw` arithmetic (within 5% of 2^-α of the reference).
+    #[default]
+    F32,
+    /// f64 Clenshaw: the reference scheme.
+    F64,
+}
+
+impl Precision {
+    /// The CPU's counterpart of a GPU `--scheme`: `clenshaw` → f32, `clenshaw-df` → f64. The
+    /// power basis (`horner`) exists only on the GPU, where its float32 breakdown is the point.
+    pub fn for_scheme(scheme: &str) -> Result<Precision, String> {
+        match scheme {
+            "clenshaw" => Ok(Precision::F32),
+            "clenshaw-df" => Ok(Precision::F64),
+            other => Err(format!(
+                "--scheme {other}: the CPU backend evaluates clenshaw (f32) or clenshaw-df (f64)"
+            )),
+        }
+    }
 }
 
 impl<'a> SiteMode<'a> {
@@ -126,7 +152,16 @@ impl<'a> SiteMode<'a> {
             alpha,
             bound,
             clamp: false,
+            precision: Precision::F32,
         })
+    }
+
+    /// This mode with its polynomial evaluated in `precision` on the CPU.
+    pub fn in_precision(self, precision: Precision) -> SiteMode<'a> {
+        match self {
+            SiteMode::Approx(a) => SiteMode::Approx(Approx { precision, ..a }),
+            other => other,
+        }
     }
 
     /// This mode, clamping approximate inputs to [-B, B] (`clamp` true) or not.

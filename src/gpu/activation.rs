@@ -289,7 +289,7 @@ pub struct PolyBuffer {
 impl PolyBuffer {
     pub fn new(gpu: &Gpu, composite: &Composite, scheme: Scheme) -> PolyBuffer {
         PolyBuffer {
-            buffer: gpu.storage_from("poly coefficients", &pack_coefficients(composite, scheme)),
+            buffer: gpu.constant_storage("poly coefficients", &pack_coefficients(composite, scheme)),
             scheme,
         }
     }
@@ -300,7 +300,7 @@ impl PolyBuffer {
             .chain(coeffs.iter().map(|&c| c as f32))
             .collect();
         PolyBuffer {
-            buffer: gpu.storage_from("power-basis ReLU polynomial", &packed),
+            buffer: gpu.constant_storage("power-basis ReLU polynomial", &packed),
             scheme: Scheme::DEFAULT,
         }
     }
@@ -308,7 +308,7 @@ impl PolyBuffer {
     /// A composite with no stages, for dispatches whose activations are all exact.
     pub fn empty(gpu: &Gpu) -> PolyBuffer {
         PolyBuffer {
-            buffer: gpu.storage_from("poly coefficients (none)", &[0.0f32, 0.0]),
+            buffer: gpu.constant_storage("poly coefficients (none)", &[0.0f32, 0.0]),
             scheme: Scheme::DEFAULT,
         }
     }

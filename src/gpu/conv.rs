@@ -2,7 +2,7 @@
 //! residual add and an exact or polynomial ReLU fused into the epilogue.
 
 use super::activation::{PolyBuffer, RangeStats, StatsSlot, range_stats_buffer, read_range_stats};
-use super::{Gpu, GpuError};
+use super::{Gpu, GpuError, TilePolicy};
 use crate::model::Window2d;
 
 /// What the epilogue applies after bias (+ residual).
@@ -32,7 +32,7 @@ impl Epilogue {
 /// One convolution on a batch: NCHW input `batch × in_c × in_h × in_w`, `out_c` output channels
 /// in `groups` groups, and the graph's window geometry ([`Window2d`]: per-axis kernel, stride,
 /// dilation, `[top, left, bottom, right]` padding; no ceil mode).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvShape {
     pub batch: usize,
     pub in_c: usize,
@@ -286,7 +286,8 @@ pub struct ConvBuffers<'a> {
     pub range_stats: StatsSlot<'a>,
 }
 
-/// Record one convolution into `encoder` (no host round trip), with the tiles `for_shape` picks.
+/// Record one convolution into `encoder` (no host round trip), with the tiles [`tiles_for`]
+/// picks.
 pub fn encode_conv(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
@@ -295,15 +296,32 @@ pub fn encode_conv(
     poly: &PolyBuffer,
     buffers: &ConvBuffers,
 ) -> Result<(), GpuError> {
-    encode_conv_tiled(
-        gpu,
-        encoder,
-        shape,
-        epilogue,
-        poly,
-        buffers,
-        TileConfig::for_shape(&shape),
-    )
+    let tiles = tiles_for(gpu, shape)?;
+    encode_conv_tiled(gpu, encoder, shape, epilogue, poly, buffers, tiles)
+}
+
+/// Weights beyond this many values (a VGG classifier) are not timed: the rule decides.
+const MAX_TIMED_WEIGHTS: usize = 1 << 24;
+
+/// The tile configuration for `shape` on this adapter, decided once per shape for the run:
+/// under [`TilePolicy::Timed`] the fastest of [`TileConfig::ALL`] (each timed over a few
+/// dispatches on device-resident data with the ReLU epilogue), else [`TileConfig::for_shape`].
+pub fn tiles_for(gpu: &Gpu, shape: ConvShape) -> Result<TileConfig, GpuError> {
+    gpu.tile_choice(shape, |policy| {
+        if policy == TilePolicy::Rule || shape.weight_len() > MAX_TIMED_WEIGHTS {
+            return Ok(TileConfig::for_shape(&shape));
+        }
+        const REPEATS: usize = 3;
+        let poly = PolyBuffer::empty(gpu);
+        let mut best = (f64::INFINITY, TileConfig::for_shape(&shape));
+        for tiles in TileConfig::ALL {
+            let seconds = time_conv(gpu, shape, ConvKernel::Tiled(tiles), Epilogue::Relu, &poly, REPEATS)?;
+            if seconds < best.0 {
+                best = (seconds, tiles);
+            }
+        }
+        Ok(best.1)
+    })
 }
 
 /// [`encode_conv`] with the given tile configuration (tests and benchmarks cover each).
@@ -502,7 +520,7 @@ pub fn conv2d_host(
     epilogue: Epilogue,
     poly: &PolyBuffer,
 ) -> Result<(Vec<f32>, RangeStats), GpuError> {
-    let tiles = TileConfig::for_shape(&shape);
+    let tiles = tiles_for(gpu, shape)?;
     conv2d_host_tiled(gpu, tiles, shape, input, weight, bias, residual, epilogue, poly)
 }
 

@@ -7,8 +7,10 @@ pub mod network;
 pub mod noise;
 pub mod tensor_ops;
 
+use conv::{ConvShape, TileConfig};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug)]
@@ -38,6 +40,44 @@ impl fmt::Display for GpuError {
 
 impl std::error::Error for GpuError {}
 
+/// How the convolution's tile configuration is chosen per shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TilePolicy {
+    /// [`TileConfig::for_shape`]'s padding rule (tuned on lavapipe).
+    Rule,
+    /// Every candidate timed on this adapter, once per shape, the fastest kept for the run.
+    Timed,
+}
+
+impl TilePolicy {
+    /// `POLYCNN_TILES=rule|time`, else timed on a real GPU and the rule on a software adapter
+    /// (where timing ResNet-152's shapes would take a minute).
+    fn for_adapter(info: &wgpu::AdapterInfo) -> Result<TilePolicy, GpuError> {
+        match std::env::var("POLYCNN_TILES").ok().as_deref() {
+            Some("rule") => Ok(TilePolicy::Rule),
+            Some("time") => Ok(TilePolicy::Timed),
+            Some(other) => Err(GpuError::BadInput(format!(
+                "POLYCNN_TILES='{other}': expected rule or time"
+            ))),
+            None if info.device_type == wgpu::DeviceType::Cpu => Ok(TilePolicy::Rule),
+            None => Ok(TilePolicy::Timed),
+        }
+    }
+}
+
+/// Buffers whose contents never change once created, shared by content: a network's per-site
+/// parameters and polynomial coefficients are uploaded once per run, not per batch.
+#[derive(Default)]
+struct ConstantBuffers {
+    by_content: HashMap<(wgpu::BufferUsages, Vec<u8>), wgpu::Buffer>,
+    /// Buffers created so far (a run that reuses its constants adds none).
+    created: usize,
+}
+
+/// Entries kept before the constant cache starts over (a bound search makes new parameters
+/// each round; buffers still bound by recorded work stay alive through wgpu's references).
+const MAX_CONSTANT_BUFFERS: usize = 1 << 14;
+
 /// An open device with its queue and compiled pipelines.
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -45,6 +85,12 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
     placeholder: std::sync::OnceLock<wgpu::Buffer>,
+    constants: Mutex<ConstantBuffers>,
+    tile_policy: Mutex<TilePolicy>,
+    /// The configuration chosen per convolution shape (timed or by rule), for the run.
+    tile_choices: Mutex<HashMap<ConvShape, TileConfig>>,
+    /// Candidate timings made (each times every configuration of one shape).
+    tile_timings: AtomicUsize,
 }
 
 impl Gpu {
@@ -68,13 +114,92 @@ impl Gpu {
             ..Default::default()
         }))
         .map_err(|e| GpuError::Device(format!("{} ({:?}): {e}", info.name, info.backend)))?;
+        let tile_policy = TilePolicy::for_adapter(&info)?;
         Ok(Gpu {
             device,
             queue,
             info,
             pipelines: Mutex::new(HashMap::new()),
             placeholder: Default::default(),
+            constants: Default::default(),
+            tile_policy: Mutex::new(tile_policy),
+            tile_choices: Default::default(),
+            tile_timings: AtomicUsize::new(0),
         })
+    }
+
+    pub fn tile_policy(&self) -> TilePolicy {
+        *self.tile_policy.lock().expect("tile policy")
+    }
+
+    /// Switch how tiles are chosen; forgets the choices made so far.
+    pub fn set_tile_policy(&self, policy: TilePolicy) {
+        *self.tile_policy.lock().expect("tile policy") = policy;
+        self.tile_choices.lock().expect("tile choices").clear();
+    }
+
+    /// The tile configuration of `shape`: the cached choice, else made by `choose` and cached.
+    pub fn tile_choice(
+        &self,
+        shape: ConvShape,
+        choose: impl FnOnce(TilePolicy) -> Result<TileConfig, GpuError>,
+    ) -> Result<TileConfig, GpuError> {
+        if let Some(&t) = self.tile_choices.lock().expect("tile choices").get(&shape) {
+            return Ok(t);
+        }
+        let policy = self.tile_policy();
+        let tiles = choose(policy)?;
+        if policy == TilePolicy::Timed {
+            self.tile_timings.fetch_add(1, Ordering::Relaxed);
+        }
+        self.tile_choices.lock().expect("tile choices").insert(shape, tiles);
+        Ok(tiles)
+    }
+
+    /// The choices made so far, per shape.
+    pub fn tile_choices(&self) -> Vec<(ConvShape, TileConfig)> {
+        let map = self.tile_choices.lock().expect("tile choices");
+        map.iter().map(|(s, t)| (*s, *t)).collect()
+    }
+
+    /// How many shapes had their candidates timed.
+    pub fn tile_timings(&self) -> usize {
+        self.tile_timings.load(Ordering::Relaxed)
+    }
+
+    /// How many constant buffers (parameters, coefficients) were created so far.
+    pub fn constant_uploads(&self) -> usize {
+        self.constants.lock().expect("constant buffers").created
+    }
+
+    /// A buffer holding `bytes` that nobody writes afterwards: the existing one with the same
+    /// contents and usage, or a new one.
+    fn constant(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        let mut cache = self.constants.lock().expect("constant buffers");
+        let key = (usage, bytes.to_vec());
+        if let Some(b) = cache.by_content.get(&key) {
+            return b.clone();
+        }
+        if cache.by_content.len() >= MAX_CONSTANT_BUFFERS {
+            cache.by_content.clear();
+        }
+        let buffer = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage,
+        });
+        cache.created += 1;
+        cache.by_content.insert(key, buffer.clone());
+        buffer
+    }
+
+    /// A read-only storage buffer of constants (polynomial coefficients), shared by content.
+    pub fn constant_storage<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        // wgpu rejects zero-sized bindings; keep at least one element.
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let bytes = if bytes.is_empty() { &[0u8; 4][..] } else { bytes };
+        self.constant(label, bytes, wgpu::BufferUsages::STORAGE)
     }
 
     /// "name (backend, type)" for reports.
@@ -119,13 +244,10 @@ impl Gpu {
         })
     }
 
+    /// A dispatch's parameters: shared by content, so a network's are uploaded on its first
+    /// batch and reused by every later one.
     pub fn uniform_from<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        use wgpu::util::DeviceExt;
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+        self.constant(label, bytemuck::bytes_of(value), wgpu::BufferUsages::UNIFORM)
     }
 
     /// Copy `count` elements of a storage buffer back to the host (blocking).

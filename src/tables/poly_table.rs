@@ -1,6 +1,7 @@
 //! `polycnn poly`: per α, the composite polynomial, its verified ReLU error in double-double and
 //! in GPU float32 per scheme, its HE cost and generation time — ours next to the paper's.
 
+use crate::cpu::sign_f32::SignF32;
 use crate::gpu::activation::{ActivationKernel, Scheme};
 use crate::gpu::{Gpu, GpuError};
 use crate::poly::activation::{approx_relu, measure_max_pool_error};
@@ -189,9 +190,23 @@ pub fn f32_grid() -> Vec<f32> {
 
 /// Run the GPU ReLU kernel (B = 1) on `f32_grid` and compare with the double-double reference.
 pub fn gpu_f32_error(gpu: &Gpu, composite: &Composite, scheme: Scheme, alpha: u32) -> Result<GpuError32, GpuError> {
-    use rayon::prelude::*;
     let xs = f32_grid();
     let (ys, _) = ActivationKernel::new(gpu, composite, scheme).relu(&xs, 1.0)?;
+    Ok(f32_relu_error(composite, scheme, alpha, &xs, &ys))
+}
+
+/// The CPU's f32 SIMD ReLU ([`SignF32`], the GPU `clenshaw` arithmetic) on `f32_grid` (B = 1)
+/// against the double-double reference, judged as the GPU's.
+pub fn cpu_f32_error(sign: &SignF32, composite: &Composite, alpha: u32) -> GpuError32 {
+    let xs = f32_grid();
+    let mut ys = xs.clone();
+    sign.relu_in_place(&mut ys, 1.0, false);
+    f32_relu_error(composite, Scheme::Clenshaw, alpha, &xs, &ys)
+}
+
+/// float32 ReLU values `ys` at `xs` (B = 1) against the double-double reference and true ReLU.
+fn f32_relu_error(composite: &Composite, scheme: Scheme, alpha: u32, xs: &[f32], ys: &[f32]) -> GpuError32 {
+    use rayon::prelude::*;
     let (eval_error, relu_err) = xs
         .par_iter()
         .zip(ys.par_iter())
@@ -206,13 +221,13 @@ pub fn gpu_f32_error(gpu: &Gpu, composite: &Composite, scheme: Scheme, alpha: u3
             (e, (y - (x as f64).max(0.0)).abs())
         })
         .reduce(|| (0.0, 0.0), |a, b| (a.0.max(b.0), a.1.max(b.1)));
-    Ok(GpuError32 {
+    GpuError32 {
         scheme,
         eval_error,
         eval_error_log2: eval_error.log2(),
         relu_error_log2: relu_err.log2(),
         within_budget: eval_error <= 0.05 * 2f64.powi(-(alpha as i32)),
-    })
+    }
 }
 
 /// The terminal table.

@@ -4,7 +4,7 @@
 
 use polycnn::gpu::Gpu;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -51,4 +51,11 @@ pub fn digits(file: &str) -> String {
 /// A JSON file (report, plan).
 pub fn read(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The repository root: `CARGO_MANIFEST_DIR` at run time when set (`scripts/gpu_report.sh` runs
+/// prebuilt test binaries on a machine where the build's path does not exist), else the build's.
+#[allow(dead_code)] // the GPU tests use it, the binary-driving ones do not
+pub fn repo_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
