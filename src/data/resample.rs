@@ -1,17 +1,64 @@
-//! PIL's antialiased bilinear resize (`Image.resize(size, BILINEAR)`), bit-exact on 8-bit images.
+//! PIL's antialiased resize (`Image.resize(size, BILINEAR | BICUBIC)`), bit-exact on 8-bit images.
 //!
 //! What PIL does (Pillow `libImaging/Resample.c`, reimplemented from its description, not copied):
 //! - separable: a horizontal pass into an 8-bit intermediate image, then a vertical pass;
-//! - for each output sample, the source window is centred at `(x + 0.5) * scale` and the triangle
-//!   filter's support (1 for bilinear) is stretched by `scale` when downscaling (that is the antialiasing);
+//! - for each output sample, the source window is centred at `(x + 0.5) * scale` and the filter's
+//!   support (1 for the bilinear triangle, 2 for the bicubic Keys kernel with a = -0.5) is
+//!   stretched by `scale` when downscaling (that is the antialiasing);
 //!   window bounds are `trunc(center ± support + 0.5)` clamped to the image;
-//! - weights `tri((j - center + 0.5) / filterscale)` are normalised to sum 1 in f64, then rounded to
+//! - weights `filter((j - center + 0.5) / filterscale)` are normalised to sum 1 in f64, then rounded to
 //!   fixed point with 22 fractional bits (half away from zero);
 //! - each output is `sum(w * src) + 2^21`, shifted right by 22 and clipped to 0..255;
 //! - the horizontal pass only covers the source rows the vertical pass will read.
 
+use serde::{Deserialize, Serialize};
+
 /// Fixed-point fraction bits of the weights: 32 - 8 (pixel) - 2 (headroom), as in PIL.
 const PRECISION_BITS: u32 = 22;
+
+/// The resampling filter (torchvision's `interpolation` on PIL images).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    /// PIL `BILINEAR`: torchvision's default.
+    #[default]
+    Bilinear,
+    /// PIL `BICUBIC` (Keys kernel, a = -0.5): e.g. timm's and some torchvision presets.
+    Bicubic,
+}
+
+impl Interpolation {
+    /// `--interpolation bilinear|bicubic`.
+    pub fn parse(s: &str) -> Result<Interpolation, String> {
+        match s {
+            "bilinear" => Ok(Interpolation::Bilinear),
+            "bicubic" => Ok(Interpolation::Bicubic),
+            _ => Err(format!("interpolation '{s}': expected bilinear or bicubic")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+        }
+    }
+
+    /// Half-width of the filter at scale 1.
+    fn support(self) -> f64 {
+        match self {
+            Interpolation::Bilinear => 1.0,
+            Interpolation::Bicubic => 2.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        match self {
+            Interpolation::Bilinear => triangle(x),
+            Interpolation::Bicubic => keys_cubic(x),
+        }
+    }
+}
 
 /// The windows and fixed-point weights for resampling one axis from `in_size` to `out_size`.
 struct AxisWeights {
@@ -27,11 +74,25 @@ fn triangle(x: f64) -> f64 {
     if x < 1.0 { 1.0 - x } else { 0.0 }
 }
 
+/// Keys' cubic convolution kernel with a = -0.5, in PIL's operation order (the last bit of a
+/// weight can decide a rounding of the fixed-point tap).
+fn keys_cubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
 impl AxisWeights {
-    fn bilinear(in_size: usize, out_size: usize) -> AxisWeights {
+    fn new(filter: Interpolation, in_size: usize, out_size: usize) -> AxisWeights {
         let scale = in_size as f64 / out_size as f64;
         let filterscale = scale.max(1.0);
-        let support = filterscale; // bilinear support 1.0, widened when downscaling
+        let support = filter.support() * filterscale; // widened when downscaling
         let ksize = support.ceil() as usize * 2 + 1;
         let mut bounds = Vec::with_capacity(out_size);
         let mut weights = vec![0i32; out_size * ksize];
@@ -46,7 +107,7 @@ impl AxisWeights {
             let count = hi.saturating_sub(lo);
             let mut total = 0.0;
             for (t, tap) in taps.iter_mut().enumerate().take(count) {
-                *tap = triangle(((t + lo) as f64 - center + 0.5) * inv_filterscale);
+                *tap = filter.weight(((t + lo) as f64 - center + 0.5) * inv_filterscale);
                 total += *tap;
             }
             for (t, &tap) in taps.iter().enumerate().take(count) {
@@ -78,10 +139,7 @@ fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Resizes an interleaved image with `channels` samples per pixel to `out_w` x `out_h`.
-///
-/// An axis whose size does not change is not resampled (PIL skips that pass too, so a pure
-/// horizontal or vertical resize is exactly one pass).
+/// PIL's bilinear resize: [`resize`] with [`Interpolation::Bilinear`].
 pub fn resize_bilinear(
     src: &[u8],
     width: usize,
@@ -90,16 +148,25 @@ pub fn resize_bilinear(
     out_w: usize,
     out_h: usize,
 ) -> Vec<u8> {
-    assert_eq!(
-        src.len(),
-        width * height * channels,
-        "resize_bilinear: buffer does not match its size"
-    );
-    assert!(
-        out_w > 0 && out_h > 0 && width > 0 && height > 0,
-        "resize_bilinear: empty image"
-    );
-    let vertical = (out_h != height).then(|| AxisWeights::bilinear(height, out_h));
+    resize(src, width, height, channels, out_w, out_h, Interpolation::Bilinear)
+}
+
+/// Resizes an interleaved image with `channels` samples per pixel to `out_w` x `out_h`.
+///
+/// An axis whose size does not change is not resampled (PIL skips that pass too, so a pure
+/// horizontal or vertical resize is exactly one pass).
+pub fn resize(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    out_w: usize,
+    out_h: usize,
+    filter: Interpolation,
+) -> Vec<u8> {
+    assert_eq!(src.len(), width * height * channels, "resize: buffer does not match its size");
+    assert!(out_w > 0 && out_h > 0 && width > 0 && height > 0, "resize: empty image");
+    let vertical = (out_h != height).then(|| AxisWeights::new(filter, height, out_h));
     // Only rows first..last of the source feed the vertical pass: resample just those horizontally.
     let (first, last) = match &vertical {
         Some(v) => (v.bounds[0].0, v.bounds[out_h - 1].0 + v.bounds[out_h - 1].1),
@@ -107,7 +174,7 @@ pub fn resize_bilinear(
     };
     let rows = &src[first * width * channels..last * width * channels];
     let horizontal = if out_w != width {
-        horizontal_pass(rows, width, channels, out_w, &AxisWeights::bilinear(width, out_w))
+        horizontal_pass(rows, width, channels, out_w, &AxisWeights::new(filter, width, out_w))
     } else {
         rows.to_vec()
     };
@@ -167,23 +234,36 @@ mod tests {
     #[test]
     fn constant_image_stays_constant() {
         let src = vec![200u8; 37 * 23 * 3];
-        for (w, h) in [(10, 7), (80, 50), (37, 5), (3, 23)] {
-            assert!(
-                resize_bilinear(&src, 37, 23, 3, w, h).iter().all(|&v| v == 200),
-                "{w}x{h}"
-            );
+        for filter in [Interpolation::Bilinear, Interpolation::Bicubic] {
+            for (w, h) in [(10, 7), (80, 50), (37, 5), (3, 23)] {
+                assert!(
+                    resize(&src, 37, 23, 3, w, h, filter).iter().all(|&v| v == 200),
+                    "{filter:?} {w}x{h}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn keys_kernel_by_hand() {
+        // a = -0.5: k(0) = 1, k(0.5) = 0.5625, k(1) = 0, k(1.5) = -0.0625, k(2) = 0
+        for (x, k) in [(0.0, 1.0), (0.5, 0.5625), (-0.5, 0.5625), (1.0, 0.0), (1.5, -0.0625), (2.0, 0.0)] {
+            assert_eq!(keys_cubic(x), k, "k({x})");
         }
     }
 
     #[test]
     fn weights_are_normalised() {
-        for (i, o) in [(500, 341), (375, 256), (106, 256), (7, 3)] {
-            let axis = AxisWeights::bilinear(i, o);
+        for ((i, o), filter) in [(500, 341), (375, 256), (106, 256), (7, 3)]
+            .into_iter()
+            .flat_map(|size| [(size, Interpolation::Bilinear), (size, Interpolation::Bicubic)])
+        {
+            let axis = AxisWeights::new(filter, i, o);
             for k in 0..o {
                 let sum: i64 = axis.taps(k).1.iter().map(|&w| i64::from(w)).sum();
                 assert!(
                     (sum - (1 << PRECISION_BITS)).abs() <= axis.ksize as i64,
-                    "{i}->{o} #{k}: {sum}"
+                    "{filter:?} {i}->{o} #{k}: {sum}"
                 );
             }
         }

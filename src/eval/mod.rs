@@ -11,8 +11,11 @@ pub mod command;
 pub mod merge;
 pub mod plan;
 pub mod plot;
+pub mod predictions;
 pub mod report;
+pub mod resume;
 pub mod shard;
+pub mod stats;
 
 use crate::cpu::{self, ActivationPlan, PolyRelu, ReluPoly, RunOutput, SiteMode, SiteStats};
 use crate::data::Dataset;
