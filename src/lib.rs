@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod eval;
+pub mod exec;
 pub mod gpu;
 pub mod model;
 pub mod poly;

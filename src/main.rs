@@ -5,12 +5,17 @@ use clap::{Args, Parser, Subcommand};
 use polycnn::eval::BoundRule;
 use polycnn::eval::Mode;
 use polycnn::eval::check::{Verdict, compare_files, format_comparison};
-use polycnn::eval::command::{EvalRequest, default_search_grid, run_eval};
+use polycnn::eval::command::run_eval;
 use polycnn::eval::merge::{ShardReport, merge_reports};
-use polycnn::eval::plan::{PlanRequest, PrecisionPlan, format_plan, search_plan};
-use polycnn::eval::report::{EvalReport, format_summary, sweep_csv, sweep_markdown};
+use polycnn::eval::plan::{PlanRequest, format_plan, search_plan};
+use polycnn::eval::plan_file::PrecisionPlan;
+use polycnn::eval::report::EvalReport;
+use polycnn::eval::request::{EvalRequest, defaults};
 use polycnn::eval::shard::Shard;
+use polycnn::eval::summary::{format_summary, sweep_csv, sweep_markdown};
+use polycnn::exec::Progress;
 use polycnn::gpu::Gpu;
+use polycnn::gpu::activation::Scheme;
 use polycnn::model::Arch;
 use polycnn::poly::degrees::{SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
@@ -84,7 +89,7 @@ struct EvalArgs {
     #[command(flatten)]
     source: SourceArgs,
     /// One α ("14") or a range ("4..14"); each is evaluated in the same pass.
-    #[arg(long, default_value = "14")]
+    #[arg(long, default_value_t = defaults::ALPHA.to_string())]
     alpha: String,
     /// Stage degrees for every α, e.g. "15,27,29" (default: the paper's list per α).
     #[arg(long)]
@@ -96,28 +101,28 @@ struct EvalArgs {
     /// (x²/8 + x/2 + 1/4) or poly:FILE (one coefficient per line, lowest degree first; a line
     /// `scaled` means the polynomial is in x/B, its value times B). The last three keep
     /// max-pooling exact, as the official code does.
-    #[arg(long, default_value = "approx")]
+    #[arg(long, default_value = defaults::MODE)]
     relu: String,
     /// Max-pool evaluation: exact or approx.
-    #[arg(long, default_value = "approx")]
+    #[arg(long, default_value = defaults::MODE)]
     maxpool: String,
     /// ReLU bound B: a number, `search[:START:STEP]` (the official code's search on the
     /// approximate network, per α), `search-exact[:START:STEP]` (the same grid from one
     /// statistics pass of the exact network) or `calibrate[:MARGIN]` (per site: max |x| on a
     /// calibration subset × margin).
-    #[arg(long, default_value = "search")]
+    #[arg(long, default_value = defaults::BOUND)]
     bound: String,
     /// Max-pool bound, same forms as --bound.
-    #[arg(long, default_value = "search")]
+    #[arg(long, default_value = defaults::BOUND)]
     bound_max: String,
     /// Clamp approximate inputs to [-B, B] (default: let them reach the polynomial, as under
     /// encryption; out-of-range values are counted per site either way).
     #[arg(long)]
     clamp: bool,
     /// Images for `calibrate` (default: a tenth of the evaluated ones).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::CALIBRATION_IMAGES)]
     calibration_images: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = defaults::BATCH)]
     batch: usize,
     /// Evaluate only the first N images.
     #[arg(long)]
@@ -131,7 +136,7 @@ struct EvalArgs {
     #[arg(long, default_value = "auto")]
     backend: String,
     /// GPU polynomial scheme: horner, clenshaw, clenshaw-df.
-    #[arg(long, default_value = "clenshaw")]
+    #[arg(long, default_value = Scheme::DEFAULT.name())]
     scheme: String,
     /// Write the full report as JSON.
     #[arg(long)]
@@ -306,7 +311,59 @@ struct DegreesArgs {
     json: Option<PathBuf>,
 }
 
+/// The library's `log` messages, printed on stderr as they are.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!("{}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// The terminal progress bar of a pass (one at a time).
+#[derive(Default)]
+struct ProgressBar {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Progress for ProgressBar {
+    fn start(&self, title: &str, total: u64) {
+        let bar = indicatif::ProgressBar::new(total);
+        let style =
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} images  {per_sec}  ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(title.to_string());
+        *self.bar.lock().expect("progress lock") = Some(bar);
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(bar) = self.bar.lock().expect("progress lock").as_ref() {
+            bar.inc(n);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.bar.lock().expect("progress lock").take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    static LOG: StderrLog = StderrLog;
+    if log::set_logger(&LOG).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Poly(args)) => run_poly(args),
@@ -376,41 +433,33 @@ fn try_gpu(wanted: bool) -> Option<Gpu> {
 fn run_default_job() -> AnyResult<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/digits");
     eprintln!("polycnn default job: the digits CNN shipped in datasets/digits (see README for the CIFAR-10 command)");
-    let eval = EvalArgs {
-        source: SourceArgs {
-            model: "digits_cnn".into(),
-            weights: root.join("digits_cnn.safetensors"),
-            data: root.join("digits_test.bin"),
-            labels: None,
-            class_index: None,
-        },
-        alpha: "5..14".into(),
-        degrees: None,
-        coeffs_dir: None,
-        relu: "approx".into(),
-        maxpool: "approx".into(),
-        bound: "search".into(),
-        bound_max: "search".into(),
-        clamp: false,
-        calibration_images: 0,
-        batch: 100,
-        limit: None,
-        cache: None,
-        backend: "auto".into(),
-        scheme: "clenshaw".into(),
-        json: None,
-        shard: None,
-        plan: None,
-    };
-    run_sweep(SweepArgs {
-        eval,
-        out: PathBuf::from("sweep-digits"),
-    })
+    let path = |file: &str| root.join(file).into_os_string();
+    // Only what differs from the command line's defaults.
+    let cli = Cli::parse_from([
+        "polycnn".into(),
+        "sweep".into(),
+        "--model".into(),
+        "digits_cnn".into(),
+        "--weights".into(),
+        path("digits_cnn.safetensors"),
+        "--data".into(),
+        path("digits_test.bin"),
+        "--alpha".into(),
+        "5..14".into(),
+        "--batch".into(),
+        "100".into(),
+        "--out".into(),
+        "sweep-digits".into(),
+    ] as [std::ffi::OsString; 14]);
+    match cli.command {
+        Some(Command::Sweep(args)) => run_sweep(args),
+        _ => unreachable!("the default job is a sweep"),
+    }
 }
 
 fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
     let model: Arch = args.source.model.parse()?;
-    let (relu_grid, max_grid) = default_search_grid(model);
+    let grid = model.descriptor().search_grid;
     let gpu = match args.backend.as_str() {
         "gpu" | "auto" => true,
         "cpu" => false,
@@ -431,8 +480,8 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
         relu: Mode::parse_relu(&args.relu)?,
         maxpool: Mode::parse_maxpool(&args.maxpool)?,
         clamp: args.clamp,
-        bound: BoundRule::parse(&args.bound, relu_grid)?,
-        bound_max: BoundRule::parse(&args.bound_max, max_grid)?,
+        bound: BoundRule::parse(&args.bound, grid.relu)?,
+        bound_max: BoundRule::parse(&args.bound_max, grid.maxpool)?,
         calibration_images: args.calibration_images,
         batch: args.batch,
         limit: args.limit,
@@ -474,7 +523,7 @@ fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
         gpu: gpu.is_some(),
         ..request
     };
-    let report = run_eval(&request, gpu.as_ref())?;
+    let report = run_eval(&request, gpu.as_ref(), &ProgressBar::default())?;
     print!("{}", format_summary(&report, 8));
     if let Some(path) = &args.json {
         write_file(path, &serde_json::to_string_pretty(&report)?)?;
@@ -544,7 +593,7 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         margin: args.margin,
         rounds: args.rounds,
     };
-    let plan = search_plan(&request)?;
+    let plan = search_plan(&request, &ProgressBar::default())?;
     let graph = polycnn::model::load(model, &args.source.weights)?;
     print!("{}", format_plan(&plan, &graph)?);
     write_file(&args.json, &serde_json::to_string_pretty(&plan)?)

@@ -2,9 +2,12 @@
 //! on both backends, and the B search on the approximate network: its stepping logic with a
 //! fake evaluator, and on ResNet-20 with real data. The GPU tests FAIL without an adapter.
 
+use polycnn::exec::NoProgress;
 use polycnn::cpu::activation::relu_in_place;
-use polycnn::cpu::{self, ActivationPlan, PolyRelu, ReluPoly, SiteMode, SiteStats};
-use polycnn::eval::command::{EvalRequest, run_eval};
+use polycnn::cpu;
+use polycnn::exec::{ActivationPlan, PolySite, ReluPoly, SiteMode, SiteStats};
+use polycnn::eval::command::run_eval;
+use polycnn::eval::request::EvalRequest;
 use polycnn::eval::{BoundRule, MAX_SEARCH_TRIES, Mode, Overflow, search_bounds};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::{ActivationKernel, Scheme, SiteEval};
@@ -78,7 +81,7 @@ fn cpu_relu_polynomial_counts_inputs_beyond_b_and_clamps_on_request() {
     let poly = ReluPoly::relu_aq();
     let xs: Vec<f32> = (0..200).map(|i| (i as f32 - 100.0) / 8.0).collect();
     for clamp in [false, true] {
-        let mode = SiteMode::Poly(PolyRelu {
+        let mode = SiteMode::Poly(PolySite {
             poly: &poly,
             bound: 10.0,
             clamp,
@@ -154,7 +157,7 @@ fn gpu_matches_cpu_with_polynomial(graph: &Graph, batch: &Batch, bound: f64) {
             .sites
             .iter()
             .map(|s| match s.kind {
-                SiteKind::Relu => SiteMode::Poly(PolyRelu {
+                SiteKind::Relu => SiteMode::Poly(PolySite {
                     poly: &poly,
                     bound,
                     clamp: false,
@@ -327,7 +330,7 @@ fn resnet20_request(limit: usize) -> EvalRequest {
 #[test]
 fn resnet20_search_on_the_approximate_network_exceeds_the_exact_bound() {
     // Grid 20, 25, …: the exact network's largest ReLU input on these images is ≈ 27 (→ 30).
-    let report = run_eval(&resnet20_request(200), None).unwrap();
+    let report = run_eval(&resnet20_request(200), None, &NoProgress).unwrap();
     let exact = run_eval(
         &EvalRequest {
             bound: BoundRule::SearchExact { start: 20.0, step: 5.0 },
@@ -335,6 +338,7 @@ fn resnet20_search_on_the_approximate_network_exceeds_the_exact_bound() {
             ..resnet20_request(200)
         },
         None,
+        &NoProgress,
     )
     .unwrap();
     let exact_bound = exact.bounds.per_site[0].bound;
@@ -357,7 +361,7 @@ fn relu_aq_runs_once_with_exact_max_pooling_and_reports_its_method() {
         alphas: vec![7, 8, 9],
         ..resnet20_request(50)
     };
-    let report = run_eval(&request, None).unwrap();
+    let report = run_eval(&request, None, &NoProgress).unwrap();
     assert_eq!(report.configs.len(), 1, "a ReLU polynomial does not depend on α");
     let config = &report.configs[0];
     assert_eq!(config.label, "relu-aq ReLU");
@@ -378,7 +382,7 @@ fn a_relu_polynomial_at_a_max_pool_site_is_an_error_naming_it() {
     let poly = ReluPoly::square();
     let mut plan = ActivationPlan::exact(&graph);
     let pool = graph.sites.iter().position(|s| s.kind == SiteKind::MaxPool).unwrap();
-    plan.modes[pool] = SiteMode::Poly(PolyRelu {
+    plan.modes[pool] = SiteMode::Poly(PolySite {
         poly: &poly,
         bound: 10.0,
         clamp: false,
@@ -412,7 +416,7 @@ fn resnet20_alpha_7_search_on_the_1000_lossless_images_ends_at_65() {
         bound: BoundRule::Search { start: 50.0, step: 5.0 },
         ..resnet20_request(1000)
     };
-    let report = run_eval(&request, None).unwrap();
+    let report = run_eval(&request, None, &NoProgress).unwrap();
     let search = &report.bounds.search[0];
     let tried: Vec<f64> = search.tries.iter().map(|t| t.relu_bound).collect();
     assert_eq!(tried, [50.0, 55.0, 60.0, 65.0], "{}", search.summary());

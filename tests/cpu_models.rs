@@ -1,7 +1,8 @@
 //! The CPU backend against a naive reference interpreter of the graph IR, and the real
 //! pretrained CIFAR-10 networks on the lossless first 1,000 test images.
 
-use polycnn::cpu::{self, ActivationPlan, SiteMode};
+use polycnn::cpu;
+use polycnn::exec::{ActivationPlan, SiteMode};
 use polycnn::model::{self, Arch, Batch, Conv2d, Graph, GraphBuilder, Op, Pool2d, Shape};
 use polycnn::poly::{optimise_eps, paper_degrees};
 use polycnn::weights::{StateDict, Tensor};
@@ -353,7 +354,8 @@ fn cifar_first_1000() -> (Vec<[Vec<f32>; 3]>, Vec<usize>) {
 
 /// Normalises with `arch`'s statistics into a batch.
 fn cifar_batch(images: &[[Vec<f32>; 3]], arch: Arch) -> Batch {
-    let (mean, std) = arch.normalisation();
+    let n = arch.descriptor().preprocessing.normalize;
+    let (mean, std) = (n.mean, n.std);
     let data = images
         .iter()
         .flat_map(|planes| (0..3).flat_map(move |c| planes[c].iter().map(move |v| (v - mean[c]) / std[c])))
@@ -404,7 +406,7 @@ fn all_pretrained_cifar_checkpoints_load_into_their_graphs() {
 }
 
 /// Exact top-1 of a pretrained network on the 1,000 lossless images; returns the run too.
-fn exact_run(arch: Arch, path: &Path) -> (Graph, Batch, Vec<usize>, cpu::RunOutput) {
+fn exact_run(arch: Arch, path: &Path) -> (Graph, Batch, Vec<usize>, polycnn::exec::RunOutput) {
     let (images, labels) = cifar_first_1000();
     let graph = model::load(arch, path).unwrap();
     let batch = cifar_batch(&images, arch);
@@ -428,7 +430,7 @@ fn approximate_run(
     graph: &Graph,
     batch: &Batch,
     labels: &[usize],
-    exact: &cpu::RunOutput,
+    exact: &polycnn::exec::RunOutput,
     alpha: u32,
     slack: usize,
 ) -> usize {
@@ -524,7 +526,7 @@ fn parameter_lists_match_torchvision_state_dicts_name_for_name() {
 }
 
 /// Max |ours − PyTorch's| over a logits fixture, and the largest |logit|.
-fn logits_difference(graph: &Graph, plan: &ActivationPlan, inputs: &str, logits: &str) -> (f32, f32, cpu::RunOutput) {
+fn logits_difference(graph: &Graph, plan: &ActivationPlan, inputs: &str, logits: &str) -> (f32, f32, polycnn::exec::RunOutput) {
     let io = StateDict::load(&fixture(inputs)).unwrap();
     let input = io.get("input").unwrap();
     let batch = Batch::new(input.shape[0], graph.input, input.data.clone()).unwrap();

@@ -1,10 +1,13 @@
 //! The evaluation pipeline end to end: the shipped digits job against PyTorch, one-pass
 //! accounting against direct runs, bound rules, corrupt images, and the JSON report.
 
-use polycnn::cpu::{self, ActivationPlan, SiteStats};
+use polycnn::exec::NoProgress;
+use polycnn::cpu;
+use polycnn::exec::{ActivationPlan, SiteStats};
 use polycnn::data::Dataset;
-use polycnn::data::digits::{self, DigitsDataset};
-use polycnn::eval::command::{EvalRequest, run_eval};
+use polycnn::data::digits::DigitsDataset;
+use polycnn::eval::command::run_eval;
+use polycnn::eval::request::EvalRequest;
 use polycnn::eval::{BoundRule, choose_bounds, top5};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
@@ -41,7 +44,7 @@ fn digits_cnn_reproduces_pytorch_logits() {
     for case in expected["expected"].as_array().unwrap() {
         let i = case["index"].as_u64().unwrap() as usize;
         assert_eq!(data.label(i) as u64, case["label"].as_u64().unwrap());
-        let batch = Batch::new(1, graph.input, data.load(i, &digits::NORMALIZE).unwrap()).unwrap();
+        let batch = Batch::new(1, graph.input, data.load(i, &Arch::DigitsCnn.descriptor().preprocessing.normalize).unwrap()).unwrap();
         let out = cpu::run(&graph, &batch, &ActivationPlan::exact(&graph)).unwrap();
         for (got, want) in out.logits.iter().zip(case["logits"].as_array().unwrap()) {
             assert!(
@@ -54,7 +57,7 @@ fn digits_cnn_reproduces_pytorch_logits() {
 
 #[test]
 fn digits_default_job_numbers() {
-    let report = run_eval(&digits_request(), None).unwrap();
+    let report = run_eval(&digits_request(), None, &NoProgress).unwrap();
     assert_eq!(report.images, 500);
     // scripts/train_digits.py measured 494/500 exact in PyTorch
     assert_eq!(report.exact.top1_correct, 494);
@@ -99,13 +102,14 @@ fn digits_default_job_numbers() {
 #[test]
 fn gpu_and_cpu_backends_count_the_same() {
     let gpu = Gpu::new().unwrap_or_else(|e| panic!("this test needs a GPU adapter: {e}"));
-    let cpu_report = run_eval(&digits_request(), None).unwrap();
+    let cpu_report = run_eval(&digits_request(), None, &NoProgress).unwrap();
     let gpu_report = run_eval(
         &EvalRequest {
             gpu: true,
             ..digits_request()
         },
         Some(&gpu),
+        &NoProgress,
     )
     .unwrap();
     assert_eq!(gpu_report.backend, "gpu");
@@ -135,9 +139,10 @@ fn one_pass_accounting_equals_direct_runs() {
         batch: 48, // not a divisor of 200: the last batch is short
         ..digits_request()
     };
-    let report = run_eval(&request, None).unwrap();
-    let graph = model::load(request.model, &request.weights).unwrap();
-    let (dataset, normalize) = polycnn::eval::command::open_dataset(&request).unwrap();
+    let report = run_eval(&request, None, &NoProgress).unwrap();
+    let network = model::open(request.model, &request.weights).unwrap();
+    let graph = network.graph;
+    let (dataset, normalize) = polycnn::eval::dataset::open_dataset(&request, &network.descriptor).unwrap();
     let images: Vec<f32> = (0..200).flat_map(|i| dataset.load(i, &normalize).unwrap()).collect();
     let labels: Vec<usize> = (0..200).map(|i| dataset.label(i)).collect();
     let batch = Batch::new(200, graph.input, images).unwrap();
@@ -233,7 +238,7 @@ fn corrupt_images_are_reported_and_the_run_goes_on() {
         batch: 8,
         ..digits_request()
     };
-    let report = run_eval(&request, None).unwrap();
+    let report = run_eval(&request, None, &NoProgress).unwrap();
     assert_eq!(report.images, 29);
     assert_eq!(report.failures.len(), 1);
     assert!(
@@ -264,13 +269,13 @@ fn cached_runs_give_the_same_counts() {
         limit: Some(100),
         ..digits_request()
     };
-    let direct = run_eval(&request, None).unwrap();
+    let direct = run_eval(&request, None, &NoProgress).unwrap();
     let cached = EvalRequest {
         cache: Some(path.clone()),
         ..request
     };
-    let first = run_eval(&cached, None).unwrap(); // builds the cache
-    let second = run_eval(&cached, None).unwrap(); // reuses it
+    let first = run_eval(&cached, None, &NoProgress).unwrap(); // builds the cache
+    let second = run_eval(&cached, None, &NoProgress).unwrap(); // reuses it
     for r in [&first, &second] {
         assert_eq!(r.exact.top1_correct, direct.exact.top1_correct);
         assert_eq!(r.configs[0].approx.top1_correct, direct.configs[0].approx.top1_correct);

@@ -4,7 +4,8 @@
 //!
 //! "Relative difference" = max |gpu − reference| / max |reference| over all logits.
 
-use polycnn::cpu::{self, ActivationPlan, RunOutput, SiteMode};
+use polycnn::cpu;
+use polycnn::exec::{ActivationPlan, RunOutput, SiteMode};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::gpu::network::GpuNetwork;

@@ -1,6 +1,7 @@
 //! HE cost of whole networks (elements, evaluations, critical-path depth, operation counts)
 //! against hand-computed values, and the degree optimizer's lists against their bound.
 
+use polycnn::exec::NoProgress;
 use polycnn::model::cost::{CostError, SitePrecision, network_cost, uniform_plan};
 use polycnn::model::{self, Arch, Graph, GraphBuilder, Op, Pool2d, Shape};
 use polycnn::poly::cost::{HeCost, max_cost, relu_cost};
@@ -198,7 +199,8 @@ fn optimized_degrees_meet_the_bound_and_beat_or_match_the_paper() {
 /// Every eval report carries the cost of each configuration, as `polycnn cost` computes it.
 #[test]
 fn eval_reports_carry_the_cost_of_each_configuration() {
-    use polycnn::eval::command::{EvalRequest, run_eval};
+    use polycnn::eval::command::run_eval;
+use polycnn::eval::request::EvalRequest;
     use polycnn::eval::{BoundRule, Mode};
     use polycnn::gpu::activation::Scheme;
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/digits");
@@ -216,7 +218,7 @@ fn eval_reports_carry_the_cost_of_each_configuration() {
             dir.join("digits_test.bin"),
         )
     };
-    let report = run_eval(&request, None).unwrap();
+    let report = run_eval(&request, None, &NoProgress).unwrap();
     assert_eq!(report.he_cost.len(), 2);
     let graph = model::load(Arch::DigitsCnn, &request.weights).unwrap();
     for (cost, alpha) in report.he_cost.iter().zip([7, 10]) {

@@ -7,7 +7,8 @@
 //! the same counter-based generator (`model::CounterParams`). "Relative difference" = max |got −
 //! want| / max |want| over all logits.
 
-use polycnn::cpu::{self, ActivationPlan, SiteMode};
+use polycnn::cpu;
+use polycnn::exec::{ActivationPlan, SiteMode};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::gpu::network::GpuNetwork;
@@ -160,8 +161,8 @@ fn gpu_inception_networks_with_approximate_relu_and_max_pool_match_cpu() {
 #[test]
 fn transform_input_is_folded_into_the_normalisation() {
     // torchvision: x' = x·(s/0.5) + (m − 0.5)/0.5 after x = (p − m)/s, i.e. (p − 0.5)/0.5.
-    let (mean, std) = Arch::GoogLeNet.normalisation();
-    assert_eq!((mean, std), ([0.5; 3], [0.5; 3]));
+    let n = Arch::GoogLeNet.descriptor().preprocessing.normalize;
+    assert_eq!((n.mean, n.std, n.max_value), ([0.5; 3], [0.5; 3], 255.0));
 }
 
 fn pool(kernel: usize, stride: usize, padding: usize, ceil_mode: bool) -> Pool2d {
@@ -368,7 +369,7 @@ fn approximate_max_pool_error_per_window_and_alpha() {
 fn full_size_forward_times() {
     for arch in [Arch::GoogLeNet, Arch::InceptionV3] {
         let graph = model::build(arch, &mut CounterParams::new(1)).unwrap();
-        let shape = arch.input_shape();
+        let shape = arch.descriptor().input;
         let n = 2;
         let batch = Batch::new(n, shape, CounterParams::input(2, n * shape.numel())).unwrap();
         let plan = ActivationPlan::exact(&graph);

@@ -115,7 +115,8 @@ fn plan_arguments_are_checked() {
 #[test]
 fn the_shipped_resnet20_plan_prepares_and_costs_what_it_says() {
     // tests/fixtures/resnet20_plan.json: `polycnn plan` on the 1,000 lossless CIFAR-10 images
-    use polycnn::eval::plan::{PrecisionPlan, PreparedPlan, plan_cost};
+    use polycnn::eval::plan_file::{PrecisionPlan, plan_cost};
+    use polycnn::eval::prepared_plan::PreparedPlan;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let plan = PrecisionPlan::load(&root.join("tests/fixtures/resnet20_plan.json")).unwrap();
     let weights = root.join("../shared/data/cifar10/weights_akamaster/resnet20-12fca82f.th");

@@ -3,8 +3,10 @@
 //! scripts/vgg_approx_reference.py with the paper's published polynomials and the official
 //! B search). Exact top-1 against PyTorch is tested in tests/cpu_models.rs and gpu_network.rs.
 
+use polycnn::exec::NoProgress;
 use polycnn::eval::BoundRule;
-use polycnn::eval::command::{EvalRequest, run_eval};
+use polycnn::eval::command::run_eval;
+use polycnn::eval::request::EvalRequest;
 use polycnn::gpu::activation::Scheme;
 use polycnn::model::Arch;
 use std::path::PathBuf;
@@ -39,7 +41,7 @@ fn request(alphas: &[u32], start: f64, step: f64) -> EvalRequest {
 /// Runs the search + evaluation and compares each α with `reference["alphas"]`: the same B,
 /// nothing out of range, top-1 within 3 images.
 fn check_against(reference: &serde_json::Value, alphas: &[u32], start: f64, step: f64) {
-    let report = run_eval(&request(alphas, start, step), None).unwrap();
+    let report = run_eval(&request(alphas, start, step), None, &NoProgress).unwrap();
     assert_eq!(report.images, 1000);
     for ((alpha, config), search) in alphas.iter().zip(&report.configs).zip(&report.bounds.search) {
         let theirs = &reference["alphas"][alpha.to_string()];

@@ -3,7 +3,8 @@
 //! stand-alone activation kernel per polynomial scheme.
 
 use super::{AnyError, PeakMemory, mib_text};
-use crate::cpu::{self, ActivationPlan, SiteMode};
+use crate::cpu;
+use crate::exec::{ActivationPlan, SiteMode};
 use crate::gpu::Gpu;
 use crate::gpu::activation::{ActivationKernel, PolyBuffer, Scheme};
 use crate::gpu::conv::{ConvKernel, ConvShape, Epilogue, TileConfig, time_conv};

@@ -12,7 +12,7 @@ pub mod pytorch;
 
 use crate::data::imagenet::{self, ClassIndex, Layout};
 use crate::data::loader::load_batch;
-use crate::data::{Dataset, Geometry, Normalize};
+use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::model::Arch;
 use crate::report::poly_report::our_composite;
@@ -242,13 +242,9 @@ fn bench_decode(options: &BenchOptions) -> Result<DataRow, AnyError> {
     );
     let classes = options.class_index.as_deref().map(ClassIndex::load).transpose()?;
     let layout = Layout::detect(root, None)?;
-    let dataset = imagenet::open(root, &layout, classes.as_ref(), Geometry::IMAGENET)?;
-    let (mean, std) = Arch::ResNet(50).normalisation();
-    let normalize = Normalize {
-        mean,
-        std,
-        max_value: 255.0,
-    };
+    let preprocessing = Arch::ResNet(50).descriptor().preprocessing;
+    let dataset = imagenet::open(root, &layout, classes.as_ref(), preprocessing.geometry)?;
+    let normalize = preprocessing.normalize;
     let indices: Vec<usize> = (0..dataset.len()).collect();
     let memory = PeakMemory::start();
     let start = Instant::now();

@@ -2,8 +2,8 @@
 //! and max-pool through the composite) and both plans in one pass, per backend.
 
 use super::{AnyError, BenchOptions, PeakMemory, mib_text};
-use crate::cpu::{ActivationPlan, SiteMode};
-use crate::eval::Backend;
+use crate::cpu::CpuBackend;
+use crate::exec::{ActivationPlan, Backend, SiteMode};
 use crate::gpu::Gpu;
 use crate::gpu::activation::Scheme;
 use crate::gpu::network::GpuNetwork;
@@ -45,10 +45,10 @@ pub fn bench_networks(options: &BenchOptions, gpu: Option<&Gpu>) -> Result<Vec<N
         let graph = model::random(arch, 1)?;
         let exact = ActivationPlan::exact(&graph);
         let approx = ActivationPlan::uniform(&graph, SiteMode::approx(&sc.composite, 14, BENCH_BOUND));
-        let mut backends = vec![(Backend::Cpu, options.batch)];
+        let mut backends: Vec<(Box<dyn Backend>, usize)> = vec![(Box::new(CpuBackend), options.batch)];
         if let Some(gpu) = gpu {
             backends.push((
-                Backend::Gpu(Box::new(GpuNetwork::new(gpu, &graph, Scheme::DEFAULT)?)),
+                Box::new(GpuNetwork::new(gpu, &graph, Scheme::DEFAULT)?),
                 gpu_batch(gpu, &graph, options.batch),
             ));
         }
@@ -59,9 +59,9 @@ pub fn bench_networks(options: &BenchOptions, gpu: Option<&Gpu>) -> Result<Vec<N
                 model: graph.name.clone(),
                 backend: backend.name().into(),
                 batch: *n,
-                exact_s_per_image: seconds_per_image(backend, &graph, &batch, &[&exact])?,
-                approx_s_per_image: seconds_per_image(backend, &graph, &batch, &[&approx])?,
-                both_s_per_image: seconds_per_image(backend, &graph, &batch, &[&exact, &approx])?,
+                exact_s_per_image: seconds_per_image(backend.as_ref(), &graph, &batch, &[&exact])?,
+                approx_s_per_image: seconds_per_image(backend.as_ref(), &graph, &batch, &[&approx])?,
+                both_s_per_image: seconds_per_image(backend.as_ref(), &graph, &batch, &[&exact, &approx])?,
                 peak_mib: memory.peak_mib(),
             };
             println!("{}", format_row(&row));
@@ -87,7 +87,7 @@ fn synthetic_batch(graph: &Graph, n: usize) -> Result<Batch, AnyError> {
 
 /// Seconds per image of running every plan on `batch`, after one untimed warm-up round.
 fn seconds_per_image(
-    backend: &Backend,
+    backend: &dyn Backend,
     graph: &Graph,
     batch: &Batch,
     plans: &[&ActivationPlan],

@@ -2,8 +2,8 @@
 //! executor and a fallback without one.
 //!
 //! ```text
-//! let plan = ActivationPlan::exact(&graph);                     // or ::uniform(&graph, SiteMode::approx(..))
-//! let out = cpu::run(&graph, &batch, &plan)?;                  // logits [n, classes] + per-site stats
+//! let plan = ActivationPlan::exact(&graph);    // exec::ActivationPlan, or ::uniform(&graph, SiteMode::approx(..))
+//! let out = cpu::run(&graph, &batch, &plan)?; // logits [n, classes] + per-site stats
 //! ```
 //!
 //! Parallelism: a batch of at least twice as many images as threads is cut into chunks that run
@@ -22,102 +22,30 @@ mod conv;
 pub mod gemm;
 mod ops;
 
-pub use activation::{Approx, HIST_BINS, LOG2_MIN, PolyRelu, ReluPoly, SiteMode, SiteStats};
-
 use crate::model::schedule::{Step, fused_schedule_keeping, reader_counts};
-use crate::model::{Batch, Graph, GraphError, NodeId, Op, Shape, SiteId};
+use crate::exec::{ActivationPlan, Backend, ExecError, RunOutput, SiteMode, SiteStats};
+use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId};
 use activation::{MaxPoolSite, SignEvaluator, relu_in_place};
 use conv::{ConvGeometry, conv_group};
 use gemm::{MatRef, Threads, matmul};
 use rayon::prelude::*;
-use std::fmt;
 
-/// How every activation site of a graph is evaluated (indexed by [`SiteId`]).
-#[derive(Clone, Debug)]
-pub struct ActivationPlan<'a> {
-    pub modes: Vec<SiteMode<'a>>,
-}
+/// The CPU backend for [`crate::exec::Backend`] callers (the free functions serve tests and
+/// benchmarks that want the CPU explicitly).
+pub struct CpuBackend;
 
-impl<'a> ActivationPlan<'a> {
-    /// Every ReLU and max-pool exact.
-    pub fn exact(graph: &Graph) -> ActivationPlan<'a> {
-        Self::uniform(graph, SiteMode::Exact)
+impl Backend for CpuBackend {
+    fn run(&self, graph: &Graph, batch: &Batch, plan: &ActivationPlan) -> Result<RunOutput, ExecError> {
+        run(graph, batch, plan)
     }
 
-    /// The same mode at every site.
-    pub fn uniform(graph: &Graph, mode: SiteMode<'a>) -> ActivationPlan<'a> {
-        ActivationPlan {
-            modes: vec![mode; graph.sites.len()],
-        }
-    }
-}
-
-/// The result of a run: logits `[n, classes]` row-major and what each site saw.
-#[derive(Clone, Debug)]
-pub struct RunOutput {
-    pub logits: Vec<f32>,
-    pub classes: usize,
-    /// Indexed by [`SiteId`], named as [`Graph::sites`].
-    pub sites: Vec<SiteStats>,
-}
-
-impl RunOutput {
-    /// The arg-max class of each image (the first on ties; NaN logits never win).
-    pub fn predictions(&self) -> Vec<usize> {
-        self.logits
-            .chunks_exact(self.classes)
-            .map(|row| {
-                (0..row.len()).fold(0, |best, i| {
-                    if row[i] > row[best] || row[best].is_nan() {
-                        i
-                    } else {
-                        best
-                    }
-                })
-            })
-            .collect()
-    }
-
-    /// How many predictions equal `labels` (compared up to the shorter length).
-    pub fn correct(&self, labels: &[usize]) -> usize {
-        self.predictions().iter().zip(labels).filter(|(p, l)| p == l).count()
-    }
-}
-
-/// Why a run could not start. Nothing fails once the run has started: non-finite activations
-/// produced by an approximation are counted in [`SiteStats::non_finite`], not raised.
-#[derive(Debug)]
-pub enum CpuError {
-    Graph(GraphError),
-    /// The batch does not fit the graph, or holds NaN/infinity.
-    Input(String),
-    /// The plan does not fit the graph, or a site's mode is unusable.
-    Site {
-        site: String,
-        detail: String,
-    },
-}
-
-impl fmt::Display for CpuError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CpuError::Graph(e) => write!(f, "bad graph: {e}"),
-            CpuError::Input(s) => write!(f, "bad input: {s}"),
-            CpuError::Site { site, detail } => write!(f, "activation site `{site}`: {detail}"),
-        }
-    }
-}
-
-impl std::error::Error for CpuError {}
-
-impl From<GraphError> for CpuError {
-    fn from(e: GraphError) -> Self {
-        CpuError::Graph(e)
+    fn name(&self) -> &'static str {
+        "cpu"
     }
 }
 
 /// Runs `graph` on `batch` with the activation `plan`.
-pub fn run(graph: &Graph, batch: &Batch, plan: &ActivationPlan) -> Result<RunOutput, CpuError> {
+pub fn run(graph: &Graph, batch: &Batch, plan: &ActivationPlan) -> Result<RunOutput, ExecError> {
     Ok(run_keeping(graph, batch, plan, &[])?.0)
 }
 
@@ -129,16 +57,16 @@ pub fn run_keeping(
     batch: &Batch,
     plan: &ActivationPlan,
     keep: &[NodeId],
-) -> Result<(RunOutput, Vec<Vec<f32>>), CpuError> {
+) -> Result<(RunOutput, Vec<Vec<f32>>), ExecError> {
     if let Some(bad) = keep.iter().find(|&&id| id >= graph.nodes.len()) {
-        return Err(CpuError::Input(format!(
+        return Err(ExecError::Input(format!(
             "cannot keep node {bad}: {} has {} nodes",
             graph.name,
             graph.nodes.len()
         )));
     }
     let prepared = Prepared::new(graph, plan, keep)?;
-    batch.check_against(graph).map_err(CpuError::Input)?;
+    batch.check_against(graph).map_err(ExecError::Input)?;
     let classes = prepared.shapes[graph.output].numel();
     let per_image = graph.input.numel();
     let (chunk, threads) = prepared.chunking(batch.n);
@@ -182,10 +110,10 @@ struct Prepared<'a> {
 }
 
 impl<'a> Prepared<'a> {
-    fn new(graph: &'a Graph, plan: &'a ActivationPlan<'a>, keep: &'a [NodeId]) -> Result<Prepared<'a>, CpuError> {
+    fn new(graph: &'a Graph, plan: &'a ActivationPlan<'a>, keep: &'a [NodeId]) -> Result<Prepared<'a>, ExecError> {
         let shapes = graph.shapes()?;
         if plan.modes.len() != graph.sites.len() {
-            return Err(CpuError::Site {
+            return Err(ExecError::Site {
                 site: graph.name.clone(),
                 detail: format!(
                     "the plan has {} modes for {} sites",
@@ -432,9 +360,9 @@ fn prepare_site<'a>(
     shapes: &[Shape],
     node: NodeId,
     mode: &'a SiteMode<'a>,
-) -> Result<Option<MaxPoolSite<'a>>, CpuError> {
+) -> Result<Option<MaxPoolSite<'a>>, ExecError> {
     let name = &graph.nodes[node].name;
-    let bad = |detail: String| CpuError::Site {
+    let bad = |detail: String| ExecError::Site {
         site: name.clone(),
         detail,
     };

@@ -3,7 +3,7 @@
 //! then count label bytes. See datasets/digits/README.md.
 
 use super::cifar::fnv1a;
-use super::{DataError, Dataset, ImageU8, Normalize};
+use super::{DataError, Dataset, ImageU8};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"DIGITS01";
@@ -17,13 +17,6 @@ pub struct DigitsDataset {
     pixels: Vec<u8>,
     labels: Vec<usize>,
 }
-
-/// Pixels 0..16 to [0, 1], then the training set's mean/std (scripts/train_digits.py).
-pub const NORMALIZE: Normalize = Normalize {
-    mean: [0.305_505_93; 3],
-    std: [0.376_510_2; 3],
-    max_value: 16.0,
-};
 
 impl DigitsDataset {
     pub fn open(path: &Path) -> Result<DigitsDataset, DataError> {
@@ -111,7 +104,7 @@ mod tests {
             .map(|c| (0..d.len()).filter(|&i| d.label(i) == c).count())
             .collect::<Vec<_>>();
         assert_eq!(per_class, vec![42, 46, 50, 50, 44, 54, 57, 50, 56, 51]);
-        let x = d.load(0, &NORMALIZE).unwrap();
+        let x = d.load(0, &crate::model::Arch::DigitsCnn.descriptor().preprocessing.normalize).unwrap();
         assert_eq!(x.len(), 64);
     }
 

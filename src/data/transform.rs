@@ -31,16 +31,6 @@ impl Geometry {
         interpolation: Interpolation::Bilinear,
     };
 
-    /// The ImageNet eval geometry for a network taking `crop`x`crop` images: (342, 299) for
-    /// Inception-v3, else (256, 224) — torchvision's presets.
-    pub fn for_crop(crop: usize) -> Geometry {
-        if crop == 299 {
-            Geometry::INCEPTION
-        } else {
-            Geometry::IMAGENET
-        }
-    }
-
     /// Output (C, H, W).
     pub fn shape(&self) -> [usize; 3] {
         match *self {

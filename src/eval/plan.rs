@@ -2,10 +2,8 @@
 //! paper's one α for the whole network, chosen to minimise the homomorphic cost while the
 //! approximate network's top-1 stays within a budget of the exact network's.
 //!
-//! Cost model: a site costs `evaluations × non-scalar multiplications` of its α's composite
-//! ([`relu_cost`] / [`max_cost`] from `poly::cost`): a ReLU site evaluates once per element, a
-//! k×k max-pool `k²−1` two-input maxima per output in a tree of ⌈log2 k²⌉ levels. Depth is the
-//! activations' multiplicative depth on the network's critical path (longest path of the graph).
+//! Cost model: `model::cost` (a site costs `evaluations × non-scalar multiplications` of its
+//! α's composite; depth is the activations' multiplicative depth on the critical path).
 //!
 //! Search ([`search_plan`]), every step a single pass of [`evaluate`] over the calibration split
 //! that runs many candidate plans per batch:
@@ -22,18 +20,21 @@
 //! A candidate is acceptable when its top-1 is within budget and none of its activations became
 //! non-finite (a polynomial fed far beyond its B diverges).
 //!
-//! The plan is a JSON file ([`PrecisionPlan`]) that `polycnn eval --plan` runs ([`PreparedPlan`]).
+//! The plan is a JSON file ([`PrecisionPlan`]) that `polycnn eval --plan` runs
+//! ([`super::prepared_plan::PreparedPlan`]).
 
-use super::command::{EvalRequest, open_dataset};
-use super::report::PolyInfo;
-use super::{ApproxConfig, Backend, BoundRule, Bounds, Mode, PassInput, SiteBound, choose_bounds, evaluate};
-use crate::cpu::{ActivationPlan, SiteMode};
+use super::bounds::{BoundRule, choose_bounds};
+use super::config::{ApproxConfig, Mode};
+use super::dataset::open_dataset;
+use super::pass::{PassInput, evaluate};
+use super::plan_file::{PlanCost, PrecisionPlan, SearchSummary, SitePlan, SplitAccuracy, plan_cost};
+use super::request::EvalRequest;
+use crate::cpu::CpuBackend;
 use crate::data::{Dataset, Normalize};
-use crate::model::{self, Graph, Op, SiteKind};
-use crate::poly::cost::{HeCost, max_cost, relu_cost};
-use crate::poly::verify::relu_error;
-use crate::poly::{Composite, optimise_eps, paper_degrees};
-use serde::{Deserialize, Serialize};
+use crate::exec::{ActivationPlan, Backend, Progress, SiteMode};
+use crate::model::cost::{SitePrecision, SiteShape, network_cost, site_shapes};
+use crate::model::{self, Graph};
+use crate::poly::{Composite, optimise_eps, paper_degrees_or_error};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,164 +44,6 @@ type AnyError = Box<dyn std::error::Error>;
 const STEP: usize = 3;
 /// Most prefix plans measured in one verification pass.
 const MAX_PREFIXES: usize = 30;
-
-/// One site of a plan.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SitePlan {
-    pub site: String,
-    /// "relu" or "maxpool".
-    pub kind: String,
-    pub alpha: u32,
-    /// Stage degrees of the composite (the paper's list for α unless chosen otherwise).
-    pub degrees: Vec<usize>,
-    pub bound: f64,
-}
-
-/// HE cost of a plan, per image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanCost {
-    /// Σ over sites of evaluations × non-scalar multiplications per evaluation.
-    pub nonscalar_mults: u64,
-    /// Multiplicative depth consumed by activations on the critical path.
-    pub depth: u32,
-}
-
-/// Top-1 of the exact network, the uniform baseline and the plan on one split.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SplitAccuracy {
-    pub images: u64,
-    pub exact_top1: f64,
-    pub uniform_top1: f64,
-    pub plan_top1: f64,
-    /// The plan's activations beyond their site's B, and non-finite ones, on this split.
-    #[serde(default)]
-    pub plan_out_of_range: u64,
-    #[serde(default)]
-    pub plan_non_finite: u64,
-}
-
-/// What the search found and measured (absent from a hand-written plan).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SearchSummary {
-    pub weights: String,
-    pub data: String,
-    /// Allowed top-1 drop against exact on the calibration split, percentage points.
-    pub budget: f64,
-    pub alphas: Vec<u32>,
-    pub uniform_alpha: u32,
-    pub cost: PlanCost,
-    pub uniform_cost: PlanCost,
-    /// 100 × (1 − plan / uniform non-scalar multiplications).
-    pub saving_percent: f64,
-    pub calibration: SplitAccuracy,
-    pub held_out: SplitAccuracy,
-    /// Candidate plans run over the calibration split.
-    pub plans_evaluated: u64,
-    pub seconds: f64,
-}
-
-/// A precision plan: the JSON file `polycnn plan` writes and `polycnn eval --plan` reads.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PrecisionPlan {
-    pub model: String,
-    /// How the bounds were chosen.
-    pub bound_rule: BoundRule,
-    /// In the graph's site order.
-    pub sites: Vec<SitePlan>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub search: Option<SearchSummary>,
-}
-
-impl PrecisionPlan {
-    pub fn load(path: &std::path::Path) -> Result<PrecisionPlan, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read plan {}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("plan {}: {e}", path.display()))
-    }
-
-    fn alpha_range(&self) -> String {
-        let lo = self.sites.iter().map(|s| s.alpha).min().unwrap_or(0);
-        let hi = self.sites.iter().map(|s| s.alpha).max().unwrap_or(0);
-        if lo == hi {
-            format!("α={lo}")
-        } else {
-            format!("α={lo}..{hi}")
-        }
-    }
-}
-
-/// How a site's evaluations chain: evaluations per image and sequential levels per output.
-#[derive(Clone, Copy, Debug)]
-struct SiteShape {
-    kind: SiteKind,
-    evaluations: u64,
-    levels: u32,
-}
-
-fn site_shapes(graph: &Graph) -> Result<Vec<SiteShape>, String> {
-    let shapes = graph.shapes().map_err(|e| e.to_string())?;
-    graph
-        .sites
-        .iter()
-        .map(|site| {
-            let outputs = shapes[site.node].numel() as u64;
-            match &graph.nodes[site.node].op {
-                Op::Relu { .. } => Ok(SiteShape {
-                    kind: SiteKind::Relu,
-                    evaluations: outputs,
-                    levels: 1,
-                }),
-                Op::MaxPool { pool, .. } => {
-                    let window = (pool.kernel * pool.kernel) as u64;
-                    Ok(SiteShape {
-                        kind: SiteKind::MaxPool,
-                        evaluations: outputs * (window - 1),
-                        levels: window.next_power_of_two().trailing_zeros(),
-                    })
-                }
-                _ => Err(format!("site `{}` is not a ReLU or max-pool node", site.name)),
-            }
-        })
-        .collect()
-}
-
-/// The HE cost of one evaluation at a site of this kind.
-fn evaluation_cost(kind: SiteKind, degrees: &[usize]) -> HeCost {
-    match kind {
-        SiteKind::Relu => relu_cost(degrees),
-        SiteKind::MaxPool => max_cost(degrees),
-    }
-}
-
-/// Cost of a network whose site i uses `costs[i]` per evaluation.
-fn network_cost(graph: &Graph, shapes: &[SiteShape], costs: &[HeCost]) -> PlanCost {
-    let nonscalar_mults = shapes
-        .iter()
-        .zip(costs)
-        .map(|(s, c)| s.evaluations * c.nonscalar_mults as u64)
-        .sum();
-    // longest path: nodes are in topological order (every input precedes its reader)
-    let mut depth = vec![0u32; graph.nodes.len()];
-    for (i, node) in graph.nodes.iter().enumerate() {
-        let before = node.op.inputs().iter().map(|&j| depth[j]).max().unwrap_or(0);
-        let own = node.op.site().map_or(0, |s| shapes[s].levels * costs[s].depth);
-        depth[i] = before + own;
-    }
-    PlanCost {
-        nonscalar_mults,
-        depth: depth[graph.output],
-    }
-}
-
-/// The HE cost of a plan on its graph.
-pub fn plan_cost(graph: &Graph, plan: &PrecisionPlan) -> Result<PlanCost, String> {
-    let shapes = site_shapes(graph)?;
-    let costs: Vec<HeCost> = shapes
-        .iter()
-        .zip(&plan.sites)
-        .map(|(s, p)| evaluation_cost(s.kind, &p.degrees))
-        .collect();
-    Ok(network_cost(graph, &shapes, &costs))
-}
 
 /// A candidate precision: α, its composite and its HE cost per evaluation.
 struct Level {
@@ -216,7 +59,7 @@ fn candidate_levels(alphas: &[u32]) -> Result<Vec<Level>, AnyError> {
     alphas
         .into_iter()
         .map(|alpha| {
-            let degrees = paper_degrees(alpha).ok_or(crate::poly::PolyError::NoDefaultDegrees(alpha))?;
+            let degrees = paper_degrees_or_error(alpha)?;
             Ok(Level {
                 alpha,
                 degrees: degrees.to_vec(),
@@ -247,7 +90,8 @@ pub struct PlanRequest {
 /// Runs candidate plans (a level index per site) over a split, counting top-1 hits.
 struct Searcher<'a> {
     graph: &'a Graph,
-    backend: Backend<'a>,
+    backend: &'a dyn Backend,
+    progress: &'a dyn Progress,
     dataset: Arc<dyn Dataset>,
     normalize: Normalize,
     batch: usize,
@@ -294,7 +138,8 @@ impl Searcher<'_> {
     fn pass(&self, indices: &[usize], title: String) -> PassInput<'_> {
         PassInput {
             graph: self.graph,
-            backend: &self.backend,
+            backend: self.backend,
+            progress: self.progress,
             dataset: self.dataset.clone(),
             normalize: self.normalize,
             indices: indices.to_vec(),
@@ -345,17 +190,22 @@ impl Searcher<'_> {
 
     /// HE multiplications per image of one site at one level.
     fn site_mults(&self, site: usize, level: usize) -> u64 {
-        let shape = self.shapes[site];
-        shape.evaluations * evaluation_cost(shape.kind, &self.levels[level].degrees).nonscalar_mults as u64
+        self.shapes[site].nonscalar_mults(&self.levels[level].degrees)
     }
 
     fn cost(&self, assignment: &[usize]) -> PlanCost {
-        let costs: Vec<HeCost> = assignment
+        let precisions: Vec<SitePrecision> = assignment
             .iter()
-            .zip(&self.shapes)
-            .map(|(&l, s)| evaluation_cost(s.kind, &self.levels[l].degrees))
+            .map(|&l| SitePrecision::Approx {
+                alpha: Some(self.levels[l].alpha),
+                degrees: self.levels[l].degrees.clone(),
+            })
             .collect();
-        network_cost(self.graph, &self.shapes, &costs)
+        let cost = network_cost(self.graph, &precisions).expect("the paper's degree lists fit the cost model");
+        PlanCost {
+            nonscalar_mults: cost.nonscalar_mults,
+            depth: cost.critical_depth,
+        }
     }
 }
 
@@ -415,8 +265,8 @@ fn spread<T: Clone>(items: &[T], max: usize) -> Vec<T> {
     (0..max).map(|i| items[i * items.len() / max].clone()).collect()
 }
 
-/// The precision plan search (see the module docs); prints its progress on stderr.
-pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
+/// The precision plan search (see the module docs); logs each round's result.
+pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<PrecisionPlan, AnyError> {
     let start = Instant::now();
     if !(req.budget.is_finite() && req.budget >= 0.0) {
         return Err(format!(
@@ -428,8 +278,9 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
     if !(req.margin.is_finite() && req.margin > 0.0) {
         return Err(format!("--margin {}: expected a positive factor", req.margin).into());
     }
-    let graph = model::load(req.eval.model, &req.eval.weights)?;
-    let (dataset, normalize) = open_dataset(&req.eval)?;
+    let network = model::open(req.eval.model, &req.eval.weights)?;
+    let graph = network.graph;
+    let (dataset, normalize) = open_dataset(&req.eval, &network.descriptor)?;
     let count = req.eval.limit.map_or(dataset.len(), |l| l.min(dataset.len()));
     if req.calibration_images == 0 || req.calibration_images >= count {
         return Err(format!(
@@ -442,7 +293,8 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
     let (calibration, held_out) = split_evenly(count, req.calibration_images);
     let mut searcher = Searcher {
         graph: &graph,
-        backend: Backend::Cpu,
+        backend: &CpuBackend,
+        progress,
         dataset,
         normalize,
         batch: req.eval.batch,
@@ -479,7 +331,7 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
         .take_while(|&l| uniform.acceptable(l, req.budget))
         .min_by_key(|&l| searcher.cost(&uniform_plans[l]).nonscalar_mults)
         .expect("the top level is within budget");
-    eprintln!(
+    log::info!(
         "exact top-1 {:.2}%; uniform α={} (cheapest within budget) {:.2}%",
         uniform.percent(uniform.exact),
         levels[u].alpha,
@@ -529,7 +381,7 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
         current = plan.clone();
         current_hits = hits;
         current_ranges = (measured.out_of_range[best], measured.non_finite[best]);
-        eprintln!(
+        log::info!(
             "round {round}: {} non-scalar mults per image ({:.1}% of uniform), top-1 {:.2}%",
             searcher.cost(&current).nonscalar_mults,
             100.0 * searcher.cost(&current).nonscalar_mults as f64
@@ -594,11 +446,11 @@ pub fn search_plan(req: &PlanRequest) -> Result<PrecisionPlan, AnyError> {
 
 /// The plan as a table: per site α, B and multiplications, then the totals and accuracies.
 pub fn format_plan(plan: &PrecisionPlan, graph: &Graph) -> Result<String, String> {
-    let shapes = site_shapes(graph)?;
+    let shapes = site_shapes(graph).map_err(|e| e.to_string())?;
     let mut out = format!("precision plan for {} ({})\n", plan.model, plan.alpha_range());
     out += "  site                      kind      evaluations    α  degrees          B   non-scalar mults\n";
     for (s, shape) in plan.sites.iter().zip(&shapes) {
-        let mults = shape.evaluations * evaluation_cost(shape.kind, &s.degrees).nonscalar_mults as u64;
+        let mults = shape.nonscalar_mults(&s.degrees);
         out += &format!(
             "  {:<24}  {:<8}  {:>11}  {:>3}  {:<12}  {:>8.3}  {:>16}\n",
             s.site,
@@ -610,7 +462,7 @@ pub fn format_plan(plan: &PrecisionPlan, graph: &Graph) -> Result<String, String
             mults
         );
     }
-    let cost = plan_cost(graph, plan)?;
+    let cost = plan_cost(graph, plan).map_err(|e| e.to_string())?;
     out += &format!(
         "  total per image: {} non-scalar mults, activation depth {}\n",
         cost.nonscalar_mults, cost.depth
@@ -633,149 +485,6 @@ pub fn format_plan(plan: &PrecisionPlan, graph: &Graph) -> Result<String, String
         );
     }
     Ok(out)
-}
-
-/// A plan checked against its graph, with its composites built: what `eval --plan` runs.
-pub struct PreparedPlan {
-    plan: PrecisionPlan,
-    /// Distinct degree lists and their composites.
-    composites: Vec<(Vec<usize>, Composite)>,
-    /// Per site, the index of its composite.
-    site_composite: Vec<usize>,
-    kinds: Vec<&'static str>,
-}
-
-impl PreparedPlan {
-    /// Refuses a plan for another model, with unknown, missing or reordered sites, wrong kinds,
-    /// or unusable α, degrees or bounds — naming the site.
-    pub fn new(plan: &PrecisionPlan, graph: &Graph) -> Result<PreparedPlan, String> {
-        if plan.model != graph.name {
-            return Err(format!("the plan is for {}, not {}", plan.model, graph.name));
-        }
-        for s in &plan.sites {
-            if graph.site_named(&s.site).is_none() {
-                return Err(format!("plan site `{}`: {} has no such site", s.site, graph.name));
-            }
-        }
-        let mut composites: Vec<(Vec<usize>, Composite)> = Vec::new();
-        let mut site_composite = Vec::new();
-        let mut kinds = Vec::new();
-        for (i, site) in graph.sites.iter().enumerate() {
-            let s = plan
-                .sites
-                .get(i)
-                .ok_or_else(|| format!("the plan has no entry for site `{}`", site.name))?;
-            let kind = match site.kind {
-                SiteKind::Relu => "relu",
-                SiteKind::MaxPool => "maxpool",
-            };
-            let bad = |detail: String| format!("plan site `{}`: {detail}", s.site);
-            if s.site != site.name {
-                return Err(bad(format!(
-                    "expected `{}` at position {i} (sites in graph order)",
-                    site.name
-                )));
-            }
-            if s.kind != kind {
-                return Err(bad(format!("kind `{}` but the network's site is a {kind}", s.kind)));
-            }
-            if !(s.bound.is_finite() && s.bound > 0.0) {
-                return Err(bad(format!("bound {} is not a positive number", s.bound)));
-            }
-            if !(1..=30).contains(&s.alpha) {
-                return Err(bad(format!("α {} is outside 1..=30", s.alpha)));
-            }
-            let index = match composites.iter().position(|(d, _)| *d == s.degrees) {
-                Some(index) => index,
-                None => {
-                    let sc = optimise_eps(&s.degrees).map_err(|e| bad(format!("degrees {:?}: {e}", s.degrees)))?;
-                    composites.push((s.degrees.clone(), sc.composite));
-                    composites.len() - 1
-                }
-            };
-            site_composite.push(index);
-            kinds.push(kind);
-        }
-        if plan.sites.len() != graph.sites.len() {
-            return Err(format!(
-                "the plan has {} sites but {} has {}",
-                plan.sites.len(),
-                graph.name,
-                graph.sites.len()
-            ));
-        }
-        Ok(PreparedPlan {
-            plan: plan.clone(),
-            composites,
-            site_composite,
-            kinds,
-        })
-    }
-
-    pub fn plan(&self) -> &PrecisionPlan {
-        &self.plan
-    }
-
-    pub fn activation_plan(&self, clamp: bool) -> ActivationPlan<'_> {
-        let modes = self
-            .plan
-            .sites
-            .iter()
-            .zip(&self.site_composite)
-            .map(|(s, &c)| SiteMode::approx(&self.composites[c].1, s.alpha, s.bound).clamped(clamp))
-            .collect();
-        ActivationPlan { modes }
-    }
-
-    /// The site with the highest α: the configuration's α and polynomial in the report.
-    fn highest(&self) -> usize {
-        (0..self.plan.sites.len())
-            .max_by_key(|&i| self.plan.sites[i].alpha)
-            .unwrap_or(0)
-    }
-
-    /// The configuration the report shows for the plan.
-    pub fn config(&self, clamp: bool) -> ApproxConfig<'_> {
-        let top = self.highest();
-        ApproxConfig {
-            label: format!("plan ({} per site)", self.plan.alpha_range()),
-            alpha: self.plan.sites.get(top).map_or(0, |s| s.alpha),
-            composite: &self.composites[self.site_composite[top]].1,
-            relu: Mode::Approx,
-            maxpool: Mode::Approx,
-            clamp,
-        }
-    }
-
-    pub fn bounds(&self) -> Bounds {
-        Bounds {
-            relu_rule: self.plan.bound_rule.clone(),
-            maxpool_rule: self.plan.bound_rule.clone(),
-            per_site: self
-                .plan
-                .sites
-                .iter()
-                .zip(&self.kinds)
-                .map(|(s, &kind)| SiteBound {
-                    site: s.site.clone(),
-                    kind,
-                    bound: s.bound,
-                })
-                .collect(),
-            search: Vec::new(),
-        }
-    }
-
-    /// The highest-α site's polynomial (the report's one polynomial per configuration).
-    pub fn poly_info(&self) -> PolyInfo {
-        let composite = &self.composites[self.site_composite[self.highest()]].1;
-        PolyInfo {
-            degrees: composite.degrees(),
-            source: format!("plan, highest α ({} per site)", self.plan.alpha_range()),
-            relu_error_log2: relu_error(composite).log2,
-            relu_cost: relu_cost(&composite.degrees()),
-        }
-    }
 }
 
 /// `n` of the indices `0..count` spread evenly (image ⌊i·count/n⌋ for i < n) and the rest.
@@ -805,7 +514,10 @@ mod tests {
     }
 
     use super::*;
-    use crate::model::Arch;
+    use crate::eval::prepared_plan::PreparedPlan;
+    use crate::model::{Arch, Op, SiteKind};
+    use crate::poly::cost::relu_cost;
+    use crate::poly::paper_degrees;
 
     fn uniform_plan(graph: &Graph, alpha: u32) -> PrecisionPlan {
         PrecisionPlan {
@@ -893,7 +605,8 @@ mod tests {
         let shapes = site_shapes(&graph).unwrap()[..2].to_vec();
         let searcher = Searcher {
             graph: &graph,
-            backend: Backend::Cpu,
+            backend: &CpuBackend,
+            progress: &crate::exec::NoProgress,
             dataset: Arc::new(
                 crate::data::digits::DigitsDataset::open(std::path::Path::new(concat!(
                     env!("CARGO_MANIFEST_DIR"),
@@ -901,7 +614,7 @@ mod tests {
                 )))
                 .unwrap(),
             ),
-            normalize: crate::data::digits::NORMALIZE,
+            normalize: Arch::DigitsCnn.descriptor().preprocessing.normalize,
             batch: 1,
             levels: &levels,
             bounds: vec![1.0; 2],
@@ -918,7 +631,6 @@ mod tests {
             dataset: searcher.dataset.clone(),
             bounds: searcher.bounds.clone(),
             shapes: searcher.shapes.clone(),
-            backend: Backend::Cpu,
             ..searcher
         };
         assert!(single_moves(&from_6, &[1, 1]).is_empty());

@@ -11,7 +11,7 @@
 //! largest |x| seen by the exact and the approximate network on a log scale, against the bound B).
 
 use super::report::EvalReport;
-use crate::cpu::LOG2_MIN;
+use crate::exec::LOG2_MIN;
 use image::{Rgb, RgbImage};
 use std::path::{Path, PathBuf};
 

@@ -10,10 +10,27 @@ use super::activation::{
 use super::conv::{ConvBuffers, ConvShape, Epilogue, encode_conv};
 use super::tensor_ops::{Dims, encode_add, encode_avg_pool, encode_copy_channels, encode_shortcut_a};
 use super::{Gpu, GpuError};
-use crate::cpu::{ActivationPlan, RunOutput, SiteMode, SiteStats};
+use crate::exec::{ActivationPlan, Backend, ExecError, RunOutput, SiteMode, SiteStats};
 use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId, schedule::Step, schedule::fused_schedule};
 use crate::poly::activation::max_pool_scale;
 use std::cell::RefCell;
+
+/// The network's own graph only: its weights are on the device already.
+impl Backend for GpuNetwork<'_> {
+    fn run(&self, graph: &Graph, batch: &Batch, plan: &ActivationPlan) -> Result<RunOutput, ExecError> {
+        if !std::ptr::eq(graph, self.graph) {
+            return Err(ExecError::Input(format!(
+                "this GPU network holds {}, not {}",
+                self.graph.name, graph.name
+            )));
+        }
+        GpuNetwork::run(self, batch, plan).map_err(|e| ExecError::Device(e.to_string()))
+    }
+
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+}
 
 /// Weights of a conv or linear node on the device (a linear layer is a 1x1 convolution of a
 /// 1x1 image: `[out, in]` is already `[O, C, 1, 1]`).
@@ -69,7 +86,8 @@ impl<'a> GpuNetwork<'a> {
         })
     }
 
-    /// Logits and per-site statistics for `batch`, evaluated as `plan` says.
+    /// Logits and per-site statistics for `batch`, evaluated as `plan` says (on the graph
+    /// given to [`GpuNetwork::new`]).
     pub fn run(&self, batch: &Batch, plan: &ActivationPlan) -> Result<RunOutput, GpuError> {
         self.check(batch, plan)?;
         let polys = self.site_polys(plan);

@@ -12,7 +12,7 @@
 //! the first stage's coefficients, as the max-pool rescaling is) are outside this model. All
 //! figures are per image.
 
-use super::graph::{Graph, Op, Pool2d, SiteKind};
+use super::graph::{Graph, Op, SiteKind};
 use crate::poly::PolyError;
 use crate::poly::cost::{HeCost, max_cost, relu_cost};
 use serde::{Deserialize, Serialize};
@@ -121,6 +121,68 @@ pub fn uniform_plan(
         .collect()
 }
 
+/// How one site's evaluations chain, per image: what any cost of it is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SiteShape {
+    pub kind: SiteKind,
+    /// Output elements of the site.
+    pub elements: u64,
+    /// Composite evaluations: elements for a ReLU, windows × (k² − 1) for a max-pool.
+    pub evaluations: u64,
+    /// Sequential evaluations on every path through the site: 1 for a ReLU, the max tree's
+    /// ⌈log2 k²⌉ levels for a max-pool.
+    pub levels: u32,
+}
+
+impl SiteShape {
+    /// The cost of one evaluation at this site with a composite of `degrees` (the ReLU or the
+    /// max(a, b) circuit).
+    pub fn evaluation_cost(&self, degrees: &[usize]) -> HeCost {
+        match self.kind {
+            SiteKind::Relu => relu_cost(degrees),
+            SiteKind::MaxPool => max_cost(degrees),
+        }
+    }
+
+    /// Non-scalar multiplications per image with a composite of `degrees`.
+    pub fn nonscalar_mults(&self, degrees: &[usize]) -> u64 {
+        self.evaluations * self.evaluation_cost(degrees).nonscalar_mults as u64
+    }
+}
+
+/// The shape of every site of `graph`, in `graph.sites` order.
+pub fn site_shapes(graph: &Graph) -> Result<Vec<SiteShape>, CostError> {
+    let shapes = graph.shapes().map_err(|e| CostError::Graph(e.to_string()))?;
+    graph
+        .sites
+        .iter()
+        .map(|site| {
+            let elements = shapes[site.node].numel() as u64;
+            match &graph.nodes[site.node].op {
+                Op::Relu { .. } => Ok(SiteShape {
+                    kind: SiteKind::Relu,
+                    elements,
+                    evaluations: elements,
+                    levels: 1,
+                }),
+                Op::MaxPool { pool, .. } => {
+                    let inputs = (pool.kernel * pool.kernel) as u64;
+                    Ok(SiteShape {
+                        kind: SiteKind::MaxPool,
+                        elements,
+                        evaluations: elements * (inputs - 1),
+                        levels: tree_levels(inputs),
+                    })
+                }
+                _ => Err(CostError::Graph(format!(
+                    "site `{}` is not a ReLU or max-pool node",
+                    site.name
+                ))),
+            }
+        })
+        .collect()
+}
+
 /// The cost of `graph`'s activations under `plan` (one entry per site, in `graph.sites` order).
 pub fn network_cost(graph: &Graph, plan: &[SitePrecision]) -> Result<NetworkCost, CostError> {
     if plan.len() != graph.sites.len() {
@@ -130,17 +192,14 @@ pub fn network_cost(graph: &Graph, plan: &[SitePrecision]) -> Result<NetworkCost
             plan: plan.len(),
         });
     }
-    let shapes = graph.shapes().map_err(|e| CostError::Graph(e.to_string()))?;
-    let mut sites = Vec::with_capacity(plan.len());
-    for (site, precision) in graph.sites.iter().zip(plan) {
-        let op = &graph.nodes[site.node].op;
-        let elements = shapes[site.node].numel() as u64;
-        let window = match op {
-            Op::MaxPool { pool, .. } => Some(pool),
-            _ => None,
-        };
-        sites.push(site_cost(&site.name, site.kind, elements, window, precision)?);
-    }
+    let shapes = site_shapes(graph)?;
+    let sites = graph
+        .sites
+        .iter()
+        .zip(&shapes)
+        .zip(plan)
+        .map(|((site, shape), precision)| site_cost(&site.name, shape, precision))
+        .collect::<Result<Vec<_>, _>>()?;
     let critical_depth = critical_depth(graph, &sites);
     Ok(NetworkCost {
         model: graph.name.clone(),
@@ -155,23 +214,13 @@ pub fn network_cost(graph: &Graph, plan: &[SitePrecision]) -> Result<NetworkCost
     })
 }
 
-fn site_cost(
-    name: &str,
-    kind: SiteKind,
-    elements: u64,
-    window: Option<&Pool2d>,
-    precision: &SitePrecision,
-) -> Result<SiteCost, CostError> {
-    let kind_name = match kind {
-        SiteKind::Relu => "relu",
-        SiteKind::MaxPool => "maxpool",
-    };
+fn site_cost(name: &str, shape: &SiteShape, precision: &SitePrecision) -> Result<SiteCost, CostError> {
     let mut cost = SiteCost {
         site: name.to_string(),
-        kind: kind_name.to_string(),
+        kind: shape.kind.name().to_string(),
         alpha: None,
         degrees: Vec::new(),
-        elements,
+        elements: shape.elements,
         evaluations: 0,
         per_evaluation: HeCost::default(),
         depth: 0,
@@ -186,25 +235,15 @@ fn site_cost(
         site: name.to_string(),
         why,
     })?;
-    let (per_evaluation, evaluations, depth) = match window {
-        None => {
-            let c = relu_cost(degrees);
-            (c, elements, c.depth)
-        }
-        Some(pool) => {
-            let inputs = (pool.kernel * pool.kernel) as u64;
-            let c = max_cost(degrees);
-            (c, elements * (inputs - 1), tree_levels(inputs) * c.depth)
-        }
-    };
+    let per_evaluation = shape.evaluation_cost(degrees);
     cost.alpha = *alpha;
     cost.degrees = degrees.clone();
-    cost.evaluations = evaluations;
+    cost.evaluations = shape.evaluations;
     cost.per_evaluation = per_evaluation;
-    cost.depth = depth;
-    cost.nonscalar_mults = evaluations * per_evaluation.nonscalar_mults as u64;
-    cost.scalar_mults = evaluations * per_evaluation.scalar_mults as u64;
-    cost.additions = evaluations * per_evaluation.additions as u64;
+    cost.depth = shape.levels * per_evaluation.depth;
+    cost.nonscalar_mults = shape.evaluations * per_evaluation.nonscalar_mults as u64;
+    cost.scalar_mults = shape.evaluations * per_evaluation.scalar_mults as u64;
+    cost.additions = shape.evaluations * per_evaluation.additions as u64;
     Ok(cost)
 }
 

@@ -5,7 +5,7 @@
 //!
 //! `transform_input` (applied by torchvision for the pretrained weights) is not a node: it is
 //! linear and composes with the ImageNet normalisation into (x/255 − 0.5)/0.5, which is what
-//! [`super::Arch::normalisation`] gives this network.
+//! its [`super::NetworkDescriptor`] (from `Arch::descriptor`) gives this network.
 
 use super::ModelError;
 use super::graph::{Graph, GraphBuilder, NodeId, Op, Pool2d, Shape};

@@ -192,6 +192,16 @@ pub enum SiteKind {
     MaxPool,
 }
 
+impl SiteKind {
+    /// "relu" or "maxpool", as reports and plan files spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SiteKind::Relu => "relu",
+            SiteKind::MaxPool => "maxpool",
+        }
+    }
+}
+
 /// An approximable activation: a ReLU or a max-pool, with a stable human-readable name
 /// ("relu" for the stem, "layer1.0.relu1", "layer1.0.relu2", "maxpool", "features.3", ...).
 #[derive(Clone, Debug, PartialEq, Eq)]

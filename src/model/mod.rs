@@ -13,6 +13,7 @@
 //! tensors are errors naming the file and the tensor.
 
 pub mod cost;
+pub mod descriptor;
 mod googlenet;
 pub mod graph;
 mod inception;
@@ -25,8 +26,10 @@ pub use graph::{
     Batch, Conv2d, Graph, GraphBuilder, GraphError, Linear, Node, NodeId, Op, Pool2d, Shape, Site, SiteId, SiteKind,
 };
 pub use params::{CounterParams, ParamInfo, ParamKind, ParamSource, RandomParams, counter_uniform};
+pub use descriptor::{DatasetFamily, NetworkDescriptor, Preprocessing, SearchGrid};
 pub use resnet::ResNetLayout;
 
+use crate::data::Normalize;
 use crate::weights::{StateDict, WeightsError};
 use params::{ListParams, StateDictParams};
 use std::fmt;
@@ -102,33 +105,23 @@ impl Arch {
         }
     }
 
-    /// Per-image input shape.
-    pub fn input_shape(self) -> Shape {
+    /// Everything about the network besides its graph (input, data, preprocessing, B grid).
+    pub fn descriptor(self) -> NetworkDescriptor {
+        // torchvision's transform_input after the ImageNet normalisation:
+        // ((x − m)/s)·(s/0.5) + (m − 0.5)/0.5 = (x − 0.5)/0.5 for every channel.
+        const TRANSFORM_INPUT: ([f32; 3], [f32; 3]) = ([0.5; 3], [0.5; 3]);
+        let cifar_vgg = Normalize::CIFAR_VGG;
+        // main_cifar10.py of the paper's code.
+        const CIFAR_PAPER: ([f32; 3], [f32; 3]) = ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]);
+        let name = self.name();
         match self {
-            Arch::CifarResNet(_) | Arch::CifarVgg11Bn | Arch::CifarVggBn(_) | Arch::CifarVggPaper(_) => {
-                Shape::new(3, 32, 32)
-            }
-            Arch::ResNet(_) | Arch::VggBn(_) | Arch::GoogLeNet => Shape::new(3, 224, 224),
-            Arch::InceptionV3 => Shape::new(3, 299, 299),
-            Arch::DigitsCnn => Shape::new(1, 8, 8),
-        }
-    }
-
-    /// The per-channel (mean, std) the weights were trained with (applied to pixels/255).
-    pub fn normalisation(self) -> ([f32; 3], [f32; 3]) {
-        const IMAGENET: ([f32; 3], [f32; 3]) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
-        match self {
-            Arch::CifarVgg11Bn | Arch::CifarVggBn(_) => ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
-            // main_cifar10.py of the paper's code.
-            Arch::CifarVggPaper(_) => ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),
-            // torchvision's transform_input after the ImageNet normalisation:
-            // ((x − m)/s)·(s/0.5) + (m − 0.5)/0.5 = (x − 0.5)/0.5 for every channel.
-            Arch::GoogLeNet | Arch::InceptionV3 => ([0.5; 3], [0.5; 3]),
-            // One grayscale plane (only the first entry is used), on pixels scaled to [0, 1];
-            // the training set's statistics, from datasets/digits/README.md.
-            Arch::DigitsCnn => ([0.305_505_93; 3], [0.376_510_2; 3]),
-            // akamaster trained its CIFAR ResNets with the ImageNet statistics.
-            _ => IMAGENET,
+            Arch::CifarResNet(_) => NetworkDescriptor::cifar10(&name, None),
+            Arch::CifarVgg11Bn | Arch::CifarVggBn(_) => NetworkDescriptor::cifar10(&name, Some((cifar_vgg.mean, cifar_vgg.std))),
+            Arch::CifarVggPaper(_) => NetworkDescriptor::cifar10(&name, Some(CIFAR_PAPER)),
+            Arch::ResNet(_) | Arch::VggBn(_) => NetworkDescriptor::imagenet(&name, 224, None),
+            Arch::GoogLeNet => NetworkDescriptor::imagenet(&name, 224, Some(TRANSFORM_INPUT)),
+            Arch::InceptionV3 => NetworkDescriptor::imagenet(&name, 299, Some(TRANSFORM_INPUT)),
+            Arch::DigitsCnn => NetworkDescriptor::digits(&name),
         }
     }
 
@@ -253,7 +246,22 @@ impl From<GraphError> for ModelError {
     }
 }
 
-/// Builds `arch` from a checkpoint file (any format [`StateDict::load`] reads).
+/// A network ready to evaluate: its graph and what it expects.
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub graph: Graph,
+    pub descriptor: NetworkDescriptor,
+}
+
+/// Builds `arch` from a checkpoint file, with its descriptor.
+pub fn open(arch: Arch, weights: &Path) -> Result<Network, ModelError> {
+    Ok(Network {
+        graph: load(arch, weights)?,
+        descriptor: arch.descriptor(),
+    })
+}
+
+/// Builds `arch`'s graph from a checkpoint file (any format [`StateDict::load`] reads).
 pub fn load(arch: Arch, path: &Path) -> Result<Graph, ModelError> {
     let mut dict = StateDict::load(path)?;
     from_state_dict(arch, &mut dict)
@@ -305,7 +313,7 @@ pub fn list_layers(arch: Arch) -> Result<Vec<ParamInfo>, ModelError> {
 
 /// Builds `arch` from any parameter source.
 pub fn build(arch: Arch, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
-    build_for_input(arch, params, arch.input_shape())
+    build_for_input(arch, params, arch.descriptor().input)
 }
 
 /// Builds `arch` for `input`-sized images: GoogLeNet and Inception-v3 end in a global average
@@ -313,10 +321,11 @@ pub fn build(arch: Arch, params: &mut dyn ParamSource) -> Result<Graph, ModelErr
 /// only its own size.
 pub fn build_for_input(arch: Arch, params: &mut dyn ParamSource, input: Shape) -> Result<Graph, ModelError> {
     let arch = arch.check()?;
-    if input != arch.input_shape() && !matches!(arch, Arch::GoogLeNet | Arch::InceptionV3) {
+    let own = arch.descriptor().input;
+    if input != own && !matches!(arch, Arch::GoogLeNet | Arch::InceptionV3) {
         return Err(ModelError::Graph(GraphError {
             node: arch.name(),
-            detail: format!("takes {} images only, not {input}", arch.input_shape()),
+            detail: format!("takes {own} images only, not {input}"),
         }));
     }
     match arch {

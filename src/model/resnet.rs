@@ -9,7 +9,7 @@ use crate::weights::{StateDict, WeightsError};
 /// akamaster's `resnet{depth}`: n = (depth − 2)/6 BasicBlocks per stage at 16/32/64 channels.
 pub fn cifar_resnet(depth: usize, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
     let blocks = (depth - 2) / 6;
-    let mut b = GraphBuilder::new(&format!("resnet{depth}"), super::Arch::CifarResNet(depth).input_shape());
+    let mut b = GraphBuilder::new(&format!("resnet{depth}"), super::Arch::CifarResNet(depth).descriptor().input);
     let stem = push_conv_bn(
         &mut b,
         params,
@@ -71,7 +71,7 @@ impl ResNetLayout {
             101 => (true, [3, 4, 23, 3]),
             _ => (true, [3, 8, 36, 3]),
         };
-        let input = super::Arch::ResNet(depth).input_shape();
+        let input = super::Arch::ResNet(depth).descriptor().input;
         ResNetLayout {
             bottleneck,
             blocks,

@@ -4,7 +4,7 @@
 //! N+1, its ReLU at N+2; a 2x2/2 max-pool takes one index.
 
 use super::ModelError;
-use super::graph::{Graph, GraphBuilder, NodeId, Op, Pool2d, Shape};
+use super::graph::{Graph, GraphBuilder, NodeId, Op, Pool2d};
 use super::params::{ConvSpec, ParamSource, push_conv_bn, push_linear};
 
 /// One entry of torchvision's VGG configuration: a 3x3 conv's output channels, or a max-pool.
@@ -98,7 +98,7 @@ fn config(depth: usize) -> Vec<Layer> {
 /// torchvision `vgg{depth}_bn` at 224x224: features, then (the 7x7 adaptive average pool being
 /// the identity at this size) classifier.0 / .3 / .6 with ReLU sites classifier.1 and .4.
 pub fn imagenet_vgg_bn(depth: usize, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
-    let mut b = GraphBuilder::new(&format!("vgg{depth}_bn"), super::Arch::VggBn(depth).input_shape());
+    let mut b = GraphBuilder::new(&format!("vgg{depth}_bn"), super::Arch::VggBn(depth).descriptor().input);
     let features = push_features(&mut b, params, &config(depth), 3, true)?;
     let mut x = b.push("flatten", Op::Flatten { input: features });
     let widths = [512 * 7 * 7, 4096, 4096, 1000];
@@ -114,7 +114,7 @@ pub fn imagenet_vgg_bn(depth: usize, params: &mut dyn ParamSource) -> Result<Gra
 /// CIFAR-10 VGG-bn as shared/data/cifar10/weights_vgg's VGG-11: features on 32x32 (ending at
 /// 512x1x1), flattened into a single `classifier` Linear(512, 10).
 pub fn cifar_vgg_bn(depth: usize, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
-    let mut b = GraphBuilder::new(&format!("vgg{depth}_bn_cifar10"), Shape::new(3, 32, 32));
+    let mut b = GraphBuilder::new(&format!("vgg{depth}_bn_cifar10"), super::Arch::CifarVggBn(depth).descriptor().input);
     let features = push_features(&mut b, params, &config(depth), 3, true)?;
     let flat = b.push("flatten", Op::Flatten { input: features });
     let logits = push_linear(&mut b, params, "classifier", flat, (512, 10))?;
@@ -125,7 +125,7 @@ pub fn cifar_vgg_bn(depth: usize, params: &mut dyn ParamSource) -> Result<Graph,
 /// `linear1` (512→512), ReLU, `linear2` (512→512), ReLU, `linear3` (512→10). Its two classifier
 /// ReLUs are approximation sites like the others (sites `relu1`, `relu2`).
 pub fn cifar_vgg_bn_paper(depth: usize, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
-    let mut b = GraphBuilder::new(&format!("vgg{depth}_bn_cifar10_paper"), Shape::new(3, 32, 32));
+    let mut b = GraphBuilder::new(&format!("vgg{depth}_bn_cifar10_paper"), super::Arch::CifarVggPaper(depth).descriptor().input);
     let features = push_features(&mut b, params, &config(depth), 3, true)?;
     let mut x = b.push("flatten", Op::Flatten { input: features });
     for i in 1..=2 {
@@ -140,7 +140,7 @@ pub fn cifar_vgg_bn_paper(depth: usize, params: &mut dyn ParamSource) -> Result<
 /// digits): VGG-style features [16, M, 32, M] with bias-free convs + BatchNorm on 1x8x8 input,
 /// flattened (32x2x2) into a single `classifier` Linear(128, 10).
 pub fn digits_cnn(params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
-    let mut b = GraphBuilder::new("digits_cnn", super::Arch::DigitsCnn.input_shape());
+    let mut b = GraphBuilder::new("digits_cnn", super::Arch::DigitsCnn.descriptor().input);
     let layers = [Layer::Conv(16), Layer::Pool, Layer::Conv(32), Layer::Pool];
     let features = push_features(&mut b, params, &layers, 1, false)?;
     let flat = b.push("flatten", Op::Flatten { input: features });

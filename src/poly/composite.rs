@@ -78,6 +78,11 @@ pub fn paper_degrees(alpha: u32) -> Option<&'static [usize]> {
     })
 }
 
+/// [`paper_degrees`], or the error saying α has no default list (pass degrees explicitly).
+pub fn paper_degrees_or_error(alpha: u32) -> Result<&'static [usize], PolyError> {
+    paper_degrees(alpha).ok_or(PolyError::NoDefaultDegrees(alpha))
+}
+
 /// Stage 1 on [ε, 1]; stage i+1 on the image [min p_i, max p_i] of stage i's domain, with its
 /// Chebyshev domain wide enough for every input it can receive (p_i of [0, b_i]).
 pub fn build_sign_composite(degrees: &[usize], eps: f64) -> Result<SignComposite, PolyError> {

@@ -15,7 +15,9 @@ pub mod official;
 pub mod remez;
 pub mod verify;
 
-pub use composite::{Composite, SignComposite, build_sign_composite, optimise_eps, paper_degrees};
+pub use composite::{
+    Composite, SignComposite, build_sign_composite, optimise_eps, paper_degrees, paper_degrees_or_error,
+};
 pub use dd::Dd;
 pub use odd::OddPoly;
 

@@ -4,7 +4,7 @@
 use crate::model::cost::{NetworkCost, network_cost, uniform_plan};
 use crate::model::{self, Arch};
 use crate::poly::degrees::{DegreeRow, VerifiedList};
-use crate::poly::{PolyError, paper_degrees};
+use crate::poly::paper_degrees_or_error;
 use std::path::PathBuf;
 
 /// Per-site rows and the totals of one plan.
@@ -136,7 +136,7 @@ pub fn network_costs(req: &CostRequest) -> Result<Vec<NetworkCost>, Box<dyn std:
         .map(|&alpha| {
             let degrees = match &req.degrees {
                 Some(d) => d.as_slice(),
-                None => paper_degrees(alpha).ok_or(PolyError::NoDefaultDegrees(alpha))?,
+                None => paper_degrees_or_error(alpha)?,
             };
             let plan = uniform_plan(&graph, Some(alpha), degrees, req.relu, req.maxpool);
             Ok(network_cost(&graph, &plan)?)

@@ -6,7 +6,7 @@ use crate::gpu::{Gpu, GpuError};
 use crate::poly::activation::{approx_relu, measure_max_pool_error};
 use crate::poly::cost::{HeCost, relu_cost};
 use crate::poly::verify::{ReluError, relu_error};
-use crate::poly::{Composite, PolyError, optimise_eps, paper_degrees};
+use crate::poly::{Composite, PolyError, optimise_eps, paper_degrees_or_error};
 use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
@@ -83,7 +83,7 @@ pub struct PolyRequest<'a> {
 pub fn our_composite(alpha: u32, degrees: Option<&[usize]>) -> Result<(crate::poly::SignComposite, f64), PolyError> {
     let degrees = match degrees {
         Some(d) => d,
-        None => paper_degrees(alpha).ok_or(PolyError::NoDefaultDegrees(alpha))?,
+        None => paper_degrees_or_error(alpha)?,
     };
     let start = Instant::now();
     let sc = optimise_eps(degrees)?;

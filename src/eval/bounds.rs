@@ -1,0 +1,195 @@
+//! The bound B of every approximate site: the rules that choose it, the bounds chosen, and the
+//! record of the official search (its algorithm is in [`super::search`]).
+
+use crate::exec::SiteStats;
+use crate::model::{Graph, SiteKind};
+use serde::Serialize;
+
+/// How the bound B of approximate sites is chosen.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "rule", rename_all = "lowercase")]
+pub enum BoundRule {
+    /// One global B (the paper's setting).
+    Fixed { bound: f64 },
+    /// The official code's procedure on the approximate network: start at `start`, and while
+    /// an activation of this kind leaves [-B, B] raise B by `step` and retry (see
+    /// [`super::search::search_bounds`]).
+    Search { start: f64, step: f64 },
+    /// The smallest B = start + k·step with no activation of the exact network outside
+    /// [-B, B], from one statistics pass (a lower bound of `search`'s B: the approximate
+    /// network's activations drift above the exact ones).
+    #[serde(rename = "search-exact")]
+    SearchExact { start: f64, step: f64 },
+    /// Per site: max |x| over the first `images` images times `margin`.
+    Calibrate { margin: f64, images: usize },
+}
+
+impl BoundRule {
+    /// "50", "search", "search:50:5", "search-exact[:50:5]", "calibrate", "calibrate:1.2".
+    pub fn parse(s: &str, default_search: (f64, f64)) -> Result<BoundRule, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let number = |t: &str, what: &str| -> Result<f64, String> {
+            t.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| format!("bound '{s}': {what} '{t}' is not a positive number"))
+        };
+        match parts.as_slice() {
+            ["search"] => Ok(BoundRule::Search {
+                start: default_search.0,
+                step: default_search.1,
+            }),
+            ["search", start, step] => Ok(BoundRule::Search {
+                start: number(start, "start")?,
+                step: number(step, "step")?,
+            }),
+            ["search-exact"] => Ok(BoundRule::SearchExact {
+                start: default_search.0,
+                step: default_search.1,
+            }),
+            ["search-exact", start, step] => Ok(BoundRule::SearchExact {
+                start: number(start, "start")?,
+                step: number(step, "step")?,
+            }),
+            ["calibrate"] => Ok(BoundRule::Calibrate { margin: 1.1, images: 0 }),
+            ["calibrate", margin] => Ok(BoundRule::Calibrate {
+                margin: number(margin, "margin")?,
+                images: 0,
+            }),
+            [value] => Ok(BoundRule::Fixed {
+                bound: number(value, "value")?,
+            }),
+            _ => Err(format!(
+                "bound '{s}': expected a number, search[:START:STEP], search-exact[:START:STEP] or calibrate[:MARGIN]"
+            )),
+        }
+    }
+}
+
+
+/// Per-site bounds actually used (ReLU sites and max-pool sites may differ).
+#[derive(Clone, Debug, Serialize)]
+pub struct SiteBound {
+    pub site: String,
+    pub kind: &'static str,
+    pub bound: f64,
+}
+
+/// The bounds for every site, and how they were found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Bounds {
+    pub relu_rule: BoundRule,
+    pub maxpool_rule: BoundRule,
+    pub per_site: Vec<SiteBound>,
+    /// Per configuration, the `search` rule's result on its approximate network (empty when no
+    /// rule searches; `per_site` then holds the first configuration's bounds).
+    pub search: Vec<BoundSearch>,
+}
+
+
+/// Bounds from the rules, using `stats` (an exact statistics pass) where a rule needs it.
+pub fn choose_bounds(
+    graph: &Graph,
+    relu: &BoundRule,
+    maxpool: &BoundRule,
+    stats: Option<&[SiteStats]>,
+) -> Result<Bounds, String> {
+    let per_site = graph
+        .sites
+        .iter()
+        .enumerate()
+        .map(|(i, site)| {
+            let rule = if site.kind == SiteKind::Relu { relu } else { maxpool };
+            let observed = |what: &str| -> Result<f64, String> {
+                let stats = stats.ok_or_else(|| format!("bound rule {what} needs a statistics pass"))?;
+                // the global maximum over sites of this kind (search) or this site's (calibrate)
+                Ok(match rule {
+                    BoundRule::SearchExact { .. } => stats
+                        .iter()
+                        .zip(&graph.sites)
+                        .filter(|(_, s)| s.kind == site.kind)
+                        .map(|(st, _)| st.max_abs as f64)
+                        .fold(0.0, f64::max),
+                    _ => stats[i].max_abs as f64,
+                })
+            };
+            let bound = match rule {
+                BoundRule::Fixed { bound } => *bound,
+                // where the search on the approximate network starts
+                BoundRule::Search { start, .. } => *start,
+                BoundRule::SearchExact { start, step } => {
+                    let max = observed("search-exact")?;
+                    let steps = ((max - start) / step).ceil().max(0.0);
+                    start + steps * step
+                }
+                BoundRule::Calibrate { margin, .. } => (observed("calibrate")? * margin).max(f64::MIN_POSITIVE),
+            };
+            Ok(SiteBound {
+                site: site.name.clone(),
+                kind: site.kind.name(),
+                bound,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Bounds {
+        relu_rule: relu.clone(),
+        maxpool_rule: maxpool.clone(),
+        per_site,
+        search: Vec::new(),
+    })
+}
+
+
+/// Where a try of the search stopped: the first batch with an activation out of [-B, B].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Overflow {
+    /// "relu" or "maxpool": the kind whose B is raised (the earliest overflowing site's).
+    pub kind: &'static str,
+    pub site: String,
+    /// The largest |x| at that site in that batch (infinite when it saw a non-finite value).
+    pub max_abs: f64,
+    /// The images of the overflowing batch (re-run first by the next try).
+    pub images: Vec<usize>,
+    /// Images run by this try, the overflowing batch included.
+    pub images_run: usize,
+}
+
+/// One try of the search: the bounds, how many images ran, and where it stopped (None: every
+/// image stayed in range, the search ends).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SearchTry {
+    pub relu_bound: f64,
+    pub maxpool_bound: f64,
+    pub images_run: usize,
+    pub overflow: Option<Overflow>,
+}
+
+/// The result of the search for one configuration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BoundSearch {
+    pub label: String,
+    pub relu_bound: f64,
+    pub maxpool_bound: f64,
+    pub tries: Vec<SearchTry>,
+}
+
+impl BoundSearch {
+    /// "B_relu = 65 (tried 50, 55, 60, 65), B_max = 50 (tried 50)".
+    pub fn summary(&self) -> String {
+        let tried = |pick: fn(&SearchTry) -> f64| {
+            let mut values: Vec<f64> = self.tries.iter().map(pick).collect();
+            values.dedup();
+            values.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(", ")
+        };
+        format!(
+            "{}: B_relu = {} (tried {}), B_max = {} (tried {}), {} tries",
+            self.label,
+            self.relu_bound,
+            tried(|t| t.relu_bound),
+            self.maxpool_bound,
+            tried(|t| t.maxpool_bound),
+            self.tries.len()
+        )
+    }
+}
+

@@ -1,0 +1,94 @@
+//! What `polycnn eval` / `sweep` are asked to do ([`EvalRequest`]), with the command line's
+//! defaults in one place ([`defaults`]).
+
+use super::bounds::BoundRule;
+use super::config::Mode;
+use super::plan_file::PrecisionPlan;
+use super::shard::Shard;
+use crate::gpu::activation::Scheme;
+use crate::model::Arch;
+use std::path::PathBuf;
+
+/// The defaults of `eval`/`sweep` options: the command line's `default_value`s and
+/// [`EvalRequest::new`] both read these.
+pub mod defaults {
+    pub const ALPHA: u32 = 14;
+    /// `--relu` and `--maxpool`.
+    pub const MODE: &str = "approx";
+    /// `--bound` and `--bound-max`: the official search on the network's grid.
+    pub const BOUND: &str = "search";
+    /// `calibrate` bounds: 0 is a tenth of the evaluated images, at least one batch.
+    pub const CALIBRATION_IMAGES: usize = 0;
+    pub const BATCH: usize = 32;
+}
+
+/// Everything an evaluation needs, as the command line gives it.
+#[derive(Clone, Debug)]
+pub struct EvalRequest {
+    pub model: Arch,
+    pub weights: PathBuf,
+    pub data: PathBuf,
+    /// Flat ImageNet layouts: `LOC_val_solution.csv` or `<file> <index>` lines.
+    pub labels: Option<PathBuf>,
+    /// `imagenet_class_index.json` (torchvision's class order) for ImageNet layouts.
+    pub class_index: Option<PathBuf>,
+    pub alphas: Vec<u32>,
+    /// Stage degrees for every α (default: the paper's list per α).
+    pub degrees: Option<Vec<usize>>,
+    /// Use the paper's published polynomials from this directory instead of ours.
+    pub coeffs_dir: Option<PathBuf>,
+    pub relu: Mode,
+    pub maxpool: Mode,
+    /// Clamp approximate inputs to [-B, B] instead of only reporting them.
+    pub clamp: bool,
+    pub bound: BoundRule,
+    pub bound_max: BoundRule,
+    /// Images used by `calibrate` bounds (0: a tenth of the evaluated images, at least one batch).
+    pub calibration_images: usize,
+    pub batch: usize,
+    pub limit: Option<usize>,
+    /// A preprocessed uint8 cache of the dataset (built on first use, rebuilt when stale), so
+    /// α sweeps and repeated runs decode the images once.
+    pub cache: Option<PathBuf>,
+    pub gpu: bool,
+    pub scheme: Scheme,
+    /// Evaluate only this shard of the images (bounds still come from the same images as a whole run).
+    pub shard: Option<Shard>,
+    /// Evaluate this per-site precision plan (one configuration) instead of `alphas` and `bound`.
+    pub plan: Option<PrecisionPlan>,
+}
+
+impl EvalRequest {
+    /// `model` with `weights` on `data`, everything else as the command line defaults it
+    /// ([`defaults`]): α = 14, ReLU and max-pool approximated with our polynomials, the
+    /// official B search on the network's grid ([`crate::model::NetworkDescriptor::search_grid`]),
+    /// batches of 32 on the CPU backend, all images, no cache.
+    pub fn new(model: Arch, weights: PathBuf, data: PathBuf) -> EvalRequest {
+        let grid = model.descriptor().search_grid;
+        let search = |(start, step)| BoundRule::Search { start, step };
+        EvalRequest {
+            model,
+            weights,
+            data,
+            labels: None,
+            class_index: None,
+            alphas: vec![defaults::ALPHA],
+            degrees: None,
+            coeffs_dir: None,
+            relu: Mode::Approx,
+            maxpool: Mode::Approx,
+            clamp: false,
+            bound: search(grid.relu),
+            bound_max: search(grid.maxpool),
+            calibration_images: defaults::CALIBRATION_IMAGES,
+            batch: defaults::BATCH,
+            limit: None,
+            cache: None,
+            gpu: false,
+            scheme: Scheme::DEFAULT,
+            shard: None,
+            plan: None,
+        }
+    }
+}
+

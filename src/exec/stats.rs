@@ -1,0 +1,98 @@
+//! What an activation site saw during a run, in a layout every backend fills the same way.
+
+use crate::model::SiteKind;
+use serde::Serialize;
+
+/// Histogram bins of ⌊log2 |x|⌋: bin i holds 2^(i+LOG2_MIN) ≤ |x| < 2^(i+1+LOG2_MIN); the first
+/// bin also takes zero and anything smaller, the last anything larger (and infinities).
+pub const HIST_BINS: usize = 48;
+pub const LOG2_MIN: i32 = -24;
+
+/// A site's statistics as a backend accumulates them in 32-bit words (the GPU's layout): [0]
+/// inputs with |x| > B, [1] the bits of the largest finite |x|, [2] non-finite inputs, then the
+/// [`HIST_BINS`] histogram counts.
+pub const STATS_HEADER_WORDS: usize = 3;
+pub const STATS_WORDS: usize = STATS_HEADER_WORDS + HIST_BINS;
+
+/// What one site saw during a run (its inputs: pre-activation values, or max-pool inputs).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SiteStats {
+    pub name: String,
+    #[serde(skip)]
+    pub kind: SiteKind,
+    /// Values seen.
+    pub count: u64,
+    /// Largest finite |x| seen.
+    pub max_abs: f32,
+    /// Values with |x| > B (0 for an exact site, which has no B).
+    pub out_of_range: u64,
+    /// NaN or infinite inputs (an approximation that blew up upstream).
+    pub non_finite: u64,
+    /// Counts per ⌊log2 |x|⌋ (see [`HIST_BINS`], [`LOG2_MIN`]): enough to choose B after an
+    /// exact run, or read |x|/B for any B.
+    pub log2_hist: Vec<u64>,
+}
+
+impl SiteStats {
+    pub fn new(name: &str, kind: SiteKind) -> SiteStats {
+        SiteStats {
+            name: name.to_string(),
+            kind,
+            count: 0,
+            max_abs: 0.0,
+            out_of_range: 0,
+            non_finite: 0,
+            log2_hist: vec![0; HIST_BINS],
+        }
+    }
+
+    pub fn merge(&mut self, other: &SiteStats) {
+        self.count += other.count;
+        self.max_abs = self.max_abs.max(other.max_abs);
+        self.out_of_range += other.out_of_range;
+        self.non_finite += other.non_finite;
+        for (a, b) in self.log2_hist.iter_mut().zip(&other.log2_hist) {
+            *a += b;
+        }
+    }
+
+    /// Accumulates `values`; `bound` is B of an approximate site.
+    pub fn observe(&mut self, values: &[f32], bound: Option<f64>) {
+        let bound = bound.map_or(f32::INFINITY, |b| b as f32);
+        let mut max_abs = self.max_abs;
+        for &v in values {
+            let a = v.abs();
+            if !a.is_finite() {
+                self.non_finite += 1;
+                continue;
+            }
+            max_abs = max_abs.max(a);
+            self.out_of_range += (a > bound) as u64;
+            self.log2_hist[log2_bin(a)] += 1;
+        }
+        self.max_abs = max_abs;
+        self.count += values.len() as u64;
+    }
+}
+
+/// The histogram bin of a finite |x|, from the float's exponent bits (no log call).
+pub fn log2_bin(a: f32) -> usize {
+    let exponent = ((a.to_bits() >> 23) & 0xff) as i32 - 127;
+    (exponent - LOG2_MIN).clamp(0, HIST_BINS as i32 - 1) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_count_out_of_range_and_non_finite_values_and_bin_by_exponent() {
+        let mut s = SiteStats::new("x", SiteKind::Relu);
+        s.observe(&[0.0, 0.75, -3.0, 5.0, f32::NAN, f32::INFINITY], Some(4.0));
+        assert_eq!((s.count, s.out_of_range, s.non_finite, s.max_abs), (6, 1, 2, 5.0));
+        assert_eq!(s.log2_hist[(-1 - LOG2_MIN) as usize], 1); // 0.75 in [2^-1, 1)
+        assert_eq!(s.log2_hist[(1 - LOG2_MIN) as usize], 1); // 3 in [2, 4)
+        assert_eq!(s.log2_hist[(2 - LOG2_MIN) as usize], 1); // 5 in [4, 8)
+        assert_eq!(s.log2_hist[0], 1); // zero
+    }
+}
