@@ -2,7 +2,11 @@
 //! digits CNN, exact vs approximate for α = 5..14.
 
 use clap::{Args, Parser, Subcommand};
+use polycnn::data::Interpolation;
 use polycnn::eval::BoundRule;
+use polycnn::eval::predictions::predictions_csv;
+use polycnn::eval::preprocess::{PreprocessingOverrides, parse_channels};
+use polycnn::eval::resume::state_path_for;
 use polycnn::eval::Mode;
 use polycnn::eval::check::{Verdict, compare_files, format_comparison};
 use polycnn::eval::command::run_eval;
@@ -82,6 +86,41 @@ struct SourceArgs {
     /// imagenet_class_index.json (torchvision class order).
     #[arg(long)]
     class_index: Option<PathBuf>,
+    #[command(flatten)]
+    preprocessing: PreprocessArgs,
+}
+
+/// Overrides of the network's preprocessing (default: its torchvision eval transform).
+#[derive(Args, Clone, Default)]
+struct PreprocessArgs {
+    /// Shorter side after resizing (ImageNet networks; default 256, 342 for inception_v3;
+    /// torchvision's IMAGENET1K_V2 ResNet-50/101/152 weights want 232).
+    #[arg(long)]
+    resize: Option<usize>,
+    /// Center crop: the network's input size (checked).
+    #[arg(long)]
+    crop: Option<usize>,
+    /// Resampling filter of the resize, PIL-exact: bilinear (default) or bicubic.
+    #[arg(long)]
+    interpolation: Option<String>,
+    /// Per-channel mean, "r,g,b" (or one number for all), of pixels scaled to [0, 1].
+    #[arg(long)]
+    mean: Option<String>,
+    /// Per-channel standard deviation, "r,g,b" (or one number).
+    #[arg(long)]
+    std: Option<String>,
+}
+
+impl PreprocessArgs {
+    fn overrides(&self) -> AnyResult<PreprocessingOverrides> {
+        Ok(PreprocessingOverrides {
+            resize: self.resize,
+            crop: self.crop,
+            interpolation: self.interpolation.as_deref().map(Interpolation::parse).transpose()?,
+            mean: self.mean.as_deref().map(|s| parse_channels("--mean", s)).transpose()?,
+            std: self.std.as_deref().map(|s| parse_channels("--std", s)).transpose()?,
+        })
+    }
 }
 
 #[derive(Args, Clone)]
@@ -138,9 +177,21 @@ struct EvalArgs {
     /// GPU polynomial scheme: horner, clenshaw, clenshaw-df.
     #[arg(long, default_value = Scheme::DEFAULT.name())]
     scheme: String,
-    /// Write the full report as JSON.
+    /// Write the full report as JSON. An interrupted run leaves its state next to it
+    /// (`FILE.resume.json`); the same command run again continues from the last completed batch.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Keep the evaluation's state in this file and continue from it when it exists (default
+    /// with --json: FILE.resume.json next to the report).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Write one CSV row per image: file, label, exact top-1 and margin, each configuration's
+    /// top-1 and max |Δlogit| against exact.
+    #[arg(long)]
+    predictions: Option<PathBuf>,
+    /// Stop after N batches of the evaluation, as an interruption would (tests of --resume).
+    #[arg(long, hide = true)]
+    stop_after_batches: Option<usize>,
     /// Evaluate only shard I of N (0-based, contiguous image ranges); `polycnn merge` combines
     /// the shards' JSON reports.
     #[arg(long)]
@@ -496,11 +547,27 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
             Some(path) => Some(PrecisionPlan::load(path)?),
             None => None,
         },
+        preprocessing: args.source.preprocessing.overrides()?,
+        predictions: args.predictions.is_some(),
+        resume: args.resume.clone().or_else(|| args.json.as_deref().map(state_path_for)),
+        stop_after_batches: args.stop_after_batches,
     })
+}
+
+/// Refuses outputs that cannot be written before hours of evaluation, not after.
+fn check_output_folders(paths: &[Option<&std::path::Path>]) -> AnyResult<()> {
+    for path in paths.iter().flatten() {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = parent.filter(|d| !d.is_dir()) {
+            return Err(format!("{}: the folder {} does not exist", path.display(), dir.display()).into());
+        }
+    }
+    Ok(())
 }
 
 fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
     let request = eval_request(args)?;
+    check_output_folders(&[args.json.as_deref(), args.predictions.as_deref(), request.resume.as_deref()])?;
     let gpu = match args.backend.as_str() {
         "gpu" => Some(Gpu::new()?),
         "auto" => match Gpu::new() {
@@ -524,7 +591,14 @@ fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
         ..request
     };
     let report = run_eval(&request, gpu.as_ref(), &ProgressBar::default())?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     print!("{}", format_summary(&report, 8));
+    if let Some(path) = &args.predictions {
+        let labels: Vec<String> = report.configs.iter().map(|c| c.label.clone()).collect();
+        write_file(path, &predictions_csv(&labels, &report.predictions))?;
+    }
     if let Some(path) = &args.json {
         write_file(path, &serde_json::to_string_pretty(&report)?)?;
     }
@@ -583,6 +657,7 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         batch: args.batch,
         limit: args.limit,
         cache: args.cache.clone(),
+        preprocessing: args.source.preprocessing.overrides()?,
         ..EvalRequest::new(model, args.source.weights.clone(), args.source.data.clone())
     };
     let request = PlanRequest {

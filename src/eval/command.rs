@@ -2,10 +2,12 @@
 //! request into a list of approximate configurations (one per α, or the precision plan's one),
 //! choose their bounds, run the pass, describe the run and build its report.
 
-use super::bounds::{BoundRule, BoundSearch, Bounds, choose_bounds};
+use super::bounds::{BoundRule, BoundSearch, Bounds, SiteBound, choose_bounds};
 use super::config::{ApproxConfig, Mode, PolyInfo, approx_plan, config_label};
 use super::dataset::open_dataset;
-use super::pass::{PassInput, evaluate};
+use super::pass::{PassInput, PassOptions, evaluate, evaluate_with};
+use super::preprocess::{PreprocessingInfo, checkpoint_warnings};
+use super::resume::Checkpoint;
 use super::plan_file::site_precisions;
 use super::prepared_plan::PreparedPlan;
 use super::report::{ConfigRun, EvalReport, RunDescription, RunInfo, build_report};
@@ -20,6 +22,7 @@ use crate::model::{self, Graph, SiteKind};
 use crate::poly::cost::relu_cost;
 use crate::poly::official::load_official;
 use crate::poly::verify::relu_error;
+use crate::weights::sha256::{hex, sha256, sha256_file};
 use crate::poly::{Composite, optimise_eps, paper_degrees_or_error};
 
 type AnyError = Box<dyn std::error::Error>;
@@ -94,13 +97,33 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     // Bounds above came from the same images in every shard; only the evaluation is split.
     let evaluated = req.shard.map_or(0..count, |s| s.range(count));
     let configs: Vec<ApproxConfig> = configurations.iter().map(|c| c.config.clone()).collect();
-    let tally = evaluate(&pass(evaluated.collect(), "exact + approximate"), &configs, &plans)?;
+    let weights_sha256 = hex(&sha256_file(&req.weights).map_err(|e| format!("{}: {e}", req.weights.display()))?);
+    let checkpoint = req.resume.as_ref().map(|path| Checkpoint {
+        path: path.clone(),
+        run_key: run_key(req, &weights_sha256, dataset.fingerprint(), &site_bounds),
+    });
+    let options = PassOptions {
+        predictions: req.predictions,
+        checkpoint: checkpoint.as_ref(),
+        stop_after_batches: req.stop_after_batches,
+    };
+    let tally = evaluate_with(&pass(evaluated.collect(), "exact + approximate"), &configs, &plans, &options)?;
+    if let Some(c) = &checkpoint {
+        c.finish()?;
+    }
     let bounds = Bounds {
         per_site: site_bounds.first().cloned().unwrap_or(bounds.per_site.clone()),
         search: searches,
         ..bounds
     };
-    let info = run_info(req, gpu, graph, backend.name());
+    let preprocessing = req.preprocessing.apply(&network.descriptor)?;
+    let info = RunInfo {
+        warnings: checkpoint_warnings(&req.weights.display().to_string(), &weights_sha256, &preprocessing),
+        weights_sha256,
+        dataset_images: dataset.len(),
+        preprocessing: PreprocessingInfo::of(&preprocessing),
+        ..run_info(req, gpu, graph, backend.name())
+    };
     let configs = configurations.into_iter().zip(site_bounds).map(|(c, b)| c.into_run(b)).collect();
     let shard = req.shard.map(|s| s.info(count));
     let plan = prepared.map(|p| p.plan().clone());
@@ -137,7 +160,24 @@ fn run_info(req: &EvalRequest, gpu: Option<&Gpu>, graph: &Graph, backend: &str) 
         scheme: req.gpu.then(|| req.scheme.name().to_string()),
         out_of_range_policy: if req.clamp { "clamp" } else { "report" },
         batch_size: req.batch,
+        ..RunInfo::default()
     }
+}
+
+/// What a resume state must match: everything that decides the evaluation pass's counts (the
+/// request without its output-only fields, the weights' content, the images, every bound).
+fn run_key(req: &EvalRequest, weights_sha256: &str, data_fingerprint: String, site_bounds: &[Vec<SiteBound>]) -> String {
+    let decisive = EvalRequest {
+        resume: None,
+        stop_after_batches: None,
+        cache: None,
+        predictions: false,
+        ..req.clone()
+    };
+    let bounds: Vec<Vec<f64>> = site_bounds.iter().map(|b| b.iter().map(|s| s.bound).collect()).collect();
+    let key = format!("{decisive:?}|{weights_sha256}|{data_fingerprint}|{bounds:?}");
+    // the key is compared, never parsed: its hash keeps the state file small
+    hex(&sha256(key.as_bytes()))
 }
 
 /// A built composite: α, the polynomial, and where it came from.

@@ -5,7 +5,7 @@ use super::request::EvalRequest;
 use crate::data::cache::{CacheStatus, CachedDataset};
 use crate::data::digits::DigitsDataset;
 use crate::data::imagenet::{self, ClassIndex, Layout};
-use crate::data::{Dataset, Normalize, cifar};
+use crate::data::{Dataset, Geometry, Normalize, cifar};
 use crate::model::{DatasetFamily, NetworkDescriptor};
 use std::sync::Arc;
 
@@ -17,8 +17,9 @@ pub fn open_dataset(
     req: &EvalRequest,
     network: &NetworkDescriptor,
 ) -> Result<(Arc<dyn Dataset>, Normalize), AnyError> {
-    let dataset = open_source_dataset(req, network)?;
-    let normalize = network.preprocessing.normalize;
+    let preprocessing = req.preprocessing.apply(network)?;
+    let dataset = open_source_dataset(req, network, preprocessing.geometry)?;
+    let normalize = preprocessing.normalize;
     let Some(path) = &req.cache else {
         return Ok((dataset, normalize));
     };
@@ -30,14 +31,17 @@ pub fn open_dataset(
     Ok((Arc::new(cached), normalize))
 }
 
-fn open_source_dataset(req: &EvalRequest, network: &NetworkDescriptor) -> Result<Arc<dyn Dataset>, AnyError> {
+fn open_source_dataset(
+    req: &EvalRequest,
+    network: &NetworkDescriptor,
+    geometry: Geometry,
+) -> Result<Arc<dyn Dataset>, AnyError> {
     Ok(match network.family {
         DatasetFamily::Digits => Arc::new(DigitsDataset::open(&req.data)?),
         DatasetFamily::Cifar10 => Arc::from(cifar::open(&req.data)?),
         DatasetFamily::ImageNet => {
             let classes = req.class_index.as_deref().map(ClassIndex::load).transpose()?;
             let layout = Layout::detect(&req.data, req.labels.as_deref())?;
-            let geometry = network.preprocessing.geometry;
             Arc::new(imagenet::open(&req.data, &layout, classes.as_ref(), geometry)?)
         }
         DatasetFamily::Other => {

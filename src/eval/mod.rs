@@ -21,6 +21,7 @@ pub mod plan_file;
 pub mod plot;
 pub mod predictions;
 pub mod prepared_plan;
+pub mod preprocess;
 pub mod report;
 pub mod request;
 pub mod resume;

@@ -4,6 +4,7 @@
 use super::bounds::BoundRule;
 use super::config::Mode;
 use super::plan_file::PrecisionPlan;
+use super::preprocess::PreprocessingOverrides;
 use super::shard::Shard;
 use crate::gpu::activation::Scheme;
 use crate::model::Arch;
@@ -56,6 +57,16 @@ pub struct EvalRequest {
     pub shard: Option<Shard>,
     /// Evaluate this per-site precision plan (one configuration) instead of `alphas` and `bound`.
     pub plan: Option<PrecisionPlan>,
+    /// `--resize`, `--crop`, `--interpolation`, `--mean`, `--std` (default: the network's).
+    pub preprocessing: PreprocessingOverrides,
+    /// Keep one row per image in the report's tally (`--predictions FILE.csv`).
+    pub predictions: bool,
+    /// Resume state of the evaluation pass: continued when it exists (same run only), saved
+    /// after every batch, removed when the run completes.
+    pub resume: Option<PathBuf>,
+    /// Stop the evaluation pass with an error after this many batches, as an interruption would
+    /// (tests of the resume path).
+    pub stop_after_batches: Option<usize>,
 }
 
 impl EvalRequest {
@@ -88,6 +99,10 @@ impl EvalRequest {
             scheme: Scheme::DEFAULT,
             shard: None,
             plan: None,
+            preprocessing: PreprocessingOverrides::default(),
+            predictions: false,
+            resume: None,
+            stop_after_batches: None,
         }
     }
 }
