@@ -311,6 +311,9 @@ struct BenchArgs {
     /// imagenet_class_index.json (needed by <synset>_<name>.JPEG folders).
     #[arg(long, default_value = "../shared/data/imagenet/labels/imagenet_class_index.json")]
     class_index: PathBuf,
+    /// The data section's preprocessing (default: ResNet-50's, resize 256 bilinear, crop 224).
+    #[command(flatten)]
+    preprocessing: PreprocessArgs,
     /// CPU rows only.
     #[arg(long)]
     no_gpu: bool,
@@ -739,6 +742,7 @@ fn run_bench(args: BenchArgs) -> AnyResult<()> {
         repeats: args.repeats,
         images: args.images,
         class_index: Some(args.class_index),
+        preprocessing: args.preprocessing.overrides()?,
         gpu: !args.no_gpu,
         pytorch: args.pytorch,
         json: args.json,
