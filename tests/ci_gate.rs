@@ -82,5 +82,21 @@ fn resnet20_alpha_8_to_14_holds_its_baseline() {
     for label in ["exact", "α=8 (ReLU)", "α=14 (ReLU)"] {
         assert!(stdout.contains(label), "{label} not compared:\n{stdout}");
     }
+    // and it does fail: the same report against a baseline whose α = 14 top-1 was 1 point higher
+    let mut better: serde_json::Value = common::read(&baseline);
+    let top1 = better["configs"][6]["approx"]["top1"].as_f64().unwrap();
+    better["configs"][6]["approx"]["top1"] = (top1 + 1.0).into();
+    let raised = dir.join("raised.json");
+    std::fs::write(&raised, serde_json::to_string(&better).unwrap()).unwrap();
+    let (code, stdout, _) = polycnn(&[
+        "check",
+        "--report",
+        now.to_str().unwrap(),
+        "--baseline",
+        raised.to_str().unwrap(),
+        "--tolerance",
+        TOLERANCE,
+    ]);
+    assert_eq!(code, Some(1), "a 1-point drop must fail the gate:\n{stdout}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
