@@ -50,6 +50,7 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_report() {
     let whole = run_eval(&digits_request(), None, &NoProgress).unwrap();
 
     let state = state_path_for(&dir.join("r.json"));
+    let search_state = dir.join("r.json.resume.json.search");
     let resumable = EvalRequest {
         resume: Some(state.clone()),
         ..digits_request()
@@ -65,9 +66,12 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_report() {
         let saved = read(&state);
         assert_eq!(saved["batches_done"], stop);
         assert_eq!(saved["progress"]["images"], stop as u64 * 40);
+        // the B searches of the three configurations are kept too (not rerun on resuming)
+        let searches = read(&search_state);
+        assert_eq!(searches["progress"].as_array().unwrap().len(), 3);
     }
     let resumed = run_eval(&resumable, None, &NoProgress).unwrap();
-    assert!(!state.exists(), "a finished run removes its state");
+    assert!(!state.exists() && !search_state.exists(), "a finished run removes its state");
     assert_eq!(timeless(&resumed), timeless(&whole));
     assert_eq!(resumed.predictions, whole.predictions);
     assert_eq!(resumed.predictions.len(), 500);
@@ -202,4 +206,46 @@ fn outputs_and_preprocessing_are_checked_before_the_run() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("bilinear or bicubic"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bound_searches_read_back_exactly() {
+    use polycnn::eval::{BoundSearch, Overflow, SearchTry};
+    let overflow = |kind, max_abs| Overflow {
+        kind,
+        site: "layer3.2.relu2".into(),
+        max_abs,
+        images: vec![3, 1, 4],
+        images_run: 832,
+    };
+    let search = BoundSearch {
+        label: "α=8 (ReLU)".into(),
+        relu_bound: 60.0,
+        maxpool_bound: 50.0,
+        tries: vec![
+            SearchTry {
+                relu_bound: 50.0,
+                maxpool_bound: 50.0,
+                images_run: 832,
+                overflow: Some(overflow("relu", 52.152_f32 as f64)),
+            },
+            // a non-finite activation: written as null, read back as infinite
+            SearchTry {
+                relu_bound: 55.0,
+                maxpool_bound: 50.0,
+                images_run: 32,
+                overflow: Some(overflow("maxpool", f64::INFINITY)),
+            },
+            SearchTry {
+                relu_bound: 60.0,
+                maxpool_bound: 50.0,
+                images_run: 1000,
+                overflow: None,
+            },
+        ],
+    };
+    let json = serde_json::to_string(&search).unwrap();
+    assert_eq!(serde_json::from_str::<BoundSearch>(&json).unwrap(), search);
+    let bad = json.replace("\"maxpool\"", "\"pool\"");
+    assert!(serde_json::from_str::<BoundSearch>(&bad).unwrap_err().to_string().contains("unknown site kind"));
 }

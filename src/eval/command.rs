@@ -79,14 +79,35 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
         Some(p) => (p.bounds(), [false; 2]),
         None => (rule_bounds(req, graph, count, &pass)?, [is_search(&req.bound), is_search(&req.bound_max)]),
     };
-    let mut searches = Vec::new();
+    let weights_sha256 = hex(&sha256_file(&req.weights).map_err(|e| format!("{}: {e}", req.weights.display()))?);
+    let fingerprint = dataset.fingerprint();
+    // The searches are kept as each configuration's completes: a resumed run repeats at most
+    // the one that was interrupted.
+    let search_checkpoint = req.resume.as_ref().map(|path| Checkpoint {
+        path: search_state_path(path),
+        run_key: run_key(req, &weights_sha256, &fingerprint, &[]),
+    });
+    let mut searches: Vec<BoundSearch> = match &search_checkpoint {
+        Some(c) => c.load::<Vec<BoundSearch>>()?.map(|s| s.progress).unwrap_or_default(),
+        None => Vec::new(),
+    };
     let mut site_bounds = Vec::new();
     for c in &configurations {
-        let (found, search) = match searched {
-            [false, false] => (bounds.clone(), None),
-            _ => search_configuration(req, graph, &bounds, c, count, searched, &pass(Vec::new(), "bound search"))?,
+        let found = match searched {
+            [false, false] => bounds.clone(),
+            _ => match searches.iter().find(|s| s.label == c.config.label) {
+                Some(s) => with_searched_bounds(graph, &bounds, s.relu_bound, s.maxpool_bound),
+                None => {
+                    let search_pass = pass(Vec::new(), "bound search");
+                    let (found, search) = search_configuration(req, graph, &bounds, c, count, searched, &search_pass)?;
+                    searches.extend(search);
+                    if let Some(checkpoint) = &search_checkpoint {
+                        checkpoint.save(searches.len(), 0.0, &searches)?;
+                    }
+                    found
+                }
+            },
         };
-        searches.extend(search);
         site_bounds.push(found.per_site);
     }
     let plans: Vec<_> = configurations
@@ -97,10 +118,9 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     // Bounds above came from the same images in every shard; only the evaluation is split.
     let evaluated = req.shard.map_or(0..count, |s| s.range(count));
     let configs: Vec<ApproxConfig> = configurations.iter().map(|c| c.config.clone()).collect();
-    let weights_sha256 = hex(&sha256_file(&req.weights).map_err(|e| format!("{}: {e}", req.weights.display()))?);
     let checkpoint = req.resume.as_ref().map(|path| Checkpoint {
         path: path.clone(),
-        run_key: run_key(req, &weights_sha256, dataset.fingerprint(), &site_bounds),
+        run_key: run_key(req, &weights_sha256, &fingerprint, &site_bounds),
     });
     let options = PassOptions {
         predictions: req.predictions,
@@ -108,7 +128,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
         stop_after_batches: req.stop_after_batches,
     };
     let tally = evaluate_with(&pass(evaluated.collect(), "exact + approximate"), &configs, &plans, &options)?;
-    if let Some(c) = &checkpoint {
+    for c in checkpoint.iter().chain(&search_checkpoint) {
         c.finish()?;
     }
     let bounds = Bounds {
@@ -164,9 +184,16 @@ fn run_info(req: &EvalRequest, gpu: Option<&Gpu>, graph: &Graph, backend: &str) 
     }
 }
 
+/// Where the bound searches of a run whose pass state is `state` are kept.
+fn search_state_path(state: &std::path::Path) -> std::path::PathBuf {
+    let mut name = state.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".search");
+    state.with_file_name(name)
+}
+
 /// What a resume state must match: everything that decides the evaluation pass's counts (the
 /// request without its output-only fields, the weights' content, the images, every bound).
-fn run_key(req: &EvalRequest, weights_sha256: &str, data_fingerprint: String, site_bounds: &[Vec<SiteBound>]) -> String {
+fn run_key(req: &EvalRequest, weights_sha256: &str, data_fingerprint: &str, site_bounds: &[Vec<SiteBound>]) -> String {
     let decisive = EvalRequest {
         resume: None,
         stop_after_batches: None,
