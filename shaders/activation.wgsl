@@ -32,7 +32,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> input: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 // [0]: inputs with |x| > B, [1]: bits of max |x| (non-negative floats order like u32).
-@group(0) @binding(4) var<storage, read_write> range_stats: array<atomic<u32>, 51>;
+@group(0) @binding(4) var<storage, read_write> range_stats: array<atomic<u32>, STATS_WORDS>;
 
 @compute @workgroup_size(256)
 fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -42,7 +42,7 @@ fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation
         record_range(x, params.bound);
         if params.approximate == 1u {
             let xc = polynomial_input(x);
-            output[i] = 0.5 * xc * (1.0 + sign_poly(xc / params.bound, params.scheme));
+            output[i] = approx_relu(xc, params.bound, params.scheme);
         } else if params.approximate == 2u {
             output[i] = power_poly_relu(polynomial_input(x));
         } else {

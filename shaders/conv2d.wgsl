@@ -49,7 +49,7 @@ const ACT_POLY_RELU: u32 = 2u;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 @group(0) @binding(6) var<storage, read_write> output: array<f32>;
-@group(0) @binding(7) var<storage, read_write> range_stats: array<atomic<u32>, 51>;
+@group(0) @binding(7) var<storage, read_write> range_stats: array<atomic<u32>, STATS_WORDS>;
 
 const TILE_M: u32 = THREADS_M * BLOCK_M;
 const TILE_N: u32 = THREADS_N * BLOCK_N;
@@ -136,7 +136,7 @@ fn epilogue(m: u32, o: u32, acc: f32) {
             if params.clamp == 1u {
                 v = clamp(v, -params.bound, params.bound);
             }
-            v = 0.5 * v * (1.0 + sign_poly(v / params.bound, params.scheme));
+            v = approx_relu(v, params.bound, params.scheme);
         }
     }
     output[index] = v;

@@ -1,19 +1,17 @@
 // Per-site statistics of activation inputs, gathered in the same pass as the activation:
 // how many fall outside [-B, B] (never clipped silently), non-finite ones, the largest finite
-// |x| and a histogram of ⌊log2 |x|⌋ (bins as `cpu::activation::{HIST_BINS, LOG2_MIN}`). The
-// including shader declares
-//   var<storage, read_write> range_stats: array<atomic<u32>, 51>;
-//   // [0] |x| > B, [1] bits of max finite |x|, [2] non-finite, [3..51] histogram
+// |x| and a histogram of ⌊log2 |x|⌋. The layout constants HIST_BINS, LOG2_MIN,
+// STATS_HEADER_WORDS and STATS_WORDS are prepended by the host from `crate::exec` (one source
+// for every backend). The including shader declares
+//   var<storage, read_write> range_stats: array<atomic<u32>, STATS_WORDS>;
+//   // [0] |x| > B, [1] bits of max finite |x|, [2] non-finite, then the HIST_BINS histogram
 // Statistics are gathered per workgroup and flushed with a few global atomics per workgroup: a
 // global atomic per element would serialise the dispatch. Non-negative floats order like their
 // u32 bit patterns, so atomicMax on the bits is a float max.
-const HIST_BINS: u32 = 48u;
-const LOG2_MIN: i32 = -24;
-
 var<workgroup> wg_out_of_range: atomic<u32>;
 var<workgroup> wg_max_bits: atomic<u32>;
 var<workgroup> wg_non_finite: atomic<u32>;
-var<workgroup> wg_hist: array<atomic<u32>, 48>;
+var<workgroup> wg_hist: array<atomic<u32>, HIST_BINS>;
 
 fn record_range(x: f32, bound: f32) {
     let bits = bitcast<u32>(x) & 0x7fffffffu;
@@ -51,7 +49,7 @@ fn flush_range(local_index: u32) {
     if local_index < HIST_BINS {
         let n = atomicLoad(&wg_hist[local_index]);
         if n > 0u {
-            atomicAdd(&range_stats[3u + local_index], n);
+            atomicAdd(&range_stats[STATS_HEADER_WORDS + local_index], n);
         }
     }
 }

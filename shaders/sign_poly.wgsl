@@ -105,3 +105,8 @@ fn sign_poly(x_in: f32, scheme: u32) -> f32 {
     }
     return x;
 }
+
+// The paper's approximate ReLU: x(1 + p(x/B))/2 (x already clamped where the site clamps).
+fn approx_relu(x: f32, bound: f32, scheme: u32) -> f32 {
+    return 0.5 * x * (1.0 + sign_poly(x / bound, scheme));
+}

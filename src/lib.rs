@@ -8,6 +8,7 @@ pub mod eval;
 pub mod exec;
 pub mod gpu;
 pub mod model;
+pub mod pickle;
 pub mod poly;
-pub mod report;
+pub mod tables;
 pub mod weights;

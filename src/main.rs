@@ -23,10 +23,10 @@ use polycnn::gpu::activation::Scheme;
 use polycnn::model::Arch;
 use polycnn::poly::degrees::{SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
-use polycnn::report::cost_report::{
+use polycnn::tables::cost_table::{
     CostRequest, format_cost_summary, format_degree_table, format_network_cost, network_costs,
 };
-use polycnn::report::poly_report::{PolyRequest, build_rows, format_table};
+use polycnn::tables::poly_table::{PolyRequest, build_rows, format_table};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

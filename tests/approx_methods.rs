@@ -2,13 +2,13 @@
 //! on both backends, and the B search on the approximate network: its stepping logic with a
 //! fake evaluator, and on ResNet-20 with real data. The GPU tests FAIL without an adapter.
 
-use polycnn::exec::NoProgress;
-use polycnn::cpu::activation::relu_in_place;
 use polycnn::cpu;
-use polycnn::exec::{ActivationPlan, PolySite, ReluPoly, SiteMode, SiteStats};
+use polycnn::cpu::activation::relu_in_place;
 use polycnn::eval::command::run_eval;
 use polycnn::eval::request::EvalRequest;
 use polycnn::eval::{BoundRule, MAX_SEARCH_TRIES, Mode, Overflow, search_bounds};
+use polycnn::exec::NoProgress;
+use polycnn::exec::{ActivationPlan, PolySite, ReluPoly, SiteMode, SiteStats};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::{ActivationKernel, Scheme, SiteEval};
 use polycnn::gpu::network::GpuNetwork;

@@ -526,7 +526,12 @@ fn parameter_lists_match_torchvision_state_dicts_name_for_name() {
 }
 
 /// Max |ours − PyTorch's| over a logits fixture, and the largest |logit|.
-fn logits_difference(graph: &Graph, plan: &ActivationPlan, inputs: &str, logits: &str) -> (f32, f32, polycnn::exec::RunOutput) {
+fn logits_difference(
+    graph: &Graph,
+    plan: &ActivationPlan,
+    inputs: &str,
+    logits: &str,
+) -> (f32, f32, polycnn::exec::RunOutput) {
     let io = StateDict::load(&fixture(inputs)).unwrap();
     let input = io.get("input").unwrap();
     let batch = Batch::new(input.shape[0], graph.input, input.data.clone()).unwrap();

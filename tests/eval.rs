@@ -1,14 +1,14 @@
 //! The evaluation pipeline end to end: the shipped digits job against PyTorch, one-pass
 //! accounting against direct runs, bound rules, corrupt images, and the JSON report.
 
-use polycnn::exec::NoProgress;
 use polycnn::cpu;
-use polycnn::exec::{ActivationPlan, SiteStats};
 use polycnn::data::Dataset;
 use polycnn::data::digits::DigitsDataset;
 use polycnn::eval::command::run_eval;
 use polycnn::eval::request::EvalRequest;
 use polycnn::eval::{BoundRule, choose_bounds, top5};
+use polycnn::exec::NoProgress;
+use polycnn::exec::{ActivationPlan, SiteStats};
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::model::{self, Arch, Batch, SiteKind};
@@ -44,7 +44,13 @@ fn digits_cnn_reproduces_pytorch_logits() {
     for case in expected["expected"].as_array().unwrap() {
         let i = case["index"].as_u64().unwrap() as usize;
         assert_eq!(data.label(i) as u64, case["label"].as_u64().unwrap());
-        let batch = Batch::new(1, graph.input, data.load(i, &Arch::DigitsCnn.descriptor().preprocessing.normalize).unwrap()).unwrap();
+        let batch = Batch::new(
+            1,
+            graph.input,
+            data.load(i, &Arch::DigitsCnn.descriptor().preprocessing.normalize)
+                .unwrap(),
+        )
+        .unwrap();
         let out = cpu::run(&graph, &batch, &ActivationPlan::exact(&graph)).unwrap();
         for (got, want) in out.logits.iter().zip(case["logits"].as_array().unwrap()) {
             assert!(

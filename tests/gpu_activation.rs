@@ -7,7 +7,7 @@ use polycnn::gpu::activation::{ActivationKernel, PoolShape, Scheme, SiteEval};
 use polycnn::poly::activation::{approx_max_window, approx_relu, max_pool_scale};
 use polycnn::poly::official::load_official;
 use polycnn::poly::{Composite, optimise_eps, paper_degrees};
-use polycnn::report::poly_report::gpu_f32_error;
+use polycnn::tables::poly_table::gpu_f32_error;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

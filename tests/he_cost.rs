@@ -200,7 +200,7 @@ fn optimized_degrees_meet_the_bound_and_beat_or_match_the_paper() {
 #[test]
 fn eval_reports_carry_the_cost_of_each_configuration() {
     use polycnn::eval::command::run_eval;
-use polycnn::eval::request::EvalRequest;
+    use polycnn::eval::request::EvalRequest;
     use polycnn::eval::{BoundRule, Mode};
     use polycnn::gpu::activation::Scheme;
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/digits");

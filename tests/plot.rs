@@ -2,11 +2,11 @@
 //! one description, the per-site range plot, and writing all four files.
 
 use image::{Rgb, RgbImage};
-use polycnn::exec::{HIST_BINS, LOG2_MIN, SiteStats};
-use polycnn::eval::plot::{self, Anchor, Canvas, Color, GLYPHS, PNG_SCALE, Primitive};
 use polycnn::eval::PolyInfo;
+use polycnn::eval::plot::{self, Anchor, Canvas, Color, GLYPHS, PNG_SCALE, Primitive};
 use polycnn::eval::report::{Accuracy, ConfigReport, EvalReport, SiteReport};
 use polycnn::eval::{BoundRule, Bounds, Mode, SiteBound};
+use polycnn::exec::{HIST_BINS, LOG2_MIN, SiteStats};
 use polycnn::model::SiteKind;
 use polycnn::poly::cost::HeCost;
 

@@ -3,10 +3,10 @@
 //! scripts/vgg_approx_reference.py with the paper's published polynomials and the official
 //! B search). Exact top-1 against PyTorch is tested in tests/cpu_models.rs and gpu_network.rs.
 
-use polycnn::exec::NoProgress;
 use polycnn::eval::BoundRule;
 use polycnn::eval::command::run_eval;
 use polycnn::eval::request::EvalRequest;
+use polycnn::exec::NoProgress;
 use polycnn::gpu::activation::Scheme;
 use polycnn::model::Arch;
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use crate::gpu::activation::{ActivationKernel, PolyBuffer, Scheme};
 use crate::gpu::conv::{ConvKernel, ConvShape, Epilogue, TileConfig, time_conv};
 use crate::model::{Batch, Conv2d, Graph, GraphBuilder, Op, Shape};
 use crate::poly::Composite;
-use crate::report::poly_report::our_composite;
+use crate::tables::poly_table::our_composite;
 use crate::weights::Tensor;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;

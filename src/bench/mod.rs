@@ -10,12 +10,12 @@ mod memory;
 mod networks;
 pub mod pytorch;
 
+use crate::data::Dataset;
 use crate::data::imagenet::{self, ClassIndex, Layout};
 use crate::data::loader::load_batch;
-use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::model::Arch;
-use crate::report::poly_report::our_composite;
+use crate::tables::poly_table::our_composite;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;

@@ -8,7 +8,7 @@ use crate::gpu::Gpu;
 use crate::gpu::activation::Scheme;
 use crate::gpu::network::GpuNetwork;
 use crate::model::{self, Batch, Graph};
-use crate::report::poly_report::our_composite;
+use crate::tables::poly_table::our_composite;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 

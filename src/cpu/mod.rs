@@ -22,8 +22,8 @@ mod conv;
 pub mod gemm;
 mod ops;
 
+use crate::exec::{ActivationPlan, Backend, ExecError, RunOutput, SiteMode, SiteStats, check_bound};
 use crate::model::schedule::{Step, fused_schedule_keeping, reader_counts};
-use crate::exec::{ActivationPlan, Backend, ExecError, RunOutput, SiteMode, SiteStats};
 use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId};
 use activation::{MaxPoolSite, SignEvaluator, relu_in_place};
 use conv::{ConvGeometry, conv_group};
@@ -366,10 +366,8 @@ fn prepare_site<'a>(
         site: name.clone(),
         detail,
     };
-    if let Some(bound) = mode.bound()
-        && !(bound.is_finite() && bound > 0.0)
-    {
-        return Err(bad(format!("the bound B must be positive and finite, got {bound}")));
+    if let Some(bound) = mode.bound() {
+        check_bound(bound).map_err(bad)?;
     }
     match &graph.nodes[node].op {
         Op::MaxPool { input, pool, .. } => MaxPoolSite::new(*pool, shapes[*input], shapes[node], mode)

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use super::files::{FileDataset, class_folders};
-use super::pickle::{Value, unpickle};
+use super::pickle::{Object, Pickled, Value, unpickle};
 use super::{DataError, Dataset, Geometry, ImageU8, decode_file};
 
 /// Class names in label order (torchvision's `CIFAR10.classes`).
@@ -139,17 +139,16 @@ pub fn binary_batches(paths: &[PathBuf]) -> Result<MemoryDataset, DataError> {
 /// The official python batch (`test_batch` from cifar-10-python.tar.gz).
 pub fn python_batch(path: &Path) -> Result<MemoryDataset, DataError> {
     let bytes = read(path)?;
-    let root = unpickle(&bytes).map_err(|msg| DataError::new(path, format!("not a readable pickle: {msg}")))?;
-    let (pixels, labels) = batch_contents(&root).map_err(|msg| DataError::new(path, msg))?;
+    let pickled = unpickle(&bytes).map_err(|msg| DataError::new(path, format!("not a readable pickle: {msg}")))?;
+    let (pixels, labels) = batch_contents(&pickled).map_err(|msg| DataError::new(path, msg))?;
     MemoryDataset::new(path.to_path_buf(), pixels, labels)
 }
 
-fn batch_contents(root: &Value) -> Result<(Vec<u8>, Vec<usize>), String> {
-    let data = root
-        .get("data")
-        .ok_or("no 'data' entry (expected a CIFAR-10 python batch dict)")?;
-    let Value::Array(array) = data else {
-        return Err(format!("'data' is a {}, expected a numpy array", data.kind()));
+fn batch_contents(pickled: &Pickled) -> Result<(Vec<u8>, Vec<usize>), String> {
+    let get = |key: &str| pickled.heap.get(&pickled.root, key);
+    let data = get("data").ok_or("no 'data' entry (expected a CIFAR-10 python batch dict)")?;
+    let Value::Object(Object::Array(array)) = data else {
+        return Err(format!("'data' is {}, expected a numpy array", data.describe()));
     };
     if !matches!(array.dtype.as_str(), "u1" | "|u1" | "uint8") || array.shape.len() != 2 || array.shape[1] != PIXELS {
         return Err(format!(
@@ -164,16 +163,16 @@ fn batch_contents(root: &Value) -> Result<(Vec<u8>, Vec<usize>), String> {
             array.shape
         ));
     }
-    let labels = root.get("labels").ok_or("no 'labels' entry")?;
-    let labels = match labels {
-        Value::List(items) => items
+    let labels = get("labels").ok_or("no 'labels' entry")?;
+    let labels = match (labels, pickled.heap.items(labels)) {
+        (Value::List(_), Some(items)) => items
             .iter()
             .map(|v| match v {
-                Value::Int(l) if *l >= 0 => Ok(*l as usize),
-                other => Err(format!("a label is {}", other.kind())),
+                Value::Int(l) => usize::try_from(*l).map_err(|_| format!("a label is {l}")),
+                other => Err(format!("a label is {}", other.describe())),
             })
             .collect::<Result<Vec<_>, _>>()?,
-        other => return Err(format!("'labels' is a {}, expected a list", other.kind())),
+        (other, _) => return Err(format!("'labels' is {}, expected a list", other.describe())),
     };
     Ok((array.data.to_vec(), labels))
 }

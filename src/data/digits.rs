@@ -104,7 +104,9 @@ mod tests {
             .map(|c| (0..d.len()).filter(|&i| d.label(i) == c).count())
             .collect::<Vec<_>>();
         assert_eq!(per_class, vec![42, 46, 50, 50, 44, 54, 57, 50, 56, 51]);
-        let x = d.load(0, &crate::model::Arch::DigitsCnn.descriptor().preprocessing.normalize).unwrap();
+        let x = d
+            .load(0, &crate::model::Arch::DigitsCnn.descriptor().preprocessing.normalize)
+            .unwrap();
         assert_eq!(x.len(), 64);
     }
 

@@ -2,7 +2,7 @@
 //! the previous one; a bounded channel (`prefetch` batches) keeps memory flat.
 //!
 //! A failed image (missing, truncated, wrong size...) does not stop the run: it is left out of its
-//! batch and reported in [`Batch::failures`] with its source and error, so the caller can count it.
+//! batch and reported in [`LoadedBatch::failures`] with its source and error, so the caller can count it.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -23,7 +23,7 @@ pub struct Failure {
 
 /// Up to `batch_size` images, normalised, NCHW f32; failed images are absent from `data`.
 #[derive(Clone, Debug)]
-pub struct Batch {
+pub struct LoadedBatch {
     /// `indices.len()` images of `shape` (C, H, W), contiguous.
     pub data: Vec<f32>,
     pub shape: [usize; 3],
@@ -33,7 +33,7 @@ pub struct Batch {
     pub failures: Vec<Failure>,
 }
 
-impl Batch {
+impl LoadedBatch {
     pub fn len(&self) -> usize {
         self.indices.len()
     }
@@ -54,7 +54,7 @@ pub struct LoaderConfig {
 
 /// An iterator over batches, decoded on a background thread.
 pub struct Loader {
-    receiver: Option<Receiver<Batch>>,
+    receiver: Option<Receiver<LoadedBatch>>,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -80,9 +80,9 @@ impl Loader {
 }
 
 impl Iterator for Loader {
-    type Item = Batch;
+    type Item = LoadedBatch;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<LoadedBatch> {
         self.receiver.as_ref()?.recv().ok()
     }
 }
@@ -98,10 +98,10 @@ impl Drop for Loader {
 }
 
 /// Decodes one batch in parallel (order preserved) and assembles it.
-pub fn load_batch(dataset: &dyn Dataset, indices: &[usize], normalize: &Normalize) -> Batch {
+pub fn load_batch(dataset: &dyn Dataset, indices: &[usize], normalize: &Normalize) -> LoadedBatch {
     let shape = dataset.shape();
     let decoded: Vec<Result<ImageU8, DataError>> = indices.par_iter().map(|&i| dataset.load_u8(i)).collect();
-    let mut batch = Batch {
+    let mut batch = LoadedBatch {
         data: Vec::with_capacity(indices.len() * shape.iter().product::<usize>()),
         shape,
         labels: Vec::with_capacity(indices.len()),

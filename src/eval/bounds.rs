@@ -66,7 +66,6 @@ impl BoundRule {
     }
 }
 
-
 /// Per-site bounds actually used (ReLU sites and max-pool sites may differ).
 #[derive(Clone, Debug, Serialize)]
 pub struct SiteBound {
@@ -85,7 +84,6 @@ pub struct Bounds {
     /// rule searches; `per_site` then holds the first configuration's bounds).
     pub search: Vec<BoundSearch>,
 }
-
 
 /// Bounds from the rules, using `stats` (an exact statistics pass) where a rule needs it.
 pub fn choose_bounds(
@@ -138,7 +136,6 @@ pub fn choose_bounds(
         search: Vec::new(),
     })
 }
-
 
 /// Where a try of the search stopped: the first batch with an activation out of [-B, B].
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -229,4 +226,3 @@ impl BoundSearch {
         )
     }
 }
-

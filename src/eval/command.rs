@@ -34,13 +34,25 @@ struct Configuration<'a> {
     prepared: Option<&'a PreparedPlan>,
     polynomial: PolyInfo,
     he_cost: Option<NetworkCost>,
+    /// The bounds it runs with, per site (set once the bounds are chosen).
+    site_bounds: Vec<SiteBound>,
 }
 
 impl Configuration<'_> {
-    fn activation_plan(&self, graph: &Graph, bounds: &Bounds) -> ActivationPlan<'_> {
+    fn activation_plan(&self, graph: &Graph, site_bounds: &[SiteBound]) -> ActivationPlan<'_> {
         match self.prepared {
             Some(p) => p.activation_plan(self.config.clamp),
-            None => approx_plan(graph, &self.config, bounds),
+            None => approx_plan(graph, &self.config, site_bounds),
+        }
+    }
+
+    fn into_run(self) -> ConfigRun {
+        ConfigRun {
+            relu: self.config.relu,
+            maxpool: self.config.maxpool,
+            polynomial: self.polynomial,
+            site_bounds: self.site_bounds,
+            he_cost: self.he_cost,
         }
     }
 }
@@ -60,7 +72,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
         Some(_) => Vec::new(),
         None => uniform_composites(req)?,
     };
-    let configurations = match &prepared {
+    let mut configurations = match &prepared {
         Some(p) => vec![plan_configuration(p, graph, req.clamp)?],
         None => uniform_configurations(req, graph, &composites)?,
     };
@@ -75,52 +87,39 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
         title: title.to_string(),
     };
     // A precision plan carries its own per-site bounds: no statistics pass, no search.
-    let (bounds, searched) = match &prepared {
-        Some(p) => (p.bounds(), [false; 2]),
-        None => (rule_bounds(req, graph, count, &pass)?, [is_search(&req.bound), is_search(&req.bound_max)]),
+    let bounds = match &prepared {
+        Some(p) => p.bounds(),
+        None => rule_bounds(req, graph, count, &pass)?,
     };
+    let searched = [is_search(&req.bound), is_search(&req.bound_max)].map(|s| s && prepared.is_none());
+    let search_pass = pass(Vec::new(), "bound search");
     let weights_sha256 = hex(&sha256_file(&req.weights).map_err(|e| format!("{}: {e}", req.weights.display()))?);
     let fingerprint = dataset.fingerprint();
-    // The searches are kept as each configuration's completes: a resumed run repeats at most
-    // the one that was interrupted.
+    let key = |site_bounds: &[Vec<SiteBound>]| run_key(req, &weights_sha256, &fingerprint, site_bounds);
     let search_checkpoint = req.resume.as_ref().map(|path| Checkpoint {
         path: search_state_path(path),
-        run_key: run_key(req, &weights_sha256, &fingerprint, &[]),
+        run_key: key(&[]),
     });
-    let mut searches: Vec<BoundSearch> = match &search_checkpoint {
-        Some(c) => c.load::<Vec<BoundSearch>>()?.map(|s| s.progress).unwrap_or_default(),
-        None => Vec::new(),
-    };
-    let mut site_bounds = Vec::new();
-    for c in &configurations {
-        let found = match searched {
-            [false, false] => bounds.clone(),
-            _ => match searches.iter().find(|s| s.label == c.config.label) {
-                Some(s) => with_searched_bounds(graph, &bounds, s.relu_bound, s.maxpool_bound),
-                None => {
-                    let search_pass = pass(Vec::new(), "bound search");
-                    let (found, search) = search_configuration(req, graph, &bounds, c, count, searched, &search_pass)?;
-                    searches.extend(search);
-                    if let Some(checkpoint) = &search_checkpoint {
-                        checkpoint.save(searches.len(), 0.0, &searches)?;
-                    }
-                    found
-                }
-            },
-        };
-        site_bounds.push(found.per_site);
-    }
+    let searches = set_site_bounds(
+        &mut configurations,
+        req,
+        &bounds,
+        count,
+        searched,
+        &search_pass,
+        search_checkpoint.as_ref(),
+    )?;
     let plans: Vec<_> = configurations
         .iter()
-        .zip(&site_bounds)
-        .map(|(c, per_site)| c.activation_plan(graph, &Bounds { per_site: per_site.clone(), ..bounds.clone() }))
+        .map(|c| c.activation_plan(graph, &c.site_bounds))
         .collect();
+    let configs: Vec<ApproxConfig> = configurations.iter().map(|c| c.config.clone()).collect();
     // Bounds above came from the same images in every shard; only the evaluation is split.
     let evaluated = req.shard.map_or(0..count, |s| s.range(count));
-    let configs: Vec<ApproxConfig> = configurations.iter().map(|c| c.config.clone()).collect();
+    let site_bounds: Vec<Vec<SiteBound>> = configurations.iter().map(|c| c.site_bounds.clone()).collect();
     let checkpoint = req.resume.as_ref().map(|path| Checkpoint {
         path: path.clone(),
-        run_key: run_key(req, &weights_sha256, &fingerprint, &site_bounds),
+        run_key: key(&site_bounds),
     });
     let options = PassOptions {
         predictions: req.predictions,
@@ -131,38 +130,69 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     for c in checkpoint.iter().chain(&search_checkpoint) {
         c.finish()?;
     }
-    let bounds = Bounds {
-        per_site: site_bounds.first().cloned().unwrap_or(bounds.per_site.clone()),
-        search: searches,
-        ..bounds
-    };
     let preprocessing = req.preprocessing.apply(&network.descriptor)?;
-    let info = RunInfo {
-        warnings: checkpoint_warnings(&req.weights.display().to_string(), &weights_sha256, &preprocessing),
-        weights_sha256,
-        dataset_images: dataset.len(),
-        preprocessing: PreprocessingInfo::of(&preprocessing),
-        ..run_info(req, gpu, graph, backend.name())
+    let first = configurations.first().map(|c| c.site_bounds.clone());
+    Ok(build_report(RunDescription {
+        info: RunInfo {
+            warnings: checkpoint_warnings(&req.weights.display().to_string(), &weights_sha256, &preprocessing),
+            weights_sha256,
+            dataset_images: dataset.len(),
+            preprocessing: PreprocessingInfo::of(&preprocessing),
+            ..run_info(req, gpu, graph, backend.name())
+        },
+        tally,
+        bounds: Bounds {
+            per_site: first.unwrap_or(bounds.per_site),
+            search: searches,
+            ..bounds
+        },
+        configs: configurations.into_iter().map(Configuration::into_run).collect(),
+        shard: req.shard.map(|s| s.info(count)),
+        plan: prepared.map(|p| p.plan().clone()),
+    }))
+}
+
+/// Each configuration's per-site bounds: `bounds`, or where a kind is `searched`, the official
+/// search's result on that configuration's approximate network. Returns the searches' records.
+/// With a `checkpoint` the searches are kept as each configuration's completes, and those a
+/// previous (interrupted) run completed are taken from it instead of being repeated.
+fn set_site_bounds(
+    configurations: &mut [Configuration],
+    req: &EvalRequest,
+    bounds: &Bounds,
+    count: usize,
+    searched: [bool; 2],
+    search_pass: &PassInput,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<Vec<BoundSearch>, AnyError> {
+    let mut searches: Vec<BoundSearch> = match checkpoint {
+        Some(c) => c.load::<Vec<BoundSearch>>()?.map(|s| s.progress).unwrap_or_default(),
+        None => Vec::new(),
     };
-    let configs = configurations.into_iter().zip(site_bounds).map(|(c, b)| c.into_run(b)).collect();
-    let shard = req.shard.map(|s| s.info(count));
-    let plan = prepared.map(|p| p.plan().clone());
-    Ok(build_report(RunDescription { info, tally, bounds, configs, shard, plan }))
-}
-
-impl Configuration<'_> {
-    fn into_run(self, site_bounds: Vec<super::bounds::SiteBound>) -> ConfigRun {
-        ConfigRun {
-            relu: self.config.relu,
-            maxpool: self.config.maxpool,
-            polynomial: self.polynomial,
-            site_bounds,
-            he_cost: self.he_cost,
-        }
+    for c in configurations.iter_mut() {
+        c.site_bounds = match searched {
+            [false, false] => bounds.per_site.clone(),
+            _ => match searches.iter().find(|s| s.label == c.config.label) {
+                Some(s) => with_searched_bounds(search_pass.graph, bounds, s.relu_bound, s.maxpool_bound).per_site,
+                None => {
+                    let (found, search) = search_configuration(req, bounds, c, count, searched, search_pass)?;
+                    searches.push(search);
+                    if let Some(checkpoint) = checkpoint {
+                        checkpoint.save(searches.len(), 0.0, &searches)?;
+                    }
+                    found.per_site
+                }
+            },
+        };
     }
+    Ok(searches)
 }
 
-fn open_backend<'a>(req: &EvalRequest, gpu: Option<&'a Gpu>, graph: &'a Graph) -> Result<Box<dyn Backend + 'a>, AnyError> {
+fn open_backend<'a>(
+    req: &EvalRequest,
+    gpu: Option<&'a Gpu>,
+    graph: &'a Graph,
+) -> Result<Box<dyn Backend + 'a>, AnyError> {
     Ok(match (req.gpu, gpu) {
         (true, Some(gpu)) => Box::new(GpuNetwork::new(gpu, graph, req.scheme)?),
         (true, None) => return Err("--backend gpu: no GPU adapter (use --backend cpu)".into()),
@@ -228,7 +258,11 @@ fn uniform_composites(req: &EvalRequest) -> Result<Vec<AlphaComposite>, AnyError
 fn composite_for(req: &EvalRequest, alpha: u32) -> Result<AlphaComposite, AnyError> {
     if let Some(dir) = &req.coeffs_dir {
         let source = format!("official ({})", dir.display());
-        return Ok(AlphaComposite { alpha, composite: load_official(dir, alpha)?, source });
+        return Ok(AlphaComposite {
+            alpha,
+            composite: load_official(dir, alpha)?,
+            source,
+        });
     }
     let degrees = match &req.degrees {
         Some(d) => d.as_slice(),
@@ -236,7 +270,11 @@ fn composite_for(req: &EvalRequest, alpha: u32) -> Result<AlphaComposite, AnyErr
     };
     let sc = optimise_eps(degrees)?;
     let source = format!("ours (ε = 2^{:.3})", sc.eps.log2());
-    Ok(AlphaComposite { alpha, composite: sc.composite, source })
+    Ok(AlphaComposite {
+        alpha,
+        composite: sc.composite,
+        source,
+    })
 }
 
 /// One configuration per α, every site of an approximated kind with its composite.
@@ -257,8 +295,17 @@ fn uniform_configurations<'a>(
                 // a ReLU baseline polynomial is not a composite: its cost is not modelled
                 Mode::Poly(p) => (poly_relu_info(p), None),
                 _ => {
-                    let precisions = uniform_plan(graph, Some(c.alpha), &c.composite.degrees(), req.relu == Mode::Approx, maxpool == Mode::Approx);
-                    (composite_info(&c.composite, c.source.clone()), Some(network_cost(graph, &precisions)?))
+                    let precisions = uniform_plan(
+                        graph,
+                        Some(c.alpha),
+                        &c.composite.degrees(),
+                        req.relu == Mode::Approx,
+                        maxpool == Mode::Approx,
+                    );
+                    (
+                        composite_info(&c.composite, c.source.clone()),
+                        Some(network_cost(graph, &precisions)?),
+                    )
                 }
             };
             let config = ApproxConfig {
@@ -269,7 +316,13 @@ fn uniform_configurations<'a>(
                 maxpool: maxpool.clone(),
                 clamp: req.clamp,
             };
-            Ok(Configuration { config, prepared: None, polynomial, he_cost })
+            Ok(Configuration {
+                config,
+                prepared: None,
+                polynomial,
+                he_cost,
+                site_bounds: Vec::new(),
+            })
         })
         .collect()
 }
@@ -281,6 +334,7 @@ fn plan_configuration<'a>(p: &'a PreparedPlan, graph: &Graph, clamp: bool) -> Re
         prepared: Some(p),
         polynomial: p.poly_info(),
         he_cost: Some(network_cost(graph, &site_precisions(p.plan()))?),
+        site_bounds: Vec::new(),
     })
 }
 
@@ -339,18 +393,18 @@ fn rule_bounds<'p>(
 /// The official search on the approximate network of one configuration: its bounds and record.
 fn search_configuration(
     req: &EvalRequest,
-    graph: &Graph,
     bounds: &Bounds,
     c: &Configuration,
     count: usize,
     searched: [bool; 2],
     search_pass: &PassInput,
-) -> Result<(Bounds, Option<BoundSearch>), AnyError> {
+) -> Result<(Bounds, BoundSearch), AnyError> {
+    let graph = search_pass.graph;
     let (start, step) = (search_grid(&req.bound), search_grid(&req.bound_max));
     let label = &c.config.label;
     let (relu, maxpool, tries) = search_bounds(count, (start.0, step.0), (start.1, step.1), |order, r, m| {
         let trial = with_searched_bounds(graph, bounds, r, m);
-        let overflow = first_overflow(search_pass, order, &c.activation_plan(graph, &trial), searched)?;
+        let overflow = first_overflow(search_pass, order, &c.activation_plan(graph, &trial.per_site), searched)?;
         match &overflow {
             Some(o) => log::info!(
                 "{label}: trying B_relu = {r}, B_max = {m}… site {} reached |x| = {:.3} ({} images run)",
@@ -369,7 +423,7 @@ fn search_configuration(
         tries,
     };
     log::info!("{}", search.summary());
-    Ok((with_searched_bounds(graph, bounds, relu, maxpool), Some(search)))
+    Ok((with_searched_bounds(graph, bounds, relu, maxpool), search))
 }
 
 /// (start, step) of a searched rule; a fixed bound stays where it is; per-site rules have no

@@ -2,7 +2,7 @@
 //! ([`Mode`]), its composite, label and polynomial description, and the activation plan it
 //! becomes with a set of bounds.
 
-use super::bounds::Bounds;
+use super::bounds::SiteBound;
 use crate::exec::{ActivationPlan, PolySite, ReluPoly, SiteMode};
 use crate::model::{Graph, SiteKind};
 use crate::poly::Composite;
@@ -59,7 +59,6 @@ impl Mode {
     }
 }
 
-
 /// One approximate configuration evaluated alongside the exact network.
 #[derive(Clone, Debug)]
 pub struct ApproxConfig<'a> {
@@ -73,7 +72,6 @@ pub struct ApproxConfig<'a> {
     pub clamp: bool,
 }
 
-
 /// The polynomial a configuration used.
 #[derive(Clone, Debug, Serialize)]
 pub struct PolyInfo {
@@ -85,12 +83,12 @@ pub struct PolyInfo {
     pub relu_cost: HeCost,
 }
 
-/// The activation plan of one approximate configuration with these bounds.
-pub fn approx_plan<'a>(graph: &Graph, config: &'a ApproxConfig<'a>, bounds: &Bounds) -> ActivationPlan<'a> {
+/// The activation plan of one approximate configuration with these per-site bounds.
+pub fn approx_plan<'a>(graph: &Graph, config: &'a ApproxConfig<'a>, bounds: &[SiteBound]) -> ActivationPlan<'a> {
     let modes = graph
         .sites
         .iter()
-        .zip(&bounds.per_site)
+        .zip(bounds)
         .map(|(site, b)| {
             let mode = if site.kind == SiteKind::Relu {
                 &config.relu
@@ -113,7 +111,6 @@ pub fn approx_plan<'a>(graph: &Graph, config: &'a ApproxConfig<'a>, bounds: &Bou
     ActivationPlan { modes }
 }
 
-
 /// The configuration's label: "α=14 (ReLU + max-pool)", "square ReLU (max-pool exact)", …
 pub fn config_label(alpha: u32, relu: &Mode, maxpool: &Mode, has_maxpool: bool) -> String {
     let maxpool = if has_maxpool { maxpool } else { &Mode::Exact };
@@ -131,4 +128,3 @@ pub fn config_label(alpha: u32, relu: &Mode, maxpool: &Mode, has_maxpool: bool) 
         }
     }
 }
-

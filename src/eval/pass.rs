@@ -124,7 +124,6 @@ fn hits(ranked: &[Vec<usize>], labels: &[usize]) -> Hits {
     h
 }
 
-
 /// What a pass needs besides the configurations.
 pub struct PassInput<'a> {
     pub graph: &'a Graph,
@@ -222,7 +221,7 @@ fn count_batch(
     input: &PassInput,
     exact_plan: &ActivationPlan,
     plans: &[ActivationPlan],
-    batch: crate::data::loader::Batch,
+    batch: crate::data::loader::LoadedBatch,
     predictions: bool,
     tally: &mut Tally,
 ) -> Result<(), String> {
@@ -272,4 +271,3 @@ fn add_hits(total: &mut Hits, h: Hits) {
 fn merge_sites(total: &mut [SiteStats], batch: &[SiteStats]) {
     total.iter_mut().zip(batch).for_each(|(t, b)| t.merge(b));
 }
-

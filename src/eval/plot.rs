@@ -542,7 +542,7 @@ pub const GLYPHS: &[(char, [u8; 7])] = &[
 ];
 
 /// Top-1 accuracy and agreement against α, with the exact accuracy as a dashed line: what
-/// `report::sweep_svg` writes, and [`sweep_png`] draws.
+/// [`sweep_svg`] writes, and [`sweep_png`] draws.
 pub fn sweep_plot(r: &EvalReport) -> Plot {
     let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 20.0, 40.0, 50.0);
     let mut plot = Plot::new(w, h);

@@ -106,7 +106,6 @@ pub fn first_overflow(
     Ok(None)
 }
 
-
 /// `bounds` with every site of a searched kind set to that kind's B.
 pub fn with_searched_bounds(graph: &Graph, bounds: &Bounds, relu: f64, maxpool: f64) -> Bounds {
     let mut out = bounds.clone();
@@ -119,4 +118,3 @@ pub fn with_searched_bounds(graph: &Graph, bounds: &Bounds, relu: f64, maxpool: 
     }
     out
 }
-

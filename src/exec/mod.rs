@@ -12,7 +12,7 @@ mod mode;
 mod progress;
 mod stats;
 
-pub use mode::{Approx, PolySite, ReluPoly, SiteMode};
+pub use mode::{Approx, PolySite, ReluPoly, SiteMode, check_bound};
 pub use progress::{NoProgress, Progress};
 pub use stats::{HIST_BINS, LOG2_MIN, STATS_HEADER_WORDS, STATS_WORDS, SiteStats, log2_bin};
 
@@ -79,7 +79,10 @@ pub enum ExecError {
     /// The batch does not fit the graph, or holds NaN/infinity.
     Input(String),
     /// The plan does not fit the graph, or a site's mode is unusable.
-    Site { site: String, detail: String },
+    Site {
+        site: String,
+        detail: String,
+    },
     /// The device failed (GPU: adapter, shader, buffer or submission errors).
     Device(String),
 }

@@ -165,3 +165,11 @@ impl<'a> SiteMode<'a> {
     }
 }
 
+/// A bound B every backend accepts: positive and finite.
+pub fn check_bound(bound: f64) -> Result<(), String> {
+    if bound.is_finite() && bound > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("the bound B must be a positive finite number, got {bound}"))
+    }
+}

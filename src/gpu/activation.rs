@@ -2,6 +2,7 @@
 //! parameterised WGSL kernel for every α and scheme, in ReLU mode and max-pool mode.
 
 use super::{Gpu, GpuError};
+use crate::exec::{HIST_BINS, LOG2_MIN, STATS_HEADER_WORDS, STATS_WORDS};
 use crate::model::Pool2d;
 use crate::poly::{Composite, Dd};
 use serde::Serialize;
@@ -90,8 +91,14 @@ pub struct RangeStats {
     pub log2_hist: Vec<u64>,
 }
 
-/// Words of a range-statistics buffer: 3 counters + the histogram.
-pub const RANGE_STATS_WORDS: usize = 3 + 48;
+/// shaders/range_stats.wgsl with its layout constants from `crate::exec` prepended.
+pub fn range_stats_source() -> String {
+    format!(
+        "const HIST_BINS: u32 = {HIST_BINS}u;\nconst LOG2_MIN: i32 = {LOG2_MIN};\n\
+         const STATS_HEADER_WORDS: u32 = {STATS_HEADER_WORDS}u;\nconst STATS_WORDS: u32 = {STATS_WORDS}u;\n{}",
+        include_str!("../../shaders/range_stats.wgsl")
+    )
+}
 
 /// Bytes between the statistics of consecutive sites in a shared buffer (a multiple of every
 /// adapter's storage-offset alignment, 256).
@@ -124,19 +131,19 @@ impl<'a> StatsSlot<'a> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: self.buffer,
             offset: self.site as u64 * RANGE_STATS_STRIDE,
-            size: std::num::NonZeroU64::new(RANGE_STATS_WORDS as u64 * 4),
+            size: std::num::NonZeroU64::new(STATS_WORDS as u64 * 4),
         })
     }
 }
 
 /// Decode one site's statistics from the words of a range-statistics buffer.
 pub fn decode_range_stats(words: &[u32], site: usize) -> RangeStats {
-    let w = &words[site * RANGE_STATS_STRIDE as usize / 4..][..RANGE_STATS_WORDS];
+    let w = &words[site * RANGE_STATS_STRIDE as usize / 4..][..STATS_WORDS];
     RangeStats {
         out_of_range: w[0] as u64,
         max_abs: f32::from_bits(w[1]),
         non_finite: w[2] as u64,
-        log2_hist: w[3..].iter().map(|&c| c as u64).collect(),
+        log2_hist: w[STATS_HEADER_WORDS..].iter().map(|&c| c as u64).collect(),
     }
 }
 
@@ -246,13 +253,13 @@ const GROUP: u32 = 256;
 
 /// Range statistics of one dispatch (or site), read back from its buffer.
 pub fn read_range_stats(gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<RangeStats, GpuError> {
-    Ok(decode_range_stats(&gpu.read_back::<u32>(buffer, RANGE_STATS_WORDS)?, 0))
+    Ok(decode_range_stats(&gpu.read_back::<u32>(buffer, STATS_WORDS)?, 0))
 }
 
 fn shader_source() -> String {
     [
         include_str!("../../shaders/sign_poly.wgsl"),
-        include_str!("../../shaders/range_stats.wgsl"),
+        &range_stats_source(),
         include_str!("../../shaders/activation.wgsl"),
     ]
     .concat()
@@ -508,12 +515,7 @@ impl<'g> ActivationKernel<'g> {
     }
 }
 
-fn check_bound(bound: f32) -> Result<(), GpuError> {
-    if bound.is_finite() && bound > 0.0 {
-        Ok(())
-    } else {
-        Err(GpuError::BadInput(format!(
-            "the bound B must be a positive finite number, got {bound}"
-        )))
-    }
+/// [`crate::exec::check_bound`] as a GPU error.
+pub(super) fn check_bound(bound: f32) -> Result<(), GpuError> {
+    crate::exec::check_bound(bound as f64).map_err(GpuError::BadInput)
 }

@@ -219,7 +219,7 @@ impl TileConfig {
         );
         [
             include_str!("../../shaders/sign_poly.wgsl"),
-            include_str!("../../shaders/range_stats.wgsl"),
+            &super::activation::range_stats_source(),
             &constants,
             include_str!("../../shaders/conv2d.wgsl"),
         ]
@@ -285,10 +285,8 @@ pub fn encode_conv_tiled(
         )));
     }
     let (activation, bound) = epilogue.code_and_bound();
-    if matches!(epilogue, Epilogue::PolyRelu { .. }) && !(bound.is_finite() && bound > 0.0) {
-        return Err(GpuError::BadInput(format!(
-            "the bound B must be a positive finite number, got {bound}"
-        )));
+    if matches!(epilogue, Epilogue::PolyRelu { .. }) {
+        super::activation::check_bound(bound)?;
     }
     check_binding_sizes(gpu, shape, buffers)?;
     let pipeline = gpu.pipeline(&tiles.pipeline_name(), "conv2d", || tiles.shader_source())?;

@@ -22,11 +22,11 @@ mod resnet;
 pub mod schedule;
 mod vgg;
 
+pub use descriptor::{DatasetFamily, NetworkDescriptor, Preprocessing, SearchGrid};
 pub use graph::{
     Batch, Conv2d, Graph, GraphBuilder, GraphError, Linear, Node, NodeId, Op, Pool2d, Shape, Site, SiteId, SiteKind,
 };
 pub use params::{CounterParams, ParamInfo, ParamKind, ParamSource, RandomParams, counter_uniform};
-pub use descriptor::{DatasetFamily, NetworkDescriptor, Preprocessing, SearchGrid};
 pub use resnet::ResNetLayout;
 
 use crate::data::Normalize;
@@ -116,7 +116,9 @@ impl Arch {
         let name = self.name();
         match self {
             Arch::CifarResNet(_) => NetworkDescriptor::cifar10(&name, None),
-            Arch::CifarVgg11Bn | Arch::CifarVggBn(_) => NetworkDescriptor::cifar10(&name, Some((cifar_vgg.mean, cifar_vgg.std))),
+            Arch::CifarVgg11Bn | Arch::CifarVggBn(_) => {
+                NetworkDescriptor::cifar10(&name, Some((cifar_vgg.mean, cifar_vgg.std)))
+            }
             Arch::CifarVggPaper(_) => NetworkDescriptor::cifar10(&name, Some(CIFAR_PAPER)),
             Arch::ResNet(_) | Arch::VggBn(_) => NetworkDescriptor::imagenet(&name, 224, None),
             Arch::GoogLeNet => NetworkDescriptor::imagenet(&name, 224, Some(TRANSFORM_INPUT)),

@@ -9,7 +9,10 @@ use crate::weights::{StateDict, WeightsError};
 /// akamaster's `resnet{depth}`: n = (depth − 2)/6 BasicBlocks per stage at 16/32/64 channels.
 pub fn cifar_resnet(depth: usize, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
     let blocks = (depth - 2) / 6;
-    let mut b = GraphBuilder::new(&format!("resnet{depth}"), super::Arch::CifarResNet(depth).descriptor().input);
+    let mut b = GraphBuilder::new(
+        &format!("resnet{depth}"),
+        super::Arch::CifarResNet(depth).descriptor().input,
+    );
     let stem = push_conv_bn(
         &mut b,
         params,

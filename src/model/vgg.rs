@@ -114,7 +114,10 @@ pub fn imagenet_vgg_bn(depth: usize, params: &mut dyn ParamSource) -> Result<Gra
 /// CIFAR-10 VGG-bn as shared/data/cifar10/weights_vgg's VGG-11: features on 32x32 (ending at
 /// 512x1x1), flattened into a single `classifier` Linear(512, 10).
 pub fn cifar_vgg_bn(depth: usize, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
-    let mut b = GraphBuilder::new(&format!("vgg{depth}_bn_cifar10"), super::Arch::CifarVggBn(depth).descriptor().input);
+    let mut b = GraphBuilder::new(
+        &format!("vgg{depth}_bn_cifar10"),
+        super::Arch::CifarVggBn(depth).descriptor().input,
+    );
     let features = push_features(&mut b, params, &config(depth), 3, true)?;
     let flat = b.push("flatten", Op::Flatten { input: features });
     let logits = push_linear(&mut b, params, "classifier", flat, (512, 10))?;
@@ -125,7 +128,10 @@ pub fn cifar_vgg_bn(depth: usize, params: &mut dyn ParamSource) -> Result<Graph,
 /// `linear1` (512→512), ReLU, `linear2` (512→512), ReLU, `linear3` (512→10). Its two classifier
 /// ReLUs are approximation sites like the others (sites `relu1`, `relu2`).
 pub fn cifar_vgg_bn_paper(depth: usize, params: &mut dyn ParamSource) -> Result<Graph, ModelError> {
-    let mut b = GraphBuilder::new(&format!("vgg{depth}_bn_cifar10_paper"), super::Arch::CifarVggPaper(depth).descriptor().input);
+    let mut b = GraphBuilder::new(
+        &format!("vgg{depth}_bn_cifar10_paper"),
+        super::Arch::CifarVggPaper(depth).descriptor().input,
+    );
     let features = push_features(&mut b, params, &config(depth), 3, true)?;
     let mut x = b.push("flatten", Op::Flatten { input: features });
     for i in 1..=2 {

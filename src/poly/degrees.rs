@@ -473,14 +473,14 @@ pub fn degree_rows(alphas: &[u32], limits: &SearchLimits) -> Result<Vec<DegreeRo
     };
     let started = std::time::Instant::now();
     let table = ErrorTable::build(&limits);
-    eprintln!("error table: {:.1} s", started.elapsed().as_secs_f64());
+    log::info!("error table: {:.1} s", started.elapsed().as_secs_f64());
     alphas
         .iter()
         .map(|&alpha| {
             let paper = paper_degrees(alpha).map(verify_list).transpose()?;
             let choice = optimise_degrees(&table, &limits, alpha);
             let found = choice.best.as_ref().map(|b| b.degrees.clone());
-            eprintln!(
+            log::info!(
                 "α = {alpha}: {found:?} after {} builds, {:.1} s",
                 choice.verified,
                 started.elapsed().as_secs_f64()

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use super::dtype::{Layout, gather};
 use super::error::{Fault, Parsed, corrupt};
-use super::pickle::{Pickled, StorageRef, TensorRef, Value, describe, unpickle};
+use super::pickle::{Object, Pickled, StorageRef, TensorRef, Value, unpickle};
 use super::safetensors::Record;
 use super::zip::ZipArchive;
 
@@ -130,7 +130,7 @@ fn read_legacy_storages<'a>(
         let Value::Str(key) = key else {
             return Err(corrupt(format!(
                 "legacy storage key is not a string but {}",
-                describe(key)
+                key.describe()
             )));
         };
         let storage = referenced.get(&**key).ok_or_else(|| {
@@ -176,13 +176,16 @@ fn state_dict_tensors(pickled: &Pickled) -> Parsed<Vec<(String, Rc<TensorRef>)>>
         .iter()
         .map(|(key, value)| {
             let Value::Str(name) = key else {
-                return Err(corrupt(format!("state dict key is not a string but {}", describe(key))));
+                return Err(corrupt(format!(
+                    "state dict key is not a string but {}",
+                    key.describe()
+                )));
             };
             match value {
-                Value::Tensor(tensor) => Ok((name.to_string(), tensor.clone())),
+                Value::Object(Object::Tensor(tensor)) => Ok((name.to_string(), tensor.clone())),
                 other => Err(Fault::Tensor {
                     tensor: name.to_string(),
-                    detail: format!("is not a tensor but {}", describe(other)),
+                    detail: format!("is not a tensor but {}", other.describe()),
                 }),
             }
         })
@@ -194,7 +197,7 @@ fn state_dict_entries(pickled: &Pickled) -> Parsed<&[(Value, Value)]> {
     let top = pickled.entries(&pickled.root).ok_or_else(|| {
         corrupt(format!(
             "checkpoint holds {}, expected a dict of tensors",
-            describe(&pickled.root)
+            &pickled.root.describe()
         ))
     })?;
     for wanted in WRAPPER_KEYS {
