@@ -3,7 +3,8 @@
 //   relu:     exact max(x, 0), or y = x(1 + p(x/B))/2, or (approximate == 2) a power-basis
 //             polynomial Σ c_k x^k standing in for ReLU (poly_coeffs = [n, c_0, …]; on x/B times
 //             B when params.scaled == 1)
-//   max_pool: exact (PyTorch: padding and ceil-mode overhang never win), or the paper's k×k tree
+//   max_pool: any window (per-axis kernel, stride, dilation, top/left padding; the output size
+//             comes from the host); exact (PyTorch: padding and ceil-mode overhang never win), or the paper's k×k tree
 //             of max(a,b) ≈ ((a+b) + (a−b)p(a−b))/2 on inputs rescaled by x·s + 1/2, where
 //             padding and ceil-mode overhang read zeros as in the official code.
 // Both record their inputs' range statistics (|x| > B counted, never clipped silently).
@@ -13,18 +14,22 @@ struct Params {
     scheme: u32,
     approximate: u32, // 0: exact, 1: composite sign polynomial, 2: power-basis ReLU polynomial
     row_stride: u32, // threads per row of the 2-D dispatch grid
-    window: u32,     // max-pool kernel size k (k*k ≤ 9)
+    kernel_h: u32,   // max-pool window (approximate: kernel_h·kernel_w ≤ 9)
     in_h: u32,
     in_w: u32,
     out_h: u32,
     out_w: u32,
-    stride: u32,
-    pad: u32,
+    stride_h: u32,
+    pad_h: u32,      // top padding
     bound: f32,
     pool_scale: f32, // s = (1 − c·2^-α)/(2B)
     clamp: u32,      // 1: the polynomial sees inputs clamped to [-B, B]
     scaled: u32,     // power-basis ReLU polynomial: 1 if it is in x/B (value times B)
-    _pad2: u32,
+    kernel_w: u32,
+    stride_w: u32,
+    pad_w: u32,      // left padding
+    dilation_h: u32,
+    dilation_w: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -100,10 +105,10 @@ fn exact_pool_window(i: u32) -> f32 {
     let plane = i / (params.out_w * params.out_h);
     let base = plane * params.in_h * params.in_w;
     var best = bitcast<f32>(0xff800000u); // −∞
-    for (var ky = 0u; ky < params.window; ky++) {
-        for (var kx = 0u; kx < params.window; kx++) {
-            let iy = i32(oy * params.stride + ky) - i32(params.pad);
-            let ix = i32(ox * params.stride + kx) - i32(params.pad);
+    for (var ky = 0u; ky < params.kernel_h; ky++) {
+        for (var kx = 0u; kx < params.kernel_w; kx++) {
+            let iy = i32(oy * params.stride_h + ky * params.dilation_h) - i32(params.pad_h);
+            let ix = i32(ox * params.stride_w + kx * params.dilation_w) - i32(params.pad_w);
             if iy >= 0 && ix >= 0 && iy < i32(params.in_h) && ix < i32(params.in_w) {
                 let v = input[base + u32(iy) * params.in_w + u32(ix)];
                 record_range(v, params.bound);
@@ -124,10 +129,10 @@ fn approx_pool_window(i: u32) -> f32 {
     let base = plane * params.in_h * params.in_w;
     var vals: array<f32, 9>;
     var n = 0u;
-    for (var ky = 0u; ky < params.window; ky++) {
-        for (var kx = 0u; kx < params.window; kx++) {
-            let iy = i32(oy * params.stride + ky) - i32(params.pad);
-            let ix = i32(ox * params.stride + kx) - i32(params.pad);
+    for (var ky = 0u; ky < params.kernel_h; ky++) {
+        for (var kx = 0u; kx < params.kernel_w; kx++) {
+            let iy = i32(oy * params.stride_h + ky * params.dilation_h) - i32(params.pad_h);
+            let ix = i32(ox * params.stride_w + kx * params.dilation_w) - i32(params.pad_w);
             var v = 0.0;
             if iy >= 0 && ix >= 0 && iy < i32(params.in_h) && ix < i32(params.in_w) {
                 v = input[base + u32(iy) * params.in_w + u32(ix)];

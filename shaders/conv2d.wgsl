@@ -1,9 +1,13 @@
 // 2-D convolution as a tiled implicit GEMM with a fused epilogue (prepend sign_poly.wgsl,
-// range_stats.wgsl and the tile constants below). NCHW activations, weights [O, C·KH·KW] as
-// PyTorch stores them, any kernel size, stride and padding, batch ≥ 1.
+// range_stats.wgsl and the tile constants below). NCHW activations, weights [O, C/G·KH·KW] as
+// PyTorch and ONNX store them, any kernel size, per-axis stride and dilation, padding (only the
+// top/left pads matter here: the bottom/right ones are implied by the output size the host
+// computed), G groups, batch ≥ 1.
 //
-// GEMM view: out[m, o] = Σ_k A[m, k] · W[o, k] with m = (n, oy, ox) an output pixel and
-// k = (c, ky, kx); A is never materialised (im2col happens while loading a tile).
+// GEMM view, one per group g (workgroup z): out[m, g·O/G + o] = Σ_k A_g[m, k] · W[g·O/G + o, k]
+// with m = (n, oy, ox) an output pixel and k = (c, ky, kx), c among the group's C/G input
+// channels; A is never materialised (im2col happens while loading a tile). A tile's output
+// channels all lie in one group, so they share its A tile.
 // The host prepends the tile configuration (src/gpu/conv.rs `TileConfig`):
 //   const THREADS_M, THREADS_N: u32 (workgroup size), BLOCK_M, BLOCK_N: u32 (register block),
 //   TILE_K: u32 (K values per slice).
@@ -17,25 +21,29 @@
 
 struct Params {
     batch: u32,
-    in_c: u32,
+    in_c: u32,         // input channels of the whole tensor
     in_h: u32,
     in_w: u32,
-    out_c: u32,
+    out_c: u32,        // output channels per group (all of them when G = 1)
     out_h: u32,
     out_w: u32,
     kernel_h: u32,
     kernel_w: u32,
-    stride: u32,
-    pad_h: u32,
-    pad_w: u32,
+    stride_h: u32,
+    pad_h: u32,        // top
+    pad_w: u32,        // left
     activation: u32, // ACT_*
     has_residual: u32,
     scheme: u32,
     bound: f32,
-    out_c_offset: u32, // this dispatch computes output channels [offset, offset + out_c) …
+    out_c_offset: u32, // this dispatch computes output channels [offset, offset + out_c·groups) …
     out_c_total: u32,  // … of a tensor with out_c_total channels (weights bound from row offset)
     clamp: u32,        // 1: the polynomial ReLU sees inputs clamped to [-B, B]
-    _pad1: u32,
+    stride_w: u32,
+    dilation_h: u32,
+    dilation_w: u32,
+    group_in_c: u32,   // input channels per group (in_c when G = 1)
+    first_group: u32,  // the group of output channel out_c_offset
 }
 
 const ACT_NONE: u32 = 0u;
@@ -80,15 +88,16 @@ fn decode_tap(slot: u32, k: u32, total_k: u32) {
     }
     let taps = params.kernel_h * params.kernel_w;
     let c = k / taps;
-    let ky = (k % taps) / params.kernel_w;
-    let kx = k % params.kernel_w;
+    let ky = (k % taps) / params.kernel_w * params.dilation_h;
+    let kx = k % params.kernel_w * params.dilation_w;
     tap_offset[slot] = i32((c * params.in_h + ky) * params.in_w + kx);
     tap_y[slot] = ky;
     tap_x[slot] = kx;
 }
 
-// Where one output pixel's receptive field starts: its image's first input value plus the
-// window's top-left corner (possibly in the padding), and that corner's coordinates.
+// Where one output pixel's receptive field starts: its image's first input value of the
+// group's first channel plus the window's top-left corner (possibly in the padding), and that
+// corner's coordinates.
 struct Pixel {
     base: i32,
     y0: i32,
@@ -96,15 +105,16 @@ struct Pixel {
     valid: bool,
 }
 
-fn decode_pixel(m: u32, total_m: u32) -> Pixel {
+fn decode_pixel(m: u32, total_m: u32, group: u32) -> Pixel {
     let plane = params.out_h * params.out_w;
     let mm = min(m, total_m - 1u);
     let n = mm / plane;
     let oy = (mm % plane) / params.out_w;
     let ox = mm % params.out_w;
-    let y0 = i32(oy * params.stride) - i32(params.pad_h);
-    let x0 = i32(ox * params.stride) - i32(params.pad_w);
-    let base = i32(n * params.in_c * params.in_h * params.in_w) + y0 * i32(params.in_w) + x0;
+    let y0 = i32(oy * params.stride_h) - i32(params.pad_h);
+    let x0 = i32(ox * params.stride_w) - i32(params.pad_w);
+    let first_channel = n * params.in_c + (params.first_group + group) * params.group_in_c;
+    let base = i32(first_channel * params.in_h * params.in_w) + y0 * i32(params.in_w) + x0;
     return Pixel(base, y0, x0, m < total_m);
 }
 
@@ -119,6 +129,7 @@ fn load_a(p: Pixel, slot: u32) -> f32 {
     return input[p.base + tap_offset[slot]];
 }
 
+// o: the output channel relative to out_c_offset (group · out_c + channel in the group).
 fn epilogue(m: u32, o: u32, acc: f32) {
     let plane = params.out_h * params.out_w;
     let n = m / plane;
@@ -149,12 +160,14 @@ fn conv2d(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let total_m = params.batch * params.out_h * params.out_w;
-    let total_k = params.in_c * params.kernel_h * params.kernel_w;
+    let total_k = params.group_in_c * params.kernel_h * params.kernel_w;
     let m0 = group.x * TILE_M;
     let o0 = group.y * TILE_N;
+    // Weight rows and output channels of this group, relative to out_c_offset.
+    let group_row = group.z * params.out_c;
     let a_m = lid % TILE_M;
     let a_tap = lid / TILE_M;
-    let pixel = decode_pixel(m0 + a_m, total_m);
+    let pixel = decode_pixel(m0 + a_m, total_m, group.z);
     let w_k = lid % TILE_K;
     let w_o = lid / TILE_K;
     if lid < TILE_K {
@@ -172,7 +185,7 @@ fn conv2d(
             let o = w_o + (THREADS / TILE_K) * r;
             var w = 0.0;
             if o0 + o < params.out_c && k0 + w_k < total_k {
-                w = weight[(o0 + o) * total_k + k0 + w_k];
+                w = weight[(group_row + o0 + o) * total_k + k0 + w_k];
             }
             let e = w_k * TILE_N + o;
             tile_w[e / 4u][e % 4u] = w;
@@ -205,7 +218,7 @@ fn conv2d(
         for (var j = 0u; j < BLOCK_N; j++) {
             let o = o0 + local.y * BLOCK_N + j;
             if m < total_m && o < params.out_c {
-                epilogue(m, o, acc[i][j / 4u][j % 4u]);
+                epilogue(m, group_row + o, acc[i][j / 4u][j % 4u]);
             }
         }
     }

@@ -11,4 +11,9 @@ pub mod model;
 pub mod pickle;
 pub mod poly;
 pub mod tables;
+pub mod validate;
 pub mod weights;
+
+#[cfg(test)]
+#[allow(dead_code)] // shared with tests/common, which uses the rest
+mod test_data;

@@ -21,6 +21,7 @@ use polycnn::exec::Progress;
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::model::Arch;
+use polycnn::validate;
 use polycnn::poly::degrees::{SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
 use polycnn::tables::cost_table::{
@@ -76,14 +77,16 @@ struct SourceArgs {
     /// Checkpoint: PyTorch (.pth/.th, zip or legacy) or safetensors.
     #[arg(long)]
     weights: PathBuf,
-    /// Dataset: CIFAR-10 (batch file, pickle, class folders or the PNG strip), ImageNet val
-    /// (class folders, flat + --labels, or synset-prefixed files), or the digits file.
+    /// Dataset: CIFAR-10 (batch file, pickle, class folders, the PNG strip, or a root holding
+    /// cifar-10-batches-py/ or -bin/), ImageNet val (class folders, flat + --labels,
+    /// synset-prefixed files, or a root holding val/ or validation/), or the digits file.
     #[arg(long)]
     data: PathBuf,
     /// Labels for flat ImageNet folders: LOC_val_solution.csv or `<file> <index>` lines.
     #[arg(long)]
     labels: Option<PathBuf>,
-    /// imagenet_class_index.json (torchvision class order).
+    /// imagenet_class_index.json or synset_words.txt: the label order of ImageNet synsets.
+    /// Default: torchvision's, built in (class folders must then be all 1,000 synsets).
     #[arg(long)]
     class_index: Option<PathBuf>,
     #[command(flatten)]
@@ -557,20 +560,16 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
     })
 }
 
-/// Refuses outputs that cannot be written before hours of evaluation, not after.
-fn check_output_folders(paths: &[Option<&std::path::Path>]) -> AnyResult<()> {
-    for path in paths.iter().flatten() {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Some(dir) = parent.filter(|d| !d.is_dir()) {
-            return Err(format!("{}: the folder {} does not exist", path.display(), dir.display()).into());
-        }
-    }
-    Ok(())
-}
-
 fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
     let request = eval_request(args)?;
-    check_output_folders(&[args.json.as_deref(), args.predictions.as_deref(), request.resume.as_deref()])?;
+    // Bad paths fail now, before the GPU is opened and the run starts.
+    validate::input(&request.weights, "--weights")?;
+    validate::input(&request.data, "--data")?;
+    for (path, flag) in [(&args.json, "--json"), (&args.predictions, "--predictions"), (&request.resume, "--resume")] {
+        if let Some(path) = path {
+            validate::output_file(path, flag)?;
+        }
+    }
     let gpu = match args.backend.as_str() {
         "gpu" => Some(Gpu::new()?),
         "auto" => match Gpu::new() {
@@ -609,10 +608,10 @@ fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
 }
 
 fn run_sweep(args: SweepArgs) -> AnyResult<()> {
+    validate::output_folder(&args.out, "--out")?;
     let report = run_eval_command(&args.eval)?;
     println!();
     print!("{}", sweep_markdown(&report));
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     write_file(&args.out.join("sweep.md"), &sweep_markdown(&report))?;
     write_file(&args.out.join("sweep.csv"), &sweep_csv(&report))?;
     for path in polycnn::eval::plot::write_plots(&report, &args.out)? {

@@ -1,6 +1,6 @@
 //! The official code's other approximation methods (`square`, `relu-aq`, a user's polynomial)
 //! on both backends, and the B search on the approximate network: its stepping logic with a
-//! fake evaluator, and on ResNet-20 with real data. The GPU tests FAIL without an adapter.
+//! fake evaluator, and on ResNet-20 with real data.
 
 use polycnn::cpu;
 use polycnn::cpu::activation::relu_in_place;
@@ -15,19 +15,12 @@ use polycnn::gpu::network::GpuNetwork;
 use polycnn::model::{self, Arch, Batch, Graph, Shape, SiteKind};
 use polycnn::weights::StateDict;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("these tests need a GPU adapter: {e}")))
-}
+mod common;
+use common::{data, gpu};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn shared(path: &str) -> PathBuf {
-    root().join("../shared/data").join(path)
 }
 
 /// ReLU ≈ B(3/32 + t/2 + 15/32 t²), t = x/B: the least-squares quadratic of ReLU on [-1, 1]
@@ -100,13 +93,14 @@ fn cpu_relu_polynomial_counts_inputs_beyond_b_and_clamps_on_request() {
 
 #[test]
 fn gpu_power_polynomial_relu_matches_f64() {
+    let Some(gpu) = gpu() else { return };
     let xs: Vec<f32> = (0..4099).map(|i| (i as f32 - 2049.0) / 64.0).collect();
     for (poly, bound) in [
         (ReluPoly::square(), 30.0),
         (ReluPoly::relu_aq(), 30.0),
         (least_squares_quadratic(), 16.0),
     ] {
-        let kernel = ActivationKernel::power(gpu(), &poly.coeffs);
+        let kernel = ActivationKernel::power(gpu, &poly.coeffs);
         let eval = SiteEval::Power {
             bound,
             scaled: poly.scaled,
@@ -150,7 +144,7 @@ fn max_relative_difference(got: &[f32], want: &[f32]) -> f64 {
 
 /// GPU (standalone ReLU after an unfused conv) against the CPU with a user polynomial at every
 /// ReLU: logits, and per site max |x| and out-of-range counts.
-fn gpu_matches_cpu_with_polynomial(graph: &Graph, batch: &Batch, bound: f64) {
+fn gpu_matches_cpu_with_polynomial(gpu: &Gpu, graph: &Graph, batch: &Batch, bound: f64) {
     let poly = least_squares_quadratic();
     let plan = ActivationPlan {
         modes: graph
@@ -167,7 +161,7 @@ fn gpu_matches_cpu_with_polynomial(graph: &Graph, batch: &Batch, bound: f64) {
             .collect(),
     };
     let on_cpu = cpu::run(graph, batch, &plan).unwrap();
-    let on_gpu = GpuNetwork::new(gpu(), graph, Scheme::Clenshaw)
+    let on_gpu = GpuNetwork::new(gpu, graph, Scheme::Clenshaw)
         .unwrap()
         .run(batch, &plan)
         .unwrap();
@@ -194,19 +188,19 @@ fn gpu_matches_cpu_with_polynomial(graph: &Graph, batch: &Batch, bound: f64) {
 
 #[test]
 fn gpu_network_with_a_relu_polynomial_matches_cpu() {
-    let resnet = model::load(
-        Arch::CifarResNet(20),
-        &shared("cifar10/weights_akamaster/resnet20-12fca82f.th"),
-    )
-    .unwrap();
+    let Some(gpu) = gpu() else { return };
+    let Some(resnet) = data("cifar10/weights_akamaster/resnet20-12fca82f.th") else { return };
+    let Some(vgg) = data("cifar10/weights_vgg/vgg11_bn_cifar10.pth") else { return };
+    let resnet = model::load(Arch::CifarResNet(20), &resnet).unwrap();
     // residual + ReLU convs, and B below some inputs so out-of-range counts are compared
     gpu_matches_cpu_with_polynomial(
+        gpu,
         &resnet,
         &fixture_batch("akamaster_resnet20_logits.safetensors", 4),
         12.0,
     );
-    let vgg = model::load(Arch::CifarVgg11Bn, &shared("cifar10/weights_vgg/vgg11_bn_cifar10.pth")).unwrap();
-    gpu_matches_cpu_with_polynomial(&vgg, &fixture_batch("cifar10_vgg11_bn_logits.safetensors", 4), 20.0);
+    let vgg = model::load(Arch::CifarVgg11Bn, &vgg).unwrap();
+    gpu_matches_cpu_with_polynomial(gpu, &vgg, &fixture_batch("cifar10_vgg11_bn_logits.safetensors", 4), 20.0);
 }
 
 /// A fake network: image i overflows ReLU sites below `relu_need[i]` and max-pool sites below
@@ -311,31 +305,31 @@ fn search_gives_up_with_an_error_when_nothing_fits() {
     assert!(err.contains("no bound found"), "{err}");
 }
 
-fn resnet20_request(limit: usize) -> EvalRequest {
-    EvalRequest {
+/// ResNet-20 on the first lossless images (`None`: skipped without the real data).
+fn resnet20_request(limit: usize) -> Option<EvalRequest> {
+    let weights = data("cifar10/weights_akamaster/resnet20-12fca82f.th")?;
+    let images = data("cifar10/test_first1000_png")?;
+    Some(EvalRequest {
         alphas: vec![7],
         bound: BoundRule::Search { start: 20.0, step: 5.0 },
         bound_max: BoundRule::Search { start: 20.0, step: 5.0 },
         batch: 50,
         limit: Some(limit),
         scheme: Scheme::Clenshaw,
-        ..EvalRequest::new(
-            Arch::CifarResNet(20),
-            shared("cifar10/weights_akamaster/resnet20-12fca82f.th"),
-            shared("cifar10/test_first1000_png"),
-        )
-    }
+        ..EvalRequest::new(Arch::CifarResNet(20), weights, images)
+    })
 }
 
 #[test]
 fn resnet20_search_on_the_approximate_network_exceeds_the_exact_bound() {
     // Grid 20, 25, …: the exact network's largest ReLU input on these images is ≈ 27 (→ 30).
-    let report = run_eval(&resnet20_request(200), None, &NoProgress).unwrap();
+    let Some(request) = resnet20_request(200) else { return };
+    let report = run_eval(&request, None, &NoProgress).unwrap();
     let exact = run_eval(
         &EvalRequest {
             bound: BoundRule::SearchExact { start: 20.0, step: 5.0 },
             bound_max: BoundRule::SearchExact { start: 20.0, step: 5.0 },
-            ..resnet20_request(200)
+            ..request
         },
         None,
         &NoProgress,
@@ -356,10 +350,11 @@ fn resnet20_search_on_the_approximate_network_exceeds_the_exact_bound() {
 
 #[test]
 fn relu_aq_runs_once_with_exact_max_pooling_and_reports_its_method() {
+    let Some(request) = resnet20_request(50) else { return };
     let request = EvalRequest {
         relu: Mode::parse_relu("relu-aq").unwrap(),
         alphas: vec![7, 8, 9],
-        ..resnet20_request(50)
+        ..request
     };
     let report = run_eval(&request, None, &NoProgress).unwrap();
     assert_eq!(report.configs.len(), 1, "a ReLU polynomial does not depend on α");
@@ -390,15 +385,13 @@ fn a_relu_polynomial_at_a_max_pool_site_is_an_error_naming_it() {
     let batch = Batch::new(1, graph.input, vec![0.5; graph.input.numel()]).unwrap();
     let err = cpu::run(&graph, &batch, &plan).unwrap_err().to_string();
     assert!(err.contains(&graph.sites[pool].name) && err.contains("square"), "{err}");
-    let kernel = ActivationKernel::power(gpu(), &poly.coeffs);
+    let Some(gpu) = gpu() else { return };
+    let kernel = ActivationKernel::power(gpu, &poly.coeffs);
     let shape = polycnn::gpu::activation::PoolShape {
         planes: 1,
         height: 4,
         width: 4,
-        window: 2,
-        stride: 2,
-        pad: 0,
-        ceil_mode: false,
+        window: polycnn::model::Window2d::square(2, 2, 0),
     };
     let eval = SiteEval::Power {
         bound: 10.0,
@@ -412,9 +405,10 @@ fn a_relu_polynomial_at_a_max_pool_site_is_an_error_naming_it() {
 fn resnet20_alpha_7_search_on_the_1000_lossless_images_ends_at_65() {
     // The measurement: the exact network's ReLU inputs stay below 28, yet the official
     // search on the α = 7 network ends at B = 65 (50, 55, 60 overflow).
+    let Some(request) = resnet20_request(1000) else { return };
     let request = EvalRequest {
         bound: BoundRule::Search { start: 50.0, step: 5.0 },
-        ..resnet20_request(1000)
+        ..request
     };
     let report = run_eval(&request, None, &NoProgress).unwrap();
     let search = &report.bounds.search[0];

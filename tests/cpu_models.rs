@@ -3,11 +3,15 @@
 
 use polycnn::cpu;
 use polycnn::exec::{ActivationPlan, SiteMode};
-use polycnn::model::{self, Arch, Batch, Conv2d, Graph, GraphBuilder, Op, Pool2d, Shape};
+use polycnn::model::{self, Affine, Arch, Batch, Conv2d, Graph, GraphBuilder, Op, Pointwise, Shape, Window2d};
+use polycnn::poly::activation::approx_relu;
 use polycnn::poly::{optimise_eps, paper_degrees};
 use polycnn::weights::{StateDict, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
+
+mod common;
+use common::data;
 
 // ---------------------------------------------------------------------------------------------
 // A naive interpreter of the IR: direct loops, f64 accumulation, exact activations.
@@ -26,8 +30,18 @@ fn reference_values(graph: &Graph, image: &[f32]) -> Vec<Vec<f32>> {
             Op::Input => image.to_vec(),
             Op::Conv2d(c) => direct_conv(&values[c.input], of(c.input), c, out),
             Op::Relu { input, .. } => values[*input].iter().map(|v| v.max(0.0)).collect(),
-            Op::MaxPool { input, pool, .. } => direct_pool(&values[*input], of(*input), pool, out, true),
-            Op::AvgPool { input, pool } => direct_pool(&values[*input], of(*input), pool, out, false),
+            Op::MaxPool { input, pool, .. } => direct_pool(&values[*input], of(*input), pool, out, PoolKind::Max),
+            Op::AvgPool {
+                input,
+                pool,
+                count_include_pad,
+            } => direct_pool(
+                &values[*input],
+                of(*input),
+                pool,
+                out,
+                PoolKind::Avg(*count_include_pad),
+            ),
             Op::GlobalAvgPool { input } => {
                 let p = of(*input).plane();
                 values[*input]
@@ -36,6 +50,19 @@ fn reference_values(graph: &Graph, image: &[f32]) -> Vec<Vec<f32>> {
                     .collect()
             }
             Op::Add { a, b } => values[*a].iter().zip(&values[*b]).map(|(x, y)| x + y).collect(),
+            Op::Sub { a, b } => values[*a].iter().zip(&values[*b]).map(|(x, y)| x - y).collect(),
+            Op::Affine(af) => {
+                let p = of(af.input).plane();
+                let channel = |i: usize| (i / p) % of(af.input).c;
+                let pick = |v: &[f32], c: usize| if v.len() == 1 { v[0] } else { v[c] } as f64;
+                let at = |i: usize, x: f32| x as f64 * pick(&af.scale, channel(i)) + pick(&af.shift, channel(i));
+                values[af.input]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| at(i, x) as f32)
+                    .collect()
+            }
+            Op::Pointwise { input, func } => values[*input].iter().map(|&x| func.eval_f64(x as f64) as f32).collect(),
             Op::ShortcutA {
                 input,
                 out_channels,
@@ -73,21 +100,25 @@ fn reference_values(graph: &Graph, image: &[f32]) -> Vec<Vec<f32>> {
     values
 }
 
+/// Direct convolution in f64 from the ONNX definition: groups, dilation, asymmetric padding.
 fn direct_conv(x: &[f32], s: Shape, c: &Conv2d, out: Shape) -> Vec<f32> {
     let [kh, kw] = c.kernel();
-    let [ph, pw] = c.padding;
+    let win = &c.window;
+    let (cin, cout) = (s.c / c.groups, out.c / c.groups);
     let mut o = vec![0.0; out.numel()];
     for oc in 0..out.c {
+        let group = oc / cout;
         for oy in 0..out.h {
             for ox in 0..out.w {
                 let mut acc = c.bias[oc] as f64;
-                for ic in 0..s.c {
+                for j in 0..cin {
+                    let ic = group * cin + j;
                     for ky in 0..kh {
                         for kx in 0..kw {
-                            let iy = (oy * c.stride + ky) as isize - ph as isize;
-                            let ix = (ox * c.stride + kx) as isize - pw as isize;
+                            let iy = (oy * win.stride[0] + ky * win.dilation[0]) as isize - win.pads[0] as isize;
+                            let ix = (ox * win.stride[1] + kx * win.dilation[1]) as isize - win.pads[1] as isize;
                             if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w {
-                                let w = c.weight.data[((oc * s.c + ic) * kh + ky) * kw + kx] as f64;
+                                let w = c.weight.data[((oc * cin + j) * kh + ky) * kw + kx] as f64;
                                 acc += w * x[(ic * s.h + iy as usize) * s.w + ix as usize] as f64;
                             }
                         }
@@ -100,32 +131,42 @@ fn direct_conv(x: &[f32], s: Shape, c: &Conv2d, out: Shape) -> Vec<f32> {
     o
 }
 
-/// PyTorch max-pool (padding −∞) or avg-pool (count_include_pad, ceil-mode clipped divisor).
-fn direct_pool(x: &[f32], s: Shape, p: &Pool2d, out: Shape, max: bool) -> Vec<f32> {
+#[derive(Clone, Copy, Debug)]
+enum PoolKind {
+    Max,
+    /// count_include_pad
+    Avg(bool),
+}
+
+/// PyTorch max-pool (padding −∞) or avg-pool (divisor: with count_include_pad the taps inside
+/// the padded input, a ceil-mode overhang excluded; else the taps inside the input), written
+/// from the definitions with per-axis stride, dilation and `[top, left, bottom, right]` pads.
+fn direct_pool(x: &[f32], s: Shape, p: &Window2d, out: Shape, kind: PoolKind) -> Vec<f32> {
     let mut o = vec![0.0; out.numel()];
+    let coord =
+        |axis: usize, o: usize, k: usize| (o * p.stride[axis] + k * p.dilation[axis]) as isize - p.pads[axis] as isize;
+    let in_padded =
+        |axis: usize, i: isize, len: usize| i >= -(p.pads[axis] as isize) && i < (len + p.pads[axis + 2]) as isize;
     for c in 0..s.c {
         for oy in 0..out.h {
             for ox in 0..out.w {
-                let (y0, x0) = (
-                    (oy * p.stride) as isize - p.padding as isize,
-                    (ox * p.stride) as isize - p.padding as isize,
-                );
-                let y1 = (y0 + p.kernel as isize).min((s.h + p.padding) as isize);
-                let x1 = (x0 + p.kernel as isize).min((s.w + p.padding) as isize);
-                let (mut best, mut sum) = (f32::NEG_INFINITY, 0.0f64);
-                for y in y0..y1 {
-                    for xx in x0..x1 {
+                let (mut best, mut sum, mut inside, mut padded) = (f32::NEG_INFINITY, 0.0f64, 0, 0);
+                for ky in 0..p.kernel[0] {
+                    for kx in 0..p.kernel[1] {
+                        let (y, xx) = (coord(0, oy, ky), coord(1, ox, kx));
+                        padded += (in_padded(0, y, s.h) && in_padded(1, xx, s.w)) as usize;
                         if y >= 0 && xx >= 0 && (y as usize) < s.h && (xx as usize) < s.w {
                             let v = x[(c * s.h + y as usize) * s.w + xx as usize];
                             best = best.max(v);
                             sum += v as f64;
+                            inside += 1;
                         }
                     }
                 }
-                o[(c * out.h + oy) * out.w + ox] = if max {
-                    best
-                } else {
-                    (sum / ((y1 - y0) * (x1 - x0)) as f64) as f32
+                o[(c * out.h + oy) * out.w + ox] = match kind {
+                    PoolKind::Max => best,
+                    PoolKind::Avg(true) => (sum / padded as f64) as f32,
+                    PoolKind::Avg(false) => (sum / inside as f64) as f32,
                 };
             }
         }
@@ -164,17 +205,24 @@ fn compare_with_reference(graph: &Graph, n: usize) -> f32 {
 }
 
 fn single_conv_graph(input: Shape, out_ch: usize, kernel: [usize; 2], stride: usize, padding: [usize; 2]) -> Graph {
+    let window = Window2d::new(kernel, [stride; 2], padding);
+    general_conv_graph(input, out_ch, window, 1)
+}
+
+fn general_conv_graph(input: Shape, out_ch: usize, window: Window2d, groups: usize) -> Graph {
     let mut b = GraphBuilder::new("conv", input);
+    let [kh, kw] = window.kernel;
+    let per_group = input.c / groups;
     let weight = Tensor {
-        shape: vec![out_ch, input.c, kernel[0], kernel[1]],
-        data: pseudo_random(out_ch * input.c * kernel[0] * kernel[1], 5),
+        shape: vec![out_ch, per_group, kh, kw],
+        data: pseudo_random(out_ch * per_group * kh * kw, 5),
     };
     let conv = Conv2d {
         input: GraphBuilder::INPUT,
         weight,
         bias: pseudo_random(out_ch, 6),
-        stride,
-        padding,
+        window,
+        groups,
     };
     let out = b.push("conv", Op::Conv2d(conv));
     b.finish(out).unwrap()
@@ -213,62 +261,293 @@ fn convolution_matches_direct_convolution_for_many_geometries() {
 }
 
 #[test]
+fn grouped_dilated_asymmetric_convolutions_match_direct_convolution() {
+    let win = |k: [usize; 2], s: [usize; 2], d: [usize; 2], pads: [usize; 4]| Window2d {
+        kernel: k,
+        stride: s,
+        dilation: d,
+        pads,
+        ceil_mode: false,
+    };
+    // (input, out channels, window, groups): depthwise 3x3 (MobileNet), depthwise strided with
+    // TF "SAME" padding [0, 0, 1, 1], grouped 2 and 4 (ResNeXt-style), dilated 3x3 (DeepLab),
+    // dilated + grouped + anisotropic stride, a depthwise multiplier of 2, a pointwise grouped conv.
+    let cases = [
+        (Shape::new(6, 9, 8), 6, win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 6),
+        (Shape::new(5, 10, 9), 5, win([3, 3], [2, 2], [1, 1], [0, 0, 1, 1]), 5),
+        (Shape::new(8, 7, 7), 6, win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 2),
+        (Shape::new(8, 7, 6), 8, win([3, 1], [1, 1], [1, 1], [1, 0, 1, 0]), 4),
+        (Shape::new(3, 13, 12), 4, win([3, 3], [1, 1], [2, 2], [2, 2, 2, 2]), 1),
+        (Shape::new(6, 15, 11), 9, win([3, 2], [2, 1], [3, 2], [1, 0, 2, 1]), 3),
+        (Shape::new(4, 6, 5), 8, win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 4),
+        (Shape::new(8, 5, 5), 4, win([1, 1], [1, 1], [1, 1], [0, 0, 0, 0]), 2),
+    ];
+    for (input, o, w, groups) in cases {
+        let graph = general_conv_graph(input, o, w, groups);
+        for n in [1, 7] {
+            let err = compare_with_reference(&graph, n);
+            assert!(
+                err < 1e-5,
+                "{w:?} groups {groups} on {input}, batch {n}: relative error {err}"
+            );
+        }
+    }
+    // A depthwise conv with the residual and ReLU fused into it (how a MobileNet-v2 inverted
+    // residual ends, plus a ReLU): the direct depthwise path's epilogue.
+    let dw = general_conv_graph(Shape::new(6, 7, 7), 6, win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 6);
+    let mut b = GraphBuilder::new("dw_residual", dw.input);
+    let conv = b.push("conv", dw.nodes[1].op.clone());
+    let sum = b.push(
+        "add",
+        Op::Add {
+            a: conv,
+            b: GraphBuilder::INPUT,
+        },
+    );
+    let out = b.relu("relu", sum);
+    let graph = b.finish(out).unwrap();
+    let fused = polycnn::model::schedule::fused_schedule(&graph);
+    assert!(matches!(
+        fused[0],
+        polycnn::model::schedule::Step::Conv {
+            residual: Some(0),
+            site: Some(0),
+            ..
+        }
+    ));
+    for n in [1, 7] {
+        assert!(compare_with_reference(&graph, n) < 1e-5);
+    }
+}
+
+#[test]
 fn pooling_matches_pytorch_semantics() {
     let input = Shape::new(3, 9, 8);
-    for (pool, max) in [
-        (
-            Pool2d {
-                kernel: 3,
-                stride: 2,
-                padding: 1,
-                ceil_mode: false,
-            },
-            true,
-        ),
-        (
-            Pool2d {
-                kernel: 2,
-                stride: 2,
-                padding: 0,
-                ceil_mode: true,
-            },
-            true,
-        ),
-        (
-            Pool2d {
-                kernel: 3,
-                stride: 2,
-                padding: 1,
-                ceil_mode: true,
-            },
-            false,
-        ),
-        (
-            Pool2d {
-                kernel: 2,
-                stride: 1,
-                padding: 1,
-                ceil_mode: false,
-            },
-            false,
-        ),
+    let asymmetric = Window2d {
+        kernel: [3, 2],
+        stride: [2, 1],
+        dilation: [1, 1],
+        pads: [1, 0, 0, 1],
+        ceil_mode: false,
+    };
+    let dilated = Window2d {
+        dilation: [2, 2],
+        pads: [2, 1, 1, 2],
+        ..Window2d::square(3, 2, 0).with_ceil_mode(true)
+    };
+    for (pool, kind) in [
+        (Window2d::square(3, 2, 1), PoolKind::Max),
+        (Window2d::square(2, 2, 0).with_ceil_mode(true), PoolKind::Max),
+        (Window2d::square(3, 2, 1).with_ceil_mode(true), PoolKind::Avg(true)),
+        (Window2d::square(3, 2, 1).with_ceil_mode(true), PoolKind::Avg(false)),
+        (Window2d::square(2, 1, 1), PoolKind::Avg(true)),
+        (Window2d::square(2, 1, 1), PoolKind::Avg(false)),
+        (Window2d::square(5, 1, 2), PoolKind::Max),
+        (asymmetric, PoolKind::Max),
+        (asymmetric, PoolKind::Avg(true)),
+        (asymmetric.with_ceil_mode(true), PoolKind::Avg(false)),
+        (dilated, PoolKind::Max),
+        (dilated, PoolKind::Avg(true)),
     ] {
         let mut b = GraphBuilder::new("pool", input);
-        let out = if max {
-            b.max_pool("pool", GraphBuilder::INPUT, pool)
-        } else {
-            b.push(
+        let out = match kind {
+            PoolKind::Max => b.max_pool("pool", GraphBuilder::INPUT, pool),
+            PoolKind::Avg(count_include_pad) => b.push(
                 "pool",
                 Op::AvgPool {
                     input: GraphBuilder::INPUT,
                     pool,
+                    count_include_pad,
                 },
-            )
+            ),
         };
         let graph = b.finish(out).unwrap();
         let err = compare_with_reference(&graph, 5);
-        assert!(err < 1e-6, "{pool:?} max={max}: {err}");
+        assert!(err < 1e-6, "{pool:?} {kind:?}: {err}");
     }
+}
+
+/// input → per-channel affine (spreading values over about [-9, 9]) → `func`.
+fn pointwise_graph(input: Shape, func: Pointwise) -> Graph {
+    let mut b = GraphBuilder::new("pointwise", input);
+    let affine = Affine {
+        input: GraphBuilder::INPUT,
+        scale: (0..input.c).map(|c| 3.0 + 2.0 * c as f32).collect(),
+        shift: vec![-0.25],
+    };
+    let x = b.push("spread", Op::Affine(affine));
+    let y = b.push("f", Op::Pointwise { input: x, func });
+    b.finish(y).unwrap()
+}
+
+const EVERY_POINTWISE: [Pointwise; 8] = [
+    Pointwise::Sigmoid,
+    Pointwise::Silu,
+    Pointwise::Gelu,
+    Pointwise::Tanh,
+    Pointwise::HardSwish,
+    Pointwise::HardSigmoid { alpha: 0.2, beta: 0.5 },
+    Pointwise::Clip { min: -1.5, max: 4.0 },
+    Pointwise::Clip {
+        min: f32::NEG_INFINITY,
+        max: 0.5,
+    },
+];
+
+#[test]
+fn affine_sub_and_exact_only_functions_match_the_reference() {
+    for func in EVERY_POINTWISE {
+        let graph = pointwise_graph(Shape::new(4, 5, 3), func);
+        let err = compare_with_reference(&graph, 3);
+        assert!(err < 1e-6, "{func:?}: relative error {err}");
+    }
+    // a − b of two differently scaled copies (a scalar affine broadcasts)
+    let mut b = GraphBuilder::new("sub", Shape::new(2, 3, 3));
+    let scaled = |input, scale: f32| Affine {
+        input,
+        scale: vec![scale],
+        shift: vec![1.0, -2.0],
+    };
+    let x = b.push("x", Op::Affine(scaled(GraphBuilder::INPUT, 2.0)));
+    let y = b.push("y", Op::Affine(scaled(GraphBuilder::INPUT, -0.5)));
+    let d = b.push("d", Op::Sub { a: x, b: y });
+    let graph = b.finish(d).unwrap();
+    assert!(compare_with_reference(&graph, 2) < 1e-7);
+}
+
+fn relu6_graph() -> Graph {
+    let mut b = GraphBuilder::new("relu6", Shape::new(2, 4, 5));
+    let spread = Affine {
+        input: GraphBuilder::INPUT,
+        scale: vec![9.0],
+        shift: vec![2.5],
+    };
+    let x = b.push("spread", Op::Affine(spread));
+    let y = b.relu6("act", x);
+    b.finish(y).unwrap()
+}
+
+#[test]
+fn relu6_is_an_exact_clip_and_two_relu_sites_sharing_one_bound() {
+    let graph = relu6_graph();
+    assert_eq!(graph.sites.len(), 2);
+    assert_eq!(graph.sites[1].shares_bound_with, Some(0));
+    assert_eq!(graph.bound_leader(1), 0);
+    let (n, per) = (3, graph.input.numel());
+    let data = pseudo_random(n * per, 9);
+    let batch = Batch::new(n, graph.input, data.clone()).unwrap();
+    let spread: Vec<f32> = data.iter().map(|&v| v.mul_add(9.0, 2.5)).collect();
+    assert!(spread.iter().any(|&v| v < 0.0) && spread.iter().any(|&v| v > 6.0));
+    let exact = cpu::run(&graph, &batch, &ActivationPlan::exact(&graph)).unwrap();
+    for (y, x) in exact.logits.iter().zip(&spread) {
+        assert_eq!(*y, x.max(0.0).min(6.0), "exact ReLU6 of {x}");
+    }
+
+    // Approximated: ReLU_B(x) − ReLU_B(x − 6), both halves against the double-double reference.
+    let (alpha, bound) = (12, 16.0);
+    let sign = optimise_eps(paper_degrees(alpha).unwrap()).unwrap().composite;
+    let plan = ActivationPlan::uniform(&graph, SiteMode::approx(&sign, alpha, bound));
+    let approx = cpu::run(&graph, &batch, &plan).unwrap();
+    for (y, &x) in approx.logits.iter().zip(&spread) {
+        let x6 = x.mul_add(1.0, -6.0) as f64;
+        let want = approx_relu(&sign, x as f64, bound) - approx_relu(&sign, x6, bound);
+        assert!((*y as f64 - want).abs() < 1e-5 * bound, "x = {x}: {y} vs {want}");
+        assert!((*y - x.max(0.0).min(6.0)).abs() < 2.0 * bound as f32 * 2f32.powi(-(alpha as i32)));
+    }
+    assert_eq!(approx.sites[0].count, (n * per) as u64);
+    assert_eq!(
+        approx.sites[1].max_abs,
+        spread.iter().map(|x| (x - 6.0).abs()).fold(0.0, f32::max)
+    );
+
+    // Different bounds for the two halves are refused, naming both sites.
+    let mut plan = plan;
+    plan.modes[1] = SiteMode::approx(&sign, alpha, 2.0 * bound);
+    let err = cpu::run(&graph, &batch, &plan).unwrap_err().to_string();
+    assert!(
+        err.contains("act.relu_minus6") && err.contains("act.relu") && err.contains("32"),
+        "{err}"
+    );
+    let mut bounds = [3.0, 7.0];
+    graph.unify_shared_bounds(&mut bounds);
+    assert_eq!(bounds, [7.0, 7.0]);
+}
+
+#[test]
+fn approximate_plans_are_refused_on_graphs_with_exact_only_nodes() {
+    let mut b = GraphBuilder::new("mixed", Shape::new(2, 3, 3));
+    let r = b.relu("relu", GraphBuilder::INPUT);
+    let s = b.push(
+        "Sigmoid_7",
+        Op::Pointwise {
+            input: r,
+            func: Pointwise::Sigmoid,
+        },
+    );
+    let graph = b.finish(s).unwrap();
+    assert_eq!(graph.exact_only_nodes(), vec![s]);
+    let batch = Batch::new(1, graph.input, pseudo_random(18, 3)).unwrap();
+    assert!(cpu::run(&graph, &batch, &ActivationPlan::exact(&graph)).is_ok());
+    let sign = optimise_eps(paper_degrees(8).unwrap()).unwrap().composite;
+    let plan = ActivationPlan::uniform(&graph, SiteMode::approx(&sign, 8, 4.0));
+    let err = cpu::run(&graph, &batch, &plan).unwrap_err().to_string();
+    assert!(
+        err.contains("Sigmoid_7") && err.contains("no polynomial approximation"),
+        "{err}"
+    );
+    assert!(graph.refuse_approximation().is_err());
+}
+
+#[test]
+fn malformed_new_ops_are_graph_errors_naming_the_node() {
+    let input = Shape::new(4, 6, 6);
+    let shapes_of = |op: Op| {
+        let mut b = GraphBuilder::new("bad", input);
+        let id = b.push("the_node", op);
+        b.finish(id).map(|_| ()).unwrap_err()
+    };
+    let err = shapes_of(Op::Affine(Affine {
+        input: 0,
+        scale: vec![1.0; 3],
+        shift: vec![0.0],
+    }));
+    assert!(
+        err.node == "the_node" && err.detail.contains("3 values for 4 channels"),
+        "{err}"
+    );
+    let err = shapes_of(Op::Pointwise {
+        input: 0,
+        func: Pointwise::Clip { min: 2.0, max: 1.0 },
+    });
+    assert!(err.detail.contains("min ≤ max"), "{err}");
+    // groups must divide both channel counts, and the weight must be [O, C/groups, kh, kw]
+    let conv = |groups: usize, weight_in: usize| {
+        Op::Conv2d(Conv2d {
+            input: 0,
+            weight: Tensor {
+                shape: vec![6, weight_in, 3, 3],
+                data: vec![0.0; 6 * weight_in * 9],
+            },
+            bias: vec![0.0; 6],
+            window: Window2d::square(3, 1, 1),
+            groups,
+        })
+    };
+    assert!(shapes_of(conv(3, 1)).detail.contains("3 groups do not divide 4"));
+    assert!(shapes_of(conv(2, 4)).detail.contains("per group"));
+    let mut dilated = Window2d::square(3, 1, 0);
+    dilated.dilation = [4, 1];
+    let Op::Conv2d(mut c) = conv(1, 4) else { unreachable!() };
+    c.window = dilated;
+    assert!(shapes_of(Op::Conv2d(c)).detail.contains("does not fit"));
+    let mut pool = Window2d::square(3, 1, 1);
+    pool.pads[2] = 2;
+    let err = shapes_of(Op::AvgPool {
+        input: 0,
+        pool,
+        count_include_pad: false,
+    });
+    assert!(err.detail.contains("padding ≤ window/2"), "{err}");
 }
 
 #[test]
@@ -327,15 +606,11 @@ fn bad_batches_and_plans_are_rejected_with_clear_errors() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Real data: shared/data (see its README).
-
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
-}
+// Real data: shared/data (see its README); `None` from a helper means the test skips without it.
 
 /// The first 1,000 CIFAR-10 test images (lossless), as [0, 1] CHW planes, and their labels.
-fn cifar_first_1000() -> (Vec<[Vec<f32>; 3]>, Vec<usize>) {
-    let dir = data_dir().join("cifar10/test_first1000_png");
+fn cifar_first_1000() -> Option<(Vec<[Vec<f32>; 3]>, Vec<usize>)> {
+    let dir = data("cifar10/test_first1000_png")?;
     let png = image::open(dir.join("cifar10_batch_50.png")).unwrap().to_rgb8();
     assert_eq!(png.dimensions(), (1024, 1000));
     let images = png
@@ -349,7 +624,7 @@ fn cifar_first_1000() -> (Vec<[Vec<f32>; 3]>, Vec<usize>) {
     let list = &js[js.find('[').unwrap() + 1..js.rfind(']').unwrap()];
     let labels: Vec<usize> = list.split(',').map(|t| t.trim().parse().unwrap()).collect();
     assert_eq!(labels.len(), 51_000);
-    (images, labels[50_000..].to_vec())
+    Some((images, labels[50_000..].to_vec()))
 }
 
 /// Normalises with `arch`'s statistics into a batch.
@@ -363,23 +638,23 @@ fn cifar_batch(images: &[[Vec<f32>; 3]], arch: Arch) -> Batch {
     Batch::new(images.len(), Shape::new(3, 32, 32), data).unwrap()
 }
 
-fn akamaster(depth: usize) -> PathBuf {
+fn akamaster(depth: usize) -> Option<PathBuf> {
     let name = match depth {
         20 => "resnet20-12fca82f.th",
         32 => "resnet32-d509ac18.th",
         44 => "resnet44-014dd654.th",
         _ => "resnet56-4bfd9763.th",
     };
-    data_dir().join("cifar10/weights_akamaster").join(name)
+    data(&format!("cifar10/weights_akamaster/{name}"))
 }
 
-fn vgg_path() -> PathBuf {
-    data_dir().join("cifar10/weights_vgg/vgg11_bn_cifar10.pth")
+fn vgg_path() -> Option<PathBuf> {
+    data("cifar10/weights_vgg/vgg11_bn_cifar10.pth")
 }
 
 #[test]
 fn cifar_data_decodes_as_documented() {
-    let (images, labels) = cifar_first_1000();
+    let Some((images, labels)) = cifar_first_1000() else { return };
     assert_eq!(
         (images[0][0][0], images[0][1][0], images[0][2][0]),
         (158.0 / 255.0, 112.0 / 255.0, 49.0 / 255.0)
@@ -390,13 +665,15 @@ fn cifar_data_decodes_as_documented() {
 #[test]
 fn all_pretrained_cifar_checkpoints_load_into_their_graphs() {
     for depth in [20, 32, 44, 56] {
-        let graph = model::load(Arch::CifarResNet(depth), &akamaster(depth)).unwrap();
+        let Some(path) = akamaster(depth) else { return };
+        let graph = model::load(Arch::CifarResNet(depth), &path).unwrap();
         assert_eq!(graph.sites.len(), 1 + 2 * 3 * (depth - 2) / 6, "resnet{depth}");
     }
-    let vgg = model::load(Arch::CifarVgg11Bn, &vgg_path()).unwrap();
+    let Some(vgg) = vgg_path() else { return };
+    let vgg = model::load(Arch::CifarVgg11Bn, &vgg).unwrap();
     assert_eq!(vgg.sites.len(), 8 + 5);
     // The wrong architecture for a file is an error naming a tensor, not a panic.
-    let err = model::load(Arch::CifarResNet(32), &akamaster(20))
+    let err = model::load(Arch::CifarResNet(32), &akamaster(20).unwrap())
         .unwrap_err()
         .to_string();
     assert!(
@@ -406,9 +683,10 @@ fn all_pretrained_cifar_checkpoints_load_into_their_graphs() {
 }
 
 /// Exact top-1 of a pretrained network on the 1,000 lossless images; returns the run too.
-fn exact_run(arch: Arch, path: &Path) -> (Graph, Batch, Vec<usize>, polycnn::exec::RunOutput) {
-    let (images, labels) = cifar_first_1000();
-    let graph = model::load(arch, path).unwrap();
+fn exact_run(arch: Arch, path: Option<PathBuf>) -> Option<(Graph, Batch, Vec<usize>, polycnn::exec::RunOutput)> {
+    let path = path?;
+    let (images, labels) = cifar_first_1000()?;
+    let graph = model::load(arch, &path).unwrap();
     let batch = cifar_batch(&images, arch);
     let start = Instant::now();
     let out = cpu::run(&graph, &batch, &ActivationPlan::exact(&graph)).unwrap();
@@ -420,7 +698,7 @@ fn exact_run(arch: Arch, path: &Path) -> (Graph, Batch, Vec<usize>, polycnn::exe
         secs,
         1000.0 / secs
     );
-    (graph, batch, labels, out)
+    Some((graph, batch, labels, out))
 }
 
 /// Runs `graph` with every site approximated at precision α, B = 1.1 × the largest |x| any site
@@ -470,7 +748,7 @@ fn approximate_run(
 
 #[test]
 fn resnet20_exact_and_approximate_relu_on_1000_lossless_test_images() {
-    let (graph, batch, labels, exact) = exact_run(Arch::CifarResNet(20), &akamaster(20));
+    let Some((graph, batch, labels, exact)) = exact_run(Arch::CifarResNet(20), akamaster(20)) else { return };
     // Measured 915/1000 = 91.5% (akamaster: 91.78% on all 10,000).
     assert_eq!(exact.correct(&labels), 915);
     // Measured: 915 as well, at B = 30 (the largest |x| is ≈ 27).
@@ -479,7 +757,7 @@ fn resnet20_exact_and_approximate_relu_on_1000_lossless_test_images() {
 
 #[test]
 fn vgg11_bn_exact_and_approximate_relu_and_max_pool_on_1000_lossless_test_images() {
-    let (graph, batch, labels, exact) = exact_run(Arch::CifarVgg11Bn, &vgg_path());
+    let Some((graph, batch, labels, exact)) = exact_run(Arch::CifarVgg11Bn, vgg_path()) else { return };
     // Measured 883/1000 = 88.3% (86.86% on the 10,000 lossy JPEGs).
     assert_eq!(exact.correct(&labels), 883);
     approximate_run(&graph, &batch, &labels, &exact, 14, 3);
@@ -553,13 +831,14 @@ fn logits_difference(
 
 #[test]
 fn pretrained_logits_match_pytorch() {
+    let (Some(resnet20), Some(vgg)) = (akamaster(20), vgg_path()) else { return };
     for (arch, path, file) in [
         (
             Arch::CifarResNet(20),
-            akamaster(20),
+            resnet20,
             "akamaster_resnet20_logits.safetensors",
         ),
-        (Arch::CifarVgg11Bn, vgg_path(), "cifar10_vgg11_bn_logits.safetensors"),
+        (Arch::CifarVgg11Bn, vgg, "cifar10_vgg11_bn_logits.safetensors"),
     ] {
         let graph = model::load(arch, &path).unwrap();
         let (diff, scale, _) = logits_difference(&graph, &ActivationPlan::exact(&graph), file, file);
@@ -575,8 +854,9 @@ fn pretrained_logits_match_pytorch() {
 fn approximate_relu_with_the_papers_polynomial_matches_pytorch() {
     // The official α = 14 composite (power basis) evaluated by the paper's code in float64,
     // B = 50 at all 19 ReLUs; ours is the same polynomial in Chebyshev form (see poly::official).
-    let graph = model::load(Arch::CifarResNet(20), &akamaster(20)).unwrap();
-    let sign = polycnn::poly::official::load_official(&data_dir().join("approxcnn_coeffs"), 14).unwrap();
+    let (Some(weights), Some(coeffs)) = (akamaster(20), data("approxcnn_coeffs")) else { return };
+    let graph = model::load(Arch::CifarResNet(20), &weights).unwrap();
+    let sign = polycnn::poly::official::load_official(&coeffs, 14).unwrap();
     let plan = ActivationPlan::uniform(&graph, SiteMode::approx(&sign, 14, 50.0));
     let file = "akamaster_resnet20_approx_relu_a14_b50.safetensors";
     let (diff, scale, out) = logits_difference(&graph, &plan, "akamaster_resnet20_logits.safetensors", file);
@@ -606,7 +886,7 @@ fn approximate_relu_with_the_papers_polynomial_matches_pytorch() {
 fn predictions_on_1000_lossless_images_match_pytorch() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("cifar10_first1000_predictions.json")).unwrap()).unwrap();
-    let (images, labels) = cifar_first_1000();
+    let Some((images, labels)) = cifar_first_1000() else { return };
     let ints = |v: &serde_json::Value| -> Vec<usize> {
         v.as_array()
             .unwrap()
@@ -622,6 +902,7 @@ fn predictions_on_1000_lossless_images_match_pytorch() {
         ("resnet56", Arch::CifarResNet(56), akamaster(56)),
         ("vgg11_bn", Arch::CifarVgg11Bn, vgg_path()),
     ] {
+        let Some(path) = path else { return };
         let graph = model::load(arch, &path).unwrap();
         let start = Instant::now();
         let out = cpu::run(&graph, &cifar_batch(&images, arch), &ActivationPlan::exact(&graph)).unwrap();
@@ -769,7 +1050,8 @@ fn bench_gemm_and_imagenet_forward() {
 #[test]
 fn results_do_not_depend_on_thread_count_or_chunking() {
     // 40 images: parallel chunks on the default pool; on one thread, sequential chunks of 32 + 8;
-    // and one image at a time. GEMM blocking follows the chunk size, so results agree to rounding.
+    // and one image at a time. Results agree to rounding here (tests/hostile_inputs.rs checks the
+    // splits that are bit-identical; this chunking of 40 images is not yet).
     let graph = model::random(Arch::CifarResNet(20), 2).unwrap();
     let batch = Batch::new(40, graph.input, pseudo_random(40 * graph.input.numel(), 4)).unwrap();
     let plan = ActivationPlan::exact(&graph);

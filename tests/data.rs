@@ -11,8 +11,13 @@ use polycnn::data::loader::{Loader, LoaderConfig};
 use polycnn::data::resample::{Interpolation, resize, resize_bilinear};
 use polycnn::data::{Dataset, FileDataset, Geometry, ImageU8, Normalize, RgbImage, decode_file};
 
+mod common;
+use common::has_data;
+
+/// The real data folder: a test reading it first checks its parts with `has_data` (and skips
+/// without them).
 fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+    common::data_root()
 }
 
 fn fixtures() -> PathBuf {
@@ -55,6 +60,9 @@ fn hwc(img: &ImageU8) -> Vec<u8> {
 
 #[test]
 fn imagenet_flat_layout_with_every_labels_file() {
+    if !has_data(&["imagenet/val1300_227px", "imagenet/labels"]) {
+        return;
+    }
     let data = imagenet_dir("val1300_227px/data");
     let classes = class_index();
     assert_eq!(classes.len(), 1000);
@@ -100,6 +108,9 @@ fn imagenet_flat_layout_with_every_labels_file() {
 
 #[test]
 fn imagenet_synset_prefixed_layout() {
+    if !has_data(&["imagenet/train_sample250", "imagenet/labels"]) {
+        return;
+    }
     let dir = imagenet_dir("train_sample250");
     assert_eq!(Layout::detect(&dir, None).unwrap(), Layout::SynsetPrefixed);
     let ds = imagenet::open(&dir, &Layout::SynsetPrefixed, Some(&class_index()), Geometry::IMAGENET).unwrap();
@@ -116,6 +127,9 @@ fn imagenet_synset_prefixed_layout() {
 
 #[test]
 fn imagenet_class_folders_and_bad_layouts() {
+    if !has_data(&["imagenet/train_sample250", "imagenet/labels", "imagenet/val1300_227px"]) {
+        return;
+    }
     let root = scratch("folders");
     let src = imagenet_dir("train_sample250");
     // Two class folders (not all 1,000): ImageFolder numbers them 0, 1; the class index gives the real ids.
@@ -162,6 +176,9 @@ fn strip() -> cifar::MemoryDataset {
 
 #[test]
 fn cifar_lossless_strip() {
+    if !has_data(&["cifar10/test_first1000_png"]) {
+        return;
+    }
     let ds = strip();
     assert_eq!(ds.len(), 1000);
     let first: Vec<usize> = (0..10).map(|i| ds.label(i)).collect();
@@ -175,6 +192,9 @@ fn cifar_lossless_strip() {
 
 #[test]
 fn cifar_binary_batches_round_trip_the_strip() {
+    if !has_data(&["cifar10/test_first1000_png"]) {
+        return;
+    }
     let ds = strip();
     let dir = scratch("cifar-bin");
     let mut bytes = Vec::new();
@@ -280,6 +300,9 @@ fn python2_batch(data: &[u8], labels: &[u8]) -> Vec<u8> {
 
 #[test]
 fn cifar_jpeg_class_folders() {
+    if !has_data(&["cifar10/test_jpg", "imagenet/train_sample250"]) {
+        return;
+    }
     let root = shared().join("cifar10/test_jpg/test");
     let ds = cifar::class_folder_dataset(&root).unwrap();
     assert_eq!(ds.len(), 10_000);
@@ -376,6 +399,9 @@ fn pil_bicubic_resize_is_bit_exact_on_pil_decoded_pixels() {
 /// comparison uses a 64x64 window of PIL's full decode.
 #[test]
 fn pil_parity_from_jpeg() {
+    if !has_data(&["imagenet/train_sample250"]) {
+        return;
+    }
     for f in manifest() {
         let decoded = decode_file(&f.source).unwrap();
         let [x, y, w, h] = f.window;
@@ -502,18 +528,18 @@ fn damaged_jpegs_never_panic() {
 
 // ---------------------------------------------------------------- loader and cache
 
-/// Good images, a truncated JPEG and a garbage file in a synset-prefixed folder.
+/// Good images (the shipped JPEG fixtures: baseline with restarts, CMYK, progressive), a
+/// truncated JPEG and a garbage file in a synset-prefixed folder.
 fn folder_with_corrupt_images(name: &str) -> PathBuf {
     let dir = scratch(name);
-    let src = imagenet_dir("train_sample250");
-    for file in [
-        "n01440764_tench.JPEG",
-        "n01514859_hen.JPEG",
-        "n04008634_projectile.JPEG",
+    for (fixture, file) in [
+        ("restart.jpg", "n01440764_tench.JPEG"),
+        ("cmyk.jpg", "n01514859_hen.JPEG"),
+        ("progressive.jpg", "n04008634_projectile.JPEG"),
     ] {
-        std::fs::copy(src.join(file), dir.join(file)).unwrap();
+        std::fs::copy(fixtures().join(fixture), dir.join(file)).unwrap();
     }
-    let jpeg = std::fs::read(src.join("n01494475_hammerhead.JPEG")).unwrap();
+    let jpeg = std::fs::read(fixtures().join("restart.jpg")).unwrap();
     std::fs::write(dir.join("n01494475_truncated.JPEG"), &jpeg[..jpeg.len() / 3]).unwrap();
     std::fs::write(dir.join("n01443537_garbage.JPEG"), b"this is not a JPEG at all").unwrap();
     dir
@@ -530,7 +556,8 @@ fn config(batch_size: usize) -> LoaderConfig {
 #[test]
 fn loader_skips_and_reports_corrupt_images() {
     let dir = folder_with_corrupt_images("corrupt");
-    let ds = imagenet::open(&dir, &Layout::SynsetPrefixed, Some(&class_index()), Geometry::IMAGENET).unwrap();
+    let classes = ClassIndex::torchvision();
+    let ds = imagenet::open(&dir, &Layout::SynsetPrefixed, Some(&classes), Geometry::IMAGENET).unwrap();
     assert_eq!(ds.len(), 5);
     let ds: Arc<dyn Dataset> = Arc::new(ds);
     let batches: Vec<_> = Loader::new(ds.clone(), (0..ds.len()).collect(), config(2)).collect();
@@ -564,7 +591,7 @@ fn loader_skips_and_reports_corrupt_images() {
 #[test]
 fn cache_round_trip_staleness_and_damage() {
     let dir = folder_with_corrupt_images("cache");
-    let classes = class_index();
+    let classes = ClassIndex::torchvision();
     let ds = imagenet::open(&dir, &Layout::SynsetPrefixed, Some(&classes), Geometry::IMAGENET).unwrap();
     let path = dir.join("cache.u8");
 
@@ -636,6 +663,9 @@ fn cache_round_trip_staleness_and_damage() {
 #[test]
 #[ignore]
 fn throughput() {
+    if !has_data(&["imagenet", "cifar10"]) {
+        return;
+    }
     let time = |name: &str, ds: Arc<dyn Dataset>, normalize: Normalize| {
         let start = std::time::Instant::now();
         let config = LoaderConfig {
@@ -686,4 +716,123 @@ fn throughput() {
         Arc::new(strip()),
         Normalize::IMAGENET,
     );
+}
+
+// ---------------------------------------------------------------- dataset roots (synthetic)
+
+/// `root/<folder>/a.JPEG` for each folder: listing never decodes, so the files can be stubs.
+fn stub_class_folders(root: &Path, folders: &[String]) {
+    for folder in folders {
+        std::fs::create_dir_all(root.join(folder)).unwrap();
+        std::fs::write(root.join(folder).join("a.JPEG"), b"stub").unwrap();
+    }
+}
+
+fn all_synsets() -> Vec<String> {
+    let classes = ClassIndex::torchvision();
+    (0..classes.len()).map(|i| classes.synset(i).to_string()).collect()
+}
+
+#[test]
+fn the_built_in_class_order_is_torchvisions() {
+    let builtin = ClassIndex::torchvision();
+    assert_eq!(builtin.len(), 1000);
+    let synsets = all_synsets();
+    assert!(synsets.windows(2).all(|w| w[0] < w[1]), "torchvision's order is the sorted synsets");
+    assert_eq!((builtin.index_of("n01440764"), builtin.index_of("n01514859")), (Some(0), Some(8)));
+    // the same order as the class index file, where it is available
+    if !has_data(&["imagenet/labels"]) {
+        return;
+    }
+    let file = class_index();
+    assert!((0..1000).all(|i| file.synset(i) == builtin.synset(i)));
+}
+
+#[test]
+fn an_imagenet_root_with_a_validation_split_uses_it() {
+    for split in ["val", "validation"] {
+        let root = scratch(&format!("imagenet-root-{split}"));
+        let synsets = all_synsets();
+        stub_class_folders(&root.join(split), &synsets);
+        // train/ beside it must not be read as a class
+        stub_class_folders(&root.join("train"), &synsets[..3]);
+        let opened = imagenet::open_validation(&root, None, None, Geometry::IMAGENET).unwrap();
+        assert_eq!(opened.folder, root.join(split));
+        assert!(opened.note.as_deref().unwrap().contains(split), "{:?}", opened.note);
+        assert_eq!(opened.dataset.len(), 1000);
+        assert_eq!((opened.dataset.label(0), opened.dataset.label(999)), (0, 999));
+        // pointing at the split itself: no note
+        let direct = imagenet::open_validation(&root.join(split), None, None, Geometry::IMAGENET).unwrap();
+        assert!(direct.note.is_none());
+    }
+}
+
+#[test]
+fn class_folders_an_imagenet_model_cannot_label_are_errors_naming_the_folder() {
+    // a root with train/ and test/ (no val/): folders that are not synsets
+    let root = scratch("imagenet-not-synsets");
+    stub_class_folders(&root, &["test".to_string(), "train".to_string()]);
+    let err = imagenet::open_validation(&root, None, None, Geometry::IMAGENET).unwrap_err();
+    assert_eq!(err.path, root.join("test"));
+    assert!(err.message.contains("not an ImageNet-1k synset") && err.message.contains("--class-index"), "{err}");
+    // ten synset folders: a subset, refused without a class index, labelled by it with one
+    let subset = scratch("imagenet-subset");
+    let synsets = all_synsets();
+    let ten: Vec<String> = synsets.iter().step_by(100).cloned().collect();
+    stub_class_folders(&subset, &ten);
+    let err = imagenet::open_validation(&subset, None, None, Geometry::IMAGENET).unwrap_err();
+    assert_eq!(err.path, subset);
+    assert!(err.message.contains("10 synset folders, not all 1000"), "{err}");
+    let classes = ClassIndex::torchvision();
+    let labelled = imagenet::open_validation(&subset, None, Some(&classes), Geometry::IMAGENET).unwrap();
+    assert_eq!(
+        (0..10).map(|i| labelled.dataset.label(i)).collect::<Vec<_>>(),
+        (0..10).map(|i| i * 100).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_labels_file_naming_an_image_twice_is_refused() {
+    let dir = scratch("labels-twice");
+    let lines = dir.join("val.txt");
+    std::fs::write(&lines, "a.JPEG 1\nb.JPEG 2\na.JPEG 3\n").unwrap();
+    let err = imagenet::read_labels(&lines, None).unwrap_err();
+    assert!(err.message.contains("line 3") && err.message.contains("twice"), "{err}");
+    let csv = dir.join("LOC_val_solution.csv");
+    std::fs::write(&csv, "ImageId,PredictionString\nx,n01440764 1 2 3 4\nx,n01443537 1 2 3 4\n").unwrap();
+    let err = imagenet::read_labels(&csv, Some(&ClassIndex::torchvision())).unwrap_err();
+    assert!(err.message.contains("line 3") && err.message.contains("twice"), "{err}");
+}
+
+#[test]
+fn cifar_roots_as_the_official_archives_unpack() {
+    let data: Vec<u8> = (0..3 * 3072).map(|i| (i * 13 % 251) as u8).collect();
+    let labels = [4u8, 0, 9];
+    // cifar-10-binary.tar.gz: cifar-10-batches-bin/test_batch.bin, 3073-byte records
+    let bin_root = scratch("cifar-root-bin");
+    let bin = bin_root.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let records: Vec<u8> = labels
+        .iter()
+        .zip(data.chunks(3072))
+        .flat_map(|(&l, px)| std::iter::once(l).chain(px.iter().copied()))
+        .collect();
+    std::fs::write(bin.join("test_batch.bin"), &records).unwrap();
+    std::fs::write(bin.join("data_batch_1.bin"), b"training data is not read").unwrap();
+    // cifar-10-python.tar.gz: cifar-10-batches-py/test_batch, a Python 2 pickle
+    let py_root = scratch("cifar-root-py");
+    let py = py_root.join("cifar-10-batches-py");
+    std::fs::create_dir_all(&py).unwrap();
+    std::fs::write(py.join("test_batch"), python2_batch(&data, &labels)).unwrap();
+    for root in [&bin_root, &py_root] {
+        let ds = cifar::open(root).unwrap();
+        assert_eq!(ds.len(), 3, "{}", root.display());
+        assert_eq!((0..3).map(|i| ds.label(i)).collect::<Vec<_>>(), [4, 0, 9]);
+        assert_eq!(ds.load_u8(2).unwrap().data, &data[2 * 3072..]);
+    }
+    // an archive folder without the test batch says so
+    let empty = scratch("cifar-root-empty");
+    std::fs::create_dir_all(empty.join("cifar-10-batches-py")).unwrap();
+    let err = cifar::open(&empty).err().unwrap();
+    assert!(err.to_string().contains("no test_batch"), "{err}");
 }

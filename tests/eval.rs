@@ -9,10 +9,12 @@ use polycnn::eval::request::EvalRequest;
 use polycnn::eval::{BoundRule, choose_bounds, top5};
 use polycnn::exec::NoProgress;
 use polycnn::exec::{ActivationPlan, SiteStats};
-use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::model::{self, Arch, Batch, SiteKind};
 use std::path::PathBuf;
+
+mod common;
+use common::{data, gpu};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -107,14 +109,14 @@ fn digits_default_job_numbers() {
 
 #[test]
 fn gpu_and_cpu_backends_count_the_same() {
-    let gpu = Gpu::new().unwrap_or_else(|e| panic!("this test needs a GPU adapter: {e}"));
+    let Some(gpu) = gpu() else { return };
     let cpu_report = run_eval(&digits_request(), None, &NoProgress).unwrap();
     let gpu_report = run_eval(
         &EvalRequest {
             gpu: true,
             ..digits_request()
         },
-        Some(&gpu),
+        Some(gpu),
         &NoProgress,
     )
     .unwrap();
@@ -133,11 +135,12 @@ fn gpu_and_cpu_backends_count_the_same() {
 #[test]
 fn one_pass_accounting_equals_direct_runs() {
     // ResNet-20 on the first 200 lossless CIFAR images: the tally equals counting by hand.
-    let data = root().join("../shared/data");
+    let Some(weights) = data("cifar10/weights_akamaster/resnet20-12fca82f.th") else { return };
+    let Some(images) = data("cifar10/test_first1000_png") else { return };
     let request = EvalRequest {
         model: Arch::CifarResNet(20),
-        weights: data.join("cifar10/weights_akamaster/resnet20-12fca82f.th"),
-        data: data.join("cifar10/test_first1000_png"),
+        weights,
+        data: images,
         alphas: vec![10],
         bound: BoundRule::Fixed { bound: 50.0 },
         bound_max: BoundRule::Fixed { bound: 50.0 },
@@ -223,8 +226,9 @@ fn bound_rules() {
 
 #[test]
 fn corrupt_images_are_reported_and_the_run_goes_on() {
+    let Some(source) = data("cifar10/test_jpg/test") else { return };
+    let Some(weights) = data("cifar10/weights_akamaster/resnet20-12fca82f.th") else { return };
     let dir = std::env::temp_dir().join(format!("polycnn-eval-corrupt-{}", std::process::id()));
-    let source = root().join("../shared/data/cifar10/test_jpg/test");
     for class in polycnn::data::cifar::CLASSES {
         std::fs::create_dir_all(dir.join(class)).unwrap();
         for i in 0..3 {
@@ -233,10 +237,9 @@ fn corrupt_images_are_reported_and_the_run_goes_on() {
         }
     }
     std::fs::write(dir.join("cat/0001.jpg"), b"\xff\xd8\xff garbage, not a JPEG").unwrap();
-    let data = root().join("../shared/data");
     let request = EvalRequest {
         model: Arch::CifarResNet(20),
-        weights: data.join("cifar10/weights_akamaster/resnet20-12fca82f.th"),
+        weights,
         data: dir.clone(),
         alphas: vec![12],
         bound: BoundRule::Fixed { bound: 50.0 },
@@ -263,12 +266,13 @@ fn top5_ranks_ignore_nan_and_break_ties_by_index() {
 
 #[test]
 fn cached_runs_give_the_same_counts() {
+    let Some(weights) = data("cifar10/weights_akamaster/resnet20-12fca82f.th") else { return };
+    let Some(images) = data("cifar10/test_jpg/test") else { return };
     let path = std::env::temp_dir().join(format!("polycnn-eval-cache-{}.bin", std::process::id()));
-    let data = root().join("../shared/data");
     let request = EvalRequest {
         model: Arch::CifarResNet(20),
-        weights: data.join("cifar10/weights_akamaster/resnet20-12fca82f.th"),
-        data: data.join("cifar10/test_jpg/test"),
+        weights,
+        data: images,
         alphas: vec![12],
         bound: BoundRule::Fixed { bound: 50.0 },
         bound_max: BoundRule::Fixed { bound: 50.0 },

@@ -1,16 +1,13 @@
 //! The GPU convolution (implicit GEMM + fused epilogue) against a direct f64 convolution.
 
-use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::{PolyBuffer, Scheme};
 use polycnn::gpu::conv::{ConvShape, Epilogue, TileConfig, conv2d_host, conv2d_host_tiled};
+use polycnn::model::Window2d;
 use polycnn::poly::activation::approx_relu;
 use polycnn::poly::{optimise_eps, paper_degrees};
-use std::sync::OnceLock;
 
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("these tests need a GPU adapter: {e}")))
-}
+mod common;
+use common::gpu;
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
@@ -22,7 +19,8 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Direct convolution in f64: (value, Σ|terms|) per output, NCHW.
+/// Direct convolution in f64 from the definition (groups, dilation, top/left padding):
+/// (value, Σ|terms|) per output, NCHW.
 fn reference(
     shape: ConvShape,
     input: &[f32],
@@ -31,23 +29,27 @@ fn reference(
     residual: Option<&[f32]>,
 ) -> Vec<(f64, f64)> {
     let (oh, ow) = shape.out_hw();
+    let w = shape.window;
+    let [kh, kw] = w.kernel;
+    let (cin, cout) = (shape.in_c / shape.groups, shape.out_c / shape.groups);
     let mut out = Vec::with_capacity(shape.output_len());
     for n in 0..shape.batch {
         for o in 0..shape.out_c {
             for oy in 0..oh {
                 for ox in 0..ow {
                     let (mut acc, mut mag) = (bias[o] as f64, (bias[o] as f64).abs());
-                    for c in 0..shape.in_c {
-                        for ky in 0..shape.kernel_h {
-                            for kx in 0..shape.kernel_w {
-                                let iy = (oy * shape.stride + ky) as i64 - shape.pad_h as i64;
-                                let ix = (ox * shape.stride + kx) as i64 - shape.pad_w as i64;
+                    for j in 0..cin {
+                        let c = o / cout * cin + j;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * w.stride[0] + ky * w.dilation[0]) as i64 - w.pads[0] as i64;
+                                let ix = (ox * w.stride[1] + kx * w.dilation[1]) as i64 - w.pads[1] as i64;
                                 if iy < 0 || ix < 0 || iy >= shape.in_h as i64 || ix >= shape.in_w as i64 {
                                     continue;
                                 }
                                 let x =
                                     input[((n * shape.in_c + c) * shape.in_h + iy as usize) * shape.in_w + ix as usize];
-                                let w = weight[((o * shape.in_c + c) * shape.kernel_h + ky) * shape.kernel_w + kx];
+                                let w = weight[((o * cin + j) * kh + ky) * kw + kx];
                                 acc += x as f64 * w as f64;
                                 mag += (x as f64 * w as f64).abs();
                             }
@@ -75,18 +77,7 @@ fn shape(
     stride: usize,
     pad: usize,
 ) -> ConvShape {
-    ConvShape {
-        batch,
-        in_c,
-        in_h: hw.0,
-        in_w: hw.1,
-        out_c,
-        kernel_h: k,
-        kernel_w: k,
-        stride,
-        pad_h: pad,
-        pad_w: pad,
-    }
+    ConvShape::dense(batch, in_c, hw, out_c, [k, k], stride, [pad, pad])
 }
 
 /// A kh×kw kernel with padding `[rows, columns]` (Inception-v3's 1x7 / 7x1 convolutions).
@@ -94,21 +85,95 @@ fn rect(
     in_c: usize,
     hw: (usize, usize),
     out_c: usize,
-    [kh, kw]: [usize; 2],
+    kernel: [usize; 2],
     stride: usize,
-    [ph, pw]: [usize; 2],
+    padding: [usize; 2],
+) -> ConvShape {
+    ConvShape::dense(1, in_c, hw, out_c, kernel, stride, padding)
+}
+
+/// A grouped, dilated, anisotropic convolution.
+fn grouped(
+    batch: usize,
+    (in_c, hw, out_c, groups): (usize, (usize, usize), usize, usize),
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    pads: [usize; 4],
 ) -> ConvShape {
     ConvShape {
-        kernel_h: kh,
-        kernel_w: kw,
-        pad_h: ph,
-        pad_w: pw,
-        ..shape(1, in_c, hw, out_c, 1, stride, 0)
+        groups,
+        window: Window2d {
+            kernel,
+            stride,
+            dilation,
+            pads,
+            ceil_mode: false,
+        },
+        ..ConvShape::dense(batch, in_c, hw, out_c, kernel, 1, [0, 0])
+    }
+}
+
+/// Compares every tile configuration (and the epilogue with a residual and exact ReLU) against
+/// the direct reference.
+fn check_against_reference(shapes: &[ConvShape], seed: u64, with_residual: bool) {
+    let poly = PolyBuffer::empty(gpu());
+    for (i, &s) in shapes.iter().enumerate() {
+        let seed = seed + 10 * i as u64;
+        let input = values(s.input_len(), seed);
+        let weight = values(s.weight_len(), seed + 1);
+        let bias = values(s.out_c, seed + 2);
+        let residual = with_residual.then(|| values(s.output_len(), seed + 3));
+        let want = reference(s, &input, &weight, &bias, residual.as_deref());
+        let epilogue = if with_residual { Epilogue::Relu } else { Epilogue::None };
+        for tiles in TileConfig::ALL {
+            let (got, _) = conv2d_host_tiled(
+                gpu(),
+                tiles,
+                s,
+                &input,
+                &weight,
+                &bias,
+                residual.as_deref(),
+                epilogue,
+                &poly,
+            )
+            .unwrap();
+            assert_eq!(got.len(), want.len());
+            for (g, (w, mag)) in got.iter().zip(&want) {
+                let w = if with_residual { w.max(0.0) } else { *w };
+                assert!(
+                    (*g as f64 - w).abs() <= 1e-6 * mag + 1e-7,
+                    "shape {s:?}, tiles {tiles:?}: {g} vs {w}"
+                );
+            }
+        }
     }
 }
 
 #[test]
+fn grouped_depthwise_dilated_and_asymmetric_convolutions_match_direct_convolution() {
+    let shapes = [
+        // depthwise 3x3 (MobileNet), batch 2
+        grouped(2, (6, (9, 8), 6, 6), [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        // depthwise, stride 2, TF "SAME" padding [0, 0, 1, 1]
+        grouped(1, (5, (10, 9), 5, 5), [3, 3], [2, 2], [1, 1], [0, 0, 1, 1]),
+        // depthwise multiplier 2 over more channels than a tile
+        grouped(1, (70, (5, 5), 140, 70), [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        // 4 groups of 16 → 24 channels (ResNeXt-like), several K slices per group
+        grouped(1, (64, (7, 6), 96, 4), [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        // dilation 2 (DeepLab), dense
+        grouped(1, (3, (13, 12), 4, 1), [3, 3], [1, 1], [2, 2], [2, 2, 2, 2]),
+        // everything at once: groups 3, anisotropic stride and dilation, asymmetric pads
+        grouped(2, (6, (15, 11), 9, 3), [3, 2], [2, 1], [3, 2], [1, 0, 2, 1]),
+    ];
+    check_against_reference(&shapes, 700, false);
+    check_against_reference(&shapes[..4], 800, true);
+}
+
+#[test]
 fn implicit_gemm_matches_direct_convolution_on_many_shapes() {
+    let Some(gpu) = gpu() else { return };
     let shapes = [
         shape(2, 3, (9, 11), 5, 3, 1, 1),        // small, odd sizes, batch 2
         shape(1, 70, (6, 6), 130, 1, 1, 0),      // 1x1, K and O not multiples of the tiles
@@ -120,7 +185,7 @@ fn implicit_gemm_matches_direct_convolution_on_many_shapes() {
         rect(12, (9, 8), 20, [7, 1], 1, [3, 0]), // … and 7x1
         rect(5, (10, 9), 7, [3, 1], 2, [1, 0]),  // rectangular, strided, one axis padded
     ];
-    let poly = PolyBuffer::empty(gpu());
+    let poly = PolyBuffer::empty(gpu);
     for (i, s) in shapes.into_iter().enumerate() {
         let input = values(s.input_len(), 1 + i as u64);
         let weight = values(s.weight_len(), 100 + i as u64);
@@ -128,7 +193,7 @@ fn implicit_gemm_matches_direct_convolution_on_many_shapes() {
         let want = reference(s, &input, &weight, &bias, None);
         for tiles in TileConfig::ALL {
             let (got, _) =
-                conv2d_host_tiled(gpu(), tiles, s, &input, &weight, &bias, None, Epilogue::None, &poly).unwrap();
+                conv2d_host_tiled(gpu, tiles, s, &input, &weight, &bias, None, Epilogue::None, &poly).unwrap();
             for (g, (w, mag)) in got.iter().zip(&want) {
                 assert!(
                     (*g as f64 - w).abs() <= 1e-6 * mag + 1e-7,
@@ -143,13 +208,14 @@ fn implicit_gemm_matches_direct_convolution_on_many_shapes() {
 /// tables and per-thread pixel decoding of each tile configuration must get right.
 #[test]
 fn every_tile_configuration_matches_on_multi_slice_shapes() {
+    let Some(gpu) = gpu() else { return };
     let shapes = [
         shape(2, 37, (13, 11), 70, 3, 1, 1),      // K = 333: 21 slices, last one partial
         shape(1, 129, (9, 9), 65, 1, 1, 0),       // 1x1, one channel past a slice, one past a tile
         shape(3, 20, (10, 12), 33, 3, 2, 1),      // stride 2 over a batch of 3
         rect(9, (12, 7), 130, [1, 7], 1, [0, 3]), // rectangular over several O tiles
     ];
-    let poly = PolyBuffer::empty(gpu());
+    let poly = PolyBuffer::empty(gpu);
     for (i, s) in shapes.into_iter().enumerate() {
         let input = values(s.input_len(), 300 + i as u64);
         let weight = values(s.weight_len(), 400 + i as u64);
@@ -158,7 +224,7 @@ fn every_tile_configuration_matches_on_multi_slice_shapes() {
         let want = reference(s, &input, &weight, &bias, Some(&residual));
         for tiles in TileConfig::ALL {
             let (got, stats) = conv2d_host_tiled(
-                gpu(),
+                gpu,
                 tiles,
                 s,
                 &input,
@@ -182,6 +248,7 @@ fn every_tile_configuration_matches_on_multi_slice_shapes() {
 
 #[test]
 fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
+    let Some(gpu) = gpu() else { return };
     let s = shape(2, 16, (8, 8), 24, 3, 1, 1);
     let input = values(s.input_len(), 7);
     let weight = values(s.weight_len(), 8);
@@ -190,9 +257,9 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
     let want = reference(s, &input, &weight, &bias, Some(&residual));
     let max_abs = want.iter().map(|w| w.0.abs()).fold(0.0, f64::max);
 
-    let exact = PolyBuffer::empty(gpu());
+    let exact = PolyBuffer::empty(gpu);
     let (got, stats) = conv2d_host(
-        gpu(),
+        gpu,
         s,
         &input,
         &weight,
@@ -211,10 +278,10 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
 
     // A bound below max |x|: the polynomial ReLU counts every input beyond it.
     let composite = optimise_eps(paper_degrees(12).unwrap()).unwrap().composite;
-    let poly = PolyBuffer::new(gpu(), &composite, Scheme::Clenshaw);
+    let poly = PolyBuffer::new(gpu, &composite, Scheme::Clenshaw);
     let small = 4.0f32;
     let (_, stats) = conv2d_host(
-        gpu(),
+        gpu,
         s,
         &input,
         &weight,
@@ -233,7 +300,7 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
 
     let bound = 2.0 * max_abs as f32;
     let (got, stats) = conv2d_host(
-        gpu(),
+        gpu,
         s,
         &input,
         &weight,
@@ -256,17 +323,18 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
 
 #[test]
 fn bad_shapes_and_lengths_are_errors() {
-    let poly = PolyBuffer::empty(gpu());
+    let Some(gpu) = gpu() else { return };
+    let poly = PolyBuffer::empty(gpu);
     let s = shape(1, 2, (4, 4), 3, 3, 1, 1);
     let input = vec![0.0; s.input_len()];
     let weight = vec![0.0; s.weight_len()];
-    assert!(conv2d_host(gpu(), s, &input[1..], &weight, &[0.0; 3], None, Epilogue::None, &poly).is_err());
-    assert!(conv2d_host(gpu(), s, &input, &weight, &[0.0; 2], None, Epilogue::None, &poly).is_err());
+    assert!(conv2d_host(gpu, s, &input[1..], &weight, &[0.0; 3], None, Epilogue::None, &poly).is_err());
+    assert!(conv2d_host(gpu, s, &input, &weight, &[0.0; 2], None, Epilogue::None, &poly).is_err());
     let too_big_kernel = shape(1, 2, (2, 2), 3, 5, 1, 0);
     let w = vec![0.0; too_big_kernel.weight_len()];
     assert!(
         conv2d_host(
-            gpu(),
+            gpu,
             too_big_kernel,
             &[0.0; 8],
             &w,
@@ -281,7 +349,7 @@ fn bad_shapes_and_lengths_are_errors() {
         bound: f32::NAN,
         clamp: false,
     };
-    assert!(conv2d_host(gpu(), s, &input, &weight, &[0.0; 3], None, nan_bound, &poly).is_err());
+    assert!(conv2d_host(gpu, s, &input, &weight, &[0.0; 3], None, nan_bound, &poly).is_err());
 }
 
 #[test]

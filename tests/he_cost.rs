@@ -3,7 +3,7 @@
 
 use polycnn::exec::NoProgress;
 use polycnn::model::cost::{CostError, SitePrecision, network_cost, uniform_plan};
-use polycnn::model::{self, Arch, Graph, GraphBuilder, Op, Pool2d, Shape};
+use polycnn::model::{self, Arch, Graph, GraphBuilder, Op, Shape, Window2d};
 use polycnn::poly::cost::{HeCost, max_cost, relu_cost};
 use polycnn::poly::degrees::{ErrorTable, SearchLimits, optimise_degrees};
 use polycnn::poly::verify::relu_error;
@@ -16,13 +16,8 @@ fn approx(degrees: &[usize]) -> SitePrecision {
     }
 }
 
-fn pool(kernel: usize, stride: usize) -> Pool2d {
-    Pool2d {
-        kernel,
-        stride,
-        padding: 0,
-        ceil_mode: false,
-    }
+fn pool(kernel: usize, stride: usize) -> Window2d {
+    Window2d::square(kernel, stride, 0)
 }
 
 /// input 2x4x4 → ReLU "r1" → 2x2 max-pool "pool" (2x2x2) → flatten.

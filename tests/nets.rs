@@ -9,16 +9,18 @@
 
 use polycnn::cpu;
 use polycnn::exec::{ActivationPlan, SiteMode};
-use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::gpu::network::GpuNetwork;
-use polycnn::model::{self, Arch, Batch, CounterParams, Graph, GraphBuilder, Op, ParamKind, Pool2d, Shape};
+use polycnn::model::{self, Arch, Batch, CounterParams, Graph, GraphBuilder, Op, ParamKind, Shape, Window2d};
 use polycnn::poly::activation::{approx_max_window, max_pool_scale};
 use polycnn::poly::{Composite, optimise_eps, paper_degrees};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
+
+mod common;
+use common::{data, gpu};
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -57,11 +59,6 @@ fn fixtures() -> &'static [NetFixture] {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
     });
     &f.nets
-}
-
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("these tests need a GPU adapter: {e}")))
 }
 
 fn composite(alpha: u32) -> Composite {
@@ -113,10 +110,11 @@ fn networks_match_pytorch_logits_on_cpu() {
 
 #[test]
 fn gpu_networks_match_pytorch_logits() {
+    let Some(gpu) = gpu() else { return };
     for net in fixtures() {
         let graph = net.graph();
         let start = Instant::now();
-        let network = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw).unwrap();
+        let network = GpuNetwork::new(gpu, &graph, Scheme::Clenshaw).unwrap();
         let out = network.run(&net.batch(), &ActivationPlan::exact(&graph)).unwrap();
         let diff = relative_difference(&out.logits, &net.logits);
         eprintln!(
@@ -136,6 +134,7 @@ fn gpu_networks_match_pytorch_logits() {
 /// reduction pools) approximated at α = 14 on both backends; B = 1.2 × the largest exact input.
 #[test]
 fn gpu_inception_networks_with_approximate_relu_and_max_pool_match_cpu() {
+    let Some(gpu) = gpu() else { return };
     let sign = composite(14);
     for net in fixtures()
         .iter()
@@ -146,7 +145,7 @@ fn gpu_inception_networks_with_approximate_relu_and_max_pool_match_cpu() {
         let bound = 1.2 * exact.sites.iter().map(|s| s.max_abs).fold(0.0, f32::max) as f64;
         let plan = ActivationPlan::uniform(&graph, SiteMode::approx(&sign, 14, bound));
         let want = cpu::run(&graph, &batch, &plan).unwrap();
-        let got = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw)
+        let got = GpuNetwork::new(gpu, &graph, Scheme::Clenshaw)
             .unwrap()
             .run(&batch, &plan)
             .unwrap();
@@ -165,13 +164,8 @@ fn transform_input_is_folded_into_the_normalisation() {
     assert_eq!((n.mean, n.std, n.max_value), ([0.5; 3], [0.5; 3], 255.0));
 }
 
-fn pool(kernel: usize, stride: usize, padding: usize, ceil_mode: bool) -> Pool2d {
-    Pool2d {
-        kernel,
-        stride,
-        padding,
-        ceil_mode,
-    }
+fn pool(kernel: usize, stride: usize, padding: usize, ceil_mode: bool) -> Window2d {
+    Window2d::square(kernel, stride, padding).with_ceil_mode(ceil_mode)
 }
 
 /// Every pooling geometry of GoogLeNet / Inception-v3 and a concat, on odd planes where ceil mode
@@ -186,6 +180,7 @@ fn pooling_graph() -> Graph {
         Op::AvgPool {
             input: x,
             pool: pool(3, 1, 1, false),
+            count_include_pad: true,
         },
     );
     let r = b.relu("branch_relu", x);
@@ -197,6 +192,7 @@ fn pooling_graph() -> Graph {
         Op::AvgPool {
             input: p,
             pool: pool(2, 2, 0, true),
+            count_include_pad: true,
         },
     );
     b.finish(out).unwrap()
@@ -220,9 +216,10 @@ fn pooling_shapes_follow_pytorch_ceil_mode() {
 
 #[test]
 fn gpu_pooling_and_concat_match_cpu_exact_and_approximate() {
+    let Some(gpu) = gpu() else { return };
     let graph = pooling_graph();
     let batch = pooling_batch(2);
-    let network = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw).unwrap();
+    let network = GpuNetwork::new(gpu, &graph, Scheme::Clenshaw).unwrap();
     let exact = ActivationPlan::exact(&graph);
     let want = cpu::run(&graph, &batch, &exact).unwrap();
     let got = network.run(&batch, &exact).unwrap();
@@ -244,6 +241,7 @@ fn gpu_pooling_and_concat_match_cpu_exact_and_approximate() {
 /// plane: the double-double tree over exactly those windows is the reference.
 #[test]
 fn approximate_ceil_mode_max_pool_matches_the_double_double_reference() {
+    let Some(gpu) = gpu() else { return };
     let (h, w) = (8, 10);
     let mut b = GraphBuilder::new("ceil_pools", Shape::new(1, h, w));
     let p3 = b.max_pool("pool3", GraphBuilder::INPUT, pool(3, 2, 0, true));
@@ -274,7 +272,7 @@ fn approximate_ceil_mode_max_pool_matches_the_double_double_reference() {
             assert!((got - exact).abs() <= 2.0 * bound * 2f64.powi(-(alpha as i32)) * 9.0);
         }
     }
-    let gpu_out = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw)
+    let gpu_out = GpuNetwork::new(gpu, &graph, Scheme::Clenshaw)
         .unwrap()
         .run(
             &batch,
@@ -343,7 +341,7 @@ fn approximate_max_pool_error_per_window_and_alpha() {
     use polycnn::poly::activation::measure_max_pool_error;
     use polycnn::poly::official::load_official;
     use polycnn::poly::verify::relu_error;
-    let coeffs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/approxcnn_coeffs");
+    let Some(coeffs) = data("approxcnn_coeffs") else { return };
     for alpha in 7..=14u32 {
         let sign = load_official(&coeffs, alpha).unwrap();
         let gap = relu_error(&sign).argmax;
@@ -367,6 +365,7 @@ fn approximate_max_pool_error_per_window_and_alpha() {
 #[test]
 #[ignore]
 fn full_size_forward_times() {
+    let Some(gpu) = gpu() else { return };
     for arch in [Arch::GoogLeNet, Arch::InceptionV3] {
         let graph = model::build(arch, &mut CounterParams::new(1)).unwrap();
         let shape = arch.descriptor().input;
@@ -376,7 +375,7 @@ fn full_size_forward_times() {
         let start = Instant::now();
         let cpu_out = cpu::run(&graph, &batch, &plan).unwrap();
         let cpu_s = start.elapsed().as_secs_f64() / n as f64;
-        let network = GpuNetwork::new(gpu(), &graph, Scheme::Clenshaw).unwrap();
+        let network = GpuNetwork::new(gpu, &graph, Scheme::Clenshaw).unwrap();
         network.run(&batch, &plan).unwrap(); // buffers allocated, pipelines compiled
         let start = Instant::now();
         let gpu_out = network.run(&batch, &plan).unwrap();

@@ -88,6 +88,7 @@ fn report() -> EvalReport {
         dataset_images: 1000,
         preprocessing: PreprocessingInfo::default(),
         warnings: Vec::new(),
+        selection: "all 1000 images".into(),
         backend: "cpu".into(),
         device: None,
         scheme: None,

@@ -5,10 +5,12 @@ use polycnn::poly::cost::relu_cost;
 use polycnn::poly::official::load_official;
 use polycnn::poly::verify::relu_error;
 use polycnn::poly::{PolyError, build_sign_composite, optimise_eps, paper_degrees, parse_degree_list};
-use std::path::PathBuf;
 
-fn coeffs_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/approxcnn_coeffs")
+mod common;
+
+/// The paper's published polynomials (approxCNN's files), if present (else the test skips).
+fn coeffs_dir() -> Option<std::path::PathBuf> {
+    common::data("approxcnn_coeffs")
 }
 
 #[test]
@@ -38,8 +40,9 @@ fn alpha_4_and_5_reach_what_their_degrees_allow() {
 #[test]
 fn official_coefficients_reproduce_the_published_errors() {
     // README of shared/data: 2^-7.04 (α7), 2^-10.11 (α10), 2^-13.08 (α13), 2^-14.02 (α14).
+    let Some(coeffs) = coeffs_dir() else { return };
     for (alpha, published) in [(4, -3.71), (7, -7.04), (10, -10.11), (13, -13.08), (14, -14.02)] {
-        let official = load_official(&coeffs_dir(), alpha).unwrap();
+        let official = load_official(&coeffs, alpha).unwrap();
         assert_eq!(official.degrees(), paper_degrees(alpha).unwrap());
         let e = relu_error(&official).log2;
         assert!(
@@ -51,9 +54,10 @@ fn official_coefficients_reproduce_the_published_errors() {
 
 #[test]
 fn ours_is_at_least_as_precise_as_the_papers_for_every_alpha() {
+    let Some(coeffs) = coeffs_dir() else { return };
     for alpha in 4..=14 {
         let ours = relu_error(&optimise_eps(paper_degrees(alpha).unwrap()).unwrap().composite).log2;
-        let theirs = relu_error(&load_official(&coeffs_dir(), alpha).unwrap()).log2;
+        let theirs = relu_error(&load_official(&coeffs, alpha).unwrap()).log2;
         assert!(
             ours <= theirs + 1e-3,
             "α={alpha}: ours 2^{ours:.3} vs paper 2^{theirs:.3}"
@@ -133,12 +137,12 @@ fn bad_inputs_give_clear_errors() {
     assert!(matches!(parse_degree_list("15,x"), Err(PolyError::BadDegreeList(_))));
     assert!(matches!(parse_degree_list("65"), Err(PolyError::BadDegreeList(_))));
     assert_eq!(parse_degree_list(" 7, 15 ").unwrap(), vec![7, 15]);
-    // missing official files name the path
-    let missing = load_official(&coeffs_dir(), 3).unwrap_err().to_string();
-    assert!(missing.contains("deg_3.txt"), "{missing}");
-    // a corrupt coefficient file names the file and the entry
     let dir = std::env::temp_dir().join(format!("polycnn-coeffs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // missing official files name the path
+    let missing = load_official(&dir, 3).unwrap_err().to_string();
+    assert!(missing.contains("deg_3.txt"), "{missing}");
+    // a corrupt coefficient file names the file and the entry
     std::fs::write(dir.join("deg_7.txt"), "3\n").unwrap();
     std::fs::write(dir.join("coeff_7.txt"), "0\n1.5\n0\nabc\n").unwrap();
     let bad = load_official(&dir, 7).unwrap_err().to_string();

@@ -11,6 +11,8 @@ use polycnn::gpu::activation::Scheme;
 use polycnn::model::Arch;
 use std::path::PathBuf;
 
+mod common;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -20,28 +22,28 @@ fn reference() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn request(alphas: &[u32], start: f64, step: f64) -> EvalRequest {
-    let data = root().join("../shared/data");
-    EvalRequest {
+/// `None`: skipped without the real data.
+fn request(alphas: &[u32], start: f64, step: f64) -> Option<EvalRequest> {
+    let coeffs = common::data("approxcnn_coeffs")?;
+    let weights = common::data("cifar10/weights_vgg/vgg11_bn_cifar10.pth")?;
+    let images = common::data("cifar10/test_first1000_png")?;
+    Some(EvalRequest {
         alphas: alphas.to_vec(),
         // the reference's polynomials: the paper's files
-        coeffs_dir: Some(data.join("approxcnn_coeffs")),
+        coeffs_dir: Some(coeffs),
         bound: BoundRule::Search { start, step },
         bound_max: BoundRule::Search { start, step },
         batch: 100,
         scheme: Scheme::Clenshaw,
-        ..EvalRequest::new(
-            Arch::CifarVgg11Bn,
-            data.join("cifar10/weights_vgg/vgg11_bn_cifar10.pth"),
-            data.join("cifar10/test_first1000_png"),
-        )
-    }
+        ..EvalRequest::new(Arch::CifarVgg11Bn, weights, images)
+    })
 }
 
 /// Runs the search + evaluation and compares each α with `reference["alphas"]`: the same B,
 /// nothing out of range, top-1 within 3 images.
 fn check_against(reference: &serde_json::Value, alphas: &[u32], start: f64, step: f64) {
-    let report = run_eval(&request(alphas, start, step), None, &NoProgress).unwrap();
+    let Some(request) = request(alphas, start, step) else { return };
+    let report = run_eval(&request, None, &NoProgress).unwrap();
     assert_eq!(report.images, 1000);
     for ((alpha, config), search) in alphas.iter().zip(&report.configs).zip(&report.bounds.search) {
         let theirs = &reference["alphas"][alpha.to_string()];

@@ -76,18 +76,7 @@ impl ActivationRow {
 /// The convolutions of ResNet-50/152 at batch 1 (224x224 input): the three 3x3 shapes of the
 /// residual stages and the 1x1 bottleneck projections.
 pub fn resnet_conv_shapes() -> Vec<(&'static str, ConvShape)> {
-    let conv = |c: usize, hw: usize, o: usize, k: usize| ConvShape {
-        batch: 1,
-        in_c: c,
-        in_h: hw,
-        in_w: hw,
-        out_c: o,
-        kernel_h: k,
-        kernel_w: k,
-        stride: 1,
-        pad_h: k / 2,
-        pad_w: k / 2,
-    };
+    let conv = |c: usize, hw: usize, o: usize, k: usize| ConvShape::dense(1, c, (hw, hw), o, [k, k], 1, [k / 2; 2]);
     vec![
         ("3x3 56x56 64→64", conv(64, 56, 64, 3)),
         ("3x3 28x28 128→128", conv(128, 28, 128, 3)),
@@ -103,11 +92,7 @@ pub fn resnet_conv_shapes() -> Vec<(&'static str, ConvShape)> {
 
 fn gemm_dims(shape: &ConvShape) -> (usize, usize, usize) {
     let (oh, ow) = shape.out_hw();
-    (
-        shape.batch * oh * ow,
-        shape.out_c,
-        shape.in_c * shape.kernel_h * shape.kernel_w,
-    )
+    (shape.batch * oh * ow, shape.out_c, shape.depth())
 }
 
 /// Conv GFLOP/s per kernel and the fused epilogue's overhead, per ResNet shape.
@@ -234,20 +219,19 @@ fn time_cpu_conv(shape: ConvShape, relu: Option<Option<&Composite>>, repeats: us
 fn one_conv_graph(shape: ConvShape, with_relu: bool) -> Result<Graph, AnyError> {
     let input = Shape::new(shape.in_c, shape.in_h, shape.in_w);
     let mut builder = GraphBuilder::new("conv", input);
+    let [kh, kw] = shape.window.kernel;
     let weight = Tensor {
-        shape: vec![shape.out_c, shape.in_c, shape.kernel_h, shape.kernel_w],
+        shape: vec![shape.out_c, shape.group_in_c(), kh, kw],
         data: pattern(shape.weight_len(), 2),
     };
-    let conv = builder.push(
-        "conv",
-        Op::Conv2d(Conv2d {
-            input: GraphBuilder::INPUT,
-            weight,
-            bias: pattern(shape.out_c, 3),
-            stride: shape.stride,
-            padding: [shape.pad_h, shape.pad_w],
-        }),
-    );
+    let conv = Conv2d {
+        input: GraphBuilder::INPUT,
+        weight,
+        bias: pattern(shape.out_c, 3),
+        window: shape.window,
+        groups: shape.groups,
+    };
+    let conv = builder.push("conv", Op::Conv2d(conv));
     let output = if with_relu { builder.relu("relu", conv) } else { conv };
     Ok(builder.finish(output)?)
 }

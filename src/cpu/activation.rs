@@ -7,7 +7,7 @@
 //! `crate::poly::activation`, whose double-double versions are the reference the tests use.
 
 use crate::exec::{SiteMode, SiteStats};
-use crate::model::{Pool2d, Shape};
+use crate::model::{Shape, Window2d};
 use crate::poly::Composite;
 use crate::poly::activation::max_pool_scale;
 
@@ -121,7 +121,7 @@ fn has_fma() -> bool {
 
 /// Max-pooling of one image's `(c, h, w)` planes into `out`, recording the inputs.
 pub struct MaxPoolSite<'a> {
-    pub pool: Pool2d,
+    pub pool: Window2d,
     pub input: Shape,
     pub output: Shape,
     pub mode: &'a SiteMode<'a>,
@@ -133,7 +133,7 @@ pub struct MaxPoolSite<'a> {
 impl<'a> MaxPoolSite<'a> {
     /// Fails (with a message for the caller to attach the site name to) when the approximate
     /// pool is not a 2x2 or 3x3 window.
-    pub fn new(pool: Pool2d, input: Shape, output: Shape, mode: &'a SiteMode<'a>) -> Result<Self, String> {
+    pub fn new(pool: Window2d, input: Shape, output: Shape, mode: &'a SiteMode<'a>) -> Result<Self, String> {
         let (scale, sign) = match mode {
             SiteMode::Exact => (1.0, None),
             SiteMode::Poly(p) => {
@@ -143,7 +143,7 @@ impl<'a> MaxPoolSite<'a> {
                 ));
             }
             SiteMode::Approx(a) => {
-                let scale = max_pool_scale(pool.kernel * pool.kernel, a.alpha, a.bound).map_err(|e| e.to_string())?;
+                let scale = max_pool_scale(pool.taps(), a.alpha, a.bound).map_err(|e| e.to_string())?;
                 (scale, Some(SignEvaluator::new(a.composite)))
             }
         };
@@ -160,13 +160,12 @@ impl<'a> MaxPoolSite<'a> {
     pub fn run(&self, image: &[f32], out: &mut [f32], stats: &mut SiteStats) {
         stats.observe(image, self.mode.bound());
         let (plane_in, plane_out) = (self.input.plane(), self.output.plane());
-        let len = self.pool.kernel * self.pool.kernel;
+        let len = self.pool.taps();
         for (x, y) in image.chunks_exact(plane_in).zip(out.chunks_exact_mut(plane_out)) {
             match &self.sign {
                 None => {
                     for (i, y) in y.iter_mut().enumerate() {
-                        let window = self.window(x, i, f32::NEG_INFINITY);
-                        *y = window[..len].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                        *y = self.exact_max(x, i);
                     }
                 }
                 // LANES windows at a time, one per lane of the polynomial evaluator.
@@ -174,7 +173,8 @@ impl<'a> MaxPoolSite<'a> {
                     for (block, ys) in y.chunks_mut(LANES).enumerate() {
                         let windows: [[f64; MAX_WINDOW]; LANES] = std::array::from_fn(|lane| {
                             let i = (block * LANES + lane).min(plane_out - 1);
-                            self.window(x, i, 0.0).map(|v| self.mode.polynomial_input(v as f64))
+                            self.zero_padded_window(x, i)
+                                .map(|v| self.mode.polynomial_input(v as f64))
                         });
                         let maxima = approx_max_windows(sign, &windows, len, self.scale);
                         ys.iter_mut().zip(maxima).for_each(|(y, m)| *y = m as f32);
@@ -184,22 +184,30 @@ impl<'a> MaxPoolSite<'a> {
         }
     }
 
-    /// The inputs of output pixel `i` of plane `x`, row-major, `pad` where the window leaves
-    /// the input: −∞ for the exact max (PyTorch), 0 for the approximation (the paper).
-    fn window(&self, x: &[f32], i: usize, pad: f32) -> [f32; MAX_WINDOW] {
+    /// Input of tap `j` (row-major in the window) of output pixel `i`, None in the padding.
+    fn tap(&self, x: &[f32], i: usize, j: usize) -> Option<f32> {
         let (oy, ox) = (i / self.output.w, i % self.output.w);
-        let k = self.pool.kernel;
+        let y = self.pool.input_coord(0, oy, j / self.pool.kernel[1]);
+        let xx = self.pool.input_coord(1, ox, j % self.pool.kernel[1]);
+        let inside = y >= 0 && xx >= 0 && (y as usize) < self.input.h && (xx as usize) < self.input.w;
+        inside.then(|| x[y as usize * self.input.w + xx as usize])
+    }
+
+    /// PyTorch's max: padding acts as −∞ (never wins); any window size.
+    fn exact_max(&self, x: &[f32], i: usize) -> f32 {
+        (0..self.pool.taps())
+            .filter_map(|j| self.tap(x, i, j))
+            .fold(f32::NEG_INFINITY, f32::max)
+    }
+
+    /// The inputs of output pixel `i` of plane `x`, row-major, zero where the window leaves the
+    /// input (the paper's padding); the approximate window has at most `MAX_WINDOW` taps.
+    fn zero_padded_window(&self, x: &[f32], i: usize) -> [f32; MAX_WINDOW] {
         std::array::from_fn(|j| {
-            if j >= k * k {
-                return pad;
-            }
-            let y = (oy * self.pool.stride + j / k) as isize - self.pool.padding as isize;
-            let xx = (ox * self.pool.stride + j % k) as isize - self.pool.padding as isize;
-            let inside = y >= 0 && xx >= 0 && (y as usize) < self.input.h && (xx as usize) < self.input.w;
-            if inside {
-                x[y as usize * self.input.w + xx as usize]
+            if j < self.pool.taps() {
+                self.tap(x, i, j).unwrap_or(0.0)
             } else {
-                pad
+                0.0
             }
         })
     }

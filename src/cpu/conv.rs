@@ -9,18 +9,15 @@
 //! to NCHW with the bias and residual.
 
 use super::gemm::{MatRef, Threads, matmul};
-use crate::model::{Conv2d, Shape};
+use crate::model::{Conv2d, Shape, Window2d};
 
-/// The shapes of one convolution.
+/// The shapes of one convolution: its tensors' shapes around the graph's window geometry.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvGeometry {
     pub input: Shape,
     pub output: Shape,
-    /// `[kh, kw]`.
-    pub kernel: [usize; 2],
-    pub stride: usize,
-    /// `[rows, columns]`.
-    pub padding: [usize; 2],
+    pub window: Window2d,
+    pub groups: usize,
 }
 
 impl ConvGeometry {
@@ -28,19 +25,35 @@ impl ConvGeometry {
         ConvGeometry {
             input,
             output,
-            kernel: conv.kernel(),
-            stride: conv.stride,
-            padding: conv.padding,
+            window: conv.window,
+            groups: conv.groups,
         }
     }
 
-    fn is_pointwise(&self) -> bool {
-        self.kernel == [1, 1] && self.stride == 1 && self.padding == [0, 0]
+    /// One input channel per group (depthwise, possibly with a channel multiplier): each GEMM
+    /// would be a single row of kh·kw, so these run as direct loops ([`depthwise`]).
+    fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.input.c
     }
 
-    /// Rows of the unfolded matrix: I·kh·kw.
+    fn is_pointwise(&self) -> bool {
+        let w = &self.window;
+        w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4]
+    }
+
+    /// Rows of the unfolded matrix: I·kh·kw (all groups).
     fn depth(&self) -> usize {
-        self.input.c * self.kernel[0] * self.kernel[1]
+        self.input.c * self.window.taps()
+    }
+
+    /// Rows of the unfolded matrix one group's weights multiply: (I/groups)·kh·kw.
+    fn group_depth(&self) -> usize {
+        self.depth() / self.groups
+    }
+
+    /// Output channels per group.
+    fn group_out(&self) -> usize {
+        self.output.c / self.groups
     }
 
     /// How many of `n` images to put in one GEMM so that it has enough columns to reuse each
@@ -48,6 +61,26 @@ impl ConvGeometry {
     pub fn images_per_gemm(&self, n: usize) -> usize {
         const MIN_GEMM_COLUMNS: usize = 1024;
         (MIN_GEMM_COLUMNS / self.output.plane()).clamp(1, n.max(1))
+    }
+}
+
+/// `product = W × cols`, one GEMM per group: group g's weight rows (contiguous), its unfolded
+/// input rows (contiguous, since rows are ordered by channel) and its output rows (contiguous).
+fn grouped_matmul(
+    conv: &Conv2d,
+    g: &ConvGeometry,
+    cols: &[f32],
+    columns: usize,
+    product: &mut [f32],
+    accumulate: bool,
+    threads: Threads,
+) {
+    let (depth, rows) = (g.group_depth(), g.group_out());
+    let weights = conv.weight.data.chunks_exact(rows * depth);
+    let inputs = cols.chunks_exact(depth * columns);
+    for ((w, x), out) in weights.zip(inputs).zip(product.chunks_exact_mut(rows * columns)) {
+        let (w, x) = (MatRef::row_major(w, rows, depth), MatRef::row_major(x, depth, columns));
+        matmul(w, x, out, accumulate, threads);
     }
 }
 
@@ -62,6 +95,9 @@ pub fn conv_group(
     scratch: &mut Vec<f32>,
     threads: Threads,
 ) {
+    if g.is_depthwise() {
+        return depthwise(conv, g, images, residual, out, threads);
+    }
     let count = images.len() / g.input.numel();
     if count == 1 {
         return conv_image(conv, g, images, residual, out, scratch, threads);
@@ -73,29 +109,26 @@ pub fn conv_group(
     for (i, image) in images.chunks_exact(g.input.numel()).enumerate() {
         im2col(image, g, cols, columns, i * plane);
     }
-    let weights = MatRef::row_major(&conv.weight.data, g.output.c, depth);
-    matmul(
-        weights,
-        MatRef::row_major(cols, depth, columns),
-        product,
-        false,
-        threads,
-    );
+    grouped_matmul(conv, g, cols, columns, product, false, threads);
     for (i, y) in out.chunks_exact_mut(g.output.numel()).enumerate() {
         for (o, row) in y.chunks_exact_mut(plane).enumerate() {
             let src = &product[o * columns + i * plane..o * columns + (i + 1) * plane];
-            let bias = conv.bias[o];
-            match residual {
-                Some(r) => {
-                    let r = &r[i * g.output.numel() + o * plane..][..plane];
-                    row.iter_mut()
-                        .zip(src)
-                        .zip(r)
-                        .for_each(|((y, &p), &r)| *y = p + bias + r);
-                }
-                None => row.iter_mut().zip(src).for_each(|(y, &p)| *y = p + bias),
-            }
+            let r = residual.map(|r| &r[i * g.output.numel() + o * plane..][..plane]);
+            add_bias_and_residual(row, src, conv.bias[o], r);
         }
+    }
+}
+
+/// `y = p + bias (+ r)`, in this order whatever the grouping of images, so a result does not
+/// depend on the batch size or thread count that decided the grouping.
+fn add_bias_and_residual(y: &mut [f32], product: &[f32], bias: f32, residual: Option<&[f32]>) {
+    match residual {
+        Some(r) => y
+            .iter_mut()
+            .zip(product)
+            .zip(r)
+            .for_each(|((y, &p), &r)| *y = p + bias + r),
+        None => y.iter_mut().zip(product).for_each(|(y, &p)| *y = p + bias),
     }
 }
 
@@ -110,15 +143,6 @@ fn conv_image(
     threads: Threads,
 ) {
     let plane = g.output.plane();
-    for (o, row) in out.chunks_exact_mut(plane).enumerate() {
-        match residual {
-            Some(r) => row
-                .iter_mut()
-                .zip(&r[o * plane..(o + 1) * plane])
-                .for_each(|(y, &r)| *y = r + conv.bias[o]),
-            None => row.fill(conv.bias[o]),
-        }
-    }
     let cols: &[f32] = if g.is_pointwise() {
         image
     } else {
@@ -126,16 +150,96 @@ fn conv_image(
         im2col(image, g, scratch, plane, 0);
         scratch
     };
-    let weights = MatRef::row_major(&conv.weight.data, g.output.c, g.depth());
-    matmul(weights, MatRef::row_major(cols, g.depth(), plane), out, true, threads);
+    grouped_matmul(conv, g, cols, plane, out, false, threads);
+    // The same epilogue as a group of images (the product is already in place).
+    for (o, row) in out.chunks_exact_mut(plane).enumerate() {
+        let r = residual.map(|r| &r[o * plane..(o + 1) * plane]);
+        match r {
+            Some(r) => row.iter_mut().zip(r).for_each(|(y, &r)| *y = *y + conv.bias[o] + r),
+            None => row.iter_mut().for_each(|y| *y += conv.bias[o]),
+        }
+    }
+}
+
+/// Depthwise convolution by direct loops, output plane by output plane (in parallel when the
+/// caller is not): bias (+ residual) first, then each tap's weight times the shifted input
+/// rows, so the inner loop is a contiguous multiply-add at stride 1.
+fn depthwise(
+    conv: &Conv2d,
+    g: &ConvGeometry,
+    images: &[f32],
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+    threads: Threads,
+) {
+    let (plane_in, plane_out) = (g.input.plane(), g.output.plane());
+    let (channels, multiplier) = (g.output.c, g.group_out());
+    let plane = |(i, y): (usize, &mut [f32])| {
+        let (image, o) = (i / channels, i % channels);
+        let c = image * g.input.c + o / multiplier;
+        let x = &images[c * plane_in..(c + 1) * plane_in];
+        match residual {
+            Some(r) => y
+                .iter_mut()
+                .zip(&r[i * plane_out..(i + 1) * plane_out])
+                .for_each(|(y, &r)| *y = r + conv.bias[o]),
+            None => y.fill(conv.bias[o]),
+        }
+        let taps = &conv.weight.data[o * g.window.taps()..(o + 1) * g.window.taps()];
+        depthwise_plane(x, g, taps, y);
+    };
+    match threads {
+        Threads::One => out.chunks_exact_mut(plane_out).enumerate().for_each(plane),
+        Threads::All => {
+            use rayon::prelude::*;
+            out.par_chunks_exact_mut(plane_out).enumerate().for_each(plane)
+        }
+    }
+}
+
+/// `y += Σ_taps w · x` for one channel: `x` the input plane, `taps` its kh·kw weights.
+fn depthwise_plane(x: &[f32], g: &ConvGeometry, taps: &[f32], y: &mut [f32]) {
+    let win = &g.window;
+    let (ih, iw, ow) = (g.input.h as isize, g.input.w as isize, g.output.w);
+    let sw = win.stride[1];
+    for (t, &w) in taps.iter().enumerate() {
+        let (ky, kx) = (t / win.kernel[1], t % win.kernel[1]);
+        // Outputs whose tap kx lands inside the row: ix = ox·sw + offset ∈ [0, iw).
+        let offset = win.input_coord(1, 0, kx);
+        let first = ((-offset).max(0) as usize).div_ceil(sw).min(ow);
+        let last = if iw - 1 - offset < 0 {
+            0
+        } else {
+            (((iw - 1 - offset) as usize) / sw + 1).min(ow)
+        };
+        if first >= last {
+            continue;
+        }
+        for (oy, row) in y.chunks_exact_mut(ow).enumerate() {
+            let iy = win.input_coord(0, oy, ky);
+            if iy < 0 || iy >= ih {
+                continue;
+            }
+            let src = &x[iy as usize * iw as usize..][..iw as usize];
+            let start = (first as isize * sw as isize + offset) as usize;
+            if sw == 1 {
+                let src = &src[start..start + (last - first)];
+                row[first..last].iter_mut().zip(src).for_each(|(y, &v)| *y += w * v);
+            } else {
+                for (j, y) in row[first..last].iter_mut().enumerate() {
+                    *y += w * src[start + j * sw];
+                }
+            }
+        }
+    }
 }
 
 /// Unfolds `image` so row (c, ky, kx) of `cols` (rows `row_len` long) holds, from column
 /// `offset` on, the input each output pixel multiplies (zero where the window overlaps the
 /// padding).
 fn im2col(image: &[f32], g: &ConvGeometry, cols: &mut [f32], row_len: usize, offset: usize) {
-    let ([kh, kw], s) = (g.kernel, g.stride);
-    let [ph, pw] = g.padding.map(|p| p as isize);
+    let win = &g.window;
+    let [kh, kw] = win.kernel;
     let (ih, iw, oh, ow) = (g.input.h as isize, g.input.w, g.output.h, g.output.w);
     let mut rows = cols.chunks_exact_mut(row_len);
     for c in 0..g.input.c {
@@ -143,15 +247,17 @@ fn im2col(image: &[f32], g: &ConvGeometry, cols: &mut [f32], row_len: usize, off
         for ky in 0..kh {
             for kx in 0..kw {
                 let row = &mut rows.next().expect("cols has I·kh·kw rows")[offset..offset + oh * ow];
+                // Column of output 0's tap kx; each output moves it by the stride.
+                let first_column = win.input_coord(1, 0, kx);
                 for oy in 0..oh {
-                    let iy = (oy * s + ky) as isize - ph;
+                    let iy = win.input_coord(0, oy, ky);
                     let dst = &mut row[oy * ow..(oy + 1) * ow];
                     if iy < 0 || iy >= ih {
                         dst.fill(0.0);
                         continue;
                     }
                     let src = &plane[iy as usize * iw..(iy as usize + 1) * iw];
-                    copy_row(src, dst, kx as isize - pw, s);
+                    copy_row(src, dst, first_column, win.stride[1]);
                 }
             }
         }

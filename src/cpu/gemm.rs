@@ -36,7 +36,37 @@ impl<'a> MatRef<'a> {
     fn last_index(&self) -> usize {
         (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
     }
+
+    /// Columns `start..start + count` (no copy).
+    fn columns(&self, start: usize, count: usize) -> MatRef<'a> {
+        MatRef {
+            data: &self.data[start * self.col_stride..],
+            cols: count,
+            ..*self
+        }
+    }
+
+    /// Rows `start..start + count` (no copy).
+    fn rows(&self, start: usize, count: usize) -> MatRef<'a> {
+        MatRef {
+            data: &self.data[start * self.row_stride..],
+            rows: count,
+            ..*self
+        }
+    }
+
+    /// A contiguous row-major copy with `extra` zero rows appended.
+    fn padded_rows(&self, extra: usize) -> Vec<f32> {
+        let mut out: Vec<f32> = (0..self.rows)
+            .flat_map(|r| (0..self.cols).map(move |c| self.data[r * self.row_stride + c * self.col_stride]))
+            .collect();
+        out.resize((self.rows + extra) * self.cols, 0.0);
+        out
+    }
 }
+
+/// The most inner-dimension terms one call of the gemm crate sums (see [`matmul`]).
+const K_BLOCK: usize = 512;
 
 /// Whether one product may use several threads (when the caller is not already parallel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +96,46 @@ pub fn matmul(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, threads: Th
         a.last_index() < a.data.len() && b.last_index() < b.data.len(),
         "matmul: view out of bounds"
     );
+    // Bit-reproducible results whatever the batch size or thread count that shaped the product:
+    // the gemm crate sums k in blocks whose size depends on m and n (at most 512 when both are
+    // ≤ 64, larger otherwise) and takes a gemv path for a single row or column, and either
+    // changes an output's rounding. So k is cut into fixed blocks of at most K_BLOCK (one gemm
+    // call each, accumulating) and a single row or column is padded to two.
+    if m == 1 {
+        let mut c2 = c.to_vec();
+        c2.resize(2 * n, 0.0);
+        let a2 = a.padded_rows(1);
+        matmul(MatRef::row_major(&a2, 2, k), b, &mut c2, accumulate, threads);
+        c.copy_from_slice(&c2[..n]);
+        return;
+    }
+    if n == 1 {
+        let mut c2: Vec<f32> = c.iter().flat_map(|&v| [v, 0.0]).collect();
+        let b2 = transpose(&b).padded_rows(1); // bᵀ with a zero row = b with a zero column
+        matmul(a, MatRef::transposed(&b2, k, 2), &mut c2, accumulate, threads);
+        c.iter_mut().zip(c2.chunks_exact(2)).for_each(|(c, pair)| *c = pair[0]);
+        return;
+    }
+    for (block, start) in (0..k).step_by(K_BLOCK).enumerate() {
+        let count = K_BLOCK.min(k - start);
+        gemm_call(a.columns(start, count), b.rows(start, count), c, accumulate || block > 0, threads);
+    }
+}
+
+/// The transpose view of `m` (no copy).
+fn transpose<'a>(m: &MatRef<'a>) -> MatRef<'a> {
+    MatRef {
+        data: m.data,
+        rows: m.cols,
+        cols: m.rows,
+        row_stride: m.col_stride,
+        col_stride: m.row_stride,
+    }
+}
+
+/// One call of the gemm crate: c = a·b (or c += a·b), shapes and bounds checked by [`matmul`].
+fn gemm_call(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, threads: Threads) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     let parallelism = match threads {
         Threads::One => gemm::Parallelism::None,
         Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads()),

@@ -122,6 +122,7 @@ impl<'a> Prepared<'a> {
                 ),
             });
         }
+        plan.check_fits(graph).map_err(ExecError::Plan)?;
         let pools = graph
             .sites
             .iter()
@@ -239,11 +240,25 @@ impl<'a> Prepared<'a> {
                 self.apply_relu(&mut x, *site, &mut stats[*site], threads);
                 x
             }
-            Op::Add { a, b } => {
+            Op::Add { a, b } | Op::Sub { a, b } => {
                 let mut x = owned(*a, values);
                 // `a` is only taken when this is its last reader, so `b` (even if `a == b`) is still there.
                 let y = values[*b].as_deref().expect("inputs are computed before use");
-                x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
+                if matches!(self.graph.nodes[id].op, Op::Add { .. }) {
+                    x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
+                } else {
+                    x.iter_mut().zip(y).for_each(|(x, y)| *x -= y);
+                }
+                x
+            }
+            Op::Affine(affine) => {
+                let mut x = owned(affine.input, values);
+                ops::affine_in_place(&mut x, shape, affine);
+                x
+            }
+            Op::Pointwise { input, func } => {
+                let mut x = owned(*input, values);
+                x.iter_mut().for_each(|v| *v = ops::pointwise(func, *v));
                 x
             }
             Op::Flatten { input } => owned(*input, values),
@@ -280,10 +295,16 @@ impl<'a> Prepared<'a> {
                 stats[*site].merge(&site_stats);
                 out
             }
-            Op::AvgPool { input, pool } => {
+            Op::AvgPool {
+                input,
+                pool,
+                count_include_pad,
+            } => {
                 let x = values[*input].as_deref().expect("inputs are computed before use");
                 let from = self.shapes[*input];
-                map_images(x, from, shape, n, |img, out| ops::avg_pool(img, from, shape, pool, out))
+                map_images(x, from, shape, n, |img, out| {
+                    ops::avg_pool(img, from, shape, pool, *count_include_pad, out)
+                })
             }
             Op::GlobalAvgPool { input } => {
                 let x = values[*input].as_deref().expect("inputs are computed before use");

@@ -234,15 +234,27 @@ fn parse_js_labels(text: &str) -> Result<Vec<usize>, String> {
         .collect()
 }
 
+/// Folders the official archives unpack to (cifar-10-binary.tar.gz, cifar-10-python.tar.gz):
+/// a root holding one of them is read from it.
+const ARCHIVE_FOLDERS: [&str; 2] = ["cifar-10-batches-bin", "cifar-10-batches-py"];
+
 /// Opens CIFAR-10 test data from a path, sniffing the form: a folder of class folders, a folder with
-/// `test_batch.bin` / `test_batch` / `cifar10_batch_50.png`, a PNG strip (labels file beside it), a pickle
-/// (first byte 0x80) or a binary batch.
+/// `test_batch.bin` / `test_batch` / `cifar10_batch_50.png`, a root holding an unpacked official
+/// archive (`cifar-10-batches-bin/`, `cifar-10-batches-py/`), a PNG strip (labels file beside it),
+/// a pickle (first byte 0x80) or a binary batch.
 pub fn open(path: &Path) -> Result<Box<dyn Dataset>, DataError> {
     if path.is_dir() {
         for name in ["test_batch.bin", "test_batch", "cifar10_batch_50.png"] {
             if path.join(name).is_file() {
                 return open(&path.join(name));
             }
+        }
+        if let Some(archive) = ARCHIVE_FOLDERS.iter().map(|f| path.join(f)).find(|p| p.is_dir()) {
+            let batch = ["test_batch.bin", "test_batch"].map(|n| archive.join(n)).into_iter().find(|p| p.is_file());
+            return match batch {
+                Some(batch) => open(&batch),
+                None => Err(DataError::new(&archive, "no test_batch.bin or test_batch in this CIFAR-10 folder")),
+            };
         }
         let inner = path.join("test");
         let root = if inner.is_dir() { inner } else { path.to_path_buf() };

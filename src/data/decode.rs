@@ -44,15 +44,16 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, String> {
 fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
     // Strict: PIL refuses truncated or malformed JPEGs ("image file is truncated"); without it zune
     // pads missing data with grey and the corrupt image would silently be classified.
-    let limit = super::jpeg::MAX_PIXELS;
     let options = DecoderOptions::default()
         .set_strict_mode(true)
-        .set_max_width(limit)
-        .set_max_height(limit);
+        .set_max_width(usize::from(u16::MAX))
+        .set_max_height(usize::from(u16::MAX));
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     decoder.decode_headers().map_err(|e| format!("invalid JPEG: {e:?}"))?;
     let input = decoder.input_colorspace().ok_or("JPEG without a colour space")?;
     let (width, height) = decoder.dimensions().ok_or("JPEG without dimensions")?;
+    // zune limits each side, not their product: the bomb limit is checked before decoding.
+    super::jpeg::check_pixel_limit(width, height)?;
     // Ask zune for samples we can convert exactly as PIL does: luma as is, CMYK raw.
     let out = match input {
         ColorSpace::Luma => ColorSpace::Luma,

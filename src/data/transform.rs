@@ -1,6 +1,6 @@
 //! torchvision's eval geometry and normalisation, with its exact rounding rules.
 
-use super::resample::{Interpolation, resize};
+use super::resample::{Interpolation, Window, resize_window};
 use super::{DataError, ImageU8, RgbImage};
 
 /// What happens to a decoded image before normalisation.
@@ -61,13 +61,11 @@ impl Geometry {
         }
         match *self {
             Geometry::ResizeCenterCrop {
-                resize: size,
+                resize,
                 crop,
                 interpolation,
             } => {
-                let (w, h) = resized_size(image.width, image.height, size);
-                let resized = resize(&image.data, image.width, image.height, 3, w, h, interpolation);
-                let (left, top) = (center_crop_offsets(w, crop), center_crop_offsets(h, crop));
+                let (w, h) = resized_size(image.width, image.height, resize);
                 if w < crop || h < crop {
                     // Unreachable with resize >= crop; torchvision would pad, we refuse.
                     return Err(DataError::new(
@@ -75,7 +73,15 @@ impl Geometry {
                         format!("resized to {w}x{h}, smaller than the {crop} crop"),
                     ));
                 }
-                Ok(to_chw(&resized, w, left, top, crop, crop))
+                // Only the crop is resampled: memory follows the output, not the aspect ratio.
+                let window = Window {
+                    left: center_crop_offsets(w, crop),
+                    top: center_crop_offsets(h, crop),
+                    width: crop,
+                    height: crop,
+                };
+                let cropped = resize_window(&image.data, image.width, image.height, 3, (w, h), window, interpolation);
+                Ok(to_chw(&cropped, crop, 0, 0, crop, crop))
             }
             Geometry::Exact { width, height } => {
                 if (image.width, image.height) != (width, height) {

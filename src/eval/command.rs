@@ -4,7 +4,7 @@
 
 use super::bounds::{BoundRule, BoundSearch, Bounds, SiteBound, choose_bounds};
 use super::config::{ApproxConfig, Mode, PolyInfo, approx_plan, config_label};
-use super::dataset::open_dataset;
+use super::dataset::open_selected;
 use super::pass::{PassInput, PassOptions, evaluate, evaluate_with};
 use super::preprocess::{PreprocessingInfo, checkpoint_warnings};
 use super::resume::Checkpoint;
@@ -62,10 +62,13 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     let network = model::open(req.model, &req.weights)?;
     let graph = &network.graph;
     let prepared = req.plan.as_ref().map(|p| PreparedPlan::new(p, graph)).transpose()?;
-    let (dataset, normalize) = open_dataset(req, &network.descriptor)?;
-    let count = req.limit.map_or(dataset.len(), |l| l.min(dataset.len()));
+    let (dataset, normalize, selection) = open_selected(req, &network.descriptor)?;
+    let count = dataset.len();
     if count == 0 {
         return Err(format!("{}: no images to evaluate", req.data.display()).into());
+    }
+    if let Some(shard) = req.shard {
+        shard.nonempty_range(count)?;
     }
     let backend = open_backend(req, gpu, graph)?;
     let composites = match &prepared {
@@ -138,7 +141,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
             weights_sha256,
             dataset_images: dataset.len(),
             preprocessing: PreprocessingInfo::of(&preprocessing),
-            ..run_info(req, gpu, graph, backend.name())
+            ..run_info(req, gpu, graph, backend.name(), selection)
         },
         tally,
         bounds: Bounds {
@@ -200,11 +203,12 @@ fn open_backend<'a>(
     })
 }
 
-fn run_info(req: &EvalRequest, gpu: Option<&Gpu>, graph: &Graph, backend: &str) -> RunInfo {
+fn run_info(req: &EvalRequest, gpu: Option<&Gpu>, graph: &Graph, backend: &str, selection: String) -> RunInfo {
     RunInfo {
         model: graph.name.clone(),
         weights: req.weights.display().to_string(),
         data: req.data.display().to_string(),
+        selection,
         backend: backend.to_string(),
         device: gpu.filter(|_| req.gpu).map(Gpu::describe),
         scheme: req.gpu.then(|| req.scheme.name().to_string()),

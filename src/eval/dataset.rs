@@ -4,31 +4,42 @@
 use super::request::EvalRequest;
 use crate::data::cache::{CacheStatus, CachedDataset};
 use crate::data::digits::DigitsDataset;
-use crate::data::imagenet::{self, ClassIndex, Layout};
-use crate::data::{Dataset, Geometry, Normalize, cifar};
+use crate::data::imagenet::{self, ClassIndex};
+use crate::data::{Dataset, Geometry, Normalize, cifar, select};
 use crate::model::{DatasetFamily, NetworkDescriptor};
 use std::sync::Arc;
 
 type AnyError = Box<dyn std::error::Error>;
 
-/// Opens `req.data` as `network` expects it (through the cache when asked), with its
-/// normalisation.
-pub fn open_dataset(
+/// Opens `req.data` as `network` expects it (the images `--limit` selects, through the cache
+/// when asked), with its normalisation.
+pub fn open_dataset(req: &EvalRequest, network: &NetworkDescriptor) -> Result<(Arc<dyn Dataset>, Normalize), AnyError> {
+    open_selected(req, network).map(|(dataset, normalize, _)| (dataset, normalize))
+}
+
+/// [`open_dataset`] and how its images were selected from the data (for the report).
+pub fn open_selected(
     req: &EvalRequest,
     network: &NetworkDescriptor,
-) -> Result<(Arc<dyn Dataset>, Normalize), AnyError> {
+) -> Result<(Arc<dyn Dataset>, Normalize, String), AnyError> {
     let preprocessing = req.preprocessing.apply(network)?;
-    let dataset = open_source_dataset(req, network, preprocessing.geometry)?;
-    let normalize = preprocessing.normalize;
+    let (dataset, selection) = select::limit(open_source_dataset(req, network, preprocessing.geometry)?, req.limit);
+    let dataset = cached(req, dataset)?;
+    Ok((dataset, preprocessing.normalize, selection))
+}
+
+/// The dataset through the preprocessed cache when asked (it holds the uint8 images before
+/// normalisation: its key is the geometry's, see `Geometry::key`).
+fn cached(req: &EvalRequest, dataset: Arc<dyn Dataset>) -> Result<Arc<dyn Dataset>, AnyError> {
     let Some(path) = &req.cache else {
-        return Ok((dataset, normalize));
+        return Ok(dataset);
     };
     let (cached, status) = CachedDataset::open_or_build(dataset.as_ref(), path)?;
     match status {
         CacheStatus::Reused => log::info!("using the preprocessed cache {}", path.display()),
         CacheStatus::Built { reason } => log::info!("built the preprocessed cache {} ({reason})", path.display()),
     }
-    Ok((Arc::new(cached), normalize))
+    Ok(Arc::new(cached))
 }
 
 fn open_source_dataset(
@@ -41,8 +52,11 @@ fn open_source_dataset(
         DatasetFamily::Cifar10 => Arc::from(cifar::open(&req.data)?),
         DatasetFamily::ImageNet => {
             let classes = req.class_index.as_deref().map(ClassIndex::load).transpose()?;
-            let layout = Layout::detect(&req.data, req.labels.as_deref())?;
-            Arc::new(imagenet::open(&req.data, &layout, classes.as_ref(), geometry)?)
+            let opened = imagenet::open_validation(&req.data, req.labels.as_deref(), classes.as_ref(), geometry)?;
+            if let Some(note) = &opened.note {
+                log::info!("{note}");
+            }
+            Arc::new(opened.dataset)
         }
         DatasetFamily::Other => {
             return Err(format!(

@@ -558,7 +558,7 @@ mod tests {
         let out = graph.shapes().unwrap();
         for (site, shape) in graph.sites.iter().zip(&shapes) {
             if let Op::MaxPool { pool, .. } = &graph.nodes[site.node].op {
-                let window = pool.kernel * pool.kernel;
+                let window = pool.taps();
                 assert_eq!(shape.evaluations, (out[site.node].numel() * (window - 1)) as u64);
                 assert_eq!(1u64 << shape.levels, (window as u64).next_power_of_two());
             }

@@ -123,12 +123,15 @@ pub struct EvalReport {
     /// SHA-256 of the weights file (hex).
     pub weights_sha256: String,
     pub data: String,
-    /// Images in the dataset (before --limit and --shard; `images` is how many were evaluated).
+    /// Images selected from the data (after --limit, before --shard; `images` is how many were
+    /// evaluated).
     pub dataset_images: usize,
     pub preprocessing: PreprocessingInfo,
     /// Things the user should know about this run (e.g. a checkpoint evaluated with another
     /// preprocessing than it was published with); the binary prints them.
     pub warnings: Vec<String>,
+    /// Which of the data's images were evaluated and how they were chosen (`--limit`).
+    pub selection: String,
     pub backend: String,
     pub device: Option<String>,
     pub scheme: Option<String>,
@@ -167,6 +170,7 @@ pub struct RunInfo {
     pub dataset_images: usize,
     pub preprocessing: PreprocessingInfo,
     pub warnings: Vec<String>,
+    pub selection: String,
     pub backend: String,
     pub device: Option<String>,
     pub scheme: Option<String>,
@@ -222,6 +226,7 @@ pub fn build_report(run: RunDescription) -> EvalReport {
         dataset_images: info.dataset_images,
         preprocessing: info.preprocessing,
         warnings: info.warnings,
+        selection: info.selection,
         backend: info.backend,
         device: info.device,
         scheme: info.scheme,

@@ -1,7 +1,7 @@
 //! `--shard i/n`: one of n deterministic slices of a dataset, so that n machines (e.g. a Slurm
 //! job array) evaluate disjoint images and `polycnn merge` adds their counts up.
 //!
-//! Rule: the images evaluated (the first `--limit` ones, or all) are cut into n **contiguous**
+//! Rule: the images evaluated (the `--limit` ones, or all) are cut into n **contiguous**
 //! ranges; shard i (0-based, as Slurm's `SLURM_ARRAY_TASK_ID`) takes `[i·N/n, (i+1)·N/n)` (integer
 //! division), so sizes differ by at most one and the shards tile `[0, N)` in order. Contiguous
 //! ranges keep each machine's reads sequential in the (sorted) dataset files and preprocessed cache.
@@ -38,6 +38,19 @@ impl Shard {
     pub fn range(&self, images: usize) -> Range<usize> {
         let bound = |i: usize| (i as u128 * images as u128 / self.count as u128) as usize;
         bound(self.index)..bound(self.index + 1)
+    }
+
+    /// [`Shard::range`], refusing an empty one: like `--limit 0`, a run over no images is a
+    /// mistake (more shards than images), not a report of zero images.
+    pub fn nonempty_range(&self, images: usize) -> Result<Range<usize>, String> {
+        let range = self.range(images);
+        if range.is_empty() {
+            return Err(format!(
+                "--shard {}/{}: holds none of the {images} images (use at most {images} shards)",
+                self.index, self.count
+            ));
+        }
+        Ok(range)
     }
 
     /// What a report records about the shard it covers.

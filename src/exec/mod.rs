@@ -37,6 +37,23 @@ impl<'a> ActivationPlan<'a> {
             modes: vec![mode; graph.sites.len()],
         }
     }
+
+    /// Whether any site is approximated (by the composite or a ReLU polynomial).
+    pub fn is_approximate(&self) -> bool {
+        self.modes.iter().any(|m| !matches!(m, SiteMode::Exact))
+    }
+
+    /// Whether this plan can run on `graph` at all (every backend asks before running; a caller
+    /// may ask before reading any image): an approximate plan needs every non-linearity to be a
+    /// site ([`Graph::refuse_approximation`]), and sites sharing a bound (ReLU6's halves) must
+    /// get the same one ([`Graph::check_shared_bounds`]).
+    pub fn check_fits(&self, graph: &Graph) -> Result<(), GraphError> {
+        if self.is_approximate() {
+            graph.refuse_approximation()?;
+        }
+        let bounds: Vec<Option<f64>> = self.modes.iter().map(SiteMode::bound).collect();
+        graph.check_shared_bounds(&bounds)
+    }
 }
 
 /// The result of a run: logits `[n, classes]` row-major and what each site saw.
@@ -85,6 +102,9 @@ pub enum ExecError {
     },
     /// The device failed (GPU: adapter, shader, buffer or submission errors).
     Device(String),
+    /// The plan cannot run on this graph ([`ActivationPlan::check_fits`]): approximation asked
+    /// of a graph with exact-only nodes, or different bounds for sites that share one.
+    Plan(GraphError),
 }
 
 impl fmt::Display for ExecError {
@@ -94,6 +114,7 @@ impl fmt::Display for ExecError {
             ExecError::Input(s) => write!(f, "bad input: {s}"),
             ExecError::Site { site, detail } => write!(f, "activation site `{site}`: {detail}"),
             ExecError::Device(s) => write!(f, "{s}"),
+            ExecError::Plan(e) => write!(f, "the activation plan cannot run: {e}"),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{Gpu, GpuError};
 use crate::exec::{HIST_BINS, LOG2_MIN, STATS_HEADER_WORDS, STATS_WORDS};
-use crate::model::Pool2d;
+use crate::model::Window2d;
 use crate::poly::{Composite, Dd};
 use serde::Serialize;
 use std::str::FromStr;
@@ -154,63 +154,77 @@ struct Params {
     scheme: u32,
     approximate: u32,
     row_stride: u32,
-    window: u32,
+    kernel_h: u32,
     in_h: u32,
     in_w: u32,
     out_h: u32,
     out_w: u32,
-    stride: u32,
-    pad: u32,
+    stride_h: u32,
+    pad_h: u32,
     bound: f32,
     pool_scale: f32,
     clamp: u32,
     scaled: u32,
-    _pad: u32,
+    kernel_w: u32,
+    stride_w: u32,
+    pad_w: u32,
+    dilation_h: u32,
+    dilation_w: u32,
 }
 
-/// Max-pooling geometry on an NCHW tensor.
+/// Max-pooling geometry on an NCHW tensor: `planes` (N·C) planes of `height × width`, and the
+/// graph's window ([`Window2d`]).
 #[derive(Clone, Copy, Debug)]
 pub struct PoolShape {
-    pub planes: usize, // N·C
+    pub planes: usize,
     pub height: usize,
     pub width: usize,
-    pub window: usize,
-    pub stride: usize,
-    pub pad: usize,
-    pub ceil_mode: bool,
+    pub window: Window2d,
 }
+
+/// The largest approximate window (the paper's trees are 2x2 and 3x3; the shader keeps 9 values).
+const MAX_APPROX_TAPS: usize = 9;
 
 impl PoolShape {
     /// PyTorch's output size (ceil-mode rule included), as the graph computes it; (0, 0) when
     /// the window does not fit (`validate` reports that).
     pub fn out_hw(&self) -> (usize, usize) {
-        let pool = Pool2d {
-            kernel: self.window,
-            stride: self.stride,
-            padding: self.pad,
-            ceil_mode: self.ceil_mode,
-        };
-        let out = |n: usize| {
-            if self.stride == 0 {
-                0
-            } else {
-                pool.out_len(n).unwrap_or(0)
-            }
-        };
-        (out(self.height), out(self.width))
+        self.window.out_hw(self.height, self.width).unwrap_or((0, 0))
     }
 
-    fn validate(&self) -> Result<(), GpuError> {
-        let ok = (1..=3).contains(&self.window)
-            && self.stride > 0
-            && self.height + 2 * self.pad >= self.window
-            && self.width + 2 * self.pad >= self.window;
-        if ok {
+    fn validate(&self, approximate: bool) -> Result<(), GpuError> {
+        let w = &self.window;
+        let fits = self
+            .window
+            .out_hw(self.height, self.width)
+            .is_some_and(|(h, w)| h > 0 && w > 0);
+        if fits && (!approximate || w.taps() <= MAX_APPROX_TAPS) {
             Ok(())
         } else {
             Err(GpuError::BadInput(format!(
-                "unsupported max-pool geometry {self:?} (windows 1x1..3x3)"
+                "unsupported max-pool geometry {self:?} (approximate windows have at most {MAX_APPROX_TAPS} taps)"
             )))
+        }
+    }
+
+    /// The window's fields of the shader's parameters.
+    fn params(&self) -> Params {
+        let (out_h, out_w) = self.out_hw();
+        let w = &self.window;
+        Params {
+            kernel_h: w.kernel[0] as u32,
+            kernel_w: w.kernel[1] as u32,
+            in_h: self.height as u32,
+            in_w: self.width as u32,
+            out_h: out_h as u32,
+            out_w: out_w as u32,
+            stride_h: w.stride[0] as u32,
+            stride_w: w.stride[1] as u32,
+            pad_h: w.pad_begin(0) as u32,
+            pad_w: w.pad_begin(1) as u32,
+            dilation_h: w.dilation[0] as u32,
+            dilation_w: w.dilation[1] as u32,
+            ..Params::default()
         }
     }
 }
@@ -341,7 +355,7 @@ pub fn encode_max_pool(
     shape: PoolShape,
     buffers: &SiteBuffers,
 ) -> Result<(), GpuError> {
-    shape.validate()?;
+    shape.validate(matches!(eval, SiteEval::Approx { .. }))?;
     if let SiteEval::Power { .. } = eval {
         return Err(GpuError::BadInput(
             "a ReLU polynomial has no max-pool form (use exact max-pooling with it)".into(),
@@ -353,17 +367,10 @@ pub fn encode_max_pool(
     let params = Params {
         count: count as u32,
         approximate,
-        window: shape.window as u32,
-        in_h: shape.height as u32,
-        in_w: shape.width as u32,
-        out_h: out_h as u32,
-        out_w: out_w as u32,
-        stride: shape.stride as u32,
-        pad: shape.pad as u32,
         bound,
         pool_scale,
         clamp,
-        ..Params::default()
+        ..shape.params()
     };
     dispatch(gpu, encoder, "max_pool", poly, params, count, buffers)
 }
@@ -451,7 +458,7 @@ impl<'g> ActivationKernel<'g> {
         shape: PoolShape,
         eval: SiteEval,
     ) -> Result<(Vec<f32>, RangeStats), GpuError> {
-        shape.validate()?;
+        shape.validate(matches!(eval, SiteEval::Approx { .. }))?;
         if input.len() != shape.planes * shape.height * shape.width {
             return Err(GpuError::BadInput(format!(
                 "max-pool input has {} values, shape says {}x{}x{}",

@@ -3,6 +3,7 @@
 
 use super::activation::{PolyBuffer, RangeStats, StatsSlot, range_stats_buffer, read_range_stats};
 use super::{Gpu, GpuError};
+use crate::model::Window2d;
 
 /// What the epilogue applies after bias (+ residual).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,8 +29,9 @@ impl Epilogue {
     }
 }
 
-/// Geometry of one convolution (NCHW input; one stride for both axes as in every supported net,
-/// padding per axis).
+/// One convolution on a batch: NCHW input `batch × in_c × in_h × in_w`, `out_c` output channels
+/// in `groups` groups, and the graph's window geometry ([`Window2d`]: per-axis kernel, stride,
+/// dilation, `[top, left, bottom, right]` padding; no ceil mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
     pub batch: usize,
@@ -37,20 +39,35 @@ pub struct ConvShape {
     pub in_h: usize,
     pub in_w: usize,
     pub out_c: usize,
-    pub kernel_h: usize,
-    pub kernel_w: usize,
-    pub stride: usize,
-    pub pad_h: usize,
-    pub pad_w: usize,
+    pub groups: usize,
+    pub window: Window2d,
 }
 
 impl ConvShape {
+    /// A dense convolution with a square stride and symmetric padding `[rows, columns]`.
+    pub fn dense(
+        batch: usize,
+        in_c: usize,
+        (in_h, in_w): (usize, usize),
+        out_c: usize,
+        kernel: [usize; 2],
+        stride: usize,
+        padding: [usize; 2],
+    ) -> ConvShape {
+        ConvShape {
+            batch,
+            in_c,
+            in_h,
+            in_w,
+            out_c,
+            groups: 1,
+            window: Window2d::new(kernel, [stride; 2], padding),
+        }
+    }
+
+    /// `(out_h, out_w)`; (0, 0) when the window does not fit (`validate` reports that).
     pub fn out_hw(&self) -> (usize, usize) {
-        let out = |n: usize, k: usize, pad: usize| (n + 2 * pad - k) / self.stride + 1;
-        (
-            out(self.in_h, self.kernel_h, self.pad_h),
-            out(self.in_w, self.kernel_w, self.pad_w),
-        )
+        self.window.out_hw(self.in_h, self.in_w).unwrap_or((0, 0))
     }
 
     pub fn input_len(&self) -> usize {
@@ -62,24 +79,39 @@ impl ConvShape {
         self.batch * self.out_c * oh * ow
     }
 
+    /// Input channels each output channel reads.
+    pub fn group_in_c(&self) -> usize {
+        self.in_c / self.groups.max(1)
+    }
+
+    /// Output channels per group.
+    pub fn group_out_c(&self) -> usize {
+        self.out_c / self.groups.max(1)
+    }
+
+    /// The GEMM depth: taps per output value, (C / groups)·kh·kw.
+    pub fn depth(&self) -> usize {
+        self.group_in_c() * self.window.taps()
+    }
+
     pub fn weight_len(&self) -> usize {
-        self.out_c * self.in_c * self.kernel_h * self.kernel_w
+        self.out_c * self.depth()
     }
 
     /// Multiply-adds ×2.
     pub fn flops(&self) -> f64 {
-        2.0 * self.output_len() as f64 * (self.in_c * self.kernel_h * self.kernel_w) as f64
+        2.0 * self.output_len() as f64 * self.depth() as f64
     }
 
     fn validate(&self) -> Result<(), GpuError> {
         let ok = self.batch > 0
             && self.in_c > 0
             && self.out_c > 0
-            && self.stride > 0
-            && self.kernel_h > 0
-            && self.kernel_w > 0
-            && self.in_h + 2 * self.pad_h >= self.kernel_h
-            && self.in_w + 2 * self.pad_w >= self.kernel_w;
+            && self.groups > 0
+            && self.in_c.is_multiple_of(self.groups)
+            && self.out_c.is_multiple_of(self.groups)
+            && !self.window.ceil_mode
+            && self.window.out_hw(self.in_h, self.in_w).is_some();
         if ok {
             Ok(())
         } else {
@@ -100,7 +132,7 @@ struct Params {
     out_w: u32,
     kernel_h: u32,
     kernel_w: u32,
-    stride: u32,
+    stride_h: u32,
     pad_h: u32,
     pad_w: u32,
     activation: u32,
@@ -110,26 +142,31 @@ struct Params {
     out_c_offset: u32,
     out_c_total: u32,
     clamp: u32,
-    _pad: u32,
+    stride_w: u32,
+    dilation_h: u32,
+    dilation_w: u32,
+    group_in_c: u32,
+    first_group: u32,
 }
 
 impl Params {
     /// The whole convolution's geometry, no epilogue (bias only), all output channels.
     fn geometry(shape: ConvShape) -> Params {
         let (out_h, out_w) = shape.out_hw();
+        let w = shape.window;
         Params {
             batch: shape.batch as u32,
             in_c: shape.in_c as u32,
             in_h: shape.in_h as u32,
             in_w: shape.in_w as u32,
-            out_c: shape.out_c as u32,
+            out_c: shape.group_out_c() as u32,
             out_h: out_h as u32,
             out_w: out_w as u32,
-            kernel_h: shape.kernel_h as u32,
-            kernel_w: shape.kernel_w as u32,
-            stride: shape.stride as u32,
-            pad_h: shape.pad_h as u32,
-            pad_w: shape.pad_w as u32,
+            kernel_h: w.kernel[0] as u32,
+            kernel_w: w.kernel[1] as u32,
+            stride_h: w.stride[0] as u32,
+            pad_h: w.pad_begin(0) as u32,
+            pad_w: w.pad_begin(1) as u32,
             activation: 0,
             has_residual: 0,
             scheme: 0,
@@ -137,7 +174,11 @@ impl Params {
             out_c_offset: 0,
             out_c_total: shape.out_c as u32,
             clamp: 0,
-            _pad: 0,
+            stride_w: w.stride[1] as u32,
+            dilation_h: w.dilation[0] as u32,
+            dilation_w: w.dilation[1] as u32,
+            group_in_c: shape.group_in_c() as u32,
+            first_group: 0,
         }
     }
 }
@@ -184,7 +225,7 @@ impl TileConfig {
     /// mostly padding.
     pub fn for_shape(shape: &ConvShape) -> TileConfig {
         let (oh, ow) = shape.out_hw();
-        let (m, n) = ((shape.batch * oh * ow) as u64, shape.out_c as u64);
+        let (m, n) = ((shape.batch * oh * ow) as u64, shape.group_out_c() as u64);
         let padded = |t: TileConfig| m.next_multiple_of(t.tile_m()) * n.next_multiple_of(t.tile_n());
         let tightest = TileConfig::ALL
             .into_iter()
@@ -278,8 +319,8 @@ pub fn encode_conv_tiled(
     shape.validate()?;
     let (out_h, out_w) = shape.out_hw();
     let groups_m = ((shape.batch * out_h * out_w) as u64).div_ceil(tiles.tile_m());
-    let groups_n = (shape.out_c as u64).div_ceil(tiles.tile_n());
-    if groups_m > 65_535 || groups_n > 65_535 {
+    let groups_n = (shape.group_out_c() as u64).div_ceil(tiles.tile_n());
+    if groups_m > 65_535 || groups_n > 65_535 || shape.groups > 65_535 {
         return Err(GpuError::BadInput(format!(
             "convolution {shape:?} is too large for one dispatch; lower the batch"
         )));
@@ -291,19 +332,21 @@ pub fn encode_conv_tiled(
     check_binding_sizes(gpu, shape, buffers)?;
     let pipeline = gpu.pipeline(&tiles.pipeline_name(), "conv2d", || tiles.shader_source())?;
     let residual = buffers.residual.unwrap_or(gpu.placeholder());
+    let per_group = shape.group_out_c();
     for (first, count) in weight_chunks(gpu, shape)? {
+        // A chunk is whole groups: one workgroup layer (z) per group.
         let params = Params {
-            out_c: count as u32,
             activation,
             has_residual: buffers.residual.is_some() as u32,
             scheme: poly.shader_scheme(),
             bound,
             out_c_offset: first as u32,
             clamp: matches!(epilogue, Epilogue::PolyRelu { clamp: true, .. }) as u32,
+            first_group: (first / per_group) as u32,
             ..Params::geometry(shape)
         };
         let uniform = gpu.uniform_from("conv params", &params);
-        let row_bytes = (shape.weight_len() / shape.out_c * 4) as u64;
+        let row_bytes = (shape.depth() * 4) as u64;
         let weight_rows = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: buffers.weight,
             offset: first as u64 * row_bytes,
@@ -322,23 +365,26 @@ pub fn encode_conv_tiled(
                 buffers.output.as_entire_binding(),
                 buffers.range_stats.binding(),
             ],
-            (groups_m as u32, (count as u64).div_ceil(tiles.tile_n()) as u32, 1),
+            (groups_m as u32, groups_n as u32, (count / per_group) as u32),
         );
     }
     Ok(())
 }
 
 /// Output-channel ranges whose weight rows fit one storage binding (a VGG classifier matrix is
-/// 400 MB; lavapipe binds at most 128 MiB), each starting at an aligned offset.
+/// 400 MB; lavapipe binds at most 128 MiB), each starting at an aligned offset and holding
+/// whole groups.
 fn weight_chunks(gpu: &Gpu, shape: ConvShape) -> Result<Vec<(usize, usize)>, GpuError> {
     let limits = gpu.device.limits();
-    let row_bytes = (shape.weight_len() / shape.out_c * 4) as u64;
+    let row_bytes = (shape.depth() * 4) as u64;
     let align = limits.min_storage_buffer_offset_alignment as u64;
+    let per_group = shape.group_out_c() as u64;
     let mut rows = (limits.max_storage_buffer_binding_size / row_bytes).min(shape.out_c as u64);
     if rows < shape.out_c as u64 {
-        // every chunk but the last must end on an aligned offset
+        // every chunk but the last must end on an aligned offset, after a whole group
+        rows -= rows % per_group;
         while rows > 0 && !(rows * row_bytes).is_multiple_of(align) {
-            rows -= 1;
+            rows -= per_group;
         }
     }
     if rows == 0 {

@@ -8,10 +8,13 @@ use super::activation::{
     encode_relu, range_stats_buffer_for,
 };
 use super::conv::{ConvBuffers, ConvShape, Epilogue, encode_conv};
-use super::tensor_ops::{Dims, encode_add, encode_avg_pool, encode_copy_channels, encode_shortcut_a};
+use super::tensor_ops::{
+    Dims, affine_constants, encode_add, encode_affine, encode_avg_pool, encode_copy_channels, encode_pointwise,
+    encode_shortcut_a, encode_sub,
+};
 use super::{Gpu, GpuError};
 use crate::exec::{ActivationPlan, Backend, ExecError, RunOutput, SiteMode, SiteStats};
-use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId, schedule::Step, schedule::fused_schedule};
+use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId, Window2d, schedule::Step, schedule::fused_schedule};
 use crate::poly::activation::max_pool_scale;
 use std::cell::RefCell;
 
@@ -54,6 +57,8 @@ pub struct GpuNetwork<'a> {
     shapes: Vec<Shape>,
     steps: Vec<Step>,
     params: Vec<Option<DeviceParams>>,
+    /// Per affine node, its per-channel scales and shifts ([`affine_constants`]).
+    constants: Vec<Option<wgpu::Buffer>>,
     scheme: Scheme,
     exact_poly: PolyBuffer,
     buffers: RefCell<Option<BatchBuffers>>,
@@ -72,6 +77,18 @@ impl<'a> GpuNetwork<'a> {
                 _ => None,
             })
             .collect();
+        let constants = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(id, node)| match &node.op {
+                Op::Affine(a) => {
+                    let values = affine_constants(shapes[id].c, &a.scale, &a.shift);
+                    Some(gpu.storage_from(&format!("{}.affine", node.name), &values))
+                }
+                _ => None,
+            })
+            .collect();
         let steps = fused_schedule(graph);
         let exact_poly = PolyBuffer::empty(gpu);
         Ok(GpuNetwork {
@@ -80,6 +97,7 @@ impl<'a> GpuNetwork<'a> {
             shapes,
             steps,
             params,
+            constants,
             scheme,
             exact_poly,
             buffers: RefCell::new(None),
@@ -133,7 +151,8 @@ impl<'a> GpuNetwork<'a> {
                 self.graph.sites.len()
             )));
         }
-        Ok(())
+        plan.check_fits(self.graph)
+            .map_err(|e| GpuError::BadInput(e.to_string()))
     }
 
     /// One polynomial buffer per approximate site (they are a few hundred bytes each).
@@ -148,7 +167,8 @@ impl<'a> GpuNetwork<'a> {
             .collect()
     }
 
-    fn site_eval(&self, plan: &ActivationPlan, site: SiteId, window: usize) -> Result<SiteEval, GpuError> {
+    /// How site `site` is evaluated; `taps` is the max-pool window's size (1 for a ReLU).
+    fn site_eval(&self, plan: &ActivationPlan, site: SiteId, taps: usize) -> Result<SiteEval, GpuError> {
         match &plan.modes[site] {
             SiteMode::Exact => Ok(SiteEval::Exact),
             SiteMode::Poly(p) => Ok(SiteEval::Power {
@@ -157,8 +177,8 @@ impl<'a> GpuNetwork<'a> {
                 clamp: p.clamp,
             }),
             SiteMode::Approx(a) => {
-                let pool_scale = if window > 1 {
-                    max_pool_scale(window * window, a.alpha, a.bound)
+                let pool_scale = if taps > 1 {
+                    max_pool_scale(taps, a.alpha, a.bound)
                         .map_err(|e| GpuError::BadInput(format!("site `{}`: {e}", self.graph.sites[site].name)))?
                         as f32
                 } else {
@@ -360,16 +380,13 @@ impl<'a> GpuNetwork<'a> {
                     )
                 }
                 &Op::MaxPool { input, pool, site } => {
-                    let eval = self.site_eval(plan, site, pool.kernel)?;
+                    let eval = self.site_eval(plan, site, pool.taps())?;
                     let d = dims(input);
                     let shape = super::activation::PoolShape {
                         planes: d.n * d.c,
                         height: d.h,
                         width: d.w,
-                        window: pool.kernel,
-                        stride: pool.stride,
-                        pad: pool.padding,
-                        ceil_mode: pool.ceil_mode,
+                        window: pool,
                     };
                     let site_buffers = SiteBuffers {
                         input: slot(input)?,
@@ -378,27 +395,42 @@ impl<'a> GpuNetwork<'a> {
                     };
                     encode_max_pool(gpu, encoder, poly_for(site), eval, shape, &site_buffers)
                 }
-                &Op::AvgPool { input, pool } => {
+                &Op::AvgPool {
+                    input,
+                    pool,
+                    count_include_pad,
+                } => {
                     let out = self.shapes[id];
-                    let k = (pool.kernel, pool.kernel);
+                    let (from, to) = (slot(input)?, slot(id)?);
                     encode_avg_pool(
                         gpu,
                         encoder,
                         dims(input),
-                        k,
-                        pool.stride,
-                        pool.padding,
+                        &pool,
+                        count_include_pad,
                         (out.h, out.w),
-                        slot(input)?,
-                        slot(id)?,
+                        from,
+                        to,
                     )
                 }
                 &Op::GlobalAvgPool { input } => {
                     let d = dims(input);
-                    encode_avg_pool(gpu, encoder, d, (d.h, d.w), 1, 0, (1, 1), slot(input)?, slot(id)?)
+                    let whole = Window2d::new([d.h, d.w], [1, 1], [0, 0]);
+                    encode_avg_pool(gpu, encoder, d, &whole, true, (1, 1), slot(input)?, slot(id)?)
                 }
                 &Op::Add { a, b } => {
                     encode_add(gpu, encoder, n * self.shapes[id].numel(), slot(a)?, slot(b)?, slot(id)?)
+                }
+                &Op::Sub { a, b } => {
+                    encode_sub(gpu, encoder, n * self.shapes[id].numel(), slot(a)?, slot(b)?, slot(id)?)
+                }
+                Op::Affine(affine) => {
+                    let constants = self.constants[id].as_ref().expect("affine constants uploaded");
+                    encode_affine(gpu, encoder, dims(id), constants, slot(affine.input)?, slot(id)?)
+                }
+                &Op::Pointwise { input, func } => {
+                    let count = n * self.shapes[id].numel();
+                    encode_pointwise(gpu, encoder, count, func, slot(input)?, slot(id)?)
                 }
                 &Op::ShortcutA {
                     input,
@@ -431,27 +463,14 @@ impl<'a> GpuNetwork<'a> {
                     in_h: s.h,
                     in_w: s.w,
                     out_c: c.out_channels(),
-                    kernel_h: c.kernel()[0],
-                    kernel_w: c.kernel()[1],
-                    stride: c.stride,
-                    pad_h: c.padding[0],
-                    pad_w: c.padding[1],
+                    groups: c.groups,
+                    window: c.window,
                 };
                 (c.input, shape)
             }
             Op::Linear(l) => {
-                let shape = ConvShape {
-                    batch,
-                    in_c: l.weight.shape[1],
-                    in_h: 1,
-                    in_w: 1,
-                    out_c: l.weight.shape[0],
-                    kernel_h: 1,
-                    kernel_w: 1,
-                    stride: 1,
-                    pad_h: 0,
-                    pad_w: 0,
-                };
+                let (in_f, out_f) = (l.weight.shape[1], l.weight.shape[0]);
+                let shape = ConvShape::dense(batch, in_f, (1, 1), out_f, [1, 1], 1, [0, 0]);
                 (l.input, shape)
             }
             other => unreachable!("conv_shape of {other:?}"),

@@ -166,7 +166,7 @@ pub fn site_shapes(graph: &Graph) -> Result<Vec<SiteShape>, CostError> {
                     levels: 1,
                 }),
                 Op::MaxPool { pool, .. } => {
-                    let inputs = (pool.kernel * pool.kernel) as u64;
+                    let inputs = pool.taps() as u64;
                     Ok(SiteShape {
                         kind: SiteKind::MaxPool,
                         elements,

@@ -8,7 +8,7 @@
 //! its [`super::NetworkDescriptor`] (from `Arch::descriptor`) gives this network.
 
 use super::ModelError;
-use super::graph::{Graph, GraphBuilder, NodeId, Op, Pool2d, Shape};
+use super::graph::{Graph, GraphBuilder, NodeId, Op, Shape, Window2d};
 use super::params::{ConvSpec, ParamSource, push_conv_bn, push_linear};
 
 /// `BasicConv2d` `name` (`name.conv`, `name.bn`) and its ReLU site `name.relu`.
@@ -25,13 +25,8 @@ pub fn basic_conv(
 }
 
 /// A max-pool with torchvision's `ceil_mode=True`.
-fn ceil_pool(kernel: usize, stride: usize, padding: usize) -> Pool2d {
-    Pool2d {
-        kernel,
-        stride,
-        padding,
-        ceil_mode: true,
-    }
+fn ceil_pool(kernel: usize, stride: usize, padding: usize) -> Window2d {
+    Window2d::square(kernel, stride, padding).with_ceil_mode(true)
 }
 
 /// One inception block's widths: `(1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5", pool projection)`.

@@ -6,7 +6,7 @@
 
 use super::ModelError;
 use super::googlenet::basic_conv;
-use super::graph::{Graph, GraphBuilder, NodeId, Op, Pool2d, Shape};
+use super::graph::{Graph, GraphBuilder, NodeId, Op, Shape, Window2d};
 use super::params::{ConvSpec, ParamSource, push_linear};
 
 /// Builds one block's branches: `conv(name, input, in, out, [kh, kw], stride)` pushes a
@@ -32,15 +32,15 @@ impl Block<'_, '_> {
 
     /// `F.avg_pool2d(x, 3, stride=1, padding=1)` (count_include_pad), then the 1x1 `branch_pool`.
     fn pool_branch(&mut self, x: NodeId, io: (usize, usize)) -> Result<NodeId, ModelError> {
-        let pool = Pool2d {
-            kernel: 3,
-            stride: 1,
-            padding: 1,
-            ceil_mode: false,
-        };
-        let pooled = self
-            .b
-            .push(&format!("{}.avg_pool", self.name), Op::AvgPool { input: x, pool });
+        let pool = Window2d::square(3, 1, 1);
+        let pooled = self.b.push(
+            &format!("{}.avg_pool", self.name),
+            Op::AvgPool {
+                input: x,
+                pool,
+                count_include_pad: true,
+            },
+        );
         self.conv("branch_pool", pooled, io, [1, 1])
     }
 
@@ -54,13 +54,8 @@ impl Block<'_, '_> {
     }
 }
 
-fn reduction_pool() -> Pool2d {
-    Pool2d {
-        kernel: 3,
-        stride: 2,
-        padding: 0,
-        ceil_mode: false,
-    }
+fn reduction_pool() -> Window2d {
+    Window2d::square(3, 2, 0)
 }
 
 /// InceptionA: 1x1 | 1x1→5x5 | 1x1→3x3→3x3 | avg→1x1; 224 + `pool_features` channels.

@@ -24,7 +24,8 @@ mod vgg;
 
 pub use descriptor::{DatasetFamily, NetworkDescriptor, Preprocessing, SearchGrid};
 pub use graph::{
-    Batch, Conv2d, Graph, GraphBuilder, GraphError, Linear, Node, NodeId, Op, Pool2d, Shape, Site, SiteId, SiteKind,
+    Affine, Batch, Conv2d, Graph, GraphBuilder, GraphError, Linear, Node, NodeId, Op, Pointwise, Shape, Site, SiteId,
+    SiteKind, Window2d,
 };
 pub use params::{CounterParams, ParamInfo, ParamKind, ParamSource, RandomParams, counter_uniform};
 pub use resnet::ResNetLayout;
@@ -188,12 +189,15 @@ pub enum ModelError {
         path: String,
         tensors: Vec<String>,
     },
-    /// A tensor holds NaN or infinity.
+    /// A tensor of the checkpoint `path` holds NaN or infinity.
     NonFinite {
+        path: String,
         tensor: String,
     },
-    /// A BatchNorm running variance below −eps (a sqrt of a negative).
+    /// A BatchNorm running variance below 0 in the checkpoint `path` (or below −eps when folded
+    /// from another source: a sqrt of a negative).
     BadVariance {
+        path: Option<String>,
         tensor: String,
         value: f64,
     },
@@ -219,8 +223,11 @@ impl fmt::Display for ModelError {
                     shown.join(", ")
                 )
             }
-            ModelError::NonFinite { tensor } => write!(f, "tensor `{tensor}` holds NaN or infinity"),
-            ModelError::BadVariance { tensor, value } => {
+            ModelError::NonFinite { path, tensor } => write!(f, "{path}: tensor `{tensor}` holds NaN or infinity"),
+            ModelError::BadVariance { path, tensor, value } => {
+                if let Some(path) = path {
+                    write!(f, "{path}: ")?;
+                }
                 write!(f, "tensor `{tensor}` holds a negative variance {value}")
             }
             ModelError::Graph(e) => write!(f, "bad graph: {e}"),

@@ -58,11 +58,21 @@ impl<'a> StateDictParams<'a> {
 }
 
 impl ParamSource for StateDictParams<'_> {
-    fn tensor(&mut self, name: &str, shape: &[usize], _kind: ParamKind) -> Result<Tensor, ModelError> {
+    fn tensor(&mut self, name: &str, shape: &[usize], kind: ParamKind) -> Result<Tensor, ModelError> {
         let t = self.dict.take_shaped(name, shape)?;
+        let path = || self.dict.path().display().to_string();
         if t.data.iter().any(|v| !v.is_finite()) {
             return Err(ModelError::NonFinite {
-                tensor: format!("{}: {name}", self.dict.path().display()),
+                path: path(),
+                tensor: name.to_string(),
+            });
+        }
+        // Running variances are averages of squares: a negative one is a damaged file.
+        if let Some(&value) = t.data.iter().find(|&&v| kind == ParamKind::BnVar && v < 0.0) {
+            return Err(ModelError::BadVariance {
+                path: Some(path()),
+                tensor: name.to_string(),
+                value: value.into(),
             });
         }
         Ok(t)
@@ -273,6 +283,7 @@ pub fn fold_batch_norm(weight: &mut Tensor, bias: &mut [f32], bn: &BatchNorm) ->
         let var = bn.var[o] as f64;
         if var + bn.eps <= 0.0 {
             return Err(ModelError::BadVariance {
+                path: None,
                 tensor: format!("{}.running_var", bn.name),
                 value: var,
             });
@@ -378,13 +389,7 @@ pub fn push_conv_bn(
 ) -> Result<NodeId, ModelError> {
     let shape = (spec.in_ch, spec.out_ch, spec.kernel);
     let (weight, bias) = conv_bn(params, conv, bn, shape, conv_has_bias, spec.bn_eps)?;
-    let op = Op::Conv2d(Conv2d {
-        input,
-        weight,
-        bias,
-        stride: spec.stride,
-        padding: spec.padding,
-    });
+    let op = Op::Conv2d(Conv2d::dense(input, weight, bias, spec.stride, spec.padding));
     Ok(b.push(conv, op))
 }
 

@@ -2,7 +2,7 @@
 //! (v1.5: a Bottleneck's stride sits on its 3x3 conv). Parameter names are the state_dict names.
 
 use super::ModelError;
-use super::graph::{Graph, GraphBuilder, NodeId, Op, Pool2d, Shape};
+use super::graph::{Graph, GraphBuilder, NodeId, Op, Shape, Window2d};
 use super::params::{ConvSpec, ParamSource, push_conv_bn, push_linear};
 use crate::weights::{StateDict, WeightsError};
 
@@ -136,12 +136,7 @@ pub fn torchvision_resnet(layout: &ResNetLayout, params: &mut dyn ParamSource) -
     let stem_spec = ConvSpec::same(3, layout.stem, 7, 2);
     let stem = push_conv_bn(&mut b, params, ("conv1", "bn1"), GraphBuilder::INPUT, stem_spec, false)?;
     let stem = b.relu("relu", stem);
-    let pool = Pool2d {
-        kernel: 3,
-        stride: 2,
-        padding: 1,
-        ceil_mode: false,
-    };
+    let pool = Window2d::square(3, 2, 1);
     let mut x = b.max_pool("maxpool", stem, pool);
     let mut in_ch = layout.stem;
     for (stage, (planes, count)) in layout.planes.into_iter().zip(layout.blocks).enumerate() {

@@ -249,37 +249,74 @@ fn shape_inference_rejects_inconsistent_graphs_naming_the_node() {
 
 #[test]
 fn pool_output_sizes_follow_pytorch() {
-    let p = Pool2d {
-        kernel: 3,
-        stride: 2,
-        padding: 1,
-        ceil_mode: false,
-    };
-    assert_eq!(p.out_len(112), Some(56));
-    let ceil = Pool2d {
-        kernel: 2,
-        stride: 2,
-        padding: 0,
-        ceil_mode: true,
-    };
-    assert_eq!(ceil.out_len(7), Some(4));
-    assert_eq!(
-        Pool2d {
-            ceil_mode: false,
-            ..ceil
-        }
-        .out_len(7),
-        Some(3)
-    );
+    let p = Window2d::square(3, 2, 1);
+    assert_eq!(p.out_len(0, 112), Some(56));
+    let ceil = Window2d::square(2, 2, 0).with_ceil_mode(true);
+    assert_eq!(ceil.out_len(1, 7), Some(4));
+    assert_eq!(ceil.with_ceil_mode(false).out_len(1, 7), Some(3));
     // ceil mode: the last window may not start in the right padding
-    let edge = Pool2d {
-        kernel: 2,
-        stride: 2,
-        padding: 1,
-        ceil_mode: true,
+    let edge = Window2d::square(2, 2, 1).with_ceil_mode(true);
+    assert_eq!(edge.out_len(0, 5), Some(3));
+    assert_eq!(Window2d { kernel: [3, 3], ..edge }.out_len(0, 6), Some(4));
+}
+
+#[test]
+fn window_geometry_handles_asymmetric_padding_and_dilation() {
+    // TF "SAME" for a 3x3/2 window on 10 columns pads [0 left, 1 right]: 5 outputs, the last
+    // window's third tap in the right padding.
+    let same = Window2d {
+        pads: [0, 0, 1, 1],
+        ..Window2d::square(3, 2, 0)
     };
-    assert_eq!(edge.out_len(5), Some(3));
-    assert_eq!(Pool2d { kernel: 3, ..edge }.out_len(6), Some(4));
+    assert!(!same.is_symmetric());
+    assert_eq!(same.out_hw(10, 10), Some((5, 5)));
+    assert_eq!(same.input_coord(1, 4, 2), 10);
+    assert_eq!(same.taps_inside(1, 4, 10), (3, 2));
+    // Dilation 2 on a 3-tap kernel spans 5 inputs: 7 − 5 + 1 outputs, and 7 with padding 2.
+    let dilated = Window2d {
+        dilation: [2, 2],
+        ..Window2d::square(3, 1, 0)
+    };
+    assert_eq!(dilated.extent(0), 5);
+    assert_eq!(dilated.out_len(0, 7), Some(3));
+    assert_eq!(
+        Window2d {
+            pads: [2; 4],
+            ..dilated
+        }
+        .out_len(0, 7),
+        Some(7)
+    );
+    assert_eq!(dilated.out_len(0, 4), None);
+    // Per-axis stride and kernel.
+    let w = Window2d::new([1, 7], [2, 1], [0, 3]);
+    assert_eq!(w.out_hw(9, 8), Some((5, 8)));
+    assert_eq!(Window2d { stride: [0, 1], ..w }.out_len(0, 9), None);
+}
+
+#[test]
+fn relu6_sites_share_one_bound() {
+    let mut b = GraphBuilder::new("r6", Shape::new(1, 2, 2));
+    let r = b.relu("first", GraphBuilder::INPUT);
+    let y = b.relu6("act", r);
+    let g = b.finish(y).unwrap();
+    let names: Vec<&str> = g.sites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["first", "act.relu", "act.relu_minus6"]);
+    assert_eq!(g.sites[2].shares_bound_with, Some(1));
+    assert_eq!((g.bound_leader(0), g.bound_leader(2)), (0, 1));
+    let mut bounds = [5.0, 2.0, 9.0];
+    g.unify_shared_bounds(&mut bounds);
+    assert_eq!(bounds, [5.0, 9.0, 9.0]);
+    assert!(g.check_shared_bounds(&[None, Some(9.0), Some(9.0)]).is_ok());
+    let err = g.check_shared_bounds(&[None, Some(9.0), None]).unwrap_err();
+    assert!(
+        err.detail.contains("act.relu_minus6") && err.detail.contains("exact"),
+        "{err}"
+    );
+    // A site may only share the bound of an earlier site of its kind.
+    let mut bad = g.clone();
+    bad.sites[1].shares_bound_with = Some(2);
+    assert!(bad.shapes().is_err());
 }
 
 #[test]

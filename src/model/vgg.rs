@@ -4,7 +4,7 @@
 //! N+1, its ReLU at N+2; a 2x2/2 max-pool takes one index.
 
 use super::ModelError;
-use super::graph::{Graph, GraphBuilder, NodeId, Op, Pool2d};
+use super::graph::{Graph, GraphBuilder, NodeId, Op, Window2d};
 use super::params::{ConvSpec, ParamSource, push_conv_bn, push_linear};
 
 /// One entry of torchvision's VGG configuration: a 3x3 conv's output channels, or a max-pool.
@@ -163,12 +163,7 @@ fn push_features(
     in_channels: usize,
     conv_bias: bool,
 ) -> Result<NodeId, ModelError> {
-    let pool = Pool2d {
-        kernel: 2,
-        stride: 2,
-        padding: 0,
-        ceil_mode: false,
-    };
+    let pool = Window2d::square(2, 2, 0);
     let (mut x, mut channels, mut index) = (GraphBuilder::INPUT, in_channels, 0);
     for &layer in layers {
         match layer {

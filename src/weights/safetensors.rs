@@ -1,10 +1,18 @@
 //! safetensors: an 8-byte little-endian header length, a JSON header
 //! `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}`, then raw
 //! little-endian data. Simple enough that serde_json beats pulling in the `safetensors` crate.
+//!
+//! Like the reference loader, a file is refused unless its tensors tile the data exactly: sorted
+//! by offsets, each starts where the previous ended (no gap, overlap or alias), the first at 0,
+//! the last at the end of the file; and no name appears twice in the header. Any of those loads
+//! "fine" with wrong weights otherwise.
 
+use std::collections::HashSet;
+use std::fmt;
 use std::io::Write;
 
-use serde::Deserialize;
+use serde::de::{Error as _, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::dtype::{DType, Elements, checked_numel};
 use super::error::{Fault, Parsed, corrupt};
@@ -20,45 +28,107 @@ struct EntryInfo {
 /// A tensor read from the file: name, shape, decoded elements.
 pub(super) type Record = (String, Vec<usize>, Elements);
 
-/// True when `bytes` plausibly starts with a safetensors header (length fits, JSON object follows).
+/// True when `bytes` plausibly starts with a safetensors header (a JSON object after the 8-byte
+/// length). The length itself is checked by [`parse`], so a wrong one is reported as such.
 pub(super) fn looks_like_safetensors(bytes: &[u8]) -> bool {
-    match bytes.get(..9) {
-        Some(head) => {
-            let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-            head[8] == b'{' && len <= (bytes.len() - 8) as u64
-        }
-        None => false,
-    }
+    bytes.get(8) == Some(&b'{')
 }
 
 /// Parses a whole file; tensors come out in data order, which is the order they were written.
 pub(super) fn parse(bytes: &[u8]) -> Parsed<Vec<Record>> {
     let (header, data) = split_header(bytes)?;
     let mut infos = Vec::new();
-    for (name, info) in header {
+    for (name, info) in header.0 {
         if name == "__metadata__" {
             continue;
         }
         let info: EntryInfo = serde_json::from_value(info).map_err(|e| bad(&name, format!("bad header entry: {e}")))?;
         infos.push((name, info));
     }
-    infos.sort_by_key(|(_, info)| info.data_offsets[0]);
+    infos.sort_by_key(|(_, info)| info.data_offsets);
+    check_tiling(&infos, data.len())?;
     infos
         .into_iter()
         .map(|(name, info)| decode_entry(data, name, info))
         .collect()
 }
 
-fn split_header(bytes: &[u8]) -> Parsed<(serde_json::Map<String, serde_json::Value>, &[u8])> {
+/// The header's entries in file order; a name given twice is an error (a JSON map would keep
+/// the last one silently).
+struct Header(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Header {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Header, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Header;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object of tensors")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header, A::Error> {
+                let (mut seen, mut entries) = (HashSet::new(), Vec::new());
+                while let Some((name, value)) = map.next_entry::<String, serde_json::Value>()? {
+                    if !seen.insert(name.clone()) {
+                        return Err(A::Error::custom(format!("`{name}` appears twice in the header")));
+                    }
+                    entries.push((name, value));
+                }
+                Ok(Header(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+fn split_header(bytes: &[u8]) -> Parsed<(Header, &[u8])> {
     let len_bytes = bytes.get(..8).ok_or_else(|| corrupt("safetensors file is truncated"))?;
     let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes"));
     let end = usize::try_from(len)
         .ok()
         .and_then(|len| len.checked_add(8))
         .filter(|&end| end <= bytes.len())
-        .ok_or_else(|| corrupt(format!("safetensors header length {len} exceeds the file (truncated?)")))?;
+        .ok_or_else(|| {
+            corrupt(format!(
+                "safetensors header length {len} exceeds the file's {} bytes (truncated or damaged)",
+                bytes.len()
+            ))
+        })?;
     let header = serde_json::from_slice(&bytes[8..end]).map_err(|e| corrupt(format!("bad safetensors header: {e}")))?;
     Ok((header, &bytes[end..]))
+}
+
+/// `infos` sorted by offsets must cover `0..data_len` exactly, each tensor once.
+fn check_tiling(infos: &[(String, EntryInfo)], data_len: usize) -> Parsed<()> {
+    let mut covered = 0; // the data bytes before this are claimed
+    let mut previous = None;
+    for (name, info) in infos {
+        let [begin, end] = info.data_offsets;
+        let detail = if end < begin {
+            Some("ends before it begins".to_string())
+        } else if end > data_len {
+            Some(format!("lie outside the {data_len} data bytes"))
+        } else if begin < covered {
+            Some(format!(
+                "overlap `{}`, whose data ends at {covered}",
+                previous.unwrap_or_default()
+            ))
+        } else if begin > covered {
+            Some(format!("leave bytes {covered}..{begin} of the data unused"))
+        } else {
+            None
+        };
+        if let Some(detail) = detail {
+            return Err(bad(name, format!("data offsets [{begin}, {end}] {detail}")));
+        }
+        covered = end;
+        previous = Some(name.as_str());
+    }
+    if covered != data_len {
+        return Err(corrupt(format!(
+            "the tensors' data ends at byte {covered} of the {data_len} data bytes: the file has trailing bytes"
+        )));
+    }
+    Ok(())
 }
 
 fn decode_entry(data: &[u8], name: String, info: EntryInfo) -> Parsed<Record> {

@@ -4,17 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::test_data::data;
 
-fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+/// An akamaster CIFAR-10 ResNet checkpoint of the real data, if present (else the test skips).
+fn akamaster(file: &str) -> Option<PathBuf> {
+    data(&format!("cifar10/weights_akamaster/{file}"))
 }
 
-fn akamaster(file: &str) -> PathBuf {
-    data_dir().join("cifar10/weights_akamaster").join(file)
-}
-
-fn vgg_path() -> PathBuf {
-    data_dir().join("cifar10/weights_vgg/vgg11_bn_cifar10.pth")
+/// This project's CIFAR-10 VGG-11-bn zip checkpoint, if present (else the test skips).
+fn vgg_path() -> Option<PathBuf> {
+    data("cifar10/weights_vgg/vgg11_bn_cifar10.pth")
 }
 
 /// A scratch directory removed on drop, unique per test so tests can run in parallel.
@@ -55,7 +54,8 @@ fn akamaster_resnets_load_with_prefix_stripped() {
         ("resnet44-014dd654.th", 217),
         ("resnet56-4bfd9763.th", 277),
     ] {
-        let dict = StateDict::load(&akamaster(file)).unwrap();
+        let Some(path) = akamaster(file) else { return };
+        let dict = StateDict::load(&path).unwrap();
         assert_eq!(dict.len(), count, "{file}");
         assert_eq!(
             dict.int_names().count(),
@@ -79,7 +79,8 @@ fn akamaster_resnets_load_with_prefix_stripped() {
 #[test]
 fn resnet20_values_match_the_file() {
     // Reference values read from the raw storages with Python's pickle module (not torch).
-    let dict = StateDict::load(&akamaster("resnet20-12fca82f.th")).unwrap();
+    let Some(path) = akamaster("resnet20-12fca82f.th") else { return };
+    let dict = StateDict::load(&path).unwrap();
     assert_eq!(dict.get("conv1.weight").unwrap().data[0], -0.13818146_f32);
     assert_eq!(dict.get("linear.bias").unwrap().data[9], -0.2702594_f32);
     assert_eq!(dict.get("bn1.running_var").unwrap().data[3], 3.9390996_f32);
@@ -87,7 +88,8 @@ fn resnet20_values_match_the_file() {
 
 #[test]
 fn vgg_zip_checkpoint_loads_with_int_tensors_apart() {
-    let dict = StateDict::load(&vgg_path()).unwrap();
+    let Some(path) = vgg_path() else { return };
+    let dict = StateDict::load(&path).unwrap();
     let ints: Vec<&str> = dict.int_names().collect();
     assert_eq!(dict.len() + ints.len(), 58);
     assert_eq!(ints.len(), 8);
@@ -113,7 +115,8 @@ fn vgg_zip_checkpoint_loads_with_int_tensors_apart() {
 
 #[test]
 fn take_shaped_checks_shape_and_tracks_remaining() {
-    let mut dict = StateDict::load(&akamaster("resnet20-12fca82f.th")).unwrap();
+    let Some(path) = akamaster("resnet20-12fca82f.th") else { return };
+    let mut dict = StateDict::load(&path).unwrap();
     let err = dict.take_shaped("conv1.weight", &[16, 3, 3]).unwrap_err();
     let text = err.to_string();
     assert!(
@@ -183,8 +186,9 @@ fn safetensors_round_trip_keeps_order_shapes_and_values() {
 
 #[test]
 fn vgg_converts_to_safetensors_losslessly() {
+    let Some(vgg) = vgg_path() else { return };
     let dir = TempDir::new("st-vgg");
-    let original = StateDict::load(&vgg_path()).unwrap();
+    let original = StateDict::load(&vgg).unwrap();
     let path = dir.0.join("vgg.safetensors");
     original.save_safetensors(&path).unwrap();
     let copy = StateDict::load(&path).unwrap();
@@ -548,7 +552,7 @@ fn tensor_reaching_past_its_storage_is_an_error_not_a_panic() {
 
 #[test]
 fn missing_file_names_the_path() {
-    let path = data_dir().join("no/such/weights.pth");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("no/such/weights.pth");
     let err = StateDict::load(&path).unwrap_err();
     assert!(matches!(err, WeightsError::Io { .. }));
     assert!(err.to_string().contains("no/such/weights.pth"), "{err}");
@@ -568,9 +572,10 @@ fn garbage_and_empty_files_are_unrecognised() {
 
 #[test]
 fn truncated_checkpoints_are_errors() {
+    let (Some(legacy), Some(zip)) = (akamaster("resnet20-12fca82f.th"), vgg_path()) else { return };
     let dir = TempDir::new("truncated");
-    let legacy = std::fs::read(akamaster("resnet20-12fca82f.th")).unwrap();
-    let zip = std::fs::read(vgg_path()).unwrap();
+    let legacy = std::fs::read(legacy).unwrap();
+    let zip = std::fs::read(zip).unwrap();
     // Inside the object pickle, inside the storages, one byte short; then zip cuts.
     let cuts = [
         ("legacy-pickle.th", &legacy[..5000]),
@@ -587,8 +592,9 @@ fn truncated_checkpoints_are_errors() {
 
 #[test]
 fn flipped_byte_in_zip_storage_fails_the_crc() {
+    let Some(vgg) = vgg_path() else { return };
     let dir = TempDir::new("crc");
-    let mut zip = std::fs::read(vgg_path()).unwrap();
+    let mut zip = std::fs::read(vgg).unwrap();
     let middle = zip.len() / 2;
     zip[middle] ^= 0x40;
     let err = StateDict::load(&dir.write("flipped.pth", &zip)).unwrap_err();
@@ -599,7 +605,8 @@ fn flipped_byte_in_zip_storage_fails_the_crc() {
 /// never a panic or a runaway allocation.
 #[test]
 fn mutated_pickles_never_panic() {
-    let original = std::fs::read(akamaster("resnet20-12fca82f.th")).unwrap();
+    let Some(path) = akamaster("resnet20-12fca82f.th") else { return };
+    let original = std::fs::read(path).unwrap();
     let pickle_region = 14063; // end of the five pickles in this file
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
     let mut next = || {

@@ -1,8 +1,30 @@
-//! Helpers shared by the tests that drive the `polycnn` binary on the shipped digits data.
+//! Helpers shared by the integration tests: the real data and the GPU (skipping without them,
+//! see src/test_data.rs) and driving the `polycnn` binary on the shipped digits data.
+#![allow(dead_code)] // each test file uses some of them
 
+use polycnn::gpu::Gpu;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
+
+#[path = "../../src/test_data.rs"]
+mod test_data;
+#[allow(unused_imports)] // each test file uses some of them
+pub use test_data::{REQUIRE_DATA, REQUIRE_GPU, data, data_root, has_data, skip};
+
+/// The GPU adapter `Gpu::new` picks, opened once per test binary, or `None` after reporting the
+/// skip (a panic when `POLYCNN_REQUIRE_GPU=1`). Use as `let Some(gpu) = gpu() else { return };`.
+pub fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
+    match GPU.get_or_init(|| Gpu::new().map_err(|e| e.to_string())) {
+        Ok(gpu) => Some(gpu),
+        Err(e) => {
+            skip(REQUIRE_GPU, e);
+            None
+        }
+    }
+}
 
 /// Runs the binary: (exit code, stdout, stderr).
 pub fn polycnn(args: &[&str]) -> (Option<i32>, String, String) {
