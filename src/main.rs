@@ -2,7 +2,11 @@
 //! digits CNN, exact vs approximate for α = 5..14.
 
 use clap::{Args, Parser, Subcommand};
+use polycnn::data::Interpolation;
 use polycnn::eval::BoundRule;
+use polycnn::eval::predictions::predictions_csv;
+use polycnn::eval::preprocess::{PreprocessingOverrides, parse_channels};
+use polycnn::eval::resume::state_path_for;
 use polycnn::eval::Mode;
 use polycnn::eval::check::{Verdict, compare_files, format_comparison};
 use polycnn::eval::command::run_eval;
@@ -87,6 +91,41 @@ struct SourceArgs {
     /// Default: torchvision's, built in (class folders must then be all 1,000 synsets).
     #[arg(long)]
     class_index: Option<PathBuf>,
+    #[command(flatten)]
+    preprocessing: PreprocessArgs,
+}
+
+/// Overrides of the network's preprocessing (default: its torchvision eval transform).
+#[derive(Args, Clone, Default)]
+struct PreprocessArgs {
+    /// Shorter side after resizing (ImageNet networks; default 256, 342 for inception_v3;
+    /// torchvision's IMAGENET1K_V2 ResNet-50/101/152 weights want 232).
+    #[arg(long)]
+    resize: Option<usize>,
+    /// Center crop: the network's input size (checked).
+    #[arg(long)]
+    crop: Option<usize>,
+    /// Resampling filter of the resize, PIL-exact: bilinear (default) or bicubic.
+    #[arg(long)]
+    interpolation: Option<String>,
+    /// Per-channel mean, "r,g,b" (or one number for all), of pixels scaled to [0, 1].
+    #[arg(long)]
+    mean: Option<String>,
+    /// Per-channel standard deviation, "r,g,b" (or one number).
+    #[arg(long)]
+    std: Option<String>,
+}
+
+impl PreprocessArgs {
+    fn overrides(&self) -> AnyResult<PreprocessingOverrides> {
+        Ok(PreprocessingOverrides {
+            resize: self.resize,
+            crop: self.crop,
+            interpolation: self.interpolation.as_deref().map(Interpolation::parse).transpose()?,
+            mean: self.mean.as_deref().map(|s| parse_channels("--mean", s)).transpose()?,
+            std: self.std.as_deref().map(|s| parse_channels("--std", s)).transpose()?,
+        })
+    }
 }
 
 #[derive(Args, Clone)]
@@ -144,9 +183,21 @@ struct EvalArgs {
     /// (f32 SIMD, the default), clenshaw-df (f64, the reference).
     #[arg(long, default_value = Scheme::DEFAULT.name())]
     scheme: String,
-    /// Write the full report as JSON.
+    /// Write the full report as JSON. An interrupted run leaves its state next to it
+    /// (`FILE.resume.json`); the same command run again continues from the last completed batch.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Keep the evaluation's state in this file and continue from it when it exists (default
+    /// with --json: FILE.resume.json next to the report).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Write one CSV row per image: file, label, exact top-1 and margin, each configuration's
+    /// top-1 and max |Δlogit| against exact.
+    #[arg(long)]
+    predictions: Option<PathBuf>,
+    /// Stop after N batches of the evaluation, as an interruption would (tests of --resume).
+    #[arg(long, hide = true)]
+    stop_after_batches: Option<usize>,
     /// Evaluate only shard I of N (0-based, contiguous image ranges); `polycnn merge` combines
     /// the shards' JSON reports.
     #[arg(long)]
@@ -278,6 +329,9 @@ struct BenchArgs {
     /// imagenet_class_index.json (needed by <synset>_<name>.JPEG folders).
     #[arg(long, default_value = "../shared/data/imagenet/labels/imagenet_class_index.json")]
     class_index: PathBuf,
+    /// The data section's preprocessing (default: ResNet-50's, resize 256 bilinear, crop 224).
+    #[command(flatten)]
+    preprocessing: PreprocessArgs,
     /// CPU rows only.
     #[arg(long)]
     no_gpu: bool,
@@ -523,6 +577,10 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
             None => None,
         },
         ckks: args.ckks.as_deref().map(load_preset).transpose()?,
+        preprocessing: args.source.preprocessing.overrides()?,
+        predictions: args.predictions.is_some(),
+        resume: args.resume.clone().or_else(|| args.json.as_deref().map(state_path_for)),
+        stop_after_batches: args.stop_after_batches,
     })
 }
 
@@ -531,8 +589,10 @@ fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
     // Bad paths fail now, before the GPU is opened and the run starts.
     validate::input(&request.weights, "--weights")?;
     validate::input(&request.data, "--data")?;
-    if let Some(path) = &args.json {
-        validate::output_file(path, "--json")?;
+    for (path, flag) in [(&args.json, "--json"), (&args.predictions, "--predictions"), (&request.resume, "--resume")] {
+        if let Some(path) = path {
+            validate::output_file(path, flag)?;
+        }
     }
     let gpu = match args.backend.as_str() {
         "gpu" => Some(Gpu::new()?),
@@ -557,7 +617,14 @@ fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
         ..request
     };
     let report = run_eval(&request, gpu.as_ref(), &ProgressBar::default())?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     print!("{}", format_summary(&report, 8));
+    if let Some(path) = &args.predictions {
+        let labels: Vec<String> = report.configs.iter().map(|c| c.label.clone()).collect();
+        write_file(path, &predictions_csv(&labels, &report.predictions))?;
+    }
     if let Some(path) = &args.json {
         write_file(path, &serde_json::to_string_pretty(&report)?)?;
     }
@@ -616,6 +683,7 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         batch: args.batch,
         limit: args.limit,
         cache: args.cache.clone(),
+        preprocessing: args.source.preprocessing.overrides()?,
         ..EvalRequest::new(model, args.source.weights.clone(), args.source.data.clone())
     };
     let request = PlanRequest {
@@ -699,6 +767,7 @@ fn run_bench(args: BenchArgs) -> AnyResult<()> {
         repeats: args.repeats,
         images: args.images,
         class_index: Some(args.class_index),
+        preprocessing: args.preprocessing.overrides()?,
         gpu: !args.no_gpu,
         pytorch: args.pytorch,
         json: args.json,

@@ -8,7 +8,7 @@ use polycnn::data::cache::{CacheStatus, CachedDataset};
 use polycnn::data::cifar;
 use polycnn::data::imagenet::{self, ClassIndex, Layout};
 use polycnn::data::loader::{Loader, LoaderConfig};
-use polycnn::data::resample::resize_bilinear;
+use polycnn::data::resample::{Interpolation, resize, resize_bilinear};
 use polycnn::data::{Dataset, FileDataset, Geometry, ImageU8, Normalize, RgbImage, decode_file};
 
 mod common;
@@ -368,6 +368,32 @@ fn pil_resize_is_bit_exact_on_pil_decoded_pixels() {
     assert_eq!(compare(&hwc(&crop), &png("n03825788_nipple.crop.png").data), (1.0, 0));
 }
 
+/// The same for PIL's bicubic filter (`--interpolation bicubic`); fixtures from
+/// scripts/pil_bicubic_fixture.py: window resizes both ways, and Resize(256 | 232, BICUBIC) +
+/// CenterCrop(224) of a whole image.
+#[test]
+fn pil_bicubic_resize_is_bit_exact_on_pil_decoded_pixels() {
+    for f in manifest() {
+        let window = png(&format!("{}.window.png", f.file));
+        for (w, h) in [(27, 38), (87, 100)] {
+            let want = png(&format!("{}.window.bicubic_{w}x{h}.png", f.file));
+            let got = resize(&window.data, window.width, window.height, 3, w, h, Interpolation::Bicubic);
+            assert_eq!(compare(&got, &want.data), (1.0, 0), "{} -> {w}x{h}", f.file);
+        }
+    }
+    let full = png("n03825788_nipple.full.png");
+    for resize in [256, 232] {
+        let geometry = Geometry::ResizeCenterCrop {
+            resize,
+            crop: 224,
+            interpolation: Interpolation::Bicubic,
+        };
+        let crop = geometry.apply(&full, Path::new("nipple")).unwrap();
+        let want = png(&format!("n03825788_nipple.crop_bicubic_{resize}_224.png"));
+        assert_eq!(compare(&hwc(&crop), &want.data), (1.0, 0), "resize {resize}");
+    }
+}
+
 /// End to end from the JPEG files: decode (src/data/jpeg.rs reproduces libjpeg-turbo) + resize + crop
 /// must equal PIL + torchvision exactly, for every chroma layout and for grayscale. The decode-only
 /// comparison uses a 64x64 window of PIL's full decode.
@@ -591,7 +617,11 @@ fn cache_round_trip_staleness_and_damage() {
         &dir,
         &Layout::SynsetPrefixed,
         Some(&classes),
-        Geometry::ResizeCenterCrop { resize: 64, crop: 56 },
+        Geometry::ResizeCenterCrop {
+            resize: 64,
+            crop: 56,
+            interpolation: Interpolation::Bilinear,
+        },
     )
     .unwrap();
     let (cache, status) = CachedDataset::open_or_build(&other, &path).unwrap();

@@ -4,7 +4,9 @@
 use image::{Rgb, RgbImage};
 use polycnn::eval::PolyInfo;
 use polycnn::eval::plot::{self, Anchor, Canvas, Color, GLYPHS, PNG_SCALE, Primitive};
-use polycnn::eval::report::{Accuracy, ConfigReport, EvalReport, SiteReport};
+use polycnn::eval::preprocess::PreprocessingInfo;
+use polycnn::eval::report::{Accuracy, ConfigReport, ConfigStatistics, EvalReport, SiteReport, exact_top1_interval};
+use polycnn::eval::stats::{LogitError, Paired};
 use polycnn::eval::{BoundRule, Bounds, Mode, SiteBound};
 use polycnn::exec::{HIST_BINS, LOG2_MIN, SiteStats};
 use polycnn::model::SiteKind;
@@ -56,6 +58,9 @@ fn report() -> EvalReport {
         approx: accuracy(top1),
         agreement,
         agree_count: (agreement * 10.0) as u64,
+        paired: Paired::default(),
+        logit_error: LogitError::default(),
+        statistics: ConfigStatistics::of(&Paired::default(), &LogitError::default()),
         out_of_range: if alpha == 13 { 7 } else { 0 },
         non_finite: 0,
         sites: (0..SITES)
@@ -78,7 +83,11 @@ fn report() -> EvalReport {
         polycnn_version: "test",
         model: "tiny<&>net".into(),
         weights: "w".into(),
+        weights_sha256: String::new(),
         data: "d".into(),
+        dataset_images: 1000,
+        preprocessing: PreprocessingInfo::default(),
+        warnings: Vec::new(),
         selection: "all 1000 images".into(),
         backend: "cpu".into(),
         device: None,
@@ -90,6 +99,7 @@ fn report() -> EvalReport {
         seconds: 1.0,
         images_per_second: 1000.0,
         exact: accuracy(92.0),
+        exact_top1_interval: exact_top1_interval(920, 1000),
         exact_sites,
         bounds: Bounds {
             relu_rule: BoundRule::Fixed { bound: BOUND },
@@ -107,6 +117,7 @@ fn report() -> EvalReport {
         shard: None,
         plan: None,
         he_cost: Vec::new(),
+        predictions: Vec::new(),
     }
 }
 

@@ -90,6 +90,8 @@ pub struct BenchOptions {
     pub images: PathBuf,
     /// imagenet_class_index.json, needed by synset-prefixed folders.
     pub class_index: Option<PathBuf>,
+    /// Changes to ResNet-50's preprocessing for the decode timing (`--resize`, `--interpolation`, …).
+    pub preprocessing: crate::eval::preprocess::PreprocessingOverrides,
     /// Open the GPU (the first adapter `Gpu::new` picks) for its rows.
     pub gpu: bool,
     /// `scripts/bench_pytorch.py`'s JSON: print the ratios against it.
@@ -232,17 +234,19 @@ fn bench_composites() -> Result<Vec<CompositeRow>, AnyError> {
     Ok(rows)
 }
 
-/// Decodes and preprocesses every image of `options.images` (224x224 ImageNet geometry) with
+/// Decodes and preprocesses every image of `options.images` (ResNet-50's geometry, as changed by
+/// `options.preprocessing`) with
 /// the loader's own batch function, on all cores.
 fn bench_decode(options: &BenchOptions) -> Result<DataRow, AnyError> {
     let root = &options.images;
+    let preprocessing = options.preprocessing.apply(&Arch::ResNet(50).descriptor())?;
     println!(
-        "== JPEG decode + resize 256 + crop 224 + normalise ({})",
+        "== JPEG decode + {} + normalise ({})",
+        preprocessing.geometry.key(),
         root.display()
     );
     let classes = options.class_index.as_deref().map(ClassIndex::load).transpose()?;
     let layout = Layout::detect(root, None)?;
-    let preprocessing = Arch::ResNet(50).descriptor().preprocessing;
     let dataset = imagenet::open(root, &layout, classes.as_ref(), preprocessing.geometry)?;
     let normalize = preprocessing.normalize;
     let indices: Vec<usize> = (0..dataset.len()).collect();

@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 pub use decode::{RgbImage, decode_bytes, decode_file};
 pub use files::FileDataset;
 pub use imagenet::{ClassIndex, Layout};
+pub use resample::Interpolation;
 pub use transform::{Geometry, Normalize, center_crop_offsets, resized_size};
 
 /// A failure tied to a file (an image, a labels file, a batch, a cache).

@@ -1,11 +1,12 @@
-//! PIL's antialiased bilinear resize (`Image.resize(size, BILINEAR)`), bit-exact on 8-bit images.
+//! PIL's antialiased resize (`Image.resize(size, BILINEAR | BICUBIC)`), bit-exact on 8-bit images.
 //!
 //! What PIL does (Pillow `libImaging/Resample.c`, reimplemented from its description, not copied):
 //! - separable: a horizontal pass into an 8-bit intermediate image, then a vertical pass;
-//! - for each output sample, the source window is centred at `(x + 0.5) * scale` and the triangle
-//!   filter's support (1 for bilinear) is stretched by `scale` when downscaling (that is the antialiasing);
+//! - for each output sample, the source window is centred at `(x + 0.5) * scale` and the filter's
+//!   support (1 for the bilinear triangle, 2 for the bicubic Keys kernel with a = -0.5) is
+//!   stretched by `scale` when downscaling (that is the antialiasing);
 //!   window bounds are `trunc(center ± support + 0.5)` clamped to the image;
-//! - weights `tri((j - center + 0.5) / filterscale)` are normalised to sum 1 in f64, then rounded to
+//! - weights `filter((j - center + 0.5) / filterscale)` are normalised to sum 1 in f64, then rounded to
 //!   fixed point with 22 fractional bits (half away from zero);
 //! - each output is `sum(w * src) + 2^21`, shifted right by 22 and clipped to 0..255;
 //! - the horizontal pass only covers the source rows the vertical pass will read.
@@ -17,8 +18,54 @@
 
 use std::ops::Range;
 
+use serde::{Deserialize, Serialize};
+
 /// Fixed-point fraction bits of the weights: 32 - 8 (pixel) - 2 (headroom), as in PIL.
 const PRECISION_BITS: u32 = 22;
+
+/// The resampling filter (torchvision's `interpolation` on PIL images).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    /// PIL `BILINEAR`: torchvision's default.
+    #[default]
+    Bilinear,
+    /// PIL `BICUBIC` (Keys kernel, a = -0.5): e.g. timm's and some torchvision presets.
+    Bicubic,
+}
+
+impl Interpolation {
+    /// `--interpolation bilinear|bicubic`.
+    pub fn parse(s: &str) -> Result<Interpolation, String> {
+        match s {
+            "bilinear" => Ok(Interpolation::Bilinear),
+            "bicubic" => Ok(Interpolation::Bicubic),
+            _ => Err(format!("interpolation '{s}': expected bilinear or bicubic")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+        }
+    }
+
+    /// Half-width of the filter at scale 1.
+    fn support(self) -> f64 {
+        match self {
+            Interpolation::Bilinear => 1.0,
+            Interpolation::Bicubic => 2.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        match self {
+            Interpolation::Bilinear => triangle(x),
+            Interpolation::Bicubic => keys_cubic(x),
+        }
+    }
+}
 
 /// The windows and fixed-point weights for resampling one axis from `in_size` to `out_size`, for
 /// a range of output samples.
@@ -35,12 +82,26 @@ fn triangle(x: f64) -> f64 {
     if x < 1.0 { 1.0 - x } else { 0.0 }
 }
 
+/// Keys' cubic convolution kernel with a = -0.5, in PIL's operation order (the last bit of a
+/// weight can decide a rounding of the fixed-point tap).
+fn keys_cubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
 impl AxisWeights {
     /// Output samples `range` (within `0..out_size`).
-    fn bilinear(in_size: usize, out_size: usize, range: Range<usize>) -> AxisWeights {
+    fn new(filter: Interpolation, in_size: usize, out_size: usize, range: Range<usize>) -> AxisWeights {
         let scale = in_size as f64 / out_size as f64;
         let filterscale = scale.max(1.0);
-        let support = filterscale; // bilinear support 1.0, widened when downscaling
+        let support = filter.support() * filterscale; // widened when downscaling
         let ksize = support.ceil() as usize * 2 + 1;
         let mut bounds = Vec::with_capacity(range.len());
         let mut weights = vec![0i32; range.len() * ksize];
@@ -55,7 +116,7 @@ impl AxisWeights {
             let count = hi.saturating_sub(lo);
             let mut total = 0.0;
             for (t, tap) in taps.iter_mut().enumerate().take(count) {
-                *tap = triangle(((t + lo) as f64 - center + 0.5) * inv_filterscale);
+                *tap = filter.weight(((t + lo) as f64 - center + 0.5) * inv_filterscale);
                 total += *tap;
             }
             for (t, &tap) in taps.iter().enumerate().take(count) {
@@ -108,10 +169,7 @@ pub struct Window {
     pub height: usize,
 }
 
-/// Resizes an interleaved image with `channels` samples per pixel to `out_w` x `out_h`.
-///
-/// An axis whose size does not change is not resampled (PIL skips that pass too, so a pure
-/// horizontal or vertical resize is exactly one pass).
+/// PIL's bilinear resize: [`resize`] with [`Interpolation::Bilinear`].
 pub fn resize_bilinear(
     src: &[u8],
     width: usize,
@@ -120,17 +178,32 @@ pub fn resize_bilinear(
     out_w: usize,
     out_h: usize,
 ) -> Vec<u8> {
+    resize(src, width, height, channels, out_w, out_h, Interpolation::Bilinear)
+}
+
+/// Resizes an interleaved image with `channels` samples per pixel to `out_w` x `out_h`.
+///
+/// An axis whose size does not change is not resampled (PIL skips that pass too, so a pure
+/// horizontal or vertical resize is exactly one pass).
+pub fn resize(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    out_w: usize,
+    out_h: usize,
+    filter: Interpolation,
+) -> Vec<u8> {
     let whole = Window {
         left: 0,
         top: 0,
         width: out_w,
         height: out_h,
     };
-    resize_bilinear_window(src, width, height, channels, (out_w, out_h), whole)
+    resize_window(src, width, height, channels, (out_w, out_h), whole, filter)
 }
 
-/// The `window` of the resize to `out` = (width, height), interleaved, `window.width` samples
-/// per row: equal to [`resize_bilinear`] followed by cropping, computing only the window.
+/// [`resize_window`] with [`Interpolation::Bilinear`].
 pub fn resize_bilinear_window(
     src: &[u8],
     width: usize,
@@ -138,6 +211,20 @@ pub fn resize_bilinear_window(
     channels: usize,
     out: (usize, usize),
     window: Window,
+) -> Vec<u8> {
+    resize_window(src, width, height, channels, out, window, Interpolation::Bilinear)
+}
+
+/// The `window` of the resize to `out` = (width, height), interleaved, `window.width` samples
+/// per row: equal to [`resize`] followed by cropping, computing only the window.
+pub fn resize_window(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    out: (usize, usize),
+    window: Window,
+    filter: Interpolation,
 ) -> Vec<u8> {
     let (out_w, out_h) = out;
     assert_eq!(
@@ -152,12 +239,12 @@ pub fn resize_bilinear_window(
     let columns = window.left..window.left + window.width;
     let out_rows = window.top..window.top + window.height;
     assert!(columns.end <= out_w && out_rows.end <= out_h, "resize_bilinear: window outside the output");
-    let vertical = (out_h != height).then(|| AxisWeights::bilinear(height, out_h, out_rows.clone()));
+    let vertical = (out_h != height).then(|| AxisWeights::new(filter, height, out_h, out_rows.clone()));
     // Only these source rows feed the vertical pass: resample just those horizontally.
     let source_rows = vertical.as_ref().map_or(out_rows, AxisWeights::source_span);
     let rows = &src[source_rows.start * width * channels..source_rows.end * width * channels];
     let horizontal = if out_w != width {
-        horizontal_pass(rows, width, channels, &AxisWeights::bilinear(width, out_w, columns))
+        horizontal_pass(rows, width, channels, &AxisWeights::new(filter, width, out_w, columns))
     } else {
         crop_columns(rows, width * channels, columns.start * channels..columns.end * channels)
     };
@@ -268,7 +355,7 @@ mod tests {
     #[test]
     fn weights_are_normalised() {
         for (i, o) in [(500, 341), (375, 256), (106, 256), (7, 3)] {
-            let axis = AxisWeights::bilinear(i, o, 0..o);
+            let axis = AxisWeights::new(Interpolation::Bilinear, i, o, 0..o);
             for k in 0..o {
                 let sum: i64 = axis.taps(k).1.iter().map(|&w| i64::from(w)).sum();
                 assert!(

@@ -1,23 +1,35 @@
 //! torchvision's eval geometry and normalisation, with its exact rounding rules.
 
-use super::resample::{Window, resize_bilinear_window};
+use super::resample::{Interpolation, Window, resize_window};
 use super::{DataError, ImageU8, RgbImage};
 
 /// What happens to a decoded image before normalisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Geometry {
-    /// `Resize(resize)` (shorter side → `resize`, PIL antialiased bilinear) then `CenterCrop(crop)`:
-    /// the ImageNet eval transform with (256, 224).
-    ResizeCenterCrop { resize: usize, crop: usize },
+    /// `Resize(resize, interpolation)` (shorter side → `resize`, PIL antialiased) then
+    /// `CenterCrop(crop)`: the ImageNet eval transform with (256, 224, bilinear).
+    ResizeCenterCrop {
+        resize: usize,
+        crop: usize,
+        interpolation: Interpolation,
+    },
     /// No resampling: the image must already be `width` x `height` (CIFAR-10: 32x32).
     Exact { width: usize, height: usize },
 }
 
 impl Geometry {
-    pub const IMAGENET: Geometry = Geometry::ResizeCenterCrop { resize: 256, crop: 224 };
+    pub const IMAGENET: Geometry = Geometry::ResizeCenterCrop {
+        resize: 256,
+        crop: 224,
+        interpolation: Interpolation::Bilinear,
+    };
     pub const CIFAR: Geometry = Geometry::Exact { width: 32, height: 32 };
     /// torchvision's Inception-v3 preset: `Resize(342)`, `CenterCrop(299)`.
-    pub const INCEPTION: Geometry = Geometry::ResizeCenterCrop { resize: 342, crop: 299 };
+    pub const INCEPTION: Geometry = Geometry::ResizeCenterCrop {
+        resize: 342,
+        crop: 299,
+        interpolation: Interpolation::Bilinear,
+    };
 
     /// Output (C, H, W).
     pub fn shape(&self) -> [usize; 3] {
@@ -30,7 +42,11 @@ impl Geometry {
     /// A stable description for cache keys; bump the version when the algorithm changes.
     pub fn key(&self) -> String {
         match *self {
-            Geometry::ResizeCenterCrop { resize, crop } => format!("pil-bilinear-v1:resize{resize}:crop{crop}"),
+            Geometry::ResizeCenterCrop {
+                resize,
+                crop,
+                interpolation,
+            } => format!("pil-{}-v1:resize{resize}:crop{crop}", interpolation.name()),
             Geometry::Exact { width, height } => format!("exact:{width}x{height}"),
         }
     }
@@ -44,7 +60,11 @@ impl Geometry {
             ));
         }
         match *self {
-            Geometry::ResizeCenterCrop { resize, crop } => {
+            Geometry::ResizeCenterCrop {
+                resize,
+                crop,
+                interpolation,
+            } => {
                 let (w, h) = resized_size(image.width, image.height, resize);
                 if w < crop || h < crop {
                     // Unreachable with resize >= crop; torchvision would pad, we refuse.
@@ -60,7 +80,7 @@ impl Geometry {
                     width: crop,
                     height: crop,
                 };
-                let cropped = resize_bilinear_window(&image.data, image.width, image.height, 3, (w, h), window);
+                let cropped = resize_window(&image.data, image.width, image.height, 3, (w, h), window, interpolation);
                 Ok(to_chw(&cropped, crop, 0, 0, crop, crop))
             }
             Geometry::Exact { width, height } => {
@@ -187,5 +207,17 @@ mod tests {
         assert_eq!(center_crop_offsets(343, 224), 60);
         assert_eq!(center_crop_offsets(384, 224), 80);
         assert_eq!(center_crop_offsets(224, 224), 0);
+    }
+
+    #[test]
+    fn cache_keys_name_every_preprocessing_choice() {
+        // the bilinear key predates the other filters: unchanged, so existing caches stay valid
+        assert_eq!(Geometry::IMAGENET.key(), "pil-bilinear-v1:resize256:crop224");
+        let bicubic = Geometry::ResizeCenterCrop {
+            resize: 256,
+            crop: 224,
+            interpolation: Interpolation::Bicubic,
+        };
+        assert_eq!(bicubic.key(), "pil-bicubic-v1:resize256:crop224");
     }
 }

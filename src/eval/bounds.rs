@@ -143,7 +143,8 @@ pub struct Overflow {
     /// "relu" or "maxpool": the kind whose B is raised (the earliest overflowing site's).
     pub kind: &'static str,
     pub site: String,
-    /// The largest |x| at that site in that batch (infinite when it saw a non-finite value).
+    /// The largest |x| at that site in that batch (infinite when it saw a non-finite value;
+    /// JSON writes that as null).
     pub max_abs: f64,
     /// The images of the overflowing batch (re-run first by the next try).
     pub images: Vec<usize>,
@@ -153,7 +154,7 @@ pub struct Overflow {
 
 /// One try of the search: the bounds, how many images ran, and where it stopped (None: every
 /// image stayed in range, the search ends).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct SearchTry {
     pub relu_bound: f64,
     pub maxpool_bound: f64,
@@ -161,13 +162,49 @@ pub struct SearchTry {
     pub overflow: Option<Overflow>,
 }
 
-/// The result of the search for one configuration.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// The result of the search for one configuration (read back from a resume state too).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct BoundSearch {
     pub label: String,
     pub relu_bound: f64,
     pub maxpool_bound: f64,
     pub tries: Vec<SearchTry>,
+}
+
+/// An [`Overflow`] as JSON has it (read back from a resume state).
+#[derive(serde::Deserialize)]
+struct OverflowRecord {
+    kind: String,
+    site: String,
+    max_abs: Option<f64>,
+    images: Vec<usize>,
+    images_run: usize,
+}
+
+// by hand: a derived impl would ask the JSON to outlive `'static` for `kind`
+impl<'de> serde::Deserialize<'de> for Overflow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Overflow, D::Error> {
+        Overflow::try_from(OverflowRecord::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<OverflowRecord> for Overflow {
+    type Error = String;
+
+    fn try_from(r: OverflowRecord) -> Result<Overflow, String> {
+        let kind = match r.kind.as_str() {
+            "relu" => "relu",
+            "maxpool" => "maxpool",
+            other => return Err(format!("unknown site kind '{other}'")),
+        };
+        Ok(Overflow {
+            kind,
+            site: r.site,
+            max_abs: r.max_abs.unwrap_or(f64::INFINITY),
+            images: r.images,
+            images_run: r.images_run,
+        })
+    }
 }
 
 impl BoundSearch {

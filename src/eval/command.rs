@@ -5,7 +5,9 @@
 use super::bounds::{BoundRule, BoundSearch, Bounds, SiteBound, choose_bounds};
 use super::config::{ApproxConfig, Mode, PolyInfo, approx_plan, config_label};
 use super::dataset::open_selected;
-use super::pass::{PassInput, evaluate};
+use super::pass::{PassInput, PassOptions, evaluate, evaluate_with};
+use super::preprocess::{PreprocessingInfo, checkpoint_warnings};
+use super::resume::Checkpoint;
 use super::plan_file::site_precisions;
 use super::prepared_plan::PreparedPlan;
 use super::report::{ConfigRun, EvalReport, RunDescription, RunInfo, build_report};
@@ -21,6 +23,7 @@ use crate::model::{self, Graph, SiteKind};
 use crate::poly::cost::relu_cost;
 use crate::poly::official::load_official;
 use crate::poly::verify::relu_error;
+use crate::weights::sha256::{hex, sha256, sha256_file};
 use crate::poly::{Composite, optimise_eps, paper_degrees_or_error};
 
 type AnyError = Box<dyn std::error::Error>;
@@ -94,7 +97,22 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     };
     let searched = [is_search(&req.bound), is_search(&req.bound_max)].map(|s| s && prepared.is_none());
     let search_pass = pass(Vec::new(), "bound search");
-    let searches = set_site_bounds(&mut configurations, req, &bounds, count, searched, &search_pass)?;
+    let weights_sha256 = hex(&sha256_file(&req.weights).map_err(|e| format!("{}: {e}", req.weights.display()))?);
+    let fingerprint = dataset.fingerprint();
+    let key = |site_bounds: &[Vec<SiteBound>]| run_key(req, &weights_sha256, &fingerprint, site_bounds);
+    let search_checkpoint = req.resume.as_ref().map(|path| Checkpoint {
+        path: search_state_path(path),
+        run_key: key(&[]),
+    });
+    let searches = set_site_bounds(
+        &mut configurations,
+        req,
+        &bounds,
+        count,
+        searched,
+        &search_pass,
+        search_checkpoint.as_ref(),
+    )?;
     let plans: Vec<_> = configurations
         .iter()
         .map(|c| c.activation_plan(graph, &c.site_bounds))
@@ -102,10 +120,30 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     let configs: Vec<ApproxConfig> = configurations.iter().map(|c| c.config.clone()).collect();
     // Bounds above came from the same images in every shard; only the evaluation is split.
     let evaluated = req.shard.map_or(0..count, |s| s.range(count));
-    let tally = evaluate(&pass(evaluated.collect(), "exact + approximate"), &configs, &plans)?;
+    let site_bounds: Vec<Vec<SiteBound>> = configurations.iter().map(|c| c.site_bounds.clone()).collect();
+    let checkpoint = req.resume.as_ref().map(|path| Checkpoint {
+        path: path.clone(),
+        run_key: key(&site_bounds),
+    });
+    let options = PassOptions {
+        predictions: req.predictions,
+        checkpoint: checkpoint.as_ref(),
+        stop_after_batches: req.stop_after_batches,
+    };
+    let tally = evaluate_with(&pass(evaluated.collect(), "exact + approximate"), &configs, &plans, &options)?;
+    for c in checkpoint.iter().chain(&search_checkpoint) {
+        c.finish()?;
+    }
+    let preprocessing = req.preprocessing.apply(&network.descriptor)?;
     let first = configurations.first().map(|c| c.site_bounds.clone());
     Ok(build_report(RunDescription {
-        info: run_info(req, gpu, graph, backend.name(), selection),
+        info: RunInfo {
+            warnings: checkpoint_warnings(&req.weights.display().to_string(), &weights_sha256, &preprocessing),
+            weights_sha256,
+            dataset_images: dataset.len(),
+            preprocessing: PreprocessingInfo::of(&preprocessing),
+            ..run_info(req, gpu, graph, backend.name(), selection)
+        },
         tally,
         bounds: Bounds {
             per_site: first.unwrap_or(bounds.per_site),
@@ -120,6 +158,8 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
 
 /// Each configuration's per-site bounds: `bounds`, or where a kind is `searched`, the official
 /// search's result on that configuration's approximate network. Returns the searches' records.
+/// With a `checkpoint` the searches are kept as each configuration's completes, and those a
+/// previous (interrupted) run completed are taken from it instead of being repeated.
 fn set_site_bounds(
     configurations: &mut [Configuration],
     req: &EvalRequest,
@@ -127,16 +167,26 @@ fn set_site_bounds(
     count: usize,
     searched: [bool; 2],
     search_pass: &PassInput,
+    checkpoint: Option<&Checkpoint>,
 ) -> Result<Vec<BoundSearch>, AnyError> {
-    let mut searches = Vec::new();
+    let mut searches: Vec<BoundSearch> = match checkpoint {
+        Some(c) => c.load::<Vec<BoundSearch>>()?.map(|s| s.progress).unwrap_or_default(),
+        None => Vec::new(),
+    };
     for c in configurations.iter_mut() {
         c.site_bounds = match searched {
             [false, false] => bounds.per_site.clone(),
-            _ => {
-                let (found, search) = search_configuration(req, bounds, c, count, searched, search_pass)?;
-                searches.push(search);
-                found.per_site
-            }
+            _ => match searches.iter().find(|s| s.label == c.config.label) {
+                Some(s) => with_searched_bounds(search_pass.graph, bounds, s.relu_bound, s.maxpool_bound).per_site,
+                None => {
+                    let (found, search) = search_configuration(req, bounds, c, count, searched, search_pass)?;
+                    searches.push(search);
+                    if let Some(checkpoint) = checkpoint {
+                        checkpoint.save(searches.len(), 0.0, &searches)?;
+                    }
+                    found.per_site
+                }
+            },
         };
     }
     Ok(searches)
@@ -165,7 +215,31 @@ fn run_info(req: &EvalRequest, gpu: Option<&Gpu>, graph: &Graph, backend: &str, 
         scheme: req.gpu.then(|| req.scheme.name().to_string()),
         out_of_range_policy: if req.clamp { "clamp" } else { "report" },
         batch_size: req.batch,
+        ..RunInfo::default()
     }
+}
+
+/// Where the bound searches of a run whose pass state is `state` are kept.
+fn search_state_path(state: &std::path::Path) -> std::path::PathBuf {
+    let mut name = state.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".search");
+    state.with_file_name(name)
+}
+
+/// What a resume state must match: everything that decides the evaluation pass's counts (the
+/// request without its output-only fields, the weights' content, the images, every bound).
+fn run_key(req: &EvalRequest, weights_sha256: &str, data_fingerprint: &str, site_bounds: &[Vec<SiteBound>]) -> String {
+    let decisive = EvalRequest {
+        resume: None,
+        stop_after_batches: None,
+        cache: None,
+        predictions: false,
+        ..req.clone()
+    };
+    let bounds: Vec<Vec<f64>> = site_bounds.iter().map(|b| b.iter().map(|s| s.bound).collect()).collect();
+    let key = format!("{decisive:?}|{weights_sha256}|{data_fingerprint}|{bounds:?}");
+    // the key is compared, never parsed: its hash keeps the state file small
+    hex(&sha256(key.as_bytes()))
 }
 
 /// A built composite: α, the polynomial, and where it came from.

@@ -5,7 +5,7 @@ use super::request::EvalRequest;
 use crate::data::cache::{CacheStatus, CachedDataset};
 use crate::data::digits::DigitsDataset;
 use crate::data::imagenet::{self, ClassIndex};
-use crate::data::{Dataset, Normalize, cifar, select};
+use crate::data::{Dataset, Geometry, Normalize, cifar, select};
 use crate::model::{DatasetFamily, NetworkDescriptor};
 use std::sync::Arc;
 
@@ -22,35 +22,36 @@ pub fn open_selected(
     req: &EvalRequest,
     network: &NetworkDescriptor,
 ) -> Result<(Arc<dyn Dataset>, Normalize, String), AnyError> {
-    let (dataset, selection) = select::limit(open_source_dataset(req, network)?, req.limit);
-    let (dataset, normalize) = cached(req, network, dataset)?;
-    Ok((dataset, normalize, selection))
+    let preprocessing = req.preprocessing.apply(network)?;
+    let (dataset, selection) = select::limit(open_source_dataset(req, network, preprocessing.geometry)?, req.limit);
+    let dataset = cached(req, dataset)?;
+    Ok((dataset, preprocessing.normalize, selection))
 }
 
-fn cached(
-    req: &EvalRequest,
-    network: &NetworkDescriptor,
-    dataset: Arc<dyn Dataset>,
-) -> Result<(Arc<dyn Dataset>, Normalize), AnyError> {
-    let normalize = network.preprocessing.normalize;
+/// The dataset through the preprocessed cache when asked (it holds the uint8 images before
+/// normalisation: its key is the geometry's, see `Geometry::key`).
+fn cached(req: &EvalRequest, dataset: Arc<dyn Dataset>) -> Result<Arc<dyn Dataset>, AnyError> {
     let Some(path) = &req.cache else {
-        return Ok((dataset, normalize));
+        return Ok(dataset);
     };
     let (cached, status) = CachedDataset::open_or_build(dataset.as_ref(), path)?;
     match status {
         CacheStatus::Reused => log::info!("using the preprocessed cache {}", path.display()),
         CacheStatus::Built { reason } => log::info!("built the preprocessed cache {} ({reason})", path.display()),
     }
-    Ok((Arc::new(cached), normalize))
+    Ok(Arc::new(cached))
 }
 
-fn open_source_dataset(req: &EvalRequest, network: &NetworkDescriptor) -> Result<Arc<dyn Dataset>, AnyError> {
+fn open_source_dataset(
+    req: &EvalRequest,
+    network: &NetworkDescriptor,
+    geometry: Geometry,
+) -> Result<Arc<dyn Dataset>, AnyError> {
     Ok(match network.family {
         DatasetFamily::Digits => Arc::new(DigitsDataset::open(&req.data)?),
         DatasetFamily::Cifar10 => Arc::from(cifar::open(&req.data)?),
         DatasetFamily::ImageNet => {
             let classes = req.class_index.as_deref().map(ClassIndex::load).transpose()?;
-            let geometry = network.preprocessing.geometry;
             let opened = imagenet::open_validation(&req.data, req.labels.as_deref(), classes.as_ref(), geometry)?;
             if let Some(note) = &opened.note {
                 log::info!("{note}");

@@ -9,7 +9,9 @@
 //! the field: a field added to the report later is therefore safe by default (it must agree).
 //! `seconds` becomes the summed compute time of the shards.
 
+use super::report::{ConfigStatistics, exact_top1_interval};
 use super::shard::{Shard, ShardInfo};
+use super::stats::{LogitError, Paired};
 use serde_json::Value;
 
 /// How one field of the shard reports combines.
@@ -42,8 +44,19 @@ fn rule(path: &str) -> Rule {
         | "configs[].non_finite"
         | "configs[].sites[].count"
         | "configs[].sites[].out_of_range"
-        | "configs[].sites[].non_finite" => Rule::Sum,
-        "exact_sites[].max_abs" | "configs[].sites[].exact_max_abs" | "configs[].sites[].approx_max_abs" => Rule::Max,
+        | "configs[].sites[].non_finite"
+        | "configs[].paired.images"
+        | "configs[].paired.both_right"
+        | "configs[].paired.exact_only"
+        | "configs[].paired.approx_only"
+        | "configs[].logit_error.logits"
+        | "configs[].logit_error.sum_abs"
+        | "configs[].logit_error.non_finite" => Rule::Sum,
+        "exact_sites[].max_abs"
+        | "configs[].sites[].exact_max_abs"
+        | "configs[].sites[].approx_max_abs"
+        | "configs[].logit_error.max_abs"
+        | "configs[].logit_error.max_relative" => Rule::Max,
         "failures" => Rule::Concat,
         "shard"
         | "images_per_second"
@@ -51,7 +64,9 @@ fn rule(path: &str) -> Rule {
         | "exact.top5"
         | "configs[].approx.top1"
         | "configs[].approx.top5"
-        | "configs[].agreement" => Rule::Recomputed,
+        | "configs[].agreement"
+        | "exact_top1_interval"
+        | "configs[].statistics" => Rule::Recomputed,
         _ => Rule::Same,
     }
 }
@@ -240,6 +255,15 @@ fn count_at(v: &Value, field: &str) -> Result<u64, String> {
 }
 
 /// Accuracy percentages, agreement and throughput from the merged counts; no `shard` any more.
+/// A configuration's statistics from its merged counts.
+fn recomputed_statistics(config: &Value) -> Result<Value, String> {
+    let read = |field: &str| config.get(field).cloned().ok_or_else(|| format!("configs[].{field} missing"));
+    let paired: Paired = serde_json::from_value(read("paired")?).map_err(|e| format!("configs[].paired: {e}"))?;
+    let logits: LogitError =
+        serde_json::from_value(read("logit_error")?).map_err(|e| format!("configs[].logit_error: {e}"))?;
+    serde_json::to_value(ConfigStatistics::of(&paired, &logits)).map_err(|e| e.to_string())
+}
+
 fn recompute_percentages(r: &mut Value) -> Result<(), String> {
     let images = count_at(r, "images")?;
     let seconds = r.get("seconds").and_then(Value::as_f64).unwrap_or(0.0);
@@ -249,10 +273,17 @@ fn recompute_percentages(r: &mut Value) -> Result<(), String> {
         Ok(())
     };
     set_accuracy(&mut r["exact"])?;
+    if r.get("exact_top1_interval").is_some() {
+        let interval = exact_top1_interval(count_at(&r["exact"], "top1_correct")?, images);
+        r["exact_top1_interval"] = serde_json::to_value(interval).map_err(|e| e.to_string())?;
+    }
     if let Some(configs) = r.get_mut("configs").and_then(Value::as_array_mut) {
         for c in configs {
             set_accuracy(&mut c["approx"])?;
             c["agreement"] = Value::from(percent(count_at(c, "agree_count")?, images));
+            if c.get("statistics").is_some() {
+                c["statistics"] = recomputed_statistics(c)?;
+            }
         }
     }
     r["images_per_second"] = Value::from(images as f64 / seconds.max(1e-9));

@@ -21,11 +21,15 @@ pub mod pass;
 pub mod plan;
 pub mod plan_file;
 pub mod plot;
+pub mod predictions;
 pub mod prepared_plan;
+pub mod preprocess;
 pub mod report;
 pub mod request;
+pub mod resume;
 pub mod search;
 pub mod shard;
+pub mod stats;
 pub mod summary;
 
 pub use bounds::{BoundRule, BoundSearch, Bounds, Overflow, SearchTry, SiteBound, choose_bounds};

@@ -10,6 +10,7 @@
 //! accepted that way lost 1.2 points on held-out images), and it is still far tighter than
 //! comparing two accuracies as if independent.
 
+use super::stats::Paired;
 use serde::{Deserialize, Serialize};
 
 /// Discordant images of an approximation against the exact network on `images` images.
@@ -30,6 +31,16 @@ pub struct DropInterval {
     pub upper: f64,
     /// Two-sided confidence of [lower, upper] (e.g. 0.95).
     pub confidence: f64,
+}
+
+impl From<Paired> for Flips {
+    fn from(p: Paired) -> Flips {
+        Flips {
+            images: p.images,
+            lost: p.exact_only,
+            gained: p.approx_only,
+        }
+    }
 }
 
 impl Flips {

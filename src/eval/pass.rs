@@ -2,38 +2,42 @@
 //! counted (top-1/top-5 hits, agreement, per-site statistics), never averaged.
 
 use super::config::ApproxConfig;
-use super::paired::Flips;
+use super::predictions::Prediction;
+use super::resume::Checkpoint;
+use super::stats::{LogitError, Paired};
 use crate::data::Dataset;
 use crate::data::Normalize;
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::exec::{ActivationPlan, Backend, Progress, SiteStats};
 use crate::model::{Batch, Graph, Shape};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Top-1 and top-5 hits of one configuration.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Hits {
     pub top1: u64,
     pub top5: u64,
 }
 
 /// Counts of one approximate configuration over the images seen.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ApproxTally {
     pub label: String,
     pub alpha: u32,
     pub hits: Hits,
     /// Images whose approximate top-1 equals the exact top-1.
     pub agree: u64,
-    /// Top-1 right/wrong against the exact network, image by image (for paired bounds).
-    pub flips: Flips,
+    /// Exact vs approximate top-1 correctness, image by image (flips, McNemar, drop interval).
+    pub paired: Paired,
+    /// Approximate vs exact logits.
+    pub logit_error: LogitError,
     pub sites: Vec<SiteStats>,
 }
 
 /// Everything counted in a pass.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Tally {
     pub images: u64,
     pub exact: Hits,
@@ -41,6 +45,8 @@ pub struct Tally {
     pub approx: Vec<ApproxTally>,
     /// Images that could not be decoded: (source, error).
     pub failures: Vec<(String, String)>,
+    /// One row per image, in evaluation order, when [`PassOptions::predictions`] asks for them.
+    pub predictions: Vec<Prediction>,
     pub seconds: f64,
 }
 
@@ -64,13 +70,31 @@ impl Tally {
                     alpha: c.alpha,
                     hits: Hits::default(),
                     agree: 0,
-                    flips: Flips::default(),
+                    paired: Paired::default(),
+                    logit_error: LogitError::default(),
                     sites: empty(),
                 })
                 .collect(),
             failures: Vec::new(),
+            predictions: Vec::new(),
             seconds: 0.0,
         }
+    }
+
+    /// A tally read back from a resume state: the same configurations and sites as this run's,
+    /// with the site kinds (not written) taken from the graph.
+    fn restored(graph: &Graph, configs: &[ApproxConfig], mut saved: Tally) -> Result<Tally, String> {
+        let fresh = Tally::new(graph, configs);
+        let same_sites = |a: &[SiteStats], b: &[SiteStats]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name);
+        let same_configs = saved.approx.len() == fresh.approx.len()
+            && saved.approx.iter().zip(&fresh.approx).all(|(a, b)| a.label == b.label && same_sites(&a.sites, &b.sites));
+        if !same_configs || !same_sites(&saved.exact_sites, &fresh.exact_sites) {
+            return Err("the resume state's configurations or sites differ from this run's".into());
+        }
+        let kinds = |sites: &mut [SiteStats]| sites.iter_mut().zip(&graph.sites).for_each(|(s, g)| s.kind = g.kind);
+        kinds(&mut saved.exact_sites);
+        saved.approx.iter_mut().for_each(|a| kinds(&mut a.sites));
+        Ok(saved)
     }
 
     pub fn images_per_second(&self) -> f64 {
@@ -100,17 +124,6 @@ fn hits(ranked: &[Vec<usize>], labels: &[usize]) -> Hits {
     h
 }
 
-/// Images the approximation gets wrong where the exact network is right, and the reverse.
-fn flips(exact: &[Vec<usize>], approx: &[Vec<usize>], labels: &[usize]) -> Flips {
-    let mut f = Flips::default();
-    for ((e, a), &l) in exact.iter().zip(approx).zip(labels) {
-        let (exact_right, approx_right) = (e.first() == Some(&l), a.first() == Some(&l));
-        f.images += 1;
-        f.lost += (exact_right && !approx_right) as u64;
-        f.gained += (!exact_right && approx_right) as u64;
-    }
-    f
-}
 
 /// What a pass needs besides the configurations.
 pub struct PassInput<'a> {
@@ -126,11 +139,42 @@ pub struct PassInput<'a> {
     pub title: String,
 }
 
+/// What a pass does besides counting.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PassOptions<'a> {
+    /// Keep one [`Prediction`] row per image.
+    pub predictions: bool,
+    /// Continue from this state when it exists, and save it after every batch.
+    pub checkpoint: Option<&'a Checkpoint>,
+    /// Stop with an error after this many batches in all, as an interruption would (tests of
+    /// the resume path).
+    pub stop_after_batches: Option<usize>,
+}
+
 /// One pass: every batch through the exact network and each plan; counts accumulated.
 pub fn evaluate(input: &PassInput, configs: &[ApproxConfig], plans: &[ActivationPlan]) -> Result<Tally, String> {
+    evaluate_with(input, configs, plans, &PassOptions::default())
+}
+
+/// [`evaluate`] with per-image predictions and a resumable state as `options` ask. A resumed
+/// pass skips the batches its state counted (batches are fixed slices of `input.indices`, so
+/// the remaining ones are the same) and ends with the counts of an uninterrupted pass.
+pub fn evaluate_with(
+    input: &PassInput,
+    configs: &[ApproxConfig],
+    plans: &[ActivationPlan],
+    options: &PassOptions,
+) -> Result<Tally, String> {
     let graph = input.graph;
     let exact_plan = ActivationPlan::exact(graph);
-    let mut tally = Tally::new(graph, configs);
+    let (mut tally, mut batches_done, seconds_before) = match options.checkpoint.map(|c| c.load::<Tally>()).transpose()? {
+        Some(Some(state)) => {
+            let tally = Tally::restored(graph, configs, state.progress)
+                .map_err(|e| format!("{}: {e}", options.checkpoint.expect("loaded").path.display()))?;
+            (tally, state.batches_done, state.seconds)
+        }
+        _ => (Tally::new(graph, configs), 0, 0.0),
+    };
     let shape = graph.input;
     let data_shape = input.dataset.shape();
     if [shape.c, shape.h, shape.w] != data_shape {
@@ -141,43 +185,83 @@ pub fn evaluate(input: &PassInput, configs: &[ApproxConfig], plans: &[Activation
     }
     let progress = input.progress;
     progress.start(&input.title, input.indices.len() as u64);
+    let batch_size = input.batch_size.max(1);
+    let skipped = (batches_done * batch_size).min(input.indices.len());
+    progress.advance(skipped as u64);
     let config = LoaderConfig {
-        batch_size: input.batch_size,
+        batch_size,
         normalize: input.normalize,
         prefetch: 2,
     };
     let start = Instant::now();
-    for batch in Loader::new(input.dataset.clone(), input.indices.clone(), config) {
+    for batch in Loader::new(input.dataset.clone(), input.indices[skipped..].to_vec(), config) {
+        if options.stop_after_batches.is_some_and(|stop| batches_done >= stop) {
+            return Err(format!("stopped after {batches_done} batches, as asked"));
+        }
         tally
             .failures
             .extend(batch.failures.iter().map(|f| (f.source.clone(), f.error.to_string())));
         progress.advance(batch.failures.len() as u64);
-        if batch.is_empty() {
-            continue;
+        if !batch.is_empty() {
+            let images = batch.len() as u64;
+            count_batch(input, &exact_plan, plans, batch, options.predictions, &mut tally)?;
+            progress.advance(images);
         }
-        let images = Batch::new(batch.len(), Shape::new(shape.c, shape.h, shape.w), batch.data)?;
-        let exact = input.backend.run(graph, &images, &exact_plan)?;
-        let exact_ranked = top5(&exact.logits, exact.classes);
-        add_hits(&mut tally.exact, hits(&exact_ranked, &batch.labels));
-        merge_sites(&mut tally.exact_sites, &exact.sites);
-        for (approx_tally, plan) in tally.approx.iter_mut().zip(plans) {
-            let approx = input.backend.run(graph, &images, plan)?;
-            let ranked = top5(&approx.logits, approx.classes);
-            add_hits(&mut approx_tally.hits, hits(&ranked, &batch.labels));
-            approx_tally.agree += ranked
-                .iter()
-                .zip(&exact_ranked)
-                .filter(|(a, e)| a.first() == e.first())
-                .count() as u64;
-            approx_tally.flips.add(flips(&exact_ranked, &ranked, &batch.labels));
-            merge_sites(&mut approx_tally.sites, &approx.sites);
+        batches_done += 1;
+        if let Some(checkpoint) = options.checkpoint {
+            checkpoint.save(batches_done, seconds_before + start.elapsed().as_secs_f64(), &tally)?;
         }
-        tally.images += images.n as u64;
-        progress.advance(images.n as u64);
     }
     progress.finish();
-    tally.seconds = start.elapsed().as_secs_f64();
+    tally.seconds = seconds_before + start.elapsed().as_secs_f64();
     Ok(tally)
+}
+
+/// Runs one batch through the exact network and every plan and counts it.
+fn count_batch(
+    input: &PassInput,
+    exact_plan: &ActivationPlan,
+    plans: &[ActivationPlan],
+    batch: crate::data::loader::LoadedBatch,
+    predictions: bool,
+    tally: &mut Tally,
+) -> Result<(), String> {
+    let (graph, shape) = (input.graph, input.graph.input);
+    let images = Batch::new(batch.len(), Shape::new(shape.c, shape.h, shape.w), batch.data)?;
+    let exact = input.backend.run(graph, &images, exact_plan)?;
+    let exact_ranked = top5(&exact.logits, exact.classes);
+    add_hits(&mut tally.exact, hits(&exact_ranked, &batch.labels));
+    merge_sites(&mut tally.exact_sites, &exact.sites);
+    let mut approx_logits = Vec::with_capacity(plans.len());
+    for (approx_tally, plan) in tally.approx.iter_mut().zip(plans) {
+        let approx = input.backend.run(graph, &images, plan)?;
+        let ranked = top5(&approx.logits, approx.classes);
+        add_hits(&mut approx_tally.hits, hits(&ranked, &batch.labels));
+        for ((a, e), &label) in ranked.iter().zip(&exact_ranked).zip(&batch.labels) {
+            approx_tally.agree += (a.first() == e.first()) as u64;
+            approx_tally.paired.add(e.first() == Some(&label), a.first() == Some(&label));
+        }
+        merge_sites(&mut approx_tally.sites, &approx.sites);
+        approx_logits.push(approx.logits);
+    }
+    // Logit errors image by image, in image order (the sums then do not depend on the batch's
+    // split over threads); the rows only when asked for.
+    let classes = exact.classes;
+    let mut errors: Vec<LogitError> = tally.approx.iter().map(|a| a.logit_error).collect();
+    for (i, exact_row) in exact.logits.chunks_exact(classes).enumerate() {
+        let rows: Vec<&[f32]> = approx_logits.iter().map(|l| &l[i * classes..(i + 1) * classes]).collect();
+        if predictions {
+            let image = input.dataset.describe(batch.indices[i]);
+            tally.predictions.push(Prediction::of_image(image, batch.labels[i], exact_row, &rows, &mut errors));
+        } else {
+            errors.iter_mut().zip(&rows).for_each(|(e, row)| _ = e.add_image(exact_row, row));
+        }
+    }
+    for (a, e) in tally.approx.iter_mut().zip(errors) {
+        a.logit_error = e;
+    }
+    tally.images += images.n as u64;
+    Ok(())
 }
 
 fn add_hits(total: &mut Hits, h: Hits) {

@@ -216,7 +216,7 @@ impl Searcher<'_> {
                 .iter()
                 .map(|a| a.sites.iter().map(|s| s.non_finite).sum())
                 .collect(),
-            flips: tally.approx.iter().map(|a| a.flips).collect(),
+            flips: tally.approx.iter().map(|a| Flips::from(a.paired)).collect(),
         })
     }
 

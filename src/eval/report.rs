@@ -6,7 +6,10 @@ use super::bounds::{Bounds, SiteBound};
 use super::config::{Mode, PolyInfo};
 use super::pass::{ApproxTally, Hits, Tally};
 use super::plan_file::PrecisionPlan;
+use super::predictions::Prediction;
+use super::preprocess::PreprocessingInfo;
 use super::shard::ShardInfo;
+use super::stats::{Interval, LogitError, Paired, Z95, wilson};
 use crate::exec::SiteStats;
 use crate::model::cost::NetworkCost;
 use serde::Serialize;
@@ -46,6 +49,50 @@ pub struct SiteReport {
     pub count: u64,
 }
 
+/// What the paired counts and the logit error of a configuration imply: computed from them by
+/// [`ConfigStatistics::of`] (here and when `merge` combines shards), never stored independently.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigStatistics {
+    /// Wilson 95% interval of the approximate top-1, percent.
+    pub top1_interval: Interval,
+    /// Exact − approximate top-1, percentage points.
+    pub top1_drop: f64,
+    /// Newcombe's paired 95% interval of the drop, percentage points.
+    pub top1_drop_interval: Interval,
+    /// Exact right → approximate wrong.
+    pub flips_broken: u64,
+    /// Exact wrong → approximate right.
+    pub flips_fixed: u64,
+    /// Exact McNemar test of the flips (two-sided): how likely a split at least this uneven is
+    /// if the approximation changed nothing but noise.
+    pub mcnemar_p: f64,
+    pub mean_abs_dlogit: f64,
+    pub max_abs_dlogit: f64,
+    /// −log2 of the worst per-image max |Δlogit| / max |exact logit| (None: logits identical).
+    pub dlogit_bits: Option<f64>,
+}
+
+impl ConfigStatistics {
+    pub fn of(paired: &Paired, logits: &LogitError) -> ConfigStatistics {
+        ConfigStatistics {
+            top1_interval: wilson(paired.approx_right(), paired.images, Z95).percent(),
+            top1_drop: 100.0 * (paired.exact_right() as f64 - paired.approx_right() as f64) / paired.images.max(1) as f64,
+            top1_drop_interval: paired.drop_interval(Z95).percent(),
+            flips_broken: paired.exact_only,
+            flips_fixed: paired.approx_only,
+            mcnemar_p: paired.mcnemar_p(),
+            mean_abs_dlogit: logits.mean_abs(),
+            max_abs_dlogit: logits.max_abs,
+            dlogit_bits: (logits.max_relative > 0.0).then(|| logits.relative_bits()),
+        }
+    }
+}
+
+/// Wilson 95% interval of the exact top-1, percent.
+pub fn exact_top1_interval(exact_top1_correct: u64, images: u64) -> Interval {
+    wilson(exact_top1_correct, images, Z95).percent()
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ConfigReport {
     pub label: String,
@@ -57,6 +104,11 @@ pub struct ConfigReport {
     /// Percentage of images whose approximate top-1 equals the exact top-1.
     pub agreement: f64,
     pub agree_count: u64,
+    /// Image-by-image top-1 correctness against exact (counts).
+    pub paired: Paired,
+    /// Logit error against exact (sums and maxima).
+    pub logit_error: LogitError,
+    pub statistics: ConfigStatistics,
     pub out_of_range: u64,
     pub non_finite: u64,
     pub sites: Vec<SiteReport>,
@@ -68,7 +120,16 @@ pub struct EvalReport {
     pub polycnn_version: &'static str,
     pub model: String,
     pub weights: String,
+    /// SHA-256 of the weights file (hex).
+    pub weights_sha256: String,
     pub data: String,
+    /// Images selected from the data (after --limit, before --shard; `images` is how many were
+    /// evaluated).
+    pub dataset_images: usize,
+    pub preprocessing: PreprocessingInfo,
+    /// Things the user should know about this run (e.g. a checkpoint evaluated with another
+    /// preprocessing than it was published with); the binary prints them.
+    pub warnings: Vec<String>,
     /// Which of the data's images were evaluated and how they were chosen (`--limit`).
     pub selection: String,
     pub backend: String,
@@ -83,6 +144,8 @@ pub struct EvalReport {
     pub seconds: f64,
     pub images_per_second: f64,
     pub exact: Accuracy,
+    /// Wilson 95% interval of the exact top-1, percent.
+    pub exact_top1_interval: Interval,
     pub exact_sites: Vec<SiteStats>,
     pub bounds: Bounds,
     pub configs: Vec<ConfigReport>,
@@ -92,13 +155,21 @@ pub struct EvalReport {
     pub plan: Option<PrecisionPlan>,
     /// HE cost of the activations per image, one per configuration (same order as `configs`).
     pub he_cost: Vec<NetworkCost>,
+    /// One row per image when asked for (`--predictions`: written as CSV, not in the JSON).
+    #[serde(skip)]
+    pub predictions: Vec<Prediction>,
 }
 
 /// Who ran what, for the report header.
+#[derive(Default)]
 pub struct RunInfo {
     pub model: String,
     pub weights: String,
+    pub weights_sha256: String,
     pub data: String,
+    pub dataset_images: usize,
+    pub preprocessing: PreprocessingInfo,
+    pub warnings: Vec<String>,
     pub selection: String,
     pub backend: String,
     pub device: Option<String>,
@@ -150,7 +221,11 @@ pub fn build_report(run: RunDescription) -> EvalReport {
         polycnn_version: env!("CARGO_PKG_VERSION"),
         model: info.model,
         weights: info.weights,
+        weights_sha256: info.weights_sha256,
         data: info.data,
+        dataset_images: info.dataset_images,
+        preprocessing: info.preprocessing,
+        warnings: info.warnings,
         selection: info.selection,
         backend: info.backend,
         device: info.device,
@@ -162,12 +237,14 @@ pub fn build_report(run: RunDescription) -> EvalReport {
         seconds: tally.seconds,
         images_per_second: tally.images_per_second(),
         exact: Accuracy::of(tally.exact, tally.images),
+        exact_top1_interval: exact_top1_interval(tally.exact.top1, tally.images),
         exact_sites: tally.exact_sites,
         bounds,
         configs,
         shard,
         plan,
         he_cost,
+        predictions: tally.predictions,
     }
 }
 
@@ -197,6 +274,9 @@ fn config_report(a: &ApproxTally, c: ConfigRun, exact_sites: &[SiteStats], image
         approx: Accuracy::of(a.hits, images),
         agreement: 100.0 * a.agree as f64 / images.max(1) as f64,
         agree_count: a.agree,
+        paired: a.paired,
+        logit_error: a.logit_error,
+        statistics: ConfigStatistics::of(&a.paired, &a.logit_error),
         out_of_range: sites.iter().map(|s| s.out_of_range).sum(),
         non_finite: sites.iter().map(|s| s.non_finite).sum(),
         sites,

@@ -4,6 +4,7 @@
 use super::bounds::BoundRule;
 use super::config::Mode;
 use super::plan_file::PrecisionPlan;
+use super::preprocess::PreprocessingOverrides;
 use super::shard::Shard;
 use crate::gpu::activation::Scheme;
 use crate::he::CkksPreset;
@@ -59,6 +60,16 @@ pub struct EvalRequest {
     pub plan: Option<PrecisionPlan>,
     /// Add each configuration's CKKS cost under these parameters to `he_cost`.
     pub ckks: Option<CkksPreset>,
+    /// `--resize`, `--crop`, `--interpolation`, `--mean`, `--std` (default: the network's).
+    pub preprocessing: PreprocessingOverrides,
+    /// Keep one row per image in the report's tally (`--predictions FILE.csv`).
+    pub predictions: bool,
+    /// Resume state of the evaluation pass: continued when it exists (same run only), saved
+    /// after every batch, removed when the run completes.
+    pub resume: Option<PathBuf>,
+    /// Stop the evaluation pass with an error after this many batches, as an interruption would
+    /// (tests of the resume path).
+    pub stop_after_batches: Option<usize>,
 }
 
 impl EvalRequest {
@@ -92,6 +103,10 @@ impl EvalRequest {
             shard: None,
             plan: None,
             ckks: None,
+            preprocessing: PreprocessingOverrides::default(),
+            predictions: false,
+            resume: None,
+            stop_after_batches: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The evaluation report as text: the terminal summary and the sweep table (markdown, CSV).
 //! The plots are in [`super::plot`].
 
-use super::report::{EvalReport, SiteReport};
+use super::config::Mode;
+use super::report::{ConfigReport, EvalReport, SiteReport};
 
 /// The terminal summary: accuracy side by side, then the sites closest to their bound.
 pub fn format_summary(r: &EvalReport, sites_shown: usize) -> String {
@@ -34,6 +35,7 @@ pub fn format_summary(r: &EvalReport, sites_shown: usize) -> String {
             c.polynomial.relu_cost.nonscalar_mults
         );
     }
+    out += &statistics_table(r);
     if let Some(c) = r.configs.last() {
         let mut sites: Vec<&SiteReport> = c.sites.iter().collect();
         sites.sort_by(|a, b| (b.approx_max_abs as f64 / b.bound).total_cmp(&(a.approx_max_abs as f64 / a.bound)));
@@ -60,24 +62,129 @@ pub fn format_summary(r: &EvalReport, sites_shown: usize) -> String {
     out
 }
 
-/// Sweep rows as a markdown table.
-pub fn sweep_markdown(r: &EvalReport) -> String {
-    let mut out = String::from(
-        "| α | degrees | top-1 | top-5 | Δ top-1 vs exact | agreement | out of range | depth | mults |\n|---|---|---|---|---|---|---|---|---|\n",
-    );
-    out += &format!(
-        "| exact | - | {:.2}% | {:.2}% | - | - | - | - | - |\n",
-        r.exact.top1, r.exact.top5
+/// Per configuration: the top-1 interval, the drop against exact with its paired interval, the
+/// flips and their McNemar p-value, and the logit error.
+fn statistics_table(r: &EvalReport) -> String {
+    let i = &r.exact_top1_interval;
+    let mut out = format!(
+        "  exact top-1 95% interval [{:.2}, {:.2}]%\n  configuration                 top-1 95% CI       drop (pts) and 95% CI     broke/fixed  McNemar p  mean|Δlogit|  max|Δlogit|  bits\n",
+        i.lo, i.hi
     );
     for c in &r.configs {
+        let s = &c.statistics;
         out += &format!(
-            "| {} | {:?} | {:.2}% | {:.2}% | {:+.2} | {:.2}% | {} | {} | {} |\n",
+            "  {:<28} [{:>6.2}, {:>6.2}]  {:>+6.2} [{:>+6.2}, {:>+6.2}]  {:>6}/{:<5}  {:>9}  {:>12.3e}  {:>11.3e}  {:>4}\n",
+            c.label,
+            s.top1_interval.lo,
+            s.top1_interval.hi,
+            s.top1_drop,
+            s.top1_drop_interval.lo,
+            s.top1_drop_interval.hi,
+            s.flips_broken,
+            s.flips_fixed,
+            p_value(s.mcnemar_p),
+            s.mean_abs_dlogit,
+            s.max_abs_dlogit,
+            s.dlogit_bits.map_or("-".to_string(), |b| format!("{b:.1}"))
+        );
+    }
+    out
+}
+
+/// A p-value with three significant digits, small ones in scientific notation.
+fn p_value(p: f64) -> String {
+    if p < 1e-3 { format!("{p:.2e}") } else { format!("{p:.3}") }
+}
+
+/// How a kind of activation was evaluated, as the tables name it.
+fn mode_name(m: &Mode) -> String {
+    match m {
+        Mode::Exact => "exact".into(),
+        Mode::Approx => "approx".into(),
+        Mode::Poly(p) => format!("poly:{}", p.name),
+    }
+}
+
+/// The bound of one kind of site in a configuration: one value, "a–b" when sites differ (per-site
+/// rules), "-" when the network has no such site.
+fn bound_of(c: &ConfigReport, kind: &str) -> String {
+    let bounds: Vec<f64> = c.sites.iter().filter(|s| s.kind == kind).map(|s| s.bound).collect();
+    let (lo, hi) = bounds.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &b| (lo.min(b), hi.max(b)));
+    match bounds.len() {
+        0 => "-".into(),
+        _ if lo == hi => format!("{lo}"),
+        _ => format!("{lo}–{hi}"),
+    }
+}
+
+/// The weights file's name (not the machine's path to it).
+fn weights_name(r: &EvalReport) -> String {
+    std::path::Path::new(&r.weights)
+        .file_name()
+        .map_or_else(|| r.weights.clone(), |n| n.to_string_lossy().into_owned())
+}
+
+fn sha_prefix(r: &EvalReport) -> &str {
+    &r.weights_sha256[..r.weights_sha256.len().min(12)]
+}
+
+/// What the sweep describes, above its table.
+fn sweep_header(r: &EvalReport) -> String {
+    let p = &r.preprocessing;
+    let geometry = match (p.resize, p.interpolation) {
+        (Some(resize), Some(filter)) => format!("resize {resize} ({}), crop {}", filter.name(), p.crop[0]),
+        _ => format!("{}x{} as they are", p.crop[0], p.crop[1]),
+    };
+    let (relu, maxpool) = r
+        .configs
+        .first()
+        .map_or(("-".into(), "-".into()), |c| (mode_name(&c.relu), mode_name(&c.maxpool)));
+    format!(
+        "**{}** — weights `{}` (sha256 {}) — data `{}`: {} of {} images — ReLU {relu}, max-pool {maxpool} — \
+         preprocessing: {geometry}, mean {:?}, std {:?} — backend {} — polycnn {}\n\n",
+        r.model,
+        weights_name(r),
+        sha_prefix(r),
+        r.data,
+        r.images,
+        r.dataset_images,
+        p.mean,
+        p.std,
+        r.backend,
+        r.polycnn_version
+    )
+}
+
+/// Sweep rows as a markdown table, under a line saying what they describe.
+pub fn sweep_markdown(r: &EvalReport) -> String {
+    let mut out = sweep_header(r);
+    out += "| α | degrees | B_relu | B_max | top-1 | top-1 95% CI | top-5 | Δ top-1 vs exact | Δ 95% CI | broke/fixed | McNemar p | agreement | max \\|Δlogit\\| | out of range | depth | mults |\n";
+    out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    let e = &r.exact_top1_interval;
+    out += &format!(
+        "| exact | - | - | - | {:.2}% | [{:.2}, {:.2}] | {:.2}% | - | - | - | - | - | - | - | - | - |\n",
+        r.exact.top1, e.lo, e.hi, r.exact.top5
+    );
+    for c in &r.configs {
+        let s = &c.statistics;
+        out += &format!(
+            "| {} | {:?} | {} | {} | {:.2}% | [{:.2}, {:.2}] | {:.2}% | {:+.2} | [{:+.2}, {:+.2}] | {}/{} | {} | {:.2}% | {:.3e} | {} | {} | {} |\n",
             c.alpha,
             c.polynomial.degrees,
+            bound_of(c, "relu"),
+            bound_of(c, "maxpool"),
             c.approx.top1,
+            s.top1_interval.lo,
+            s.top1_interval.hi,
             c.approx.top5,
             c.approx.top1 - r.exact.top1,
+            -s.top1_drop_interval.hi,
+            -s.top1_drop_interval.lo,
+            s.flips_broken,
+            s.flips_fixed,
+            p_value(s.mcnemar_p),
             c.agreement,
+            s.max_abs_dlogit,
             c.out_of_range,
             c.polynomial.relu_cost.depth,
             c.polynomial.relu_cost.nonscalar_mults
@@ -86,27 +193,66 @@ pub fn sweep_markdown(r: &EvalReport) -> String {
     out
 }
 
-/// Sweep rows as CSV.
+/// Quotes a CSV field where it needs it.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Sweep rows as CSV; every row carries what it describes (model, weights, data, modes, B).
 pub fn sweep_csv(r: &EvalReport) -> String {
     let mut out = String::from(
-        "alpha,degrees,top1,top5,exact_top1,exact_top5,agreement,out_of_range,non_finite,depth,nonscalar_mults,images\n",
+        "model,weights,weights_sha256,data,images,dataset_images,relu,maxpool,alpha,degrees,b_relu,b_max,\
+         top1,top1_ci_lo,top1_ci_hi,top5,exact_top1,exact_top1_ci_lo,exact_top1_ci_hi,exact_top5,\
+         drop,drop_ci_lo,drop_ci_hi,broke,fixed,mcnemar_p,agreement,mean_abs_dlogit,max_abs_dlogit,\
+         out_of_range,non_finite,depth,nonscalar_mults\n",
     );
+    let e = &r.exact_top1_interval;
     for c in &r.configs {
+        let s = &c.statistics;
         let degrees: Vec<String> = c.polynomial.degrees.iter().map(|d| d.to_string()).collect();
+        let described = [
+            r.model.clone(),
+            weights_name(r),
+            sha_prefix(r).to_string(),
+            r.data.clone(),
+            r.images.to_string(),
+            r.dataset_images.to_string(),
+            mode_name(&c.relu),
+            mode_name(&c.maxpool),
+        ];
+        let described: Vec<String> = described.iter().map(|f| csv_field(f)).collect();
         out += &format!(
-            "{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{},{},{},{},{}\n",
+            "{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{},{},{:.6},{:.4},{:.6e},{:.6e},{},{},{},{}\n",
+            described.join(","),
             c.alpha,
             degrees.join(" "),
+            csv_field(&bound_of(c, "relu")),
+            csv_field(&bound_of(c, "maxpool")),
             c.approx.top1,
+            s.top1_interval.lo,
+            s.top1_interval.hi,
             c.approx.top5,
             r.exact.top1,
+            e.lo,
+            e.hi,
             r.exact.top5,
+            s.top1_drop,
+            s.top1_drop_interval.lo,
+            s.top1_drop_interval.hi,
+            s.flips_broken,
+            s.flips_fixed,
+            s.mcnemar_p,
             c.agreement,
+            s.mean_abs_dlogit,
+            s.max_abs_dlogit,
             c.out_of_range,
             c.non_finite,
             c.polynomial.relu_cost.depth,
-            c.polynomial.relu_cost.nonscalar_mults,
-            r.images
+            c.polynomial.relu_cost.nonscalar_mults
         );
     }
     out

@@ -15,10 +15,11 @@ pub const STATS_HEADER_WORDS: usize = 3;
 pub const STATS_WORDS: usize = STATS_HEADER_WORDS + HIST_BINS;
 
 /// What one site saw during a run (its inputs: pre-activation values, or max-pool inputs).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct SiteStats {
     pub name: String,
-    #[serde(skip)]
+    /// Not written: whoever reads statistics back (a resume state) sets it from the graph.
+    #[serde(skip, default = "unwritten_kind")]
     pub kind: SiteKind,
     /// Values seen.
     pub count: u64,
@@ -31,6 +32,10 @@ pub struct SiteStats {
     /// Counts per ⌊log2 |x|⌋ (see [`HIST_BINS`], [`LOG2_MIN`]): enough to choose B after an
     /// exact run, or read |x|/B for any B.
     pub log2_hist: Vec<u64>,
+}
+
+fn unwritten_kind() -> SiteKind {
+    SiteKind::Relu
 }
 
 impl SiteStats {

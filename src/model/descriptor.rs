@@ -3,7 +3,7 @@
 //! a model read from a file builds the same description from what the file says.
 
 use super::graph::Shape;
-use crate::data::{Geometry, Normalize};
+use crate::data::{Geometry, Interpolation, Normalize};
 
 /// The kind of data a network classifies: decides how a dataset path is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +83,11 @@ impl NetworkDescriptor {
             input: Shape::new(3, crop, crop),
             family: DatasetFamily::ImageNet,
             preprocessing: Preprocessing {
-                geometry: Geometry::ResizeCenterCrop { resize, crop },
+                geometry: Geometry::ResizeCenterCrop {
+                    resize,
+                    crop,
+                    interpolation: Interpolation::Bilinear,
+                },
                 normalize: normalize(mean_std),
             },
             classes: 1000,

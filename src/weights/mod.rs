@@ -18,6 +18,7 @@
 //! (left by `nn.DataParallel`) is stripped.
 
 mod dtype;
+pub mod sha256;
 mod error;
 mod pickle;
 mod safetensors;
