@@ -362,7 +362,11 @@ pub fn encode_conv_tiled(
             bound,
             out_c_offset: first as u32,
             clamp: matches!(epilogue, Epilogue::PolyRelu { clamp: true, .. }) as u32,
-            first_group: (first / per_group) as u32,
+            first_group: if shape.groups == 1 {
+                0
+            } else {
+                (first / per_group) as u32
+            },
             ..Params::geometry(shape)
         };
         let uniform = gpu.uniform_from("conv params", &params);
