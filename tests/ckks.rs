@@ -1,7 +1,7 @@
 //! CKKS level model and bootstrap placement against counts derived by hand: a tiny chain, a
 //! residual block, a max-pool, and ResNet-20 at a Lattigo preset; presets and their errors.
 
-use polycnn::he::{CkksPreset, SecretDist, ckks_cost, level_graph, load_preset};
+use polycnn::he::{CkksPreset, HeCost, SecretDist, ckks_cost, level_graph, load_preset};
 use polycnn::model::cost::{SitePrecision, uniform_plan};
 use polycnn::model::{self, Arch, Conv2d, Graph, GraphBuilder, Linear, NodeId, Op, Shape, Window2d};
 use polycnn::weights::Tensor;
@@ -263,10 +263,7 @@ fn eval_reports_carry_the_ckks_cost_with_a_preset() {
     assert_eq!(report.he_cost.len(), 2);
     for (cost, alpha) in report.he_cost.iter().zip([7, 10]) {
         let plan = uniform_plan(&graph, Some(alpha), paper_degrees(alpha).unwrap(), true, true);
-        let want = network_cost(&graph, &plan)
-            .unwrap()
-            .with_ckks(&graph, &plan, Some(&preset))
-            .unwrap();
+        let want = HeCost::with_ckks(network_cost(&graph, &plan).unwrap(), &graph, &plan, Some(&preset)).unwrap();
         assert_eq!(cost, &want);
         let ckks = cost.ckks.as_ref().expect("a CKKS cost with --ckks");
         assert!(ckks.optimal.bootstrapped_ciphertexts > 0);

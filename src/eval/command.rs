@@ -17,8 +17,8 @@ use crate::cpu::CpuBackend;
 use crate::exec::{ActivationPlan, Backend, Precision, Progress};
 use crate::gpu::Gpu;
 use crate::gpu::network::GpuNetwork;
-use crate::he::CkksPreset;
-use crate::model::cost::{NetworkCost, network_cost, uniform_plan};
+use crate::he::{CkksPreset, HeCost};
+use crate::model::cost::{network_cost, uniform_plan};
 use crate::model::{self, Graph, SiteKind};
 use crate::poly::cost::relu_cost;
 use crate::poly::official::load_official;
@@ -34,7 +34,7 @@ struct Configuration<'a> {
     /// A precision plan's own per-site composites and bounds (None: `config` at every site).
     prepared: Option<&'a PreparedPlan>,
     polynomial: PolyInfo,
-    he_cost: Option<NetworkCost>,
+    he_cost: Option<HeCost>,
     /// The bounds it runs with, per site (set once the bounds are chosen).
     site_bounds: Vec<SiteBound>,
 }
@@ -314,7 +314,12 @@ fn uniform_configurations<'a>(
                     );
                     (
                         composite_info(&c.composite, c.source.clone()),
-                        Some(network_cost(graph, &precisions)?.with_ckks(graph, &precisions, req.ckks.as_ref())?),
+                        Some(HeCost::with_ckks(
+                            network_cost(graph, &precisions)?,
+                            graph,
+                            &precisions,
+                            req.ckks.as_ref(),
+                        )?),
                     )
                 }
             };
@@ -350,7 +355,7 @@ fn plan_configuration<'a>(
         config: p.config(clamp),
         prepared: Some(p),
         polynomial: p.poly_info(),
-        he_cost: Some(network_cost(graph, &precisions)?.with_ckks(graph, &precisions, ckks)?),
+        he_cost: Some(HeCost::with_ckks(network_cost(graph, &precisions)?, graph, &precisions, ckks)?),
         site_bounds: Vec::new(),
     })
 }

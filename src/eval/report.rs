@@ -11,7 +11,7 @@ use super::preprocess::PreprocessingInfo;
 use super::shard::ShardInfo;
 use super::stats::{Interval, LogitError, Paired, Z95, wilson};
 use crate::exec::SiteStats;
-use crate::model::cost::NetworkCost;
+use crate::he::HeCost;
 use serde::Serialize;
 
 /// Accuracy as counts and percentages of the images evaluated.
@@ -154,7 +154,7 @@ pub struct EvalReport {
     /// The per-site precision plan evaluated (`eval --plan`), if any.
     pub plan: Option<PrecisionPlan>,
     /// HE cost of the activations per image, one per configuration (same order as `configs`).
-    pub he_cost: Vec<NetworkCost>,
+    pub he_cost: Vec<HeCost>,
     /// One row per image when asked for (`--predictions`: written as CSV, not in the JSON).
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
@@ -185,7 +185,7 @@ pub struct ConfigRun {
     pub maxpool: Mode,
     pub polynomial: PolyInfo,
     pub site_bounds: Vec<SiteBound>,
-    pub he_cost: Option<NetworkCost>,
+    pub he_cost: Option<HeCost>,
 }
 
 /// A complete description of a run: everything the report says.

@@ -350,17 +350,23 @@ pub fn encode_conv_tiled(
     check_binding_sizes(gpu, shape, buffers)?;
     let pipeline = gpu.pipeline(&tiles.pipeline_name(), "conv2d", || tiles.shader_source())?;
     let residual = buffers.residual.unwrap_or(gpu.placeholder());
-    let per_group = shape.group_out_c();
     for (first, count) in weight_chunks(gpu, shape)? {
-        // A chunk is whole groups: one workgroup layer (z) per group.
+        // A grouped conv's chunk is whole groups, one workgroup layer (z) each; a dense one's
+        // (groups = 1) may be any run of output channels.
+        let per_group = if shape.groups == 1 { count } else { shape.group_out_c() };
         let params = Params {
+            out_c: per_group as u32,
             activation,
             has_residual: buffers.residual.is_some() as u32,
             scheme: poly.shader_scheme(),
             bound,
             out_c_offset: first as u32,
             clamp: matches!(epilogue, Epilogue::PolyRelu { clamp: true, .. }) as u32,
-            first_group: (first / per_group) as u32,
+            first_group: if shape.groups == 1 {
+                0
+            } else {
+                (first / per_group) as u32
+            },
             ..Params::geometry(shape)
         };
         let uniform = gpu.uniform_from("conv params", &params);
@@ -383,7 +389,11 @@ pub fn encode_conv_tiled(
                 buffers.output.as_entire_binding(),
                 buffers.range_stats.binding(),
             ],
-            (groups_m as u32, groups_n as u32, (count / per_group) as u32),
+            (
+                groups_m as u32,
+                (per_group as u64).div_ceil(tiles.tile_n()) as u32,
+                (count / per_group) as u32,
+            ),
         );
     }
     Ok(())
@@ -396,7 +406,11 @@ fn weight_chunks(gpu: &Gpu, shape: ConvShape) -> Result<Vec<(usize, usize)>, Gpu
     let limits = gpu.device.limits();
     let row_bytes = (shape.depth() * 4) as u64;
     let align = limits.min_storage_buffer_offset_alignment as u64;
-    let per_group = shape.group_out_c() as u64;
+    let per_group = if shape.groups == 1 {
+        1
+    } else {
+        shape.group_out_c() as u64
+    };
     let mut rows = (limits.max_storage_buffer_binding_size / row_bytes).min(shape.out_c as u64);
     if rows < shape.out_c as u64 {
         // every chunk but the last must end on an aligned offset, after a whole group

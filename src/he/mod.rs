@@ -48,7 +48,7 @@ pub use noise::{NoiseError, NoiseModel, NoiseParams};
 pub use placement::{BootstrapPoint, Placement, PlacementError, greedy, optimal};
 pub use preset::{CkksPreset, PresetError, SecretDist, load_preset, preset_names, shipped_presets};
 
-use crate::model::cost::SitePrecision;
+use crate::model::cost::{NetworkCost, SitePrecision};
 use crate::model::graph::Graph;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -150,4 +150,35 @@ fn per_node(lg: &LevelGraph, greedy: &Placement, optimal: &Placement) -> Vec<Nod
         }
     }
     rows
+}
+
+/// What a report calls a configuration's HE cost: the activations' multiplications and depth
+/// ([`NetworkCost`]) and, when a preset is given (`--ckks`), the CKKS levels and bootstraps of
+/// the same plan. The JSON is the network cost's fields with `ckks` beside them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeCost {
+    #[serde(flatten)]
+    pub network: NetworkCost,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ckks: Option<CkksCost>,
+}
+
+impl HeCost {
+    /// `network` with the CKKS cost of the same `plan` under `preset` (none without a preset).
+    pub fn with_ckks(
+        network: NetworkCost,
+        graph: &Graph,
+        plan: &[SitePrecision],
+        preset: Option<&CkksPreset>,
+    ) -> Result<HeCost, CkksError> {
+        let ckks = preset.map(|p| ckks_cost(graph, plan, p)).transpose()?;
+        Ok(HeCost { network, ckks })
+    }
+}
+
+impl std::ops::Deref for HeCost {
+    type Target = NetworkCost;
+    fn deref(&self) -> &NetworkCost {
+        &self.network
+    }
 }

@@ -66,23 +66,6 @@ pub struct NetworkCost {
     pub nonscalar_mults: u64,
     pub scalar_mults: u64,
     pub additions: u64,
-    /// The CKKS deployment cost (levels, bootstrap placement) when a preset is given
-    /// (`--ckks`; see [`NetworkCost::with_ckks`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ckks: Option<crate::he::CkksCost>,
-}
-
-impl NetworkCost {
-    /// Adds the CKKS cost of the same plan under `preset` (none without a preset).
-    pub fn with_ckks(
-        mut self,
-        graph: &Graph,
-        plan: &[SitePrecision],
-        preset: Option<&crate::he::CkksPreset>,
-    ) -> Result<NetworkCost, crate::he::CkksError> {
-        self.ckks = preset.map(|p| crate::he::ckks_cost(graph, plan, p)).transpose()?;
-        Ok(self)
-    }
 }
 
 #[derive(Debug)]
@@ -228,7 +211,6 @@ pub fn network_cost(graph: &Graph, plan: &[SitePrecision]) -> Result<NetworkCost
         scalar_mults: sites.iter().map(|s| s.scalar_mults).sum(),
         additions: sites.iter().map(|s| s.additions).sum(),
         sites,
-        ckks: None,
     })
 }
 

@@ -1,7 +1,7 @@
 //! Tables of `polycnn cost` (HE cost of a network's activations) and `polycnn degrees` (the
 //! degree optimizer next to the paper's lists).
 
-use crate::he::{CkksCost, CkksPreset};
+use crate::he::{CkksCost, CkksPreset, HeCost};
 use crate::model::cost::{NetworkCost, network_cost, uniform_plan};
 use crate::model::{self, Arch};
 use crate::poly::degrees::{DegreeLists, DegreeRow, VerifiedList, degrees_for};
@@ -52,7 +52,7 @@ pub fn format_network_cost(c: &NetworkCost) -> String {
 }
 
 /// One line per α of several plans (e.g. a range of α): the totals only.
-pub fn format_cost_summary(costs: &[NetworkCost]) -> String {
+pub fn format_cost_summary(costs: &[HeCost]) -> String {
     let mut out =
         String::from("  α    degrees          depth   evaluations      non-scalar          scalar       additions\n");
     for c in costs {
@@ -129,7 +129,7 @@ pub struct CostRequest {
 }
 
 /// The network's activation cost for each α of the request.
-pub fn network_costs(req: &CostRequest) -> Result<Vec<NetworkCost>, Box<dyn std::error::Error>> {
+pub fn network_costs(req: &CostRequest) -> Result<Vec<HeCost>, Box<dyn std::error::Error>> {
     let graph = match &req.weights {
         Some(path) => model::load(req.model, path)?,
         None => model::random(req.model, 0)?,
@@ -142,7 +142,7 @@ pub fn network_costs(req: &CostRequest) -> Result<Vec<NetworkCost>, Box<dyn std:
                 None => degrees_for(alpha, req.lists)?,
             };
             let plan = uniform_plan(&graph, Some(alpha), degrees, req.relu, req.maxpool);
-            Ok(network_cost(&graph, &plan)?.with_ckks(&graph, &plan, req.ckks.as_ref())?)
+            Ok(HeCost::with_ckks(network_cost(&graph, &plan)?, &graph, &plan, req.ckks.as_ref())?)
         })
         .collect()
 }
@@ -173,7 +173,7 @@ pub fn format_ckks_cost(c: &CkksCost) -> String {
 }
 
 /// One line per α with the CKKS totals.
-pub fn format_ckks_summary(rows: &[NetworkCost]) -> String {
+pub fn format_ckks_summary(rows: &[HeCost]) -> String {
     let mut out =
         String::from("  α    degrees          depth   greedy: points  ciphertexts   optimal: points  ciphertexts\n");
     for row in rows {
