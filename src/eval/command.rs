@@ -5,13 +5,13 @@
 use super::bounds::{BoundRule, BoundSearch, Bounds, SiteBound, choose_bounds};
 use super::config::{ApproxConfig, Mode, PolyInfo, approx_plan, config_label};
 use super::dataset::open_selected;
-use super::pass::{PassInput, PassOptions, evaluate, evaluate_with};
-use super::preprocess::{PreprocessingInfo, checkpoint_warnings};
-use super::resume::Checkpoint;
+use super::pass::{PassInput, PassOptions, Tally, evaluate, evaluate_with};
 use super::plan_file::site_precisions;
 use super::prepared_plan::PreparedPlan;
+use super::preprocess::{PreprocessingInfo, checkpoint_warnings};
 use super::report::{ConfigRun, EvalReport, RunDescription, RunInfo, build_report};
 use super::request::EvalRequest;
+use super::resume::Checkpoint;
 use super::search::{first_overflow, search_bounds, with_searched_bounds};
 use crate::cpu::CpuBackend;
 use crate::exec::{ActivationPlan, Backend, Precision, Progress};
@@ -19,12 +19,12 @@ use crate::gpu::Gpu;
 use crate::gpu::network::GpuNetwork;
 use crate::he::{CkksPreset, HeCost};
 use crate::model::cost::{network_cost, uniform_plan};
-use crate::model::{self, Graph, SiteKind};
+use crate::model::{self, Graph, Network, SiteKind};
 use crate::poly::cost::relu_cost;
 use crate::poly::official::load_official;
 use crate::poly::verify::relu_error;
-use crate::weights::sha256::{hex, sha256, sha256_file};
 use crate::poly::{Composite, optimise_eps, paper_degrees_or_error};
+use crate::weights::sha256::{hex, sha256, sha256_file};
 
 type AnyError = Box<dyn std::error::Error>;
 
@@ -64,13 +64,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     let graph = &network.graph;
     let prepared = req.plan.as_ref().map(|p| PreparedPlan::new(p, graph)).transpose()?;
     let (dataset, normalize, selection) = open_selected(req, &network.descriptor)?;
-    let count = dataset.len();
-    if count == 0 {
-        return Err(format!("{}: no images to evaluate", req.data.display()).into());
-    }
-    if let Some(shard) = req.shard {
-        shard.nonempty_range(count)?;
-    }
+    let count = images_to_evaluate(req, dataset.len())?;
     let backend = open_backend(req, gpu, graph)?;
     let composites = match &prepared {
         Some(_) => Vec::new(),
@@ -95,58 +89,23 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
         Some(p) => p.bounds(),
         None => rule_bounds(req, graph, count, &pass)?,
     };
-    let searched = [is_search(&req.bound), is_search(&req.bound_max)].map(|s| s && prepared.is_none());
-    let search_pass = pass(Vec::new(), "bound search");
     let weights_sha256 = hex(&sha256_file(&req.weights).map_err(|e| format!("{}: {e}", req.weights.display()))?);
-    let fingerprint = dataset.fingerprint();
-    let key = |site_bounds: &[Vec<SiteBound>]| run_key(req, &weights_sha256, &fingerprint, site_bounds);
-    let search_checkpoint = req.resume.as_ref().map(|path| Checkpoint {
-        path: search_state_path(path),
-        run_key: key(&[]),
-    });
-    let searches = set_site_bounds(
-        &mut configurations,
-        req,
-        &bounds,
-        count,
-        searched,
-        &search_pass,
-        search_checkpoint.as_ref(),
-    )?;
-    let plans: Vec<_> = configurations
-        .iter()
-        .map(|c| c.activation_plan(graph, &c.site_bounds))
-        .collect();
-    let configs: Vec<ApproxConfig> = configurations.iter().map(|c| c.config.clone()).collect();
+    let resume = RunIdentity::new(req, &weights_sha256, dataset.fingerprint());
+    let search_pass = pass(Vec::new(), "bound search");
+    let searches = set_site_bounds(&mut configurations, &bounds, count, &search_pass, &resume)?;
     // Bounds above came from the same images in every shard; only the evaluation is split.
     let evaluated = req.shard.map_or(0..count, |s| s.range(count));
-    let site_bounds: Vec<Vec<SiteBound>> = configurations.iter().map(|c| c.site_bounds.clone()).collect();
-    let checkpoint = req.resume.as_ref().map(|path| Checkpoint {
-        path: path.clone(),
-        run_key: key(&site_bounds),
-    });
-    let options = PassOptions {
-        predictions: req.predictions,
-        checkpoint: checkpoint.as_ref(),
-        stop_after_batches: req.stop_after_batches,
-    };
-    let tally = evaluate_with(&pass(evaluated.collect(), "exact + approximate"), &configs, &plans, &options)?;
-    for c in checkpoint.iter().chain(&search_checkpoint) {
-        c.finish()?;
-    }
-    let preprocessing = req.preprocessing.apply(&network.descriptor)?;
-    let first = configurations.first().map(|c| c.site_bounds.clone());
+    let input = pass(evaluated.collect(), "exact + approximate");
+    let tally = evaluate_configurations(req, &configurations, &input, resume.pass(&configurations).as_ref())?;
+    resume.finish(&configurations)?;
+    let info = run_info(&resume, gpu, &network, backend.name(), selection, dataset.len())?;
     Ok(build_report(RunDescription {
-        info: RunInfo {
-            warnings: checkpoint_warnings(&req.weights.display().to_string(), &weights_sha256, &preprocessing),
-            weights_sha256,
-            dataset_images: dataset.len(),
-            preprocessing: PreprocessingInfo::of(&preprocessing),
-            ..run_info(req, gpu, graph, backend.name(), selection)
-        },
+        info,
         tally,
         bounds: Bounds {
-            per_site: first.unwrap_or(bounds.per_site),
+            per_site: configurations
+                .first()
+                .map_or(bounds.per_site.clone(), |c| c.site_bounds.clone()),
             search: searches,
             ..bounds
         },
@@ -156,19 +115,103 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     }))
 }
 
+/// The number of images, checked to be some (and, with `--shard`, to give this shard some).
+fn images_to_evaluate(req: &EvalRequest, count: usize) -> Result<usize, AnyError> {
+    if count == 0 {
+        return Err(format!("{}: no images to evaluate", req.data.display()).into());
+    }
+    if let Some(shard) = req.shard {
+        shard.nonempty_range(count)?;
+    }
+    Ok(count)
+}
+
+/// The evaluation pass over every configuration, saving its state after each batch when resumable.
+fn evaluate_configurations(
+    req: &EvalRequest,
+    configurations: &[Configuration],
+    input: &PassInput,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<Tally, AnyError> {
+    let plans: Vec<_> = configurations
+        .iter()
+        .map(|c| c.activation_plan(input.graph, &c.site_bounds))
+        .collect();
+    let configs: Vec<ApproxConfig> = configurations.iter().map(|c| c.config.clone()).collect();
+    let options = PassOptions {
+        predictions: req.predictions,
+        checkpoint,
+        stop_after_batches: req.stop_after_batches,
+    };
+    Ok(evaluate_with(input, &configs, &plans, &options)?)
+}
+
+/// What identifies a run (the request, the weights' content, the images): the key of its resume
+/// states, so that the state of another run is refused, and the weights' hash in its report.
+struct RunIdentity<'r> {
+    req: &'r EvalRequest,
+    weights_sha256: &'r str,
+    data_fingerprint: String,
+}
+
+impl<'r> RunIdentity<'r> {
+    fn new(req: &'r EvalRequest, weights_sha256: &'r str, data_fingerprint: String) -> RunIdentity<'r> {
+        RunIdentity {
+            req,
+            weights_sha256,
+            data_fingerprint,
+        }
+    }
+
+    /// Removes both states once the run is complete.
+    fn finish(&self, configurations: &[Configuration]) -> Result<(), String> {
+        for state in self.pass(configurations).iter().chain(&self.search()) {
+            state.finish()?;
+        }
+        Ok(())
+    }
+
+    /// The bound searches' state (keyed before any bound is known).
+    fn search(&self) -> Option<Checkpoint> {
+        let path = self.req.resume.as_ref()?;
+        Some(Checkpoint {
+            path: search_state_path(path),
+            run_key: self.key(&[]),
+        })
+    }
+
+    /// The evaluation pass's state, once every configuration's bounds are set.
+    fn pass(&self, configurations: &[Configuration]) -> Option<Checkpoint> {
+        let path = self.req.resume.as_ref()?;
+        let bounds: Vec<Vec<SiteBound>> = configurations.iter().map(|c| c.site_bounds.clone()).collect();
+        Some(Checkpoint {
+            path: path.clone(),
+            run_key: self.key(&bounds),
+        })
+    }
+
+    fn key(&self, site_bounds: &[Vec<SiteBound>]) -> String {
+        run_key(self.req, self.weights_sha256, &self.data_fingerprint, site_bounds)
+    }
+}
+
 /// Each configuration's per-site bounds: `bounds`, or where a kind is `searched`, the official
 /// search's result on that configuration's approximate network. Returns the searches' records.
 /// With a `checkpoint` the searches are kept as each configuration's completes, and those a
 /// previous (interrupted) run completed are taken from it instead of being repeated.
 fn set_site_bounds(
     configurations: &mut [Configuration],
-    req: &EvalRequest,
     bounds: &Bounds,
     count: usize,
-    searched: [bool; 2],
     search_pass: &PassInput,
-    checkpoint: Option<&Checkpoint>,
+    resume: &RunIdentity,
 ) -> Result<Vec<BoundSearch>, AnyError> {
+    let req = resume.req;
+    // A precision plan carries its own per-site bounds: never searched.
+    let planned = configurations.iter().any(|c| c.prepared.is_some());
+    let searched = [is_search(&req.bound), is_search(&req.bound_max)].map(|s| s && !planned);
+    let checkpoint = resume.search();
+    let checkpoint = checkpoint.as_ref();
     let mut searches: Vec<BoundSearch> = match checkpoint {
         Some(c) => c.load::<Vec<BoundSearch>>()?.map(|s| s.progress).unwrap_or_default(),
         None => Vec::new(),
@@ -204,9 +247,18 @@ fn open_backend<'a>(
     })
 }
 
-fn run_info(req: &EvalRequest, gpu: Option<&Gpu>, graph: &Graph, backend: &str, selection: String) -> RunInfo {
-    RunInfo {
-        model: graph.name.clone(),
+fn run_info(
+    resume: &RunIdentity,
+    gpu: Option<&Gpu>,
+    network: &Network,
+    backend: &str,
+    selection: String,
+    dataset_images: usize,
+) -> Result<RunInfo, AnyError> {
+    let (req, weights_sha256) = (resume.req, resume.weights_sha256.to_string());
+    let preprocessing = req.preprocessing.apply(&network.descriptor)?;
+    Ok(RunInfo {
+        model: network.graph.name.clone(),
         weights: req.weights.display().to_string(),
         data: req.data.display().to_string(),
         selection,
@@ -215,8 +267,12 @@ fn run_info(req: &EvalRequest, gpu: Option<&Gpu>, graph: &Graph, backend: &str, 
         scheme: req.gpu.then(|| req.scheme.name().to_string()),
         out_of_range_policy: if req.clamp { "clamp" } else { "report" },
         batch_size: req.batch,
+        warnings: checkpoint_warnings(&req.weights.display().to_string(), &weights_sha256, &preprocessing),
+        weights_sha256,
+        dataset_images,
+        preprocessing: PreprocessingInfo::of(&preprocessing),
         ..RunInfo::default()
-    }
+    })
 }
 
 /// Where the bound searches of a run whose pass state is `state` are kept.
@@ -236,7 +292,10 @@ fn run_key(req: &EvalRequest, weights_sha256: &str, data_fingerprint: &str, site
         predictions: false,
         ..req.clone()
     };
-    let bounds: Vec<Vec<f64>> = site_bounds.iter().map(|b| b.iter().map(|s| s.bound).collect()).collect();
+    let bounds: Vec<Vec<f64>> = site_bounds
+        .iter()
+        .map(|b| b.iter().map(|s| s.bound).collect())
+        .collect();
     let key = format!("{decisive:?}|{weights_sha256}|{data_fingerprint}|{bounds:?}");
     // the key is compared, never parsed: its hash keeps the state file small
     hex(&sha256(key.as_bytes()))
@@ -355,7 +414,12 @@ fn plan_configuration<'a>(
         config: p.config(clamp),
         prepared: Some(p),
         polynomial: p.poly_info(),
-        he_cost: Some(HeCost::with_ckks(network_cost(graph, &precisions)?, graph, &precisions, ckks)?),
+        he_cost: Some(HeCost::with_ckks(
+            network_cost(graph, &precisions)?,
+            graph,
+            &precisions,
+            ckks,
+        )?),
         site_bounds: Vec::new(),
     })
 }
