@@ -5,7 +5,7 @@ prints polycnn's throughput over PyTorch's side by side.
 
 polycnn never needs Python; this script is run by hand to produce the reference numbers.
 
-    /work/main/.venv/bin/python scripts/bench_pytorch.py --threads 2 --batch 8 --out bench_pytorch.json
+    .venv/bin/python scripts/bench_pytorch.py --threads 2 --batch 8 --out bench_pytorch.json
     cargo run --release -- bench --pytorch bench_pytorch.json --json bench.json
 
 What is timed: an eval-mode eager forward (BatchNorm as separate layers, as a user runs it) under

@@ -6,7 +6,7 @@ shapes (float tensors, in order), the seed, the input shape and the logits.
 
 Run by hand from the repository root (CI does not; it has no torch):
 
-    /work/main/.venv/bin/python scripts/make_net_fixtures.py [--check-dir /tmp/nets_check]
+    .venv/bin/python scripts/make_net_fixtures.py [--check-dir /tmp/nets_check]
 
 With --check-dir it also saves real `torch.save(model.state_dict())` files (torchvision's own
 classes, auxiliary heads included, as in the pretrained files) for checking by hand that

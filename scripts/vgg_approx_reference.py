@@ -13,8 +13,8 @@ Writes tests/fixtures/cifar10_vgg11_bn_approx_f64.json: per alpha the B found, e
 top-1 count and the 1,000 predictions. Independent of the Rust code: PyTorch layers, the official
 coefficient files, the official search loop.
 
-    /work/main/.venv/bin/python scripts/vgg_approx_reference.py --alphas 10 11 12 13 14
-    /work/main/.venv/bin/python scripts/vgg_approx_reference.py --alphas 10 14 --start 4 4 --step 1 \
+    .venv/bin/python scripts/vgg_approx_reference.py --alphas 10 11 12 13 14
+    .venv/bin/python scripts/vgg_approx_reference.py --alphas 10 14 --start 4 4 --step 1 \
         --section tight_grid
 """
 
