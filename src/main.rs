@@ -4,17 +4,17 @@
 use clap::{Args, Parser, Subcommand};
 use polycnn::data::Interpolation;
 use polycnn::eval::BoundRule;
-use polycnn::eval::predictions::predictions_csv;
-use polycnn::eval::preprocess::{PreprocessingOverrides, parse_channels};
-use polycnn::eval::resume::state_path_for;
 use polycnn::eval::Mode;
 use polycnn::eval::check::{Verdict, compare_files, format_comparison};
 use polycnn::eval::command::run_eval;
 use polycnn::eval::merge::{ShardReport, merge_reports};
 use polycnn::eval::plan::{PlanRequest, format_plan, search_plan};
 use polycnn::eval::plan_file::PrecisionPlan;
+use polycnn::eval::predictions::predictions_csv;
+use polycnn::eval::preprocess::{PreprocessingOverrides, parse_channels};
 use polycnn::eval::report::EvalReport;
 use polycnn::eval::request::{EvalRequest, defaults};
+use polycnn::eval::resume::state_path_for;
 use polycnn::eval::shard::Shard;
 use polycnn::eval::summary::{format_summary, sweep_csv, sweep_markdown};
 use polycnn::exec::Progress;
@@ -22,7 +22,6 @@ use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::he::load_preset;
 use polycnn::model::Arch;
-use polycnn::validate;
 use polycnn::poly::degrees::{DegreeLists, SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
 use polycnn::tables::cost_table::{
@@ -30,6 +29,7 @@ use polycnn::tables::cost_table::{
     network_costs,
 };
 use polycnn::tables::poly_table::{PolyRequest, build_rows, format_table};
+use polycnn::validate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -589,7 +589,11 @@ fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
     // Bad paths fail now, before the GPU is opened and the run starts.
     validate::input(&request.weights, "--weights")?;
     validate::input(&request.data, "--data")?;
-    for (path, flag) in [(&args.json, "--json"), (&args.predictions, "--predictions"), (&request.resume, "--resume")] {
+    for (path, flag) in [
+        (&args.json, "--json"),
+        (&args.predictions, "--predictions"),
+        (&request.resume, "--resume"),
+    ] {
         if let Some(path) = path {
             validate::output_file(path, flag)?;
         }

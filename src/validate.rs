@@ -46,7 +46,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("polycnn-validate-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         assert!(output_file(&dir.join("report.json"), "--json").is_ok());
-        assert!(output_file(Path::new("report.json"), "--json").is_ok(), "the current folder");
+        assert!(
+            output_file(Path::new("report.json"), "--json").is_ok(),
+            "the current folder"
+        );
         let missing = dir.join("no/such/folder/report.json");
         let err = output_file(&missing, "--json").unwrap_err();
         assert!(err.contains("--json") && err.contains("does not exist"), "{err}");

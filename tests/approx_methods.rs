@@ -190,8 +190,12 @@ fn gpu_matches_cpu_with_polynomial(gpu: &Gpu, graph: &Graph, batch: &Batch, boun
 #[test]
 fn gpu_network_with_a_relu_polynomial_matches_cpu() {
     let Some(gpu) = gpu() else { return };
-    let Some(resnet) = data("cifar10/weights_akamaster/resnet20-12fca82f.th") else { return };
-    let Some(vgg) = data("cifar10/weights_vgg/vgg11_bn_cifar10.pth") else { return };
+    let Some(resnet) = data("cifar10/weights_akamaster/resnet20-12fca82f.th") else {
+        return;
+    };
+    let Some(vgg) = data("cifar10/weights_vgg/vgg11_bn_cifar10.pth") else {
+        return;
+    };
     let resnet = model::load(Arch::CifarResNet(20), &resnet).unwrap();
     // residual + ReLU convs, and B below some inputs so out-of-range counts are compared
     gpu_matches_cpu_with_polynomial(
@@ -201,7 +205,12 @@ fn gpu_network_with_a_relu_polynomial_matches_cpu() {
         12.0,
     );
     let vgg = model::load(Arch::CifarVgg11Bn, &vgg).unwrap();
-    gpu_matches_cpu_with_polynomial(gpu, &vgg, &fixture_batch("cifar10_vgg11_bn_logits.safetensors", 4), 20.0);
+    gpu_matches_cpu_with_polynomial(
+        gpu,
+        &vgg,
+        &fixture_batch("cifar10_vgg11_bn_logits.safetensors", 4),
+        20.0,
+    );
 }
 
 /// A fake network: image i overflows ReLU sites below `relu_need[i]` and max-pool sites below

@@ -18,7 +18,9 @@ fn polycnn(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn poly_json_report_has_the_documented_fields() {
-    let Some(coeffs) = common::data("approxcnn_coeffs") else { return };
+    let Some(coeffs) = common::data("approxcnn_coeffs") else {
+        return;
+    };
     let path = std::env::temp_dir().join(format!("polycnn-poly-{}.json", std::process::id()));
     let (ok, stdout, stderr) = polycnn(&[
         "poly",

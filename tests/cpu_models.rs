@@ -655,7 +655,9 @@ fn vgg_path() -> Option<PathBuf> {
 
 #[test]
 fn cifar_data_decodes_as_documented() {
-    let Some((images, labels)) = cifar_first_1000() else { return };
+    let Some((images, labels)) = cifar_first_1000() else {
+        return;
+    };
     assert_eq!(
         (images[0][0][0], images[0][1][0], images[0][2][0]),
         (158.0 / 255.0, 112.0 / 255.0, 49.0 / 255.0)
@@ -749,7 +751,9 @@ fn approximate_run(
 
 #[test]
 fn resnet20_exact_and_approximate_relu_on_1000_lossless_test_images() {
-    let Some((graph, batch, labels, exact)) = exact_run(Arch::CifarResNet(20), akamaster(20)) else { return };
+    let Some((graph, batch, labels, exact)) = exact_run(Arch::CifarResNet(20), akamaster(20)) else {
+        return;
+    };
     // Measured 915/1000 = 91.5% (akamaster: 91.78% on all 10,000).
     assert_eq!(exact.correct(&labels), 915);
     // Measured: 915 as well, at B = 30 (the largest |x| is ≈ 27).
@@ -758,7 +762,9 @@ fn resnet20_exact_and_approximate_relu_on_1000_lossless_test_images() {
 
 #[test]
 fn vgg11_bn_exact_and_approximate_relu_and_max_pool_on_1000_lossless_test_images() {
-    let Some((graph, batch, labels, exact)) = exact_run(Arch::CifarVgg11Bn, vgg_path()) else { return };
+    let Some((graph, batch, labels, exact)) = exact_run(Arch::CifarVgg11Bn, vgg_path()) else {
+        return;
+    };
     // Measured 883/1000 = 88.3% (86.86% on the 10,000 lossy JPEGs).
     assert_eq!(exact.correct(&labels), 883);
     approximate_run(&graph, &batch, &labels, &exact, 14, 3);
@@ -832,13 +838,11 @@ fn logits_difference(
 
 #[test]
 fn pretrained_logits_match_pytorch() {
-    let (Some(resnet20), Some(vgg)) = (akamaster(20), vgg_path()) else { return };
+    let (Some(resnet20), Some(vgg)) = (akamaster(20), vgg_path()) else {
+        return;
+    };
     for (arch, path, file) in [
-        (
-            Arch::CifarResNet(20),
-            resnet20,
-            "akamaster_resnet20_logits.safetensors",
-        ),
+        (Arch::CifarResNet(20), resnet20, "akamaster_resnet20_logits.safetensors"),
         (Arch::CifarVgg11Bn, vgg, "cifar10_vgg11_bn_logits.safetensors"),
     ] {
         let graph = model::load(arch, &path).unwrap();
@@ -855,7 +859,9 @@ fn pretrained_logits_match_pytorch() {
 fn approximate_relu_with_the_papers_polynomial_matches_pytorch() {
     // The official α = 14 composite (power basis) evaluated by the paper's code in float64,
     // B = 50 at all 19 ReLUs; ours is the same polynomial in Chebyshev form (see poly::official).
-    let (Some(weights), Some(coeffs)) = (akamaster(20), data("approxcnn_coeffs")) else { return };
+    let (Some(weights), Some(coeffs)) = (akamaster(20), data("approxcnn_coeffs")) else {
+        return;
+    };
     let graph = model::load(Arch::CifarResNet(20), &weights).unwrap();
     let sign = polycnn::poly::official::load_official(&coeffs, 14).unwrap();
     let plan = ActivationPlan::uniform(&graph, SiteMode::approx(&sign, 14, 50.0));
@@ -887,7 +893,9 @@ fn approximate_relu_with_the_papers_polynomial_matches_pytorch() {
 fn predictions_on_1000_lossless_images_match_pytorch() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("cifar10_first1000_predictions.json")).unwrap()).unwrap();
-    let Some((images, labels)) = cifar_first_1000() else { return };
+    let Some((images, labels)) = cifar_first_1000() else {
+        return;
+    };
     let ints = |v: &serde_json::Value| -> Vec<usize> {
         v.as_array()
             .unwrap()

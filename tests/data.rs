@@ -377,7 +377,15 @@ fn pil_bicubic_resize_is_bit_exact_on_pil_decoded_pixels() {
         let window = png(&format!("{}.window.png", f.file));
         for (w, h) in [(27, 38), (87, 100)] {
             let want = png(&format!("{}.window.bicubic_{w}x{h}.png", f.file));
-            let got = resize(&window.data, window.width, window.height, 3, w, h, Interpolation::Bicubic);
+            let got = resize(
+                &window.data,
+                window.width,
+                window.height,
+                3,
+                w,
+                h,
+                Interpolation::Bicubic,
+            );
             assert_eq!(compare(&got, &want.data), (1.0, 0), "{} -> {w}x{h}", f.file);
         }
     }
@@ -738,8 +746,14 @@ fn the_built_in_class_order_is_torchvisions() {
     let builtin = ClassIndex::torchvision();
     assert_eq!(builtin.len(), 1000);
     let synsets = all_synsets();
-    assert!(synsets.windows(2).all(|w| w[0] < w[1]), "torchvision's order is the sorted synsets");
-    assert_eq!((builtin.index_of("n01440764"), builtin.index_of("n01514859")), (Some(0), Some(8)));
+    assert!(
+        synsets.windows(2).all(|w| w[0] < w[1]),
+        "torchvision's order is the sorted synsets"
+    );
+    assert_eq!(
+        (builtin.index_of("n01440764"), builtin.index_of("n01514859")),
+        (Some(0), Some(8))
+    );
     // the same order as the class index file, where it is available
     if !has_data(&["imagenet/labels"]) {
         return;
@@ -774,7 +788,10 @@ fn class_folders_an_imagenet_model_cannot_label_are_errors_naming_the_folder() {
     stub_class_folders(&root, &["test".to_string(), "train".to_string()]);
     let err = imagenet::open_validation(&root, None, None, Geometry::IMAGENET).unwrap_err();
     assert_eq!(err.path, root.join("test"));
-    assert!(err.message.contains("not an ImageNet-1k synset") && err.message.contains("--class-index"), "{err}");
+    assert!(
+        err.message.contains("not an ImageNet-1k synset") && err.message.contains("--class-index"),
+        "{err}"
+    );
     // ten synset folders: a subset, refused without a class index, labelled by it with one
     let subset = scratch("imagenet-subset");
     let synsets = all_synsets();
@@ -799,7 +816,11 @@ fn a_labels_file_naming_an_image_twice_is_refused() {
     let err = imagenet::read_labels(&lines, None).unwrap_err();
     assert!(err.message.contains("line 3") && err.message.contains("twice"), "{err}");
     let csv = dir.join("LOC_val_solution.csv");
-    std::fs::write(&csv, "ImageId,PredictionString\nx,n01440764 1 2 3 4\nx,n01443537 1 2 3 4\n").unwrap();
+    std::fs::write(
+        &csv,
+        "ImageId,PredictionString\nx,n01440764 1 2 3 4\nx,n01443537 1 2 3 4\n",
+    )
+    .unwrap();
     let err = imagenet::read_labels(&csv, Some(&ClassIndex::torchvision())).unwrap_err();
     assert!(err.message.contains("line 3") && err.message.contains("twice"), "{err}");
 }

@@ -135,8 +135,12 @@ fn gpu_and_cpu_backends_count_the_same() {
 #[test]
 fn one_pass_accounting_equals_direct_runs() {
     // ResNet-20 on the first 200 lossless CIFAR images: the tally equals counting by hand.
-    let Some(weights) = data("cifar10/weights_akamaster/resnet20-12fca82f.th") else { return };
-    let Some(images) = data("cifar10/test_first1000_png") else { return };
+    let Some(weights) = data("cifar10/weights_akamaster/resnet20-12fca82f.th") else {
+        return;
+    };
+    let Some(images) = data("cifar10/test_first1000_png") else {
+        return;
+    };
     let request = EvalRequest {
         model: Arch::CifarResNet(20),
         weights,
@@ -226,8 +230,12 @@ fn bound_rules() {
 
 #[test]
 fn corrupt_images_are_reported_and_the_run_goes_on() {
-    let Some(source) = data("cifar10/test_jpg/test") else { return };
-    let Some(weights) = data("cifar10/weights_akamaster/resnet20-12fca82f.th") else { return };
+    let Some(source) = data("cifar10/test_jpg/test") else {
+        return;
+    };
+    let Some(weights) = data("cifar10/weights_akamaster/resnet20-12fca82f.th") else {
+        return;
+    };
     let dir = std::env::temp_dir().join(format!("polycnn-eval-corrupt-{}", std::process::id()));
     for class in polycnn::data::cifar::CLASSES {
         std::fs::create_dir_all(dir.join(class)).unwrap();
@@ -266,8 +274,12 @@ fn top5_ranks_ignore_nan_and_break_ties_by_index() {
 
 #[test]
 fn cached_runs_give_the_same_counts() {
-    let Some(weights) = data("cifar10/weights_akamaster/resnet20-12fca82f.th") else { return };
-    let Some(images) = data("cifar10/test_jpg/test") else { return };
+    let Some(weights) = data("cifar10/weights_akamaster/resnet20-12fca82f.th") else {
+        return;
+    };
+    let Some(images) = data("cifar10/test_jpg/test") else {
+        return;
+    };
     let path = std::env::temp_dir().join(format!("polycnn-eval-cache-{}.bin", std::process::id()));
     let request = EvalRequest {
         model: Arch::CifarResNet(20),

@@ -259,17 +259,7 @@ fn fused_epilogue_adds_residual_and_applies_exact_or_polynomial_relu() {
     let max_abs = want.iter().map(|w| w.0.abs()).fold(0.0, f64::max);
 
     let exact = PolyBuffer::empty(gpu);
-    let (got, stats) = conv2d_host(
-        gpu,
-        s,
-        &input,
-        &weight,
-        &bias,
-        Some(&residual),
-        Epilogue::Relu,
-        &exact,
-    )
-    .unwrap();
+    let (got, stats) = conv2d_host(gpu, s, &input, &weight, &bias, Some(&residual), Epilogue::Relu, &exact).unwrap();
     assert_eq!(stats.out_of_range, 0); // an exact ReLU has no bound
     assert_eq!(stats.log2_hist.iter().sum::<u64>(), s.output_len() as u64);
     assert!((stats.max_abs as f64 - max_abs).abs() < 1e-4 * max_abs);

@@ -6,9 +6,9 @@
 
 use polycnn::cpu;
 use polycnn::exec::{ActivationPlan, RunOutput, SiteMode};
-use polycnn::gpu::{Gpu, TilePolicy};
 use polycnn::gpu::activation::Scheme;
 use polycnn::gpu::network::GpuNetwork;
+use polycnn::gpu::{Gpu, TilePolicy};
 use polycnn::model::{self, Arch, Batch, Graph, Shape};
 use polycnn::poly::{Composite, optimise_eps, paper_degrees};
 use polycnn::weights::StateDict;
@@ -25,8 +25,7 @@ fn alpha14() -> &'static Composite {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    common::repo_root().join("tests/fixtures")
-        .join(name)
+    common::repo_root().join("tests/fixtures").join(name)
 }
 
 fn relative_difference(got: &[f32], want: &[f32]) -> f64 {
@@ -84,7 +83,9 @@ fn resnet20_and_fixture() -> Option<(Graph, StateDict, Batch)> {
 #[test]
 fn resnet20_real_weights_exact_and_alpha_14_match_cpu_and_pytorch() {
     let Some(gpu) = gpu() else { return };
-    let Some((graph, dict, batch)) = resnet20_and_fixture() else { return };
+    let Some((graph, dict, batch)) = resnet20_and_fixture() else {
+        return;
+    };
     let (exact, _) = compare(gpu, &graph, &batch, &ActivationPlan::exact(&graph), 1e-4);
     let torch = &dict.get("logits").unwrap().data;
     assert!(relative_difference(&exact.logits, torch) <= 1e-4);
@@ -97,7 +98,9 @@ fn resnet20_real_weights_exact_and_alpha_14_match_cpu_and_pytorch() {
 #[test]
 fn cifar_vgg_with_approximate_relu_and_max_pool_matches_cpu() {
     let Some(gpu) = gpu() else { return };
-    let Some(weights) = data("cifar10/weights_vgg/vgg11_bn_cifar10.pth") else { return };
+    let Some(weights) = data("cifar10/weights_vgg/vgg11_bn_cifar10.pth") else {
+        return;
+    };
     let graph = model::load(Arch::CifarVgg11Bn, &weights).unwrap();
     let dict = StateDict::load(&fixture("cifar10_vgg11_bn_logits.safetensors")).unwrap();
     let batch = fixture_batch(&dict);
@@ -125,7 +128,9 @@ fn narrow_torchvision_resnets_match_pytorch_on_gpu() {
 fn clamped_out_of_range_inputs_agree_between_backends() {
     // B = 8 is far below ResNet-20's activations (up to ~27): many inputs are out of range.
     let Some(gpu) = gpu() else { return };
-    let Some((graph, _, batch)) = resnet20_and_fixture() else { return };
+    let Some((graph, _, batch)) = resnet20_and_fixture() else {
+        return;
+    };
     let batch = batch.slice(0, 4);
     let plan = ActivationPlan::uniform(&graph, SiteMode::approx(alpha14(), 14, 8.0).clamped(true));
     let (gpu_out, _) = compare(gpu, &graph, &batch, &plan, 1e-4);
@@ -188,7 +193,9 @@ fn check_against_pytorch(depth: usize, file: &str, range: std::ops::Range<usize>
 
 #[test]
 fn resnet20_on_the_lossless_1000_equals_pytorch_on_gpu() {
-    let Some(correct) = check_against_pytorch(20, "resnet20-12fca82f.th", 0..1000) else { return };
+    let Some(correct) = check_against_pytorch(20, "resnet20-12fca82f.th", 0..1000) else {
+        return;
+    };
     assert_eq!(correct, 915); // PyTorch: 915 (fixture), akamaster: 91.78% on all 10,000
 }
 
@@ -228,7 +235,9 @@ fn every_imagenet_architecture_matches_cpu_at_batch_1() {
 #[test]
 fn buffers_are_reused_across_batches_without_stale_values() {
     let Some(gpu) = gpu() else { return };
-    let Some((graph, _, batch)) = resnet20_and_fixture() else { return };
+    let Some((graph, _, batch)) = resnet20_and_fixture() else {
+        return;
+    };
     let network = GpuNetwork::new(gpu, &graph, Scheme::Clenshaw).unwrap();
     let plan = ActivationPlan::exact(&graph);
     let whole = network.run(&batch, &plan).unwrap();
@@ -279,7 +288,9 @@ fn bad_batches_and_plans_are_errors() {
 fn timed_tiles_match_the_rule_and_constants_are_uploaded_once_per_run() {
     let gpu = Gpu::new().unwrap(); // its own device: the test switches the tile policy
     let graph = model::random(Arch::CifarResNet(20), 3).unwrap();
-    let data: Vec<f32> = (0..2 * 3 * 32 * 32).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let data: Vec<f32> = (0..2 * 3 * 32 * 32)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+        .collect();
     let batch = Batch::new(2, graph.input, data).unwrap();
     let exact = ActivationPlan::exact(&graph);
     let approx = ActivationPlan::uniform(&graph, SiteMode::approx(alpha14(), 14, 30.0));
@@ -293,7 +304,10 @@ fn timed_tiles_match_the_rule_and_constants_are_uploaded_once_per_run() {
     let shapes = gpu.tile_choices().len();
     assert!(shapes >= 3, "ResNet-20 has several conv shapes, {shapes} timed");
     assert_eq!(gpu.tile_timings(), shapes, "each shape timed once");
-    assert_eq!(timed.logits, by_rule.logits, "tiles change the work split, not the arithmetic");
+    assert_eq!(
+        timed.logits, by_rule.logits,
+        "tiles change the work split, not the arithmetic"
+    );
 
     network.run(&batch, &exact).unwrap();
     let (uploads, timings) = (gpu.constant_uploads(), gpu.tile_timings());

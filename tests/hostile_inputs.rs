@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use polycnn::cpu;
-use polycnn::exec::{ActivationPlan, SiteMode, SiteStats};
 use polycnn::data::cache::CachedDataset;
 use polycnn::data::cifar::MemoryDataset;
 use polycnn::data::{Dataset, Geometry, decode_bytes, decode_file};
+use polycnn::exec::{ActivationPlan, SiteMode, SiteStats};
 use polycnn::model::{self, Arch};
 use polycnn::poly::{optimise_eps, paper_degrees};
 use polycnn::weights::{StateDict, Tensor, save_safetensors};
@@ -24,7 +24,12 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pil").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/pil")
+            .join(name),
+    )
+    .unwrap()
 }
 
 // ---------------------------------------------------------------- images
@@ -80,7 +85,10 @@ fn progressive_jpegs_obey_the_decompression_bomb_limit() {
     for (w, h) in [(65500, 65500), (20000, 20000)] {
         let bomb = patch_frame(progressive.clone(), None, w, h);
         let err = decode_bytes(&bomb).unwrap_err();
-        assert!(err.contains("decompression-bomb") && err.contains(&format!("{w}x{h}")), "{err}");
+        assert!(
+            err.contains("decompression-bomb") && err.contains(&format!("{w}x{h}")),
+            "{err}"
+        );
     }
     // baseline files were capped already and still are
     let err = decode_bytes(&patch_frame(fixture("restart.jpg"), None, 65500, 65500)).unwrap_err();
@@ -122,20 +130,51 @@ fn safetensors_offsets_must_tile_the_data_exactly() {
     let dir = scratch("safetensors");
     let data = [0u8; 32];
     let entry = |name: &str, begin: usize, end: usize| {
-        format!(r#""{name}":{{"dtype":"F32","shape":[{}],"data_offsets":[{begin},{end}]}}"#, (end - begin) / 4)
+        format!(
+            r#""{name}":{{"dtype":"F32","shape":[{}],"data_offsets":[{begin},{end}]}}"#,
+            (end - begin) / 4
+        )
     };
     let good = format!("{{{},{}}}", entry("a", 0, 16), entry("b", 16, 32));
     let path = dir.join("good.safetensors");
     std::fs::write(&path, safetensors(&good, &data)).unwrap();
     assert_eq!(StateDict::load(&path).unwrap().len(), 2);
     let cases = [
-        ("overlap", format!("{{{},{}}}", entry("a", 0, 20), entry("b", 16, 32)), "overlap `a`"),
-        ("alias", format!("{{{},{}}}", entry("a", 0, 16), entry("b", 0, 16)), "overlap `a`"),
-        ("gap", format!("{{{},{}}}", entry("a", 0, 8), entry("b", 16, 32)), "bytes 8..16"),
-        ("start", format!("{{{},{}}}", entry("a", 4, 16), entry("b", 16, 32)), "bytes 0..4"),
-        ("coverage", format!("{{{},{}}}", entry("a", 0, 8), entry("b", 8, 16)), "trailing bytes"),
-        ("outside", format!("{{{},{}}}", entry("a", 0, 16), entry("b", 16, 40)), "outside the 32 data bytes"),
-        ("duplicate", format!("{{{},{}}}", entry("a", 0, 16), entry("a", 16, 32)), "`a` appears twice"),
+        (
+            "overlap",
+            format!("{{{},{}}}", entry("a", 0, 20), entry("b", 16, 32)),
+            "overlap `a`",
+        ),
+        (
+            "alias",
+            format!("{{{},{}}}", entry("a", 0, 16), entry("b", 0, 16)),
+            "overlap `a`",
+        ),
+        (
+            "gap",
+            format!("{{{},{}}}", entry("a", 0, 8), entry("b", 16, 32)),
+            "bytes 8..16",
+        ),
+        (
+            "start",
+            format!("{{{},{}}}", entry("a", 4, 16), entry("b", 16, 32)),
+            "bytes 0..4",
+        ),
+        (
+            "coverage",
+            format!("{{{},{}}}", entry("a", 0, 8), entry("b", 8, 16)),
+            "trailing bytes",
+        ),
+        (
+            "outside",
+            format!("{{{},{}}}", entry("a", 0, 16), entry("b", 16, 40)),
+            "outside the 32 data bytes",
+        ),
+        (
+            "duplicate",
+            format!("{{{},{}}}", entry("a", 0, 16), entry("a", 16, 32)),
+            "`a` appears twice",
+        ),
     ];
     for (name, header, needle) in cases {
         let err = load_error(&dir, &format!("{name}.safetensors"), &safetensors(&header, &data));
@@ -153,8 +192,10 @@ fn safetensors_offsets_must_tile_the_data_exactly() {
 /// The shipped digits CNN with `edit` applied to its tensor `name`, saved under `dir`.
 fn edited_digits(dir: &Path, file: &str, name: &str, edit: impl Fn(&mut Tensor)) -> PathBuf {
     let dict = StateDict::load(Path::new(&digits("digits_cnn.safetensors"))).unwrap();
-    let mut tensors: Vec<(String, Tensor)> =
-        dict.names().map(|n| (n.to_string(), dict.get(n).unwrap().clone())).collect();
+    let mut tensors: Vec<(String, Tensor)> = dict
+        .names()
+        .map(|n| (n.to_string(), dict.get(n).unwrap().clone()))
+        .collect();
     edit(&mut tensors.iter_mut().find(|(n, _)| n == name).expect("tensor present").1);
     let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let path = dir.join(file);
@@ -175,7 +216,10 @@ fn nan_and_negative_variance_name_the_file_then_the_tensor() {
     let err = model::load(Arch::DigitsCnn, &negative).unwrap_err().to_string();
     assert_eq!(
         err,
-        format!("{}: tensor `features.1.running_var` holds a negative variance -0.5", negative.display())
+        format!(
+            "{}: tensor `features.1.running_var` holds a negative variance -0.5",
+            negative.display()
+        )
     );
 }
 
@@ -201,7 +245,12 @@ fn the_cache_never_replaces_what_is_not_a_cache() {
     // a folder, a symbolic link and a FIFO (opening one for reading would block forever)
     let folder = dir.join("folder");
     std::fs::create_dir(&folder).unwrap();
-    assert!(CachedDataset::open_or_build(&data, &folder).unwrap_err().to_string().contains("not a regular file"));
+    assert!(
+        CachedDataset::open_or_build(&data, &folder)
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file")
+    );
     #[cfg(unix)]
     {
         let link = dir.join("link.cache");
@@ -213,7 +262,12 @@ fn the_cache_never_replaces_what_is_not_a_cache() {
         if made.is_ok_and(|s| s.success()) {
             let err = CachedDataset::open_or_build(&data, &fifo).unwrap_err();
             assert!(err.to_string().contains("not a regular file"), "{err}");
-            assert!(CachedDataset::open(&fifo).unwrap_err().to_string().contains("not a regular file"));
+            assert!(
+                CachedDataset::open(&fifo)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("not a regular file")
+            );
         }
     }
     // a cache (even a stale or damaged one) is replaced
@@ -277,8 +331,21 @@ fn damaged_cache_bytes_are_detected() {
 fn digits_eval(extra: &[&str]) -> (Option<i32>, String, String) {
     let (weights, data) = (digits("digits_cnn.safetensors"), digits("digits_test.bin"));
     let mut args = vec![
-        "eval", "--model", "digits_cnn", "--weights", &weights, "--data", &data, "--alpha", "8", "--bound", "10",
-        "--bound-max", "10", "--backend", "cpu",
+        "eval",
+        "--model",
+        "digits_cnn",
+        "--weights",
+        &weights,
+        "--data",
+        &data,
+        "--alpha",
+        "8",
+        "--bound",
+        "10",
+        "--bound-max",
+        "10",
+        "--backend",
+        "cpu",
     ];
     args.extend_from_slice(extra);
     polycnn(&args)
@@ -289,7 +356,10 @@ fn a_json_report_into_a_missing_folder_fails_before_the_run() {
     let missing = scratch("json").join("no/such/folder/report.json");
     let (code, stdout, stderr) = digits_eval(&["--json", missing.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("--json") && stderr.contains("does not exist"), "{stderr}");
+    assert!(
+        stderr.contains("--json") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
     assert!(stdout.is_empty(), "nothing was evaluated: {stdout}");
 }
 
@@ -298,7 +368,10 @@ fn an_empty_shard_is_an_error_like_an_empty_limit() {
     for extra in [&["--limit", "4", "--shard", "0/8"][..], &["--limit", "0"]] {
         let (code, _, stderr) = digits_eval(extra);
         assert_eq!(code, Some(1), "{extra:?}: {stderr}");
-        assert!(stderr.contains("--shard 0/8") || stderr.contains("no images"), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("--shard 0/8") || stderr.contains("no images"),
+            "{extra:?}: {stderr}"
+        );
     }
     // the 4 images over 4 shards: each holds one
     let (code, stdout, stderr) = digits_eval(&["--limit", "4", "--shard", "3/4"]);
@@ -309,8 +382,15 @@ fn an_empty_shard_is_an_error_like_an_empty_limit() {
 #[test]
 fn a_missing_input_is_reported_before_any_backend_starts() {
     let (code, _, stderr) = polycnn(&[
-        "eval", "--model", "digits_cnn", "--weights", "no/such/weights.pth", "--data", &digits("digits_test.bin"),
-        "--backend", "auto",
+        "eval",
+        "--model",
+        "digits_cnn",
+        "--weights",
+        "no/such/weights.pth",
+        "--data",
+        &digits("digits_test.bin"),
+        "--backend",
+        "auto",
     ]);
     assert_eq!(code, Some(1));
     // the first line is the real error, not a GPU driver's start-up message
@@ -322,7 +402,13 @@ fn a_missing_input_is_reported_before_any_backend_starts() {
 
 /// Logits and per-site statistics (max |x| as bits, counts, histograms) of `batch` run in
 /// pieces of `per_run` images on a rayon pool of `threads`.
-fn run_in_pieces(graph: &model::Graph, batch: &model::Batch, plan: &ActivationPlan, threads: usize, per_run: usize) -> (Vec<u32>, Vec<String>) {
+fn run_in_pieces(
+    graph: &model::Graph,
+    batch: &model::Batch,
+    plan: &ActivationPlan,
+    threads: usize,
+    per_run: usize,
+) -> (Vec<u32>, Vec<String>) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         let mut logits = Vec::new();
@@ -335,9 +421,21 @@ fn run_in_pieces(graph: &model::Graph, batch: &model::Batch, plan: &ActivationPl
                 Some(all) => all.iter_mut().zip(&out.sites).for_each(|(a, b)| a.merge(b)),
             }
         }
-        let sites = sites.unwrap().iter().map(|s| {
-            format!("{} {} {:08x} {} {} {:?}", s.name, s.count, s.max_abs.to_bits(), s.out_of_range, s.non_finite, s.log2_hist)
-        }).collect();
+        let sites = sites
+            .unwrap()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} {:08x} {} {} {:?}",
+                    s.name,
+                    s.count,
+                    s.max_abs.to_bits(),
+                    s.out_of_range,
+                    s.non_finite,
+                    s.log2_hist
+                )
+            })
+            .collect();
         (logits, sites)
     })
 }
@@ -358,11 +456,17 @@ fn cpu_results_are_identical_for_any_thread_count_and_batch_size() {
     let batch = model::Batch::new(n, graph.input, pixels).unwrap();
     let sign = optimise_eps(paper_degrees(10).unwrap()).unwrap().composite;
     // B = 2 is below some inputs: out-of-range counts are compared too
-    for plan in [ActivationPlan::exact(&graph), ActivationPlan::uniform(&graph, SiteMode::approx(&sign, 10, 2.0))] {
+    for plan in [
+        ActivationPlan::exact(&graph),
+        ActivationPlan::uniform(&graph, SiteMode::approx(&sign, 10, 2.0)),
+    ] {
         let reference = run_in_pieces(&graph, &batch, &plan, 1, n);
         for (threads, per_run) in [(4, n), (4, 5), (1, 1), (4, 1), (2, 7)] {
             let other = run_in_pieces(&graph, &batch, &plan, threads, per_run);
-            assert!(reference.0 == other.0, "logits differ with {threads} threads, {per_run} images per run");
+            assert!(
+                reference.0 == other.0,
+                "logits differ with {threads} threads, {per_run} images per run"
+            );
             assert_eq!(reference.1, other.1, "{threads} threads, {per_run} images per run");
         }
     }

@@ -116,7 +116,9 @@ fn the_shipped_resnet20_plan_prepares_and_costs_what_it_says() {
     // tests/fixtures/resnet20_plan.json: `polycnn plan` on the 1,000 lossless CIFAR-10 images
     use polycnn::eval::plan_file::{PrecisionPlan, plan_cost};
     use polycnn::eval::prepared_plan::PreparedPlan;
-    let Some(weights) = common::data("cifar10/weights_akamaster/resnet20-12fca82f.th") else { return };
+    let Some(weights) = common::data("cifar10/weights_akamaster/resnet20-12fca82f.th") else {
+        return;
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let plan = PrecisionPlan::load(&root.join("tests/fixtures/resnet20_plan.json")).unwrap();
     let graph = polycnn::model::load(polycnn::model::Arch::CifarResNet(20), &weights).unwrap();

@@ -71,7 +71,10 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_report() {
         assert_eq!(searches["progress"].as_array().unwrap().len(), 3);
     }
     let resumed = run_eval(&resumable, None, &NoProgress).unwrap();
-    assert!(!state.exists() && !search_state.exists(), "a finished run removes its state");
+    assert!(
+        !state.exists() && !search_state.exists(),
+        "a finished run removes its state"
+    );
     assert_eq!(timeless(&resumed), timeless(&whole));
     assert_eq!(resumed.predictions, whole.predictions);
     assert_eq!(resumed.predictions.len(), 500);
@@ -102,7 +105,12 @@ fn statistics_agree_with_the_counts() {
         assert_eq!(p.approx_right(), c.approx.top1_correct, "{}", c.label);
         let s = &c.statistics;
         let drop = report.exact.top1 - c.approx.top1;
-        assert!((s.top1_drop - drop).abs() < 1e-9, "{}: {} vs {drop}", c.label, s.top1_drop);
+        assert!(
+            (s.top1_drop - drop).abs() < 1e-9,
+            "{}: {} vs {drop}",
+            c.label,
+            s.top1_drop
+        );
         assert!(s.top1_drop_interval.lo <= drop && drop <= s.top1_drop_interval.hi);
         assert!(s.top1_interval.lo <= c.approx.top1 && c.approx.top1 <= s.top1_interval.hi);
         assert!((0.0..=1.0).contains(&s.mcnemar_p));
@@ -168,7 +176,10 @@ fn sweep_tables_and_predictions_describe_themselves() {
     assert_eq!((field("relu"), field("maxpool")), ("approx", "approx"));
     assert_eq!((field("alpha"), field("b_relu"), field("b_max")), ("7", "8", "9"));
     let md = std::fs::read_to_string(dir.join("sweep.md")).unwrap();
-    assert!(md.starts_with("**digits_cnn**") && md.contains(&sha[..12]) && md.contains("500 of 500 images"), "{md}");
+    assert!(
+        md.starts_with("**digits_cnn**") && md.contains(&sha[..12]) && md.contains("500 of 500 images"),
+        "{md}"
+    );
     let rows = std::fs::read_to_string(&predictions).unwrap();
     assert_eq!(rows.lines().count(), 501);
     assert!(rows.starts_with("image,label,exact_top1,exact_margin,alpha7_relu_max_pool_top1,"));
@@ -198,10 +209,16 @@ fn outputs_and_preprocessing_are_checked_before_the_run() {
     let missing = dir.join("missing/r.json");
     let (code, _, stderr) = run(&["--json", missing.to_str().unwrap()]);
     assert_eq!(code, Some(1));
-    assert!(stderr.contains("does not exist") && !stderr.contains("trying B_relu"), "{stderr}");
+    assert!(
+        stderr.contains("does not exist") && !stderr.contains("trying B_relu"),
+        "{stderr}"
+    );
     let (code, _, stderr) = run(&["--resize", "16"]);
     assert_eq!(code, Some(1));
-    assert!(stderr.contains("--resize") && stderr.contains("do not apply"), "{stderr}");
+    assert!(
+        stderr.contains("--resize") && stderr.contains("do not apply"),
+        "{stderr}"
+    );
     let (code, _, stderr) = run(&["--interpolation", "lanczos"]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("bilinear or bicubic"), "{stderr}");
@@ -247,5 +264,10 @@ fn bound_searches_read_back_exactly() {
     let json = serde_json::to_string(&search).unwrap();
     assert_eq!(serde_json::from_str::<BoundSearch>(&json).unwrap(), search);
     let bad = json.replace("\"maxpool\"", "\"pool\"");
-    assert!(serde_json::from_str::<BoundSearch>(&bad).unwrap_err().to_string().contains("unknown site kind"));
+    assert!(
+        serde_json::from_str::<BoundSearch>(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown site kind")
+    );
 }

@@ -42,7 +42,9 @@ fn request(alphas: &[u32], start: f64, step: f64) -> Option<EvalRequest> {
 /// Runs the search + evaluation and compares each α with `reference["alphas"]`: the same B,
 /// nothing out of range, top-1 within 3 images.
 fn check_against(reference: &serde_json::Value, alphas: &[u32], start: f64, step: f64) {
-    let Some(request) = request(alphas, start, step) else { return };
+    let Some(request) = request(alphas, start, step) else {
+        return;
+    };
     let report = run_eval(&request, None, &NoProgress).unwrap();
     assert_eq!(report.images, 1000);
     for ((alpha, config), search) in alphas.iter().zip(&report.configs).zip(&report.bounds.search) {

@@ -119,7 +119,12 @@ pub fn compare(ours: &BenchReport, theirs: &PytorchReport) -> Vec<Comparison> {
             _ => (conv.gpu_tiled_ms, "GPU"),
         };
         if let Some(ms) = ours_ms {
-            rows.push(ratio_row(format!("conv {} ({device}), ms", conv.layer), ms, t.ms, String::new()));
+            rows.push(ratio_row(
+                format!("conv {} ({device}), ms", conv.layer),
+                ms,
+                t.ms,
+                String::new(),
+            ));
         }
     }
     rows

@@ -207,7 +207,10 @@ impl<'a> MaxPoolSite<'a> {
                 // The plane's windows at once: each tree level is one pass of the SIMD evaluator.
                 Some(SitePoly::F32(sign)) => {
                     let mut windows: Vec<[f32; MAX_WINDOW]> = (0..plane_out)
-                        .map(|i| self.zero_padded_window(x, i).map(|v| self.mode.polynomial_input(v as f64) as f32))
+                        .map(|i| {
+                            self.zero_padded_window(x, i)
+                                .map(|v| self.mode.polynomial_input(v as f64) as f32)
+                        })
                         .collect();
                     approx_max_windows_f32(sign, &mut windows, len, self.scale as f32, y);
                 }
@@ -280,16 +283,27 @@ pub fn approx_max_windows(
 
 /// [`approx_max_windows`] in f32 over any number of windows (each of its first `len` values),
 /// the sign by the SIMD evaluator: the same tree and rescaling; maxima into `out`.
-pub fn approx_max_windows_f32(sign: &SignF32, windows: &mut [[f32; MAX_WINDOW]], len: usize, scale: f32, out: &mut [f32]) {
+pub fn approx_max_windows_f32(
+    sign: &SignF32,
+    windows: &mut [[f32; MAX_WINDOW]],
+    len: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
     assert!((1..=MAX_WINDOW).contains(&len), "windows of 1 to {MAX_WINDOW} values");
     assert_eq!(windows.len(), out.len(), "one maximum per window");
-    windows.iter_mut().for_each(|w| w.iter_mut().for_each(|v| *v = *v * scale + 0.5));
+    windows
+        .iter_mut()
+        .for_each(|w| w.iter_mut().for_each(|v| *v = *v * scale + 0.5));
     let mut diffs = vec![0.0f32; windows.len()];
     let mut len = len;
     while len > 1 {
         let pairs = len / 2;
         for j in 0..pairs {
-            diffs.iter_mut().zip(windows.iter()).for_each(|(d, w)| *d = w[2 * j] - w[2 * j + 1]);
+            diffs
+                .iter_mut()
+                .zip(windows.iter())
+                .for_each(|(d, w)| *d = w[2 * j] - w[2 * j + 1]);
             sign.sign_in_place(&mut diffs);
             // In place: pair j is read (at 2j, 2j+1) before slot j ≤ 2j is written.
             for (w, p) in windows.iter_mut().zip(&diffs) {
@@ -302,7 +316,9 @@ pub fn approx_max_windows_f32(sign: &SignF32, windows: &mut [[f32; MAX_WINDOW]],
         }
         len = pairs + len % 2;
     }
-    out.iter_mut().zip(windows.iter()).for_each(|(y, w)| *y = (w[0] - 0.5) / scale);
+    out.iter_mut()
+        .zip(windows.iter())
+        .for_each(|(y, w)| *y = (w[0] - 0.5) / scale);
 }
 
 #[cfg(test)]
@@ -388,7 +404,10 @@ mod tests {
                 let window = values(w).map(f64::from);
                 let want = approx_max_window(&sign, &window[..len], scale);
                 let budget = levels * 0.05 * 2.0 * bound * 2f64.powi(-(alpha as i32));
-                assert!((*got as f64 - want).abs() <= budget, "window {len}/{w}: {got} vs {want}");
+                assert!(
+                    (*got as f64 - want).abs() <= budget,
+                    "window {len}/{w}: {got} vs {want}"
+                );
             }
         }
     }

@@ -118,7 +118,13 @@ pub fn matmul(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, threads: Th
     }
     for (block, start) in (0..k).step_by(K_BLOCK).enumerate() {
         let count = K_BLOCK.min(k - start);
-        gemm_call(a.columns(start, count), b.rows(start, count), c, accumulate || block > 0, threads);
+        gemm_call(
+            a.columns(start, count),
+            b.rows(start, count),
+            c,
+            accumulate || block > 0,
+            threads,
+        );
     }
 }
 

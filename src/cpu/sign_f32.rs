@@ -85,7 +85,11 @@ impl SignF32 {
 
     /// On `isa`, which must be one of [`Isa::available`] (the portable one otherwise).
     pub fn with_isa(sign: &Composite, isa: Isa) -> SignF32 {
-        let isa = if Isa::available().contains(&isa) { isa } else { Isa::Portable };
+        let isa = if Isa::available().contains(&isa) {
+            isa
+        } else {
+            Isa::Portable
+        };
         let stages = sign
             .stages
             .iter()
@@ -383,7 +387,11 @@ mod tests {
                 Isa::Portable => a.iter().zip(b).all(|(a, b)| (a - b).abs() <= 1e-6),
                 _ => a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()),
             };
-            assert!(same(relu, relu0) && same(p, p0), "{isa:?} differs from {:?}", results[0].0);
+            assert!(
+                same(relu, relu0) && same(p, p0),
+                "{isa:?} differs from {:?}",
+                results[0].0
+            );
         }
         for ((x, y), p) in xs.iter().zip(relu0).zip(p0) {
             assert_eq!(*y, 0.5 * x * (1.0 + p), "x={x}");
@@ -404,7 +412,11 @@ mod tests {
                     e.eval_error_log2
                 );
                 if alpha >= 6 {
-                    assert!(e.relu_error_log2 <= -(alpha as f64), "α={alpha} {isa:?}: 2^{:.3}", e.relu_error_log2);
+                    assert!(
+                        e.relu_error_log2 <= -(alpha as f64),
+                        "α={alpha} {isa:?}: 2^{:.3}",
+                        e.relu_error_log2
+                    );
                 }
             }
         }

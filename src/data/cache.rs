@@ -243,9 +243,8 @@ impl Dataset for CachedDataset {
 fn build(dataset: &dyn Dataset, key: u64, path: &Path) -> Result<(), DataError> {
     let (tmp, file) = create_temporary(path)?;
     let written = write_cache(dataset, key, file, &tmp);
-    let installed = written.and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, "installing cache", e))
-    });
+    let installed =
+        written.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, "installing cache", e)));
     if installed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -284,7 +283,10 @@ fn check_replaceable(path: &Path) -> Result<(), DataError> {
 /// so concurrent builds and other files never collide.
 fn create_temporary(path: &Path) -> Result<(PathBuf, File), DataError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()));
@@ -317,7 +319,9 @@ fn write_cache(dataset: &dyn Dataset, key: u64, file: File, tmp: &Path) -> Resul
     // decoding: reserve their places, fill them in at the end.
     let meta_sum_at = (HEADER - 8) as u64;
     out.write_all(&0u64.to_le_bytes()).map_err(io)?;
-    let mut meta: Vec<u8> = (0..count).flat_map(|i| (dataset.label(i) as u32).to_le_bytes()).collect();
+    let mut meta: Vec<u8> = (0..count)
+        .flat_map(|i| (dataset.label(i) as u32).to_le_bytes())
+        .collect();
     out.write_all(&meta).map_err(io)?;
     out.write_all(&vec![0u8; count * (META_PER_IMAGE - 4)]).map_err(io)?;
     let image_bytes: usize = shape.iter().product();

@@ -250,10 +250,16 @@ pub fn open(path: &Path) -> Result<Box<dyn Dataset>, DataError> {
             }
         }
         if let Some(archive) = ARCHIVE_FOLDERS.iter().map(|f| path.join(f)).find(|p| p.is_dir()) {
-            let batch = ["test_batch.bin", "test_batch"].map(|n| archive.join(n)).into_iter().find(|p| p.is_file());
+            let batch = ["test_batch.bin", "test_batch"]
+                .map(|n| archive.join(n))
+                .into_iter()
+                .find(|p| p.is_file());
             return match batch {
                 Some(batch) => open(&batch),
-                None => Err(DataError::new(&archive, "no test_batch.bin or test_batch in this CIFAR-10 folder")),
+                None => Err(DataError::new(
+                    &archive,
+                    "no test_batch.bin or test_batch in this CIFAR-10 folder",
+                )),
             };
         }
         let inner = path.join("test");

@@ -196,9 +196,13 @@ pub fn open_validation(
     geometry: Geometry,
 ) -> Result<Validation, DataError> {
     let split = if labels.is_none() { validation_split(root) } else { None };
-    let note = split
-        .as_ref()
-        .map(|s| format!("{} holds a validation split: evaluating {}", root.display(), s.display()));
+    let note = split.as_ref().map(|s| {
+        format!(
+            "{} holds a validation split: evaluating {}",
+            root.display(),
+            s.display()
+        )
+    });
     let folder = split.unwrap_or_else(|| root.to_path_buf());
     let layout = Layout::detect(&folder, labels)?;
     let builtin;
@@ -227,7 +231,11 @@ fn check_synset_folders(root: &Path, classes: &ClassIndex) -> Result<(), DataErr
         .into_iter()
         .filter(|p| p.is_dir())
         .collect();
-    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
     if let Some(odd) = folders.iter().find(|p| classes.index_of(&name(p)).is_none()) {
         return Err(DataError::new(
             odd,

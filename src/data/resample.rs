@@ -238,7 +238,10 @@ pub fn resize_window(
     );
     let columns = window.left..window.left + window.width;
     let out_rows = window.top..window.top + window.height;
-    assert!(columns.end <= out_w && out_rows.end <= out_h, "resize_bilinear: window outside the output");
+    assert!(
+        columns.end <= out_w && out_rows.end <= out_h,
+        "resize_bilinear: window outside the output"
+    );
     let vertical = (out_h != height).then(|| AxisWeights::new(filter, height, out_h, out_rows.clone()));
     // Only these source rows feed the vertical pass: resample just those horizontally.
     let source_rows = vertical.as_ref().map_or(out_rows, AxisWeights::source_span);
@@ -256,7 +259,10 @@ pub fn resize_window(
 
 /// Samples `keep` of every row of `stride` samples.
 fn crop_columns(rows: &[u8], stride: usize, keep: Range<usize>) -> Vec<u8> {
-    rows.chunks_exact(stride).flat_map(|row| &row[keep.clone()]).copied().collect()
+    rows.chunks_exact(stride)
+        .flat_map(|row| &row[keep.clone()])
+        .copied()
+        .collect()
 }
 
 fn horizontal_pass(rows: &[u8], width: usize, channels: usize, axis: &AxisWeights) -> Vec<u8> {
@@ -333,10 +339,21 @@ mod tests {
     #[test]
     fn a_window_equals_the_same_part_of_the_whole_resize() {
         // down, up, mixed and unchanged axes; windows at the corners and inside
-        for (w, h, ow, oh) in [(37, 23, 10, 7), (13, 9, 40, 31), (50, 6, 20, 17), (12, 30, 12, 8), (9, 9, 9, 9)] {
+        for (w, h, ow, oh) in [
+            (37, 23, 10, 7),
+            (13, 9, 40, 31),
+            (50, 6, 20, 17),
+            (12, 30, 12, 8),
+            (9, 9, 9, 9),
+        ] {
             let src = noise(w * h * 3, (w * 131 + h) as u64);
             let whole = resize_bilinear(&src, w, h, 3, ow, oh);
-            for (left, top, ww, wh) in [(0, 0, ow, oh), (0, 0, 1, 1), (ow - 3, oh - 2, 3, 2), (ow / 3, oh / 4, ow / 2, oh / 2)] {
+            for (left, top, ww, wh) in [
+                (0, 0, ow, oh),
+                (0, 0, 1, 1),
+                (ow - 3, oh - 2, 3, 2),
+                (ow / 3, oh / 4, ow / 2, oh / 2),
+            ] {
                 let window = Window {
                     left,
                     top,

@@ -101,7 +101,11 @@ mod tests {
         }
         assert_eq!(spread(5, Some(5)).indices, [0, 1, 2, 3, 4]);
         assert_eq!(spread(5, None).description, "all 5 images");
-        assert!(spread(50_000, Some(1000)).description.starts_with("1000 of 50000 images, spread evenly"));
+        assert!(
+            spread(50_000, Some(1000))
+                .description
+                .starts_with("1000 of 50000 images, spread evenly")
+        );
         assert_eq!(spread(7, Some(0)).indices, Vec::<usize>::new());
     }
 

@@ -257,7 +257,12 @@ fn count_at(v: &Value, field: &str) -> Result<u64, String> {
 /// Accuracy percentages, agreement and throughput from the merged counts; no `shard` any more.
 /// A configuration's statistics from its merged counts.
 fn recomputed_statistics(config: &Value) -> Result<Value, String> {
-    let read = |field: &str| config.get(field).cloned().ok_or_else(|| format!("configs[].{field} missing"));
+    let read = |field: &str| {
+        config
+            .get(field)
+            .cloned()
+            .ok_or_else(|| format!("configs[].{field} missing"))
+    };
     let paired: Paired = serde_json::from_value(read("paired")?).map_err(|e| format!("configs[].paired: {e}"))?;
     let logits: LogitError =
         serde_json::from_value(read("logit_error")?).map_err(|e| format!("configs[].logit_error: {e}"))?;

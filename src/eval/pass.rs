@@ -85,9 +85,14 @@ impl Tally {
     /// with the site kinds (not written) taken from the graph.
     fn restored(graph: &Graph, configs: &[ApproxConfig], mut saved: Tally) -> Result<Tally, String> {
         let fresh = Tally::new(graph, configs);
-        let same_sites = |a: &[SiteStats], b: &[SiteStats]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name);
+        let same_sites =
+            |a: &[SiteStats], b: &[SiteStats]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name);
         let same_configs = saved.approx.len() == fresh.approx.len()
-            && saved.approx.iter().zip(&fresh.approx).all(|(a, b)| a.label == b.label && same_sites(&a.sites, &b.sites));
+            && saved
+                .approx
+                .iter()
+                .zip(&fresh.approx)
+                .all(|(a, b)| a.label == b.label && same_sites(&a.sites, &b.sites));
         if !same_configs || !same_sites(&saved.exact_sites, &fresh.exact_sites) {
             return Err("the resume state's configurations or sites differ from this run's".into());
         }
@@ -123,7 +128,6 @@ fn hits(ranked: &[Vec<usize>], labels: &[usize]) -> Hits {
     }
     h
 }
-
 
 /// What a pass needs besides the configurations.
 pub struct PassInput<'a> {
@@ -167,14 +171,15 @@ pub fn evaluate_with(
 ) -> Result<Tally, String> {
     let graph = input.graph;
     let exact_plan = ActivationPlan::exact(graph);
-    let (mut tally, mut batches_done, seconds_before) = match options.checkpoint.map(|c| c.load::<Tally>()).transpose()? {
-        Some(Some(state)) => {
-            let tally = Tally::restored(graph, configs, state.progress)
-                .map_err(|e| format!("{}: {e}", options.checkpoint.expect("loaded").path.display()))?;
-            (tally, state.batches_done, state.seconds)
-        }
-        _ => (Tally::new(graph, configs), 0, 0.0),
-    };
+    let (mut tally, mut batches_done, seconds_before) =
+        match options.checkpoint.map(|c| c.load::<Tally>()).transpose()? {
+            Some(Some(state)) => {
+                let tally = Tally::restored(graph, configs, state.progress)
+                    .map_err(|e| format!("{}: {e}", options.checkpoint.expect("loaded").path.display()))?;
+                (tally, state.batches_done, state.seconds)
+            }
+            _ => (Tally::new(graph, configs), 0, 0.0),
+        };
     let shape = graph.input;
     let data_shape = input.dataset.shape();
     if [shape.c, shape.h, shape.w] != data_shape {
@@ -239,7 +244,9 @@ fn count_batch(
         add_hits(&mut approx_tally.hits, hits(&ranked, &batch.labels));
         for ((a, e), &label) in ranked.iter().zip(&exact_ranked).zip(&batch.labels) {
             approx_tally.agree += (a.first() == e.first()) as u64;
-            approx_tally.paired.add(e.first() == Some(&label), a.first() == Some(&label));
+            approx_tally
+                .paired
+                .add(e.first() == Some(&label), a.first() == Some(&label));
         }
         merge_sites(&mut approx_tally.sites, &approx.sites);
         approx_logits.push(approx.logits);
@@ -249,12 +256,24 @@ fn count_batch(
     let classes = exact.classes;
     let mut errors: Vec<LogitError> = tally.approx.iter().map(|a| a.logit_error).collect();
     for (i, exact_row) in exact.logits.chunks_exact(classes).enumerate() {
-        let rows: Vec<&[f32]> = approx_logits.iter().map(|l| &l[i * classes..(i + 1) * classes]).collect();
+        let rows: Vec<&[f32]> = approx_logits
+            .iter()
+            .map(|l| &l[i * classes..(i + 1) * classes])
+            .collect();
         if predictions {
             let image = input.dataset.describe(batch.indices[i]);
-            tally.predictions.push(Prediction::of_image(image, batch.labels[i], exact_row, &rows, &mut errors));
+            tally.predictions.push(Prediction::of_image(
+                image,
+                batch.labels[i],
+                exact_row,
+                &rows,
+                &mut errors,
+            ));
         } else {
-            errors.iter_mut().zip(&rows).for_each(|(e, row)| _ = e.add_image(exact_row, row));
+            errors
+                .iter_mut()
+                .zip(&rows)
+                .for_each(|(e, row)| _ = e.add_image(exact_row, row));
         }
     }
     for (a, e) in tally.approx.iter_mut().zip(errors) {

@@ -28,7 +28,13 @@ pub struct Prediction {
 impl Prediction {
     /// The row of one image: `exact` and each of `approx` are its logits; the logit errors of
     /// the configurations are accumulated into `errors` on the way.
-    pub fn of_image(image: String, label: usize, exact: &[f32], approx: &[&[f32]], errors: &mut [LogitError]) -> Prediction {
+    pub fn of_image(
+        image: String,
+        label: usize,
+        exact: &[f32],
+        approx: &[&[f32]],
+        errors: &mut [LogitError],
+    ) -> Prediction {
         let exact_top = top1_margin(exact);
         let approx = approx
             .iter()
@@ -53,7 +59,13 @@ pub fn column_key(label: &str) -> String {
     let ascii: String = label
         .replace("α=", "alpha")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     ascii
         .split('_')
@@ -106,7 +118,10 @@ mod tests {
     #[test]
     fn column_keys_are_plain() {
         assert_eq!(column_key("α=14 (ReLU + max-pool)"), "alpha14_relu_max_pool");
-        assert_eq!(column_key("relu-aq ReLU (max-pool exact)"), "relu_aq_relu_max_pool_exact");
+        assert_eq!(
+            column_key("relu-aq ReLU (max-pool exact)"),
+            "relu_aq_relu_max_pool_exact"
+        );
     }
 
     #[test]
@@ -117,8 +132,20 @@ mod tests {
         let flipped = [1.0f32, 2.0, 2.5]; // top-1 becomes class 2, |Δ| max 1
         let row = Prediction::of_image("a,b.png".into(), 1, &exact, &[&near, &flipped], &mut errors);
         assert_eq!((row.exact_top1, row.exact_margin), (Some(1), 0.5));
-        assert_eq!(row.approx[0], ApproxPrediction { top1: Some(1), max_abs_delta: 0.25 });
-        assert_eq!(row.approx[1], ApproxPrediction { top1: Some(2), max_abs_delta: 1.0 });
+        assert_eq!(
+            row.approx[0],
+            ApproxPrediction {
+                top1: Some(1),
+                max_abs_delta: 0.25
+            }
+        );
+        assert_eq!(
+            row.approx[1],
+            ApproxPrediction {
+                top1: Some(2),
+                max_abs_delta: 1.0
+            }
+        );
         assert_eq!((errors[0].max_abs, errors[1].max_abs), (0.25, 1.0));
         let labels = ["α=8 (ReLU)".to_string(), "α=9 (ReLU)".to_string()];
         let csv = predictions_csv(&labels, &[row]);

@@ -29,7 +29,10 @@ impl PreprocessingOverrides {
                 crop,
                 interpolation,
             } => {
-                let (resize, interpolation) = (self.resize.unwrap_or(resize), self.interpolation.unwrap_or(interpolation));
+                let (resize, interpolation) = (
+                    self.resize.unwrap_or(resize),
+                    self.interpolation.unwrap_or(interpolation),
+                );
                 if let Some(c) = self.crop.filter(|&c| c != crop) {
                     return Err(format!(
                         "--crop {c}: {} takes {crop}x{crop} images (its graph is built for that input size)",
@@ -49,7 +52,10 @@ impl PreprocessingOverrides {
                 }
             }
             Geometry::Exact { width, height } => {
-                if self.resize.is_some() || self.interpolation.is_some() || self.crop.is_some_and(|c| (c, c) != (width, height)) {
+                if self.resize.is_some()
+                    || self.interpolation.is_some()
+                    || self.crop.is_some_and(|c| (c, c) != (width, height))
+                {
                     return Err(format!(
                         "{} reads its {width}x{height} images as they are: --resize, --crop and --interpolation do not apply",
                         network.name
@@ -60,7 +66,9 @@ impl PreprocessingOverrides {
         };
         for (flag, values) in [("--mean", self.mean), ("--std", self.std)] {
             if let Some(v) = values.filter(|v| v.iter().any(|x| !x.is_finite() || (flag == "--std" && *x <= 0.0))) {
-                return Err(format!("{flag} {v:?}: expected finite values (and positive standard deviations)"));
+                return Err(format!(
+                    "{flag} {v:?}: expected finite values (and positive standard deviations)"
+                ));
             }
         }
         let normalize = Normalize {
@@ -76,7 +84,11 @@ impl PreprocessingOverrides {
 pub fn parse_channels(flag: &str, s: &str) -> Result<[f32; 3], String> {
     let values: Vec<f32> = s
         .split(',')
-        .map(|t| t.trim().parse::<f32>().map_err(|_| format!("{flag} '{s}': '{t}' is not a number")))
+        .map(|t| {
+            t.trim()
+                .parse::<f32>()
+                .map_err(|_| format!("{flag} '{s}': '{t}' is not a number"))
+        })
         .collect::<Result<_, _>>()?;
     match values.as_slice() {
         [v] => Ok([*v; 3]),
@@ -184,14 +196,34 @@ mod tests {
                 interpolation: Interpolation::Bicubic
             }
         );
-        assert_eq!((v2.normalize.mean, v2.normalize.std), ([0.5; 3], Normalize::IMAGENET.std));
-        let crop = PreprocessingOverrides { crop: Some(256), ..Default::default() };
+        assert_eq!(
+            (v2.normalize.mean, v2.normalize.std),
+            ([0.5; 3], Normalize::IMAGENET.std)
+        );
+        let crop = PreprocessingOverrides {
+            crop: Some(256),
+            ..Default::default()
+        };
         assert!(crop.apply(&resnet50).unwrap_err().contains("224x224"));
-        let small = PreprocessingOverrides { resize: Some(200), ..Default::default() };
+        let small = PreprocessingOverrides {
+            resize: Some(200),
+            ..Default::default()
+        };
         assert!(small.apply(&resnet50).unwrap_err().contains("smaller"));
-        let cifar = PreprocessingOverrides { resize: Some(40), ..Default::default() };
-        assert!(cifar.apply(&descriptor("resnet20")).unwrap_err().contains("do not apply"));
-        let bad_std = PreprocessingOverrides { std: Some([0.2, 0.0, 0.2]), ..Default::default() };
+        let cifar = PreprocessingOverrides {
+            resize: Some(40),
+            ..Default::default()
+        };
+        assert!(
+            cifar
+                .apply(&descriptor("resnet20"))
+                .unwrap_err()
+                .contains("do not apply")
+        );
+        let bad_std = PreprocessingOverrides {
+            std: Some([0.2, 0.0, 0.2]),
+            ..Default::default()
+        };
         assert!(bad_std.apply(&resnet50).unwrap_err().contains("--std"));
     }
 
@@ -208,13 +240,20 @@ mod tests {
         let v1 = descriptor("resnet50").preprocessing;
         let warned = checkpoint_warnings("weights/resnet50-11ad3fa6.pth", "", &v1);
         assert_eq!(warned.len(), 1);
-        assert!(warned[0].contains("IMAGENET1K_V2") && warned[0].contains("--resize 232"), "{}", warned[0]);
+        assert!(
+            warned[0].contains("IMAGENET1K_V2") && warned[0].contains("--resize 232"),
+            "{}",
+            warned[0]
+        );
         // by content, whatever the file is called
         assert_eq!(checkpoint_warnings("mine.pth", "f82ba261aa", &v1).len(), 1);
         // evaluated as published: nothing to say; V1 checkpoints never warn
-        let v2 = PreprocessingOverrides { resize: Some(232), ..Default::default() }
-            .apply(&descriptor("resnet50"))
-            .unwrap();
+        let v2 = PreprocessingOverrides {
+            resize: Some(232),
+            ..Default::default()
+        }
+        .apply(&descriptor("resnet50"))
+        .unwrap();
         assert!(checkpoint_warnings("resnet50-11ad3fa6.pth", "", &v2).is_empty());
         assert!(checkpoint_warnings("resnet50-0676ba61.pth", "0676ba61", &v1).is_empty());
     }

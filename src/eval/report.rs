@@ -76,7 +76,8 @@ impl ConfigStatistics {
     pub fn of(paired: &Paired, logits: &LogitError) -> ConfigStatistics {
         ConfigStatistics {
             top1_interval: wilson(paired.approx_right(), paired.images, Z95).percent(),
-            top1_drop: 100.0 * (paired.exact_right() as f64 - paired.approx_right() as f64) / paired.images.max(1) as f64,
+            top1_drop: 100.0 * (paired.exact_right() as f64 - paired.approx_right() as f64)
+                / paired.images.max(1) as f64,
             top1_drop_interval: paired.drop_interval(Z95).percent(),
             flips_broken: paired.exact_only,
             flips_fixed: paired.approx_only,

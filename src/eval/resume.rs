@@ -25,9 +25,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}: not a file name", path.display())))?;
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: not a file name", path.display()),
+        )
+    })?;
     let temp = dir.join(format!(
         ".{}.{}.{}.partial",
         name.to_string_lossy(),
@@ -112,7 +115,8 @@ impl Checkpoint {
             progress,
         };
         let json = serde_json::to_vec(&state).map_err(|e| format!("resume state: {e}"))?;
-        write_atomic(&self.path, &json).map_err(|e| format!("{}: cannot write the resume state: {e}", self.path.display()))
+        write_atomic(&self.path, &json)
+            .map_err(|e| format!("{}: cannot write the resume state: {e}", self.path.display()))
     }
 
     /// The run finished: its state is no longer needed.
@@ -144,7 +148,10 @@ mod tests {
         write_atomic(&path, b"first").unwrap();
         write_atomic(&path, b"second, longer").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second, longer");
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
         // a missing folder fails and creates nothing
         assert!(write_atomic(&dir.join("missing/state.json"), b"x").is_err());
@@ -164,17 +171,27 @@ mod tests {
         assert!(mine.load::<Vec<u64>>().unwrap().is_none());
         mine.save(3, 1.5, &vec![7u64, 9]).unwrap();
         let state = mine.load::<Vec<u64>>().unwrap().unwrap();
-        assert_eq!((state.batches_done, state.seconds, state.progress), (3, 1.5, vec![7, 9]));
+        assert_eq!(
+            (state.batches_done, state.seconds, state.progress),
+            (3, 1.5, vec![7, 9])
+        );
         let other = Checkpoint {
             path: path.clone(),
             run_key: "resnet20 α=14".into(),
         };
         let err = other.load::<Vec<u64>>().unwrap_err();
-        assert!(err.contains("different run") && err.contains("r20.json.resume.json"), "{err}");
+        assert!(
+            err.contains("different run") && err.contains("r20.json.resume.json"),
+            "{err}"
+        );
         std::fs::write(&path, b"{\"version\": 0}").unwrap();
         assert!(mine.load::<Vec<u64>>().unwrap_err().contains("another polycnn version"));
         std::fs::write(&path, b"garbage").unwrap();
-        assert!(mine.load::<Vec<u64>>().unwrap_err().contains("not a polycnn resume state"));
+        assert!(
+            mine.load::<Vec<u64>>()
+                .unwrap_err()
+                .contains("not a polycnn resume state")
+        );
         mine.finish().unwrap();
         assert!(!path.exists());
         mine.finish().unwrap(); // already gone: fine

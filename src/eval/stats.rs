@@ -92,7 +92,10 @@ impl Paired {
     /// Exact McNemar test: the two-sided binomial p-value of the discordant images splitting as
     /// they did if either network were equally likely to be the one that is right.
     pub fn mcnemar_p(&self) -> f64 {
-        binomial_two_sided_half(self.exact_only.min(self.approx_only), self.exact_only + self.approx_only)
+        binomial_two_sided_half(
+            self.exact_only.min(self.approx_only),
+            self.exact_only + self.approx_only,
+        )
     }
 
     /// Newcombe's interval (1998, method 10: Wilson score intervals of both accuracies combined
@@ -231,7 +234,16 @@ pub fn top1_margin(row: &[f32]) -> Option<(usize, f32)> {
             None => best = Some((i, v)),
         }
     }
-    best.map(|(i, b)| (i, if second == f32::NEG_INFINITY { f32::INFINITY } else { b - second }))
+    best.map(|(i, b)| {
+        (
+            i,
+            if second == f32::NEG_INFINITY {
+                f32::INFINITY
+            } else {
+                b - second
+            },
+        )
+    })
 }
 
 #[cfg(test)]
@@ -346,7 +358,10 @@ mod tests {
         for (e, a) in [(true, true), (true, false), (false, true), (false, false), (true, true)] {
             t.add(e, a);
         }
-        assert_eq!((t.both_right, t.exact_only, t.approx_only, t.both_wrong()), (2, 1, 1, 1));
+        assert_eq!(
+            (t.both_right, t.exact_only, t.approx_only, t.both_wrong()),
+            (2, 1, 1, 1)
+        );
         let mut m = t;
         m.merge(&t);
         assert_eq!((m.images, m.exact_right(), m.approx_right()), (10, 6, 6));

@@ -93,7 +93,11 @@ fn statistics_table(r: &EvalReport) -> String {
 
 /// A p-value with three significant digits, small ones in scientific notation.
 fn p_value(p: f64) -> String {
-    if p < 1e-3 { format!("{p:.2e}") } else { format!("{p:.3}") }
+    if p < 1e-3 {
+        format!("{p:.2e}")
+    } else {
+        format!("{p:.3}")
+    }
 }
 
 /// How a kind of activation was evaluated, as the tables name it.
@@ -109,7 +113,9 @@ fn mode_name(m: &Mode) -> String {
 /// rules), "-" when the network has no such site.
 fn bound_of(c: &ConfigReport, kind: &str) -> String {
     let bounds: Vec<f64> = c.sites.iter().filter(|s| s.kind == kind).map(|s| s.bound).collect();
-    let (lo, hi) = bounds.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &b| (lo.min(b), hi.max(b)));
+    let (lo, hi) = bounds.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &b| {
+        (lo.min(b), hi.max(b))
+    });
     match bounds.len() {
         0 => "-".into(),
         _ if lo == hi => format!("{lo}"),
@@ -135,10 +141,9 @@ fn sweep_header(r: &EvalReport) -> String {
         (Some(resize), Some(filter)) => format!("resize {resize} ({}), crop {}", filter.name(), p.crop[0]),
         _ => format!("{}x{} as they are", p.crop[0], p.crop[1]),
     };
-    let (relu, maxpool) = r
-        .configs
-        .first()
-        .map_or(("-".into(), "-".into()), |c| (mode_name(&c.relu), mode_name(&c.maxpool)));
+    let (relu, maxpool) = r.configs.first().map_or(("-".into(), "-".into()), |c| {
+        (mode_name(&c.relu), mode_name(&c.maxpool))
+    });
     format!(
         "**{}** — weights `{}` (sha256 {}) — data `{}`: {} of {} images — ReLU {relu}, max-pool {maxpool} — \
          preprocessing: {geometry}, mean {:?}, std {:?} — backend {} — polycnn {}\n\n",

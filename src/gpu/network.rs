@@ -15,7 +15,9 @@ use super::tensor_ops::{
 };
 use super::{Gpu, GpuError};
 use crate::exec::{ActivationPlan, Backend, ExecError, RunOutput, SiteMode, SiteStats};
-use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId, Window2d, schedule::Step, schedule::fused_schedule_keeping};
+use crate::model::{
+    Batch, Graph, NodeId, Op, Shape, SiteId, Window2d, schedule::Step, schedule::fused_schedule_keeping,
+};
 use crate::poly::activation::max_pool_scale;
 use std::cell::RefCell;
 

@@ -165,7 +165,9 @@ impl NoisePlan {
                         continue;
                     };
                     let levels = match (&node.op, graph.sites[*site].kind) {
-                        (Op::MaxPool { pool, .. }, SiteKind::MaxPool) => ceil_log2(pool.kernel[0] * pool.kernel[1]).max(1),
+                        (Op::MaxPool { pool, .. }, SiteKind::MaxPool) => {
+                            ceil_log2(pool.kernel[0] * pool.kernel[1]).max(1)
+                        }
                         _ => 1,
                     };
                     let v = f64::from(levels) * model.relu_eval_std(s.composite, s.bound).powi(2);

@@ -125,7 +125,10 @@ mod tests {
         write(&flat, "coeff_3.txt", COEFFS);
         assert_eq!(
             official_paths(&checkout, 3),
-            (checkout.join("degreeResult/deg_3.txt"), checkout.join("coeffResult/coeff_3.txt"))
+            (
+                checkout.join("degreeResult/deg_3.txt"),
+                checkout.join("coeffResult/coeff_3.txt")
+            )
         );
         let from_checkout = load_official(&checkout, 3).unwrap();
         let from_flat = load_official(&flat, 3).unwrap();

@@ -142,7 +142,12 @@ pub fn network_costs(req: &CostRequest) -> Result<Vec<HeCost>, Box<dyn std::erro
                 None => degrees_for(alpha, req.lists)?,
             };
             let plan = uniform_plan(&graph, Some(alpha), degrees, req.relu, req.maxpool);
-            Ok(HeCost::with_ckks(network_cost(&graph, &plan)?, &graph, &plan, req.ckks.as_ref())?)
+            Ok(HeCost::with_ckks(
+                network_cost(&graph, &plan)?,
+                &graph,
+                &plan,
+                req.ckks.as_ref(),
+            )?)
         })
         .collect()
 }

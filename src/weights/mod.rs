@@ -18,10 +18,10 @@
 //! (left by `nn.DataParallel`) is stripped.
 
 mod dtype;
-pub mod sha256;
 mod error;
 mod pickle;
 mod safetensors;
+pub mod sha256;
 mod torch;
 mod zip;
 

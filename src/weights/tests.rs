@@ -79,7 +79,9 @@ fn akamaster_resnets_load_with_prefix_stripped() {
 #[test]
 fn resnet20_values_match_the_file() {
     // Reference values read from the raw storages with Python's pickle module (not torch).
-    let Some(path) = akamaster("resnet20-12fca82f.th") else { return };
+    let Some(path) = akamaster("resnet20-12fca82f.th") else {
+        return;
+    };
     let dict = StateDict::load(&path).unwrap();
     assert_eq!(dict.get("conv1.weight").unwrap().data[0], -0.13818146_f32);
     assert_eq!(dict.get("linear.bias").unwrap().data[9], -0.2702594_f32);
@@ -115,7 +117,9 @@ fn vgg_zip_checkpoint_loads_with_int_tensors_apart() {
 
 #[test]
 fn take_shaped_checks_shape_and_tracks_remaining() {
-    let Some(path) = akamaster("resnet20-12fca82f.th") else { return };
+    let Some(path) = akamaster("resnet20-12fca82f.th") else {
+        return;
+    };
     let mut dict = StateDict::load(&path).unwrap();
     let err = dict.take_shaped("conv1.weight", &[16, 3, 3]).unwrap_err();
     let text = err.to_string();
@@ -572,7 +576,9 @@ fn garbage_and_empty_files_are_unrecognised() {
 
 #[test]
 fn truncated_checkpoints_are_errors() {
-    let (Some(legacy), Some(zip)) = (akamaster("resnet20-12fca82f.th"), vgg_path()) else { return };
+    let (Some(legacy), Some(zip)) = (akamaster("resnet20-12fca82f.th"), vgg_path()) else {
+        return;
+    };
     let dir = TempDir::new("truncated");
     let legacy = std::fs::read(legacy).unwrap();
     let zip = std::fs::read(zip).unwrap();
@@ -605,7 +611,9 @@ fn flipped_byte_in_zip_storage_fails_the_crc() {
 /// never a panic or a runaway allocation.
 #[test]
 fn mutated_pickles_never_panic() {
-    let Some(path) = akamaster("resnet20-12fca82f.th") else { return };
+    let Some(path) = akamaster("resnet20-12fca82f.th") else {
+        return;
+    };
     let original = std::fs::read(path).unwrap();
     let pickle_region = 14063; // end of the five pickles in this file
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
