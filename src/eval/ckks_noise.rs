@@ -5,7 +5,7 @@
 //! RMS difference of their logits from it; `precision_cliff` finds the fewest bits that keep
 //! top-1 within 0.5 points of the plaintext approximation.
 
-use crate::eval::plot::{Anchor, Color, Plot, Stroke};
+use crate::eval::plot::{Anchor, Color, Plot, Stroke, percent_grid_and_axes};
 use crate::exec::{ActivationPlan, RunOutput};
 use crate::he::NoiseRun;
 use crate::he::inject::{NoisePlan, NoisySite, placed_bootstraps};
@@ -278,20 +278,7 @@ pub fn precision_plot(title: &str, curves: &[PrecisionCurve]) -> Plot {
     let y = |v: f64| top + (100.0 - v) / (100.0 - y_min).max(1.0) * (h - top - bottom);
     let (x_end, y_axis) = (w - right, h - bottom);
     plot.text((w / 2.0, 20.0), title, 14.0, Anchor::Middle, Color::BLACK);
-    let mut v = y_min;
-    while v <= 100.0 + 1e-9 {
-        plot.line((left, y(v)), (x_end, y(v)), Stroke::solid(Color::GRID, 1.0));
-        plot.text(
-            (left - 6.0, y(v) + 4.0),
-            format!("{v:.0}%"),
-            12.0,
-            Anchor::End,
-            Color::BLACK,
-        );
-        v += 10.0;
-    }
-    plot.line((left, y_axis), (x_end, y_axis), Stroke::solid(Color::BLACK, 1.0));
-    plot.line((left, top), (left, y_axis), Stroke::solid(Color::BLACK, 1.0));
+    percent_grid_and_axes(&mut plot, y_min, &y, (left, top), (x_end, y_axis));
     let step = ((b_max - b_min) / 10.0).ceil().max(1.0);
     let mut b = b_min;
     while b <= b_max + 1e-9 {

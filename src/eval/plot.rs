@@ -574,20 +574,7 @@ pub fn sweep_plot(r: &EvalReport) -> Plot {
         Color::BLACK,
     );
     // grid and % ticks, then axes and α ticks
-    let mut v = y_min;
-    while v <= 100.0 + 1e-9 {
-        plot.line((left, y(v)), (x_end, y(v)), Stroke::solid(Color::GRID, 1.0));
-        plot.text(
-            (left - 6.0, y(v) + 4.0),
-            format!("{v:.0}%"),
-            12.0,
-            Anchor::End,
-            Color::BLACK,
-        );
-        v += 10.0;
-    }
-    plot.line((left, y_axis), (x_end, y_axis), Stroke::solid(Color::BLACK, 1.0));
-    plot.line((left, top), (left, y_axis), Stroke::solid(Color::BLACK, 1.0));
+    percent_grid_and_axes(&mut plot, y_min, &y, (left, top), (x_end, y_axis));
     for c in &r.configs {
         let xc = x(c.alpha as f64);
         plot.line((xc, y_axis), (xc, y_axis + 4.0), Stroke::solid(Color::BLACK, 1.0));
@@ -648,6 +635,31 @@ pub fn sweep_plot(r: &EvalReport) -> Plot {
 }
 
 /// The sweep plot as SVG.
+/// Horizontal grid lines and labels every 10 % from `y_min` to 100 %, then the x and y axes
+/// from the plot area's corners `(left, top)` and `(x_end, y_axis)`.
+pub fn percent_grid_and_axes(
+    plot: &mut Plot,
+    y_min: f64,
+    y: &dyn Fn(f64) -> f64,
+    (left, top): (f64, f64),
+    (x_end, y_axis): (f64, f64),
+) {
+    let mut v = y_min;
+    while v <= 100.0 + 1e-9 {
+        plot.line((left, y(v)), (x_end, y(v)), Stroke::solid(Color::GRID, 1.0));
+        plot.text(
+            (left - 6.0, y(v) + 4.0),
+            format!("{v:.0}%"),
+            12.0,
+            Anchor::End,
+            Color::BLACK,
+        );
+        v += 10.0;
+    }
+    plot.line((left, y_axis), (x_end, y_axis), Stroke::solid(Color::BLACK, 1.0));
+    plot.line((left, top), (left, y_axis), Stroke::solid(Color::BLACK, 1.0));
+}
+
 pub fn sweep_svg(r: &EvalReport) -> String {
     sweep_plot(r).to_svg()
 }
