@@ -28,6 +28,16 @@ pub fn spread(len: usize, limit: Option<usize>) -> Selection {
     }
 }
 
+/// `n` of `0..len` spread evenly (as [`spread`] picks them) and the rest, in order: a calibration
+/// split and its held-out images.
+pub fn spread_and_rest(len: usize, n: usize) -> (Vec<usize>, Vec<usize>) {
+    let chosen = spread(len, Some(n)).indices;
+    let mut is_chosen = vec![false; len];
+    chosen.iter().for_each(|&i| is_chosen[i] = true);
+    let rest = (0..len).filter(|&i| !is_chosen[i]).collect();
+    (chosen, rest)
+}
+
 /// The images of `selection` as a dataset of their own (index i = the selection's i-th image).
 pub struct Subset {
     inner: Arc<dyn Dataset>,
@@ -90,6 +100,19 @@ pub fn limit(dataset: Arc<dyn Dataset>, limit: Option<usize>) -> (Arc<dyn Datase
 mod tests {
     use super::*;
     use crate::data::cifar::MemoryDataset;
+
+    #[test]
+    fn a_calibration_split_spreads_over_the_dataset_and_partitions_it() {
+        let (calibration, held_out) = spread_and_rest(10, 4);
+        assert_eq!(calibration, [0, 2, 5, 7]);
+        assert_eq!(held_out, [1, 3, 4, 6, 8, 9]);
+        // class-sorted data (10 classes of 100): every class is calibrated on
+        let (calibration, held_out) = spread_and_rest(1000, 200);
+        assert!((0..10).all(|c| calibration.iter().filter(|&&i| i / 100 == c).count() == 20));
+        let mut all: Vec<usize> = calibration.into_iter().chain(held_out).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+    }
 
     #[test]
     fn a_limit_spreads_over_class_ordered_images() {

@@ -39,6 +39,7 @@ use super::pass::{PassInput, evaluate};
 use super::plan_file::{PlanCkks, PlanCost, PrecisionPlan, SearchSummary, SitePlan, SplitAccuracy, plan_cost};
 use super::request::EvalRequest;
 use crate::cpu::CpuBackend;
+use crate::data::select::spread_and_rest;
 use crate::data::{Dataset, Normalize};
 use crate::exec::{ActivationPlan, Backend, Precision, Progress, SiteMode};
 use crate::he::{CkksPreset, ckks_cost};
@@ -360,7 +361,7 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
         .into());
     }
     let levels = candidate_levels(&req.alphas, req.lists)?;
-    let (calibration, held_out) = split_evenly(count, req.calibration_images);
+    let (calibration, held_out) = spread_and_rest(count, req.calibration_images);
     let mut searcher = Searcher {
         graph: &graph,
         backend: &CpuBackend,
@@ -618,32 +619,8 @@ pub fn format_plan(plan: &PrecisionPlan, graph: &Graph) -> Result<String, String
     Ok(out)
 }
 
-/// `n` of the indices `0..count` spread evenly (image ⌊i·count/n⌋ for i < n) and the rest.
-/// Spread rather than the first `n`: class-folder datasets list their images class by class, so
-/// a prefix would calibrate on a few classes and hold out others.
-fn split_evenly(count: usize, n: usize) -> (Vec<usize>, Vec<usize>) {
-    let chosen: Vec<usize> = (0..n).map(|i| i * count / n).collect();
-    let mut is_chosen = vec![false; count];
-    chosen.iter().for_each(|&i| is_chosen[i] = true);
-    let rest = (0..count).filter(|&i| !is_chosen[i]).collect();
-    (chosen, rest)
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn calibration_split_spreads_over_the_dataset_and_partitions_it() {
-        let (calibration, held_out) = split_evenly(10, 4);
-        assert_eq!(calibration, [0, 2, 5, 7]);
-        assert_eq!(held_out, [1, 3, 4, 6, 8, 9]);
-        // class-sorted data (10 classes of 100): every class is calibrated on
-        let (calibration, held_out) = split_evenly(1000, 200);
-        assert!((0..10).all(|c| calibration.iter().filter(|&&i| i / 100 == c).count() == 20));
-        let mut all: Vec<usize> = calibration.into_iter().chain(held_out).collect();
-        all.sort_unstable();
-        assert_eq!(all, (0..1000).collect::<Vec<_>>());
-    }
-
     use super::*;
     use crate::eval::prepared_plan::PreparedPlan;
     use crate::model::{Arch, Op, SiteKind};
