@@ -14,85 +14,25 @@ enum Layer {
     Pool,
 }
 
-fn config(depth: usize) -> Vec<Layer> {
-    use Layer::{Conv as C, Pool as M};
+/// Convolutions per stage of VGG-11/13/16/19 (configurations A, B, D, E of Simonyan & Zisserman,
+/// torchvision's `cfgs`); every other depth is refused where the architecture is parsed.
+fn convs_per_stage(depth: usize) -> [usize; 5] {
     match depth {
-        11 => vec![
-            C(64),
-            M,
-            C(128),
-            M,
-            C(256),
-            C(256),
-            M,
-            C(512),
-            C(512),
-            M,
-            C(512),
-            C(512),
-            M,
-        ],
-        13 => vec![
-            C(64),
-            C(64),
-            M,
-            C(128),
-            C(128),
-            M,
-            C(256),
-            C(256),
-            M,
-            C(512),
-            C(512),
-            M,
-            C(512),
-            C(512),
-            M,
-        ],
-        16 => vec![
-            C(64),
-            C(64),
-            M,
-            C(128),
-            C(128),
-            M,
-            C(256),
-            C(256),
-            C(256),
-            M,
-            C(512),
-            C(512),
-            C(512),
-            M,
-            C(512),
-            C(512),
-            C(512),
-            M,
-        ],
-        _ => vec![
-            C(64),
-            C(64),
-            M,
-            C(128),
-            C(128),
-            M,
-            C(256),
-            C(256),
-            C(256),
-            C(256),
-            M,
-            C(512),
-            C(512),
-            C(512),
-            C(512),
-            M,
-            C(512),
-            C(512),
-            C(512),
-            C(512),
-            M,
-        ],
+        11 => [1, 1, 2, 2, 2],
+        13 => [2, 2, 2, 2, 2],
+        16 => [2, 2, 3, 3, 3],
+        _ => [2, 2, 4, 4, 4],
     }
+}
+
+/// torchvision's configuration list: each stage's convs at its width, then a max-pool.
+fn config(depth: usize) -> Vec<Layer> {
+    const WIDTHS: [usize; 5] = [64, 128, 256, 512, 512];
+    WIDTHS
+        .iter()
+        .zip(convs_per_stage(depth))
+        .flat_map(|(&width, convs)| std::iter::repeat_n(Layer::Conv(width), convs).chain([Layer::Pool]))
+        .collect()
 }
 
 /// torchvision `vgg{depth}_bn` at 224x224: features, then (the 7x7 adaptive average pool being
@@ -188,4 +128,29 @@ fn push_features(
         }
     }
     Ok(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_depth_counts_its_three_linear_layers_and_five_pools() {
+        for depth in [11, 13, 16, 19] {
+            let layers = config(depth);
+            let convs = layers.iter().filter(|l| matches!(l, Layer::Conv(_))).count();
+            assert_eq!(convs + 3, depth, "VGG-{depth}");
+            assert_eq!(layers.len() - convs, 5, "VGG-{depth}");
+            assert!(matches!(layers.last(), Some(Layer::Pool)));
+        }
+        // torchvision's cfgs["A"]
+        let widths: Vec<usize> = config(11)
+            .iter()
+            .map(|l| match l {
+                Layer::Conv(w) => *w,
+                Layer::Pool => 0,
+            })
+            .collect();
+        assert_eq!(widths, [64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0]);
+    }
 }
