@@ -135,13 +135,36 @@ fn the_shipped_resnet20_plan_prepares_and_costs_what_it_says() {
 fn the_committed_ckks_plan_holds_its_budget_on_its_held_out_split() {
     // tests/fixtures/digits_plan_ckks.json: `polycnn plan --model digits_cnn --calibration 250
     // --budget 2 --alpha 4..14 --lists optimized --ckks N16QP1546H192H32` on the 500 shipped
-    // digits. Evaluated again here: the whole set's hits minus the calibration split's recorded
-    // ones are the held-out split's, whose drop against exact must be within the budget.
+    // digits.
+    let (weights, data) = (digits("digits_cnn.safetensors"), digits("digits_test.bin"));
+    committed_plan_holds_its_budget("digits_plan_ckks.json", "digits_cnn", &weights, &data);
+}
+
+#[test]
+fn the_committed_resnet20_jpeg_plan_holds_its_budget_on_its_8000_held_out_images() {
+    // tests/fixtures/resnet20_jpg_plan_ckks.json: `polycnn plan --model resnet20 --weights
+    // ../shared/data/cifar10/weights_akamaster/resnet20-12fca82f.th --data
+    // ../shared/data/cifar10/test_jpg --calibration 2000 --budget 0.5 --lists auto --ckks
+    // N16QP1546H192H32` (2,000 calibration images spread over the class folders, 8,000 held out).
+    let (Some(weights), Some(data)) = (
+        common::data("cifar10/weights_akamaster/resnet20-12fca82f.th"),
+        common::data("cifar10/test_jpg"),
+    ) else {
+        return;
+    };
+    let (weights, data) = (weights.to_str().unwrap(), data.to_str().unwrap());
+    committed_plan_holds_its_budget("resnet20_jpg_plan_ckks.json", "resnet20", weights, data);
+}
+
+/// Evaluates the committed plan `fixture` again on all its images: the whole set's hits minus
+/// the calibration split's recorded ones are the held-out split's, which must be the recorded
+/// ones, with a drop against exact within the budget; its recorded CKKS cost must be the plan's.
+fn committed_plan_holds_its_budget(fixture: &str, model: &str, weights: &str, data: &str) {
     use polycnn::eval::plan_file::PrecisionPlan;
     use polycnn::he::{ckks_cost, load_preset};
     use polycnn::model::cost::SitePrecision;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fixture = root.join("tests/fixtures/digits_plan_ckks.json");
+    let fixture = root.join("tests/fixtures").join(fixture);
     let plan = read(&fixture);
     let search = &plan["search"];
     let f = |v: &Value| v.as_f64().unwrap();
@@ -152,18 +175,17 @@ fn the_committed_ckks_plan_holds_its_budget_on_its_held_out_split() {
         "accepted beyond its bound"
     );
 
-    let dir = std::env::temp_dir().join(format!("polycnn-ckks-plan-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("polycnn-ckks-plan-{model}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let report_path = dir.join("report.json");
-    let (weights, data) = (digits("digits_cnn.safetensors"), digits("digits_test.bin"));
     let args = [
         "eval",
         "--model",
-        "digits_cnn",
+        model,
         "--weights",
-        &weights,
+        weights,
         "--data",
-        &data,
+        data,
         "--backend",
         "cpu",
         "--plan",
@@ -192,7 +214,7 @@ fn the_committed_ckks_plan_holds_its_budget_on_its_held_out_split() {
     let ckks = &search["ckks"];
     let preset = load_preset(ckks["preset"].as_str().unwrap()).unwrap();
     let parsed = PrecisionPlan::load(&fixture).unwrap();
-    let graph = polycnn::model::load("digits_cnn".parse().unwrap(), Path::new(&weights)).unwrap();
+    let graph = polycnn::model::load(model.parse().unwrap(), Path::new(weights)).unwrap();
     let sites: Vec<SitePrecision> = parsed
         .sites
         .iter()
