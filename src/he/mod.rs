@@ -40,6 +40,7 @@ pub mod levels;
 pub mod noise;
 pub mod noise_rng;
 pub mod placement;
+pub mod poly_eval;
 pub mod preset;
 
 pub use inject::{NoisePlan, NoiseRun, NoisySite};
