@@ -17,14 +17,18 @@ pub fn format_summary(r: &EvalReport, sites_shown: usize) -> String {
         r.device.as_ref().map(|d| format!(" [{d}]")).unwrap_or_default(),
         r.images_per_second
     );
-    out += "  configuration                 top-1     top-5    agree   out-of-range  NaN/inf  ReLU err  depth  mults\n";
+    let w = label_width(r);
     out += &format!(
-        "  {:<28} {:>6.2}%  {:>6.2}%        -              -        -         -      -      -\n",
+        "  {:<w$}  top-1     top-5    agree   out-of-range  NaN/inf  ReLU err  depth  mults\n",
+        "configuration"
+    );
+    out += &format!(
+        "  {:<w$} {:>6.2}%  {:>6.2}%        -              -        -         -      -      -\n",
         "exact", r.exact.top1, r.exact.top5
     );
     for c in &r.configs {
         out += &format!(
-            "  {:<28} {:>6.2}%  {:>6.2}%  {:>6.2}%  {:>13}  {:>7}  2^{:<6.2}  {:>5}  {:>5}\n",
+            "  {:<w$} {:>6.2}%  {:>6.2}%  {:>6.2}%  {:>13}  {:>7}  2^{:<6.2}  {:>5}  {:>5}\n",
             c.label,
             c.approx.top1,
             c.approx.top5,
@@ -68,14 +72,15 @@ pub fn format_summary(r: &EvalReport, sites_shown: usize) -> String {
 /// flips and their McNemar p-value, and the logit error.
 fn statistics_table(r: &EvalReport) -> String {
     let i = &r.exact_top1_interval;
+    let w = label_width(r);
     let mut out = format!(
-        "  exact top-1 95% interval [{:.2}, {:.2}]%\n  configuration                 top-1 95% CI       drop (pts) and 95% CI     broke/fixed  McNemar p  mean|Δlogit|  max|Δlogit|  bits\n",
-        i.lo, i.hi
+        "  exact top-1 95% interval [{:.2}, {:.2}]%\n  {:<w$}  top-1 95% CI       drop (pts) and 95% CI     broke/fixed  McNemar p  mean|Δlogit|  max|Δlogit|  bits\n",
+        i.lo, i.hi, "configuration"
     );
     for c in &r.configs {
         let s = &c.statistics;
         out += &format!(
-            "  {:<28} [{:>6.2}, {:>6.2}]  {:>+6.2} [{:>+6.2}, {:>+6.2}]  {:>6}/{:<5}  {:>9}  {:>12.3e}  {:>11.3e}  {:>4}\n",
+            "  {:<w$} [{:>6.2}, {:>6.2}]  {:>+6.2} [{:>+6.2}, {:>+6.2}]  {:>6}/{:<5}  {:>9}  {:>12.3e}  {:>11.3e}  {:>4}\n",
             c.label,
             s.top1_interval.lo,
             s.top1_interval.hi,
@@ -99,14 +104,16 @@ fn twin_table(r: &EvalReport) -> String {
     if twins.is_empty() {
         return String::new();
     }
-    let mut out = String::from(
-        "  CKKS twin vs its plaintext approximation                 agree    drop (pts) and 95% CI     broke/fixed  mean|Δlogit|  max|Δlogit|  boots  seed\n",
+    let w = label_width(r);
+    let mut out = format!(
+        "  {:<w$}   agree    drop (pts) and 95% CI     broke/fixed  mean|Δlogit|  max|Δlogit|  boots  seed\n",
+        "CKKS twin vs its plaintext approximation"
     );
     for c in twins {
         let t = c.ckks.as_ref().expect("filtered");
         let s = &t.statistics_plaintext;
         out += &format!(
-            "  {:<55} {:>6.2}%  {:>+6.2} [{:>+6.2}, {:>+6.2}]  {:>6}/{:<5}  {:>12.3e}  {:>11.3e}  {:>5}  {:>4}\n",
+            "  {:<w$} {:>6.2}%  {:>+6.2} [{:>+6.2}, {:>+6.2}]  {:>6}/{:<5}  {:>12.3e}  {:>11.3e}  {:>5}  {:>4}\n",
             c.label,
             t.agreement_plaintext,
             s.top1_drop,
@@ -185,6 +192,16 @@ fn twin_markdown(r: &EvalReport) -> String {
         }
     }
     out
+}
+
+/// The width of the configuration column: the longest label (CKKS twins have long ones).
+fn label_width(r: &EvalReport) -> usize {
+    r.configs
+        .iter()
+        .map(|c| c.label.chars().count())
+        .chain([28])
+        .max()
+        .unwrap_or(28)
 }
 
 /// A p-value with three significant digits, small ones in scientific notation.
