@@ -35,7 +35,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bound_max: bound,
         batch: 100,
         ckks: Some(load_preset(&args[6])?),
-        ckks_precisions: args.get(7).map(|p| parse_precisions(p)).transpose()?.unwrap_or_default(),
+        ckks_precisions: args
+            .get(7)
+            .map(|p| parse_precisions(p))
+            .transpose()?
+            .unwrap_or_default(),
         ckks_seed: args.get(8).map(|s| s.parse()).transpose()?.unwrap_or(0),
         ..EvalRequest::new(arch, args[1].clone().into(), args[2].clone().into())
     };

@@ -74,19 +74,33 @@ fn twins_run_next_to_their_base_and_precise_bootstrapping_keeps_predictions() {
     assert_eq!(report.configs.len(), 3, "{labels:?}");
     let (base, coarse, precise) = (&report.configs[0], &report.configs[1], &report.configs[2]);
     assert!(base.ckks.is_none());
-    assert!(coarse.label.ends_with(&format!("+ CKKS {PRESET} @ 3 bits")), "{labels:?}");
+    assert!(
+        coarse.label.ends_with(&format!("+ CKKS {PRESET} @ 3 bits")),
+        "{labels:?}"
+    );
     for twin in [coarse, precise] {
         let t = twin.ckks.as_ref().unwrap();
         assert_eq!(t.base, base.label);
-        assert_eq!((t.info.preset.as_str(), t.info.seed, t.info.poly_eval), (PRESET, 5, "plain"));
+        assert_eq!(
+            (t.info.preset.as_str(), t.info.seed, t.info.poly_eval),
+            (PRESET, 5, "plain")
+        );
         assert!(t.info.bootstraps > 0 && t.info.budget.bootstrapping > 0.0);
         assert_eq!(twin.alpha, 8);
     }
     let (c, p) = (coarse.ckks.as_ref().unwrap(), precise.ckks.as_ref().unwrap());
     assert_eq!(p.info.bootstrap_precision_bits, Some(40.0));
     assert_eq!(p.agree_plaintext_count, 300, "40-bit bootstrapping changed predictions");
-    assert!(p.statistics_plaintext.max_abs_dlogit < 1e-3, "{:?}", p.statistics_plaintext);
-    assert!(c.agree_plaintext_count < 285, "3-bit bootstrapping agreed on {} of 300", c.agree_plaintext_count);
+    assert!(
+        p.statistics_plaintext.max_abs_dlogit < 1e-3,
+        "{:?}",
+        p.statistics_plaintext
+    );
+    assert!(
+        c.agree_plaintext_count < 285,
+        "3-bit bootstrapping agreed on {} of 300",
+        c.agree_plaintext_count
+    );
     assert!(c.statistics_plaintext.mean_abs_dlogit > 100.0 * p.statistics_plaintext.mean_abs_dlogit);
     // its counts against its plaintext approximation, as a configuration's against exact
     assert_eq!(c.paired_plaintext.images, 300);
@@ -248,7 +262,10 @@ fn merged_shards_with_twins_equal_the_single_run() {
     run_cli("eval", &["--json", single.to_str().unwrap()]);
     let shards: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("shard{i}.json"))).collect();
     for (i, path) in shards.iter().enumerate() {
-        run_cli("eval", &["--json", path.to_str().unwrap(), "--shard", &format!("{i}/2")]);
+        run_cli(
+            "eval",
+            &["--json", path.to_str().unwrap(), "--shard", &format!("{i}/2")],
+        );
     }
     let merged = dir.join("merged.json");
     let (code, _, stderr) = polycnn(&[

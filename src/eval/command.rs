@@ -70,7 +70,12 @@ struct PassList<'a> {
 }
 
 impl<'a> PassList<'a> {
-    fn new(graph: &Graph, configurations: &'a [Configuration<'a>], twins: &'a [NoiseTwin], poly_eval: PolyEval) -> Self {
+    fn new(
+        graph: &Graph,
+        configurations: &'a [Configuration<'a>],
+        twins: &'a [NoiseTwin],
+        poly_eval: PolyEval,
+    ) -> Self {
         let mut list = PassList {
             configs: Vec::new(),
             plans: Vec::new(),
@@ -363,7 +368,9 @@ fn open_noisy_backend<'a>(
     let mut noisy: Vec<usize> = twins.iter().flat_map(|t| t.plan.noisy_nodes()).collect();
     noisy.sort_unstable();
     noisy.dedup();
-    Ok(Some(Box::new(GpuNetwork::with_unfused(gpu, graph, req.scheme, &noisy)?)))
+    Ok(Some(Box::new(GpuNetwork::with_unfused(
+        gpu, graph, req.scheme, &noisy,
+    )?)))
 }
 
 fn run_info(

@@ -286,12 +286,8 @@ fn recomputed_statistics(config: &Value, path: &str, paired: &str, logit_error: 
 /// A twin's counts against its plaintext configuration, recomputed from the merged counts.
 fn recompute_twin(twin: &mut Value, images: u64) -> Result<(), String> {
     twin["agreement_plaintext"] = Value::from(percent(count_at(twin, "agree_plaintext_count")?, images));
-    twin["statistics_plaintext"] = recomputed_statistics(
-        twin,
-        "configs[].ckks",
-        "paired_plaintext",
-        "logit_error_plaintext",
-    )?;
+    twin["statistics_plaintext"] =
+        recomputed_statistics(twin, "configs[].ckks", "paired_plaintext", "logit_error_plaintext")?;
     Ok(())
 }
 

@@ -127,15 +127,11 @@ impl Tally {
         let same_sites =
             |a: &[SiteStats], b: &[SiteStats]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name);
         let same_configs = saved.approx.len() == fresh.approx.len()
-            && saved
-                .approx
-                .iter()
-                .zip(&fresh.approx)
-                .all(|(a, b)| {
-                    a.label == b.label
-                        && same_sites(&a.sites, &b.sites)
-                        && a.twin.as_ref().map(|t| t.base) == b.twin.as_ref().map(|t| t.base)
-                });
+            && saved.approx.iter().zip(&fresh.approx).all(|(a, b)| {
+                a.label == b.label
+                    && same_sites(&a.sites, &b.sites)
+                    && a.twin.as_ref().map(|t| t.base) == b.twin.as_ref().map(|t| t.base)
+            });
         if !same_configs || !same_sites(&saved.exact_sites, &fresh.exact_sites) {
             return Err("the resume state's configurations or sites differ from this run's".into());
         }

@@ -622,7 +622,11 @@ pub fn sweep_plot(r: &EvalReport) -> Plot {
     }
     let twins = twin_series(r);
     let twin_colors = [Color::GREEN, Color::PURPLE, Color::RED, Color::SLATE];
-    let drawn = if twins.len() <= twin_colors.len() { &twins[..] } else { &[] };
+    let drawn = if twins.len() <= twin_colors.len() {
+        &twins[..]
+    } else {
+        &[]
+    };
     for ((_, series), &color) in drawn.iter().zip(&twin_colors) {
         plot.polyline(points(series, |c| c.approx.top1), Stroke::solid(color, 1.5));
         for p in points(series, |c| c.approx.top1) {
@@ -666,7 +670,11 @@ fn twin_series(r: &EvalReport) -> Vec<(String, Vec<&ConfigReport>)> {
     let mut series: Vec<(String, Vec<&ConfigReport>)> = Vec::new();
     for c in &r.configs {
         let Some(t) = &c.ckks else { continue };
-        let name = c.label.strip_prefix(t.base.as_str()).unwrap_or(&c.label).trim_start_matches(" +");
+        let name = c
+            .label
+            .strip_prefix(t.base.as_str())
+            .unwrap_or(&c.label)
+            .trim_start_matches(" +");
         match series.iter_mut().find(|(n, _)| n == name) {
             Some((_, v)) => v.push(c),
             None => series.push((name.to_string(), vec![c])),
@@ -1040,5 +1048,4 @@ mod tests {
         assert!(svg.contains("cliff 12 bits"), "{svg}");
         assert!(svg.starts_with("<svg"));
     }
-
 }

@@ -1,8 +1,8 @@
 //! The evaluation report as text: the terminal summary and the sweep table (markdown, CSV).
 //! The plots are in [`super::plot`].
 
-use super::config::Mode;
 use super::ckks_noise::{CLIFF_TOLERANCE, PrecisionCurve};
+use super::config::Mode;
 use super::report::{ConfigReport, EvalReport, SiteReport};
 
 /// The terminal summary: accuracy side by side, then the sites closest to their bound.
@@ -135,7 +135,9 @@ fn twin_table(r: &EvalReport) -> String {
 
 /// "α=10 (ReLU): precision cliff 12 bits (top-1 within 0.5 points of plaintext 91.20%)".
 fn cliff_line(c: &PrecisionCurve) -> String {
-    let cliff = c.cliff_bits.map_or("none in the range".to_string(), |b| format!("{b:.0} bits"));
+    let cliff = c
+        .cliff_bits
+        .map_or("none in the range".to_string(), |b| format!("{b:.0} bits"));
     format!(
         "{}: precision cliff {cliff} (fewest bootstrapping bits keeping top-1 within {} points of plaintext {:.2}%)",
         c.label, CLIFF_TOLERANCE, c.plaintext_top1
@@ -148,7 +150,10 @@ fn row_name(c: &ConfigReport) -> String {
         Some(t) => format!(
             "{} +{}",
             c.alpha,
-            c.label.strip_prefix(t.base.as_str()).unwrap_or(&c.label).trim_start_matches(" +")
+            c.label
+                .strip_prefix(t.base.as_str())
+                .unwrap_or(&c.label)
+                .trim_start_matches(" +")
         ),
         None => c.alpha.to_string(),
     }

@@ -209,7 +209,11 @@ mod tests {
             let he = HeOrderSign::new(&composite);
             for i in -200..=200 {
                 let x = f64::from(i) / 200.0;
-                assert_eq!(he.eval(x).to_bits(), counted(&composite, x).to_bits(), "α={alpha} x={x}");
+                assert_eq!(
+                    he.eval(x).to_bits(),
+                    counted(&composite, x).to_bits(),
+                    "α={alpha} x={x}"
+                );
             }
         }
     }
