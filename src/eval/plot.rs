@@ -798,9 +798,9 @@ struct SiteRange {
     name: String,
     bound: f64,
     exact: f64,
-    /// Of the last configuration; None without approximate configurations.
+    /// Of the last plaintext configuration; None without approximate configurations.
     approx: Option<f64>,
-    /// Out-of-range or non-finite inputs in the last configuration.
+    /// Out-of-range or non-finite inputs in the last plaintext configuration.
     out: bool,
     /// |x| below which 99.9% of the exact inputs lie, to the log2 histogram's resolution.
     bulk: Option<f64>,
@@ -817,7 +817,7 @@ fn site_ranges(r: &EvalReport) -> Vec<SiteRange> {
         });
         bin.filter(|_| total > 0).map(|b| 2f64.powi(b as i32 + 1 + LOG2_MIN))
     };
-    match r.configs.last() {
+    match last_plaintext(r) {
         Some(c) => c
             .sites
             .iter()
@@ -847,6 +847,11 @@ fn site_ranges(r: &EvalReport) -> Vec<SiteRange> {
     }
 }
 
+/// The last plaintext configuration (a CKKS twin's ranges are its base's plus noise).
+fn last_plaintext(r: &EvalReport) -> Option<&ConfigReport> {
+    r.configs.iter().rev().find(|c| c.ckks.is_none())
+}
+
 /// "0.01", "1", "1000", "1e6": the label of 10^k.
 fn decade_label(k: i32) -> String {
     match k {
@@ -856,7 +861,7 @@ fn decade_label(k: i32) -> String {
     }
 }
 
-/// Per activation site (network order), the largest |x| the exact network and the last approximate
+/// Per activation site (network order), the largest |x| the exact network and the last plaintext approximate
 /// configuration saw, on a log scale, with each site's bound B as a step line; sites with inputs
 /// outside [-B, B] (or non-finite ones) in red.
 pub fn site_ranges_plot(r: &EvalReport) -> Plot {
@@ -867,7 +872,7 @@ pub fn site_ranges_plot(r: &EvalReport) -> Plot {
     let h = 420.0;
     let slot = (w - left - right) / n as f64;
     let mut plot = Plot::new(w, h);
-    let c = r.configs.last();
+    let c = last_plaintext(r);
     let which = c.map_or("exact network only".to_string(), |c| c.label.clone());
     let title = format!(
         "{} — max |x| per activation site ({which}; {} images)",
