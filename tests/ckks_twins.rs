@@ -276,6 +276,15 @@ fn merged_shards_with_twins_equal_the_single_run() {
         merged.to_str().unwrap(),
     ]);
     assert_eq!(code, Some(0), "{stderr}");
+    // the check gate accepts the merged report against the single run, twins included
+    let (code, stdout, stderr) = polycnn(&[
+        "check",
+        "--report",
+        merged.to_str().unwrap(),
+        "--baseline",
+        single.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     let (merged, single) = (untimed(read(&merged)), untimed(read(&single)));
     assert_eq!(merged, single);
     // 2 α × (1 plaintext + 3 precisions), and a precision curve per α

@@ -85,32 +85,37 @@ impl<'a> PassList<'a> {
         for (k, c) in configurations.iter().enumerate() {
             let base = list.configs.len();
             let plan = c.activation_plan(graph, &c.site_bounds);
-            for twin in twins.iter().filter(|t| t.base == k) {
-                list.configs.push(ApproxConfig {
+            let twin_plans: Vec<_> = twins
+                .iter()
+                .filter(|t| t.base == k)
+                .map(|t| (t, twin_plan(&plan, poly_eval)))
+                .collect();
+            list.push(c.config.clone(), plan, None, c.run());
+            for (twin, plan) in twin_plans {
+                let config = ApproxConfig {
                     label: twin.label.clone(),
                     ..c.config.clone()
-                });
-                list.plans.push(twin_plan(&plan, poly_eval));
-                list.twins.push(Some(TwinOf {
+                };
+                let of = TwinOf {
                     base,
                     noise: &twin.plan,
-                }));
-                list.runs.push(ConfigRun {
+                };
+                let run = ConfigRun {
                     he_cost: None,
                     twin: Some(twin.info.clone()),
                     ..c.run()
-                });
-            }
-            // the base goes first: rotate it in front of its twins
-            list.configs.insert(base, c.config.clone());
-            list.plans.insert(base, plan);
-            list.twins.insert(base, None);
-            list.runs.insert(base, c.run());
-            for t in list.twins[base + 1..].iter_mut().flatten() {
-                t.base = base;
+                };
+                list.push(config, plan, Some(of), run);
             }
         }
         list
+    }
+
+    fn push(&mut self, config: ApproxConfig<'a>, plan: ActivationPlan<'a>, twin: Option<TwinOf<'a>>, run: ConfigRun) {
+        self.configs.push(config);
+        self.plans.push(plan);
+        self.twins.push(twin);
+        self.runs.push(run);
     }
 }
 
