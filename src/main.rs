@@ -6,6 +6,7 @@ use polycnn::data::Interpolation;
 use polycnn::eval::BoundRule;
 use polycnn::eval::Mode;
 use polycnn::eval::check::{Verdict, compare_files, format_comparison};
+use polycnn::eval::ckks_noise::{PolyEval, parse_precisions};
 use polycnn::eval::command::run_eval;
 use polycnn::eval::merge::{ShardReport, merge_reports};
 use polycnn::eval::plan::{PlanRequest, format_plan, search_plan};
@@ -207,9 +208,21 @@ struct EvalArgs {
     #[arg(long)]
     plan: Option<PathBuf>,
     /// CKKS parameters (a shipped preset name or a JSON file): each configuration's `he_cost`
-    /// also carries its level model and bootstrap placement.
+    /// also carries its level model and bootstrap placement, and each approximate configuration
+    /// gets a "+ CKKS noise" twin in the same pass (the errors a CKKS evaluation adds, simulated).
     #[arg(long)]
     ckks: Option<String>,
+    /// Seed of the simulated CKKS noise (with --ckks); part of the resume key.
+    #[arg(long, default_value_t = 0)]
+    ckks_seed: u64,
+    /// Bootstrapping precision(s) in bits to simulate instead of the preset's: "20" or "8..30"
+    /// (one twin per precision; sweep also plots top-1 against it and reports the cliff).
+    #[arg(long)]
+    ckks_precision: Option<String>,
+    /// How the twins evaluate the composite: plain (as the plaintext configuration) or he (the
+    /// Chebyshev basis and baby-step giant-step order of an HE evaluator, in f64; CPU backend).
+    #[arg(long, default_value = "plain")]
+    ckks_poly_eval: String,
 }
 
 #[derive(Args)]
@@ -548,6 +561,9 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
     if args.batch == 0 {
         return Err("--batch must be at least 1".into());
     }
+    if args.ckks.is_none() && (args.ckks_seed != 0 || args.ckks_precision.is_some() || args.ckks_poly_eval != "plain") {
+        return Err("--ckks-seed, --ckks-precision and --ckks-poly-eval shape the CKKS twins: give --ckks too".into());
+    }
     Ok(EvalRequest {
         model,
         weights: args.source.weights.clone(),
@@ -581,6 +597,14 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
         predictions: args.predictions.is_some(),
         resume: args.resume.clone().or_else(|| args.json.as_deref().map(state_path_for)),
         stop_after_batches: args.stop_after_batches,
+        ckks_seed: args.ckks_seed,
+        ckks_precisions: args
+            .ckks_precision
+            .as_deref()
+            .map(parse_precisions)
+            .transpose()?
+            .unwrap_or_default(),
+        ckks_poly_eval: PolyEval::parse(&args.ckks_poly_eval)?,
     })
 }
 

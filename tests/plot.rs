@@ -78,6 +78,7 @@ fn report() -> EvalReport {
                 }
             })
             .collect(),
+        ckks: None,
     };
     EvalReport {
         polycnn_version: "test",
@@ -117,6 +118,7 @@ fn report() -> EvalReport {
         shard: None,
         plan: None,
         he_cost: Vec::new(),
+        ckks_precision: Vec::new(),
         predictions: Vec::new(),
     }
 }

@@ -289,10 +289,11 @@ pub fn bench_activation(gpu: Option<&Gpu>, elements: usize, repeats: usize) -> R
                 print_activation_row(rows.last().expect("just pushed"));
             }
         }
-        for precision in [Precision::F32, Precision::F64] {
+        for precision in [Precision::F32, Precision::F64, Precision::HeOrder] {
             let scheme = match precision {
                 Precision::F32 => format!("f32 {}", Isa::detect().name()),
                 Precision::F64 => "f64".into(),
+                Precision::HeOrder => "f64 HE order".into(),
             };
             rows.push(ActivationRow {
                 alpha,

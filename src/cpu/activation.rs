@@ -10,6 +10,7 @@
 
 use super::sign_f32::SignF32;
 use crate::exec::{Approx, Precision, SiteMode, SiteStats};
+use crate::he::poly_eval::HeOrderSign;
 use crate::model::{Shape, Window2d};
 use crate::poly::Composite;
 use crate::poly::activation::max_pool_scale;
@@ -26,6 +27,7 @@ impl SitePoly {
         match a.precision {
             Precision::F32 => SitePoly::F32(SignF32::new(a.composite)),
             Precision::F64 => SitePoly::F64(SignEvaluator::new(a.composite)),
+            Precision::HeOrder => SitePoly::F64(SignEvaluator::he_order(a.composite)),
         }
     }
 }
@@ -70,6 +72,8 @@ pub struct SignEvaluator {
     /// Per stage: the half-width b (inputs scaled t = x/b) and the Chebyshev coefficients.
     stages: Vec<(f64, Vec<f64>)>,
     fma: bool,
+    /// Set: evaluate in an HE evaluator's order instead of by Clenshaw (`--ckks-poly-eval he`).
+    he_order: Option<HeOrderSign>,
 }
 
 impl SignEvaluator {
@@ -79,12 +83,26 @@ impl SignEvaluator {
             .iter()
             .map(|p| (p.half_width.to_f64(), p.cheb.iter().map(|c| c.to_f64()).collect()))
             .collect();
-        SignEvaluator { stages, fma: has_fma() }
+        SignEvaluator {
+            stages,
+            fma: has_fma(),
+            he_order: None,
+        }
+    }
+
+    /// The composite in the basis and order an HE evaluator uses ([`HeOrderSign`]).
+    pub fn he_order(sign: &Composite) -> SignEvaluator {
+        SignEvaluator {
+            he_order: Some(HeOrderSign::new(sign)),
+            ..SignEvaluator::new(sign)
+        }
     }
 
     /// p(x) for every lane, in place.
     pub fn eval_lanes(&self, x: &mut [f64; LANES]) {
-        if self.fma {
+        if let Some(he) = &self.he_order {
+            he.eval_lanes(x);
+        } else if self.fma {
             // SAFETY: the CPU supports FMA (checked at construction).
             unsafe { self.eval_lanes_fma(x) }
         } else {

@@ -3,9 +3,10 @@
 //! choose their bounds, run the pass, describe the run and build its report.
 
 use super::bounds::{BoundRule, BoundSearch, Bounds, SiteBound, choose_bounds};
+use super::ckks_noise::{CkksNoiseRequest, NoiseTwin, PolyEval, build_twins, noisy_sites};
 use super::config::{ApproxConfig, Mode, PolyInfo, approx_plan, config_label};
 use super::dataset::open_selected;
-use super::pass::{PassInput, PassOptions, Tally, evaluate, evaluate_with};
+use super::pass::{PassInput, PassOptions, Tally, TwinOf, evaluate, evaluate_with};
 use super::plan_file::site_precisions;
 use super::prepared_plan::PreparedPlan;
 use super::preprocess::{PreprocessingInfo, checkpoint_warnings};
@@ -47,15 +48,124 @@ impl Configuration<'_> {
         }
     }
 
-    fn into_run(self) -> ConfigRun {
+    fn run(&self) -> ConfigRun {
         ConfigRun {
-            relu: self.config.relu,
-            maxpool: self.config.maxpool,
-            polynomial: self.polynomial,
-            site_bounds: self.site_bounds,
-            he_cost: self.he_cost,
+            relu: self.config.relu.clone(),
+            maxpool: self.config.maxpool.clone(),
+            polynomial: self.polynomial.clone(),
+            site_bounds: self.site_bounds.clone(),
+            he_cost: self.he_cost.clone(),
+            twin: None,
         }
     }
+}
+
+/// The evaluation pass's configurations in report order: each plaintext configuration followed
+/// by its "+ CKKS noise" twins (`--ckks`).
+struct PassList<'a> {
+    configs: Vec<ApproxConfig<'a>>,
+    plans: Vec<ActivationPlan<'a>>,
+    twins: Vec<Option<TwinOf<'a>>>,
+    runs: Vec<ConfigRun>,
+}
+
+impl<'a> PassList<'a> {
+    fn new(
+        graph: &Graph,
+        configurations: &'a [Configuration<'a>],
+        twins: &'a [NoiseTwin],
+        poly_eval: PolyEval,
+    ) -> Self {
+        let mut list = PassList {
+            configs: Vec::new(),
+            plans: Vec::new(),
+            twins: Vec::new(),
+            runs: Vec::new(),
+        };
+        for (k, c) in configurations.iter().enumerate() {
+            let base = list.configs.len();
+            let plan = c.activation_plan(graph, &c.site_bounds);
+            let twin_plans: Vec<_> = twins
+                .iter()
+                .filter(|t| t.base == k)
+                .map(|t| (t, twin_plan(&plan, poly_eval)))
+                .collect();
+            list.push(c.config.clone(), plan, None, c.run());
+            for (twin, plan) in twin_plans {
+                let config = ApproxConfig {
+                    label: twin.label.clone(),
+                    ..c.config.clone()
+                };
+                let of = TwinOf {
+                    base,
+                    noise: &twin.plan,
+                };
+                let run = ConfigRun {
+                    he_cost: None,
+                    twin: Some(twin.info.clone()),
+                    ..c.run()
+                };
+                list.push(config, plan, Some(of), run);
+            }
+        }
+        list
+    }
+
+    fn push(&mut self, config: ApproxConfig<'a>, plan: ActivationPlan<'a>, twin: Option<TwinOf<'a>>, run: ConfigRun) {
+        self.configs.push(config);
+        self.plans.push(plan);
+        self.twins.push(twin);
+        self.runs.push(run);
+    }
+}
+
+/// A twin's plan: its base's, with the composite evaluated in HE order where asked.
+fn twin_plan<'a>(base: &ActivationPlan<'a>, poly_eval: PolyEval) -> ActivationPlan<'a> {
+    match poly_eval {
+        PolyEval::Plain => base.clone(),
+        PolyEval::He => ActivationPlan {
+            modes: base.modes.iter().map(|m| m.in_precision(Precision::HeOrder)).collect(),
+            noise: None,
+        },
+    }
+}
+
+/// The "+ CKKS noise" twins of the configurations (`--ckks`; none without it). A ReLU polynomial
+/// baseline gets none: the noise and level models know composites only.
+fn ckks_twins(req: &EvalRequest, graph: &Graph, configurations: &[Configuration]) -> Result<Vec<NoiseTwin>, AnyError> {
+    let Some(preset) = &req.ckks else {
+        return Ok(Vec::new());
+    };
+    if req.gpu && req.ckks_poly_eval == PolyEval::He {
+        return Err("--ckks-poly-eval he evaluates the composite in f64 on the CPU: use --backend cpu".into());
+    }
+    let noise_req = CkksNoiseRequest {
+        preset: preset.clone(),
+        seed: req.ckks_seed,
+        precisions: req.ckks_precisions.clone(),
+        poly_eval: req.ckks_poly_eval,
+    };
+    let shapes = graph.shapes()?;
+    let plans: Vec<ActivationPlan> = configurations
+        .iter()
+        .map(|c| c.activation_plan(graph, &c.site_bounds))
+        .collect();
+    let (mut sites, mut labels, mut index) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, (c, plan)) in configurations.iter().zip(&plans).enumerate() {
+        match noisy_sites(plan) {
+            Some(s) => {
+                sites.push(s);
+                labels.push(c.config.label.clone());
+                index.push(k);
+            }
+            None => log::warn!("{}: a ReLU polynomial baseline gets no CKKS twin", c.config.label),
+        }
+    }
+    let mut twins = build_twins(graph, &shapes, &sites, &labels, &noise_req)?;
+    for t in &mut twins {
+        t.base = index[t.base];
+    }
+    Ok(twins)
 }
 
 /// Runs the evaluation the request describes; `gpu` is used when `req.gpu` is set.
@@ -95,8 +205,14 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     let searches = set_site_bounds(&mut configurations, &bounds, count, &search_pass, &resume)?;
     // Bounds above came from the same images in every shard; only the evaluation is split.
     let evaluated = req.shard.map_or(0..count, |s| s.range(count));
-    let input = pass(evaluated.collect(), "exact + approximate");
-    let tally = evaluate_configurations(req, &configurations, &input, resume.pass(&configurations).as_ref())?;
+    let twins = ckks_twins(req, graph, &configurations)?;
+    let list = PassList::new(graph, &configurations, &twins, req.ckks_poly_eval);
+    let noisy_backend = open_noisy_backend(req, gpu, graph, &twins)?;
+    let input = PassInput {
+        backend: noisy_backend.as_deref().unwrap_or(backend.as_ref()),
+        ..pass(evaluated.collect(), "exact + approximate")
+    };
+    let tally = evaluate_configurations(req, &list, &input, resume.pass(&configurations).as_ref())?;
     resume.finish(&configurations)?;
     let info = run_info(&resume, gpu, &network, backend.name(), selection, dataset.len())?;
     Ok(build_report(RunDescription {
@@ -109,7 +225,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
             search: searches,
             ..bounds
         },
-        configs: configurations.into_iter().map(Configuration::into_run).collect(),
+        configs: list.runs,
         shard: req.shard.map(|s| s.info(count)),
         plan: prepared.map(|p| p.plan().clone()),
     }))
@@ -129,21 +245,17 @@ fn images_to_evaluate(req: &EvalRequest, count: usize) -> Result<usize, AnyError
 /// The evaluation pass over every configuration, saving its state after each batch when resumable.
 fn evaluate_configurations(
     req: &EvalRequest,
-    configurations: &[Configuration],
+    list: &PassList,
     input: &PassInput,
     checkpoint: Option<&Checkpoint>,
 ) -> Result<Tally, AnyError> {
-    let plans: Vec<_> = configurations
-        .iter()
-        .map(|c| c.activation_plan(input.graph, &c.site_bounds))
-        .collect();
-    let configs: Vec<ApproxConfig> = configurations.iter().map(|c| c.config.clone()).collect();
     let options = PassOptions {
         predictions: req.predictions,
         checkpoint,
         stop_after_batches: req.stop_after_batches,
+        twins: &list.twins,
     };
-    Ok(evaluate_with(input, &configs, &plans, &options)?)
+    Ok(evaluate_with(input, &list.configs, &list.plans, &options)?)
 }
 
 /// What identifies a run (the request, the weights' content, the images): the key of its resume
@@ -245,6 +357,25 @@ fn open_backend<'a>(
         (true, None) => return Err("--backend gpu: no GPU adapter (use --backend cpu)".into()),
         (false, _) => Box::new(CpuBackend),
     })
+}
+
+/// The GPU network for a pass with CKKS twins: the nodes they add noise to stay unfused, so the
+/// noise lands between a node and its consumers (the CPU backend needs nothing; None then).
+fn open_noisy_backend<'a>(
+    req: &EvalRequest,
+    gpu: Option<&'a Gpu>,
+    graph: &'a Graph,
+    twins: &[NoiseTwin],
+) -> Result<Option<Box<dyn Backend + 'a>>, AnyError> {
+    let (true, Some(gpu)) = (req.gpu && !twins.is_empty(), gpu) else {
+        return Ok(None);
+    };
+    let mut noisy: Vec<usize> = twins.iter().flat_map(|t| t.plan.noisy_nodes()).collect();
+    noisy.sort_unstable();
+    noisy.dedup();
+    Ok(Some(Box::new(GpuNetwork::with_unfused(
+        gpu, graph, req.scheme, &noisy,
+    )?)))
 }
 
 fn run_info(

@@ -9,6 +9,7 @@
 //! the field: a field added to the report later is therefore safe by default (it must agree).
 //! `seconds` becomes the summed compute time of the shards.
 
+use super::ckks_noise::{TwinPoint, precision_curves};
 use super::report::{ConfigStatistics, exact_top1_interval};
 use super::shard::{Shard, ShardInfo};
 use super::stats::{LogitError, Paired};
@@ -51,12 +52,22 @@ fn rule(path: &str) -> Rule {
         | "configs[].paired.approx_only"
         | "configs[].logit_error.logits"
         | "configs[].logit_error.sum_abs"
-        | "configs[].logit_error.non_finite" => Rule::Sum,
+        | "configs[].logit_error.non_finite"
+        | "configs[].ckks.agree_plaintext_count"
+        | "configs[].ckks.paired_plaintext.images"
+        | "configs[].ckks.paired_plaintext.both_right"
+        | "configs[].ckks.paired_plaintext.exact_only"
+        | "configs[].ckks.paired_plaintext.approx_only"
+        | "configs[].ckks.logit_error_plaintext.logits"
+        | "configs[].ckks.logit_error_plaintext.sum_abs"
+        | "configs[].ckks.logit_error_plaintext.non_finite" => Rule::Sum,
         "exact_sites[].max_abs"
         | "configs[].sites[].exact_max_abs"
         | "configs[].sites[].approx_max_abs"
         | "configs[].logit_error.max_abs"
-        | "configs[].logit_error.max_relative" => Rule::Max,
+        | "configs[].logit_error.max_relative"
+        | "configs[].ckks.logit_error_plaintext.max_abs"
+        | "configs[].ckks.logit_error_plaintext.max_relative" => Rule::Max,
         "failures" => Rule::Concat,
         "shard"
         | "images_per_second"
@@ -66,7 +77,10 @@ fn rule(path: &str) -> Rule {
         | "configs[].approx.top5"
         | "configs[].agreement"
         | "exact_top1_interval"
-        | "configs[].statistics" => Rule::Recomputed,
+        | "configs[].statistics"
+        | "configs[].ckks.agreement_plaintext"
+        | "configs[].ckks.statistics_plaintext"
+        | "ckks_precision" => Rule::Recomputed,
         _ => Rule::Same,
     }
 }
@@ -255,18 +269,46 @@ fn count_at(v: &Value, field: &str) -> Result<u64, String> {
 }
 
 /// Accuracy percentages, agreement and throughput from the merged counts; no `shard` any more.
-/// A configuration's statistics from its merged counts.
-fn recomputed_statistics(config: &Value) -> Result<Value, String> {
+/// Statistics from merged counts: `paired` and `logit_error` of `config` (at `path`).
+fn recomputed_statistics(config: &Value, path: &str, paired: &str, logit_error: &str) -> Result<Value, String> {
     let read = |field: &str| {
         config
             .get(field)
             .cloned()
-            .ok_or_else(|| format!("configs[].{field} missing"))
+            .ok_or_else(|| format!("{path}.{field} missing"))
     };
-    let paired: Paired = serde_json::from_value(read("paired")?).map_err(|e| format!("configs[].paired: {e}"))?;
+    let paired: Paired = serde_json::from_value(read(paired)?).map_err(|e| format!("{path}.{paired}: {e}"))?;
     let logits: LogitError =
-        serde_json::from_value(read("logit_error")?).map_err(|e| format!("configs[].logit_error: {e}"))?;
+        serde_json::from_value(read(logit_error)?).map_err(|e| format!("{path}.{logit_error}: {e}"))?;
     serde_json::to_value(ConfigStatistics::of(&paired, &logits)).map_err(|e| e.to_string())
+}
+
+/// A twin's counts against its plaintext configuration, recomputed from the merged counts.
+fn recompute_twin(twin: &mut Value, images: u64) -> Result<(), String> {
+    twin["agreement_plaintext"] = Value::from(percent(count_at(twin, "agree_plaintext_count")?, images));
+    twin["statistics_plaintext"] =
+        recomputed_statistics(twin, "configs[].ckks", "paired_plaintext", "logit_error_plaintext")?;
+    Ok(())
+}
+
+/// The precision curves from the merged configurations.
+fn recomputed_precision_curves(configs: &[Value]) -> Result<Value, String> {
+    let top1 = |c: &Value| c["approx"]["top1"].as_f64().unwrap_or(f64::NAN);
+    let points: Vec<TwinPoint> = configs
+        .iter()
+        .filter_map(|c| {
+            let twin = c.get("ckks").filter(|t| !t.is_null())?;
+            let base = twin["base"].as_str()?;
+            let base_config = configs.iter().find(|b| b["label"].as_str() == Some(base))?;
+            Some(TwinPoint {
+                base: base.to_string(),
+                base_top1: top1(base_config),
+                bits: twin["bootstrap_precision_bits"].as_f64(),
+                top1: top1(c),
+            })
+        })
+        .collect();
+    serde_json::to_value(precision_curves(&points)).map_err(|e| e.to_string())
 }
 
 fn recompute_percentages(r: &mut Value) -> Result<(), String> {
@@ -287,9 +329,16 @@ fn recompute_percentages(r: &mut Value) -> Result<(), String> {
             set_accuracy(&mut c["approx"])?;
             c["agreement"] = Value::from(percent(count_at(c, "agree_count")?, images));
             if c.get("statistics").is_some() {
-                c["statistics"] = recomputed_statistics(c)?;
+                c["statistics"] = recomputed_statistics(c, "configs[]", "paired", "logit_error")?;
+            }
+            if let Some(twin) = c.get_mut("ckks").filter(|t| !t.is_null()) {
+                recompute_twin(twin, images)?;
             }
         }
+    }
+    if r.get("ckks_precision").is_some() {
+        let configs = r["configs"].as_array().cloned().unwrap_or_default();
+        r["ckks_precision"] = recomputed_precision_curves(&configs)?;
     }
     r["images_per_second"] = Value::from(images as f64 / seconds.max(1e-9));
     r["shard"] = Value::Null;

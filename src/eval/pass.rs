@@ -9,6 +9,7 @@ use crate::data::Dataset;
 use crate::data::Normalize;
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::exec::{ActivationPlan, Backend, Progress, SiteStats};
+use crate::he::{NoisePlan, NoiseRun};
 use crate::model::{Batch, Graph, Shape};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -34,6 +35,32 @@ pub struct ApproxTally {
     /// Approximate vs exact logits.
     pub logit_error: LogitError,
     pub sites: Vec<SiteStats>,
+    /// A "+ CKKS noise" twin's counts against the plaintext configuration it shadows.
+    #[serde(default)]
+    pub twin: Option<TwinTally>,
+}
+
+/// A twin against its base (the plaintext approximation it shadows), counted as `ApproxTally`
+/// counts a configuration against exact.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TwinTally {
+    /// Index of the base configuration in the pass.
+    pub base: usize,
+    /// Images whose twin top-1 equals the base's top-1.
+    pub agree_base: u64,
+    /// Base vs twin top-1 correctness, image by image ("exact" = the base).
+    pub paired_base: Paired,
+    /// Twin vs base logits.
+    pub logit_error_base: LogitError,
+}
+
+/// A configuration that is another's "+ CKKS noise" twin: its plan runs with `noise` added,
+/// keyed by each image's dataset index.
+#[derive(Clone, Copy, Debug)]
+pub struct TwinOf<'a> {
+    /// Index of the base configuration (earlier in the pass).
+    pub base: usize,
+    pub noise: &'a NoisePlan,
 }
 
 /// Everything counted in a pass.
@@ -51,7 +78,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn new(graph: &Graph, configs: &[ApproxConfig]) -> Tally {
+    fn new(graph: &Graph, configs: &[ApproxConfig], twins: &[Option<TwinOf>]) -> Tally {
         let empty = || {
             graph
                 .sites
@@ -65,7 +92,8 @@ impl Tally {
             exact_sites: empty(),
             approx: configs
                 .iter()
-                .map(|c| ApproxTally {
+                .enumerate()
+                .map(|(k, c)| ApproxTally {
                     label: c.label.clone(),
                     alpha: c.alpha,
                     hits: Hits::default(),
@@ -73,6 +101,12 @@ impl Tally {
                     paired: Paired::default(),
                     logit_error: LogitError::default(),
                     sites: empty(),
+                    twin: twins.get(k).copied().flatten().map(|t| TwinTally {
+                        base: t.base,
+                        agree_base: 0,
+                        paired_base: Paired::default(),
+                        logit_error_base: LogitError::default(),
+                    }),
                 })
                 .collect(),
             failures: Vec::new(),
@@ -83,16 +117,21 @@ impl Tally {
 
     /// A tally read back from a resume state: the same configurations and sites as this run's,
     /// with the site kinds (not written) taken from the graph.
-    fn restored(graph: &Graph, configs: &[ApproxConfig], mut saved: Tally) -> Result<Tally, String> {
-        let fresh = Tally::new(graph, configs);
+    fn restored(
+        graph: &Graph,
+        configs: &[ApproxConfig],
+        twins: &[Option<TwinOf>],
+        mut saved: Tally,
+    ) -> Result<Tally, String> {
+        let fresh = Tally::new(graph, configs, twins);
         let same_sites =
             |a: &[SiteStats], b: &[SiteStats]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name);
         let same_configs = saved.approx.len() == fresh.approx.len()
-            && saved
-                .approx
-                .iter()
-                .zip(&fresh.approx)
-                .all(|(a, b)| a.label == b.label && same_sites(&a.sites, &b.sites));
+            && saved.approx.iter().zip(&fresh.approx).all(|(a, b)| {
+                a.label == b.label
+                    && same_sites(&a.sites, &b.sites)
+                    && a.twin.as_ref().map(|t| t.base) == b.twin.as_ref().map(|t| t.base)
+            });
         if !same_configs || !same_sites(&saved.exact_sites, &fresh.exact_sites) {
             return Err("the resume state's configurations or sites differ from this run's".into());
         }
@@ -153,6 +192,8 @@ pub struct PassOptions<'a> {
     /// Stop with an error after this many batches in all, as an interruption would (tests of
     /// the resume path).
     pub stop_after_batches: Option<usize>,
+    /// Per configuration (empty: none): the "+ CKKS noise" twin it is, if it is one.
+    pub twins: &'a [Option<TwinOf<'a>>],
 }
 
 /// One pass: every batch through the exact network and each plan; counts accumulated.
@@ -174,14 +215,15 @@ pub fn evaluate_with(
     let (mut tally, mut batches_done, seconds_before) =
         match options.checkpoint.map(|c| c.load::<Tally>()).transpose()? {
             Some(Some(state)) => {
-                let tally = Tally::restored(graph, configs, state.progress)
+                let tally = Tally::restored(graph, configs, options.twins, state.progress)
                     .map_err(|e| format!("{}: {e}", options.checkpoint.expect("loaded").path.display()))?;
                 (tally, state.batches_done, state.seconds)
             }
-            _ => (Tally::new(graph, configs), 0, 0.0),
+            _ => (Tally::new(graph, configs, options.twins), 0, 0.0),
         };
     let shape = graph.input;
     let data_shape = input.dataset.shape();
+    check_twins(configs.len(), options.twins)?;
     if [shape.c, shape.h, shape.w] != data_shape {
         return Err(format!(
             "{} takes {}x{}x{} images but the dataset gives {}x{}x{}",
@@ -209,7 +251,7 @@ pub fn evaluate_with(
         progress.advance(batch.failures.len() as u64);
         if !batch.is_empty() {
             let images = batch.len() as u64;
-            count_batch(input, &exact_plan, plans, batch, options.predictions, &mut tally)?;
+            count_batch(input, &exact_plan, plans, batch, options, &mut tally)?;
             progress.advance(images);
         }
         batches_done += 1;
@@ -222,13 +264,28 @@ pub fn evaluate_with(
     Ok(tally)
 }
 
+/// Twins shadow an earlier configuration of the pass.
+fn check_twins(configs: usize, twins: &[Option<TwinOf>]) -> Result<(), String> {
+    for (k, t) in twins.iter().enumerate() {
+        if let Some(t) = t
+            && (t.base >= k || k >= configs)
+        {
+            return Err(format!(
+                "configuration {k} of {configs} is the CKKS twin of configuration {}, which does not precede it",
+                t.base
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs one batch through the exact network and every plan and counts it.
 fn count_batch(
     input: &PassInput,
     exact_plan: &ActivationPlan,
     plans: &[ActivationPlan],
     batch: crate::data::loader::LoadedBatch,
-    predictions: bool,
+    options: &PassOptions,
     tally: &mut Tally,
 ) -> Result<(), String> {
     let (graph, shape) = (input.graph, input.graph.input);
@@ -237,9 +294,29 @@ fn count_batch(
     let exact_ranked = top5(&exact.logits, exact.classes);
     add_hits(&mut tally.exact, hits(&exact_ranked, &batch.labels));
     merge_sites(&mut tally.exact_sites, &exact.sites);
-    let mut approx_logits = Vec::with_capacity(plans.len());
-    for (approx_tally, plan) in tally.approx.iter_mut().zip(plans) {
-        let approx = input.backend.run(graph, &images, plan)?;
+    // the dataset index keys each image's noise: batches, shards and reruns draw the same
+    let noise_keys = batch
+        .indices
+        .iter()
+        .map(|&i| u32::try_from(i).map_err(|_| format!("image index {i} beyond the noise generator's 2^32")))
+        .collect::<Result<Vec<u32>, String>>()?;
+    let mut approx_logits: Vec<Vec<f32>> = Vec::with_capacity(plans.len());
+    let mut approx_ranked: Vec<Vec<Vec<usize>>> = Vec::with_capacity(plans.len());
+    for (k, (approx_tally, plan)) in tally.approx.iter_mut().zip(plans).enumerate() {
+        let twin = options.twins.get(k).copied().flatten();
+        let approx = match twin {
+            Some(t) => {
+                let noisy = ActivationPlan {
+                    noise: Some(NoiseRun {
+                        plan: t.noise,
+                        images: &noise_keys,
+                    }),
+                    ..plan.clone()
+                };
+                input.backend.run(graph, &images, &noisy)?
+            }
+            None => input.backend.run(graph, &images, plan)?,
+        };
         let ranked = top5(&approx.logits, approx.classes);
         add_hits(&mut approx_tally.hits, hits(&ranked, &batch.labels));
         for ((a, e), &label) in ranked.iter().zip(&exact_ranked).zip(&batch.labels) {
@@ -248,8 +325,20 @@ fn count_batch(
                 .paired
                 .add(e.first() == Some(&label), a.first() == Some(&label));
         }
+        if let (Some(t), Some(counts)) = (twin, approx_tally.twin.as_mut()) {
+            count_against_base(counts, &ranked, &approx_ranked[t.base], &batch.labels);
+            let classes = approx.classes;
+            for (row, base_row) in approx
+                .logits
+                .chunks_exact(classes)
+                .zip(approx_logits[t.base].chunks_exact(classes))
+            {
+                _ = counts.logit_error_base.add_image(base_row, row);
+            }
+        }
         merge_sites(&mut approx_tally.sites, &approx.sites);
         approx_logits.push(approx.logits);
+        approx_ranked.push(ranked);
     }
     // Logit errors image by image, in image order (the sums then do not depend on the batch's
     // split over threads); the rows only when asked for.
@@ -260,7 +349,7 @@ fn count_batch(
             .iter()
             .map(|l| &l[i * classes..(i + 1) * classes])
             .collect();
-        if predictions {
+        if options.predictions {
             let image = input.dataset.describe(batch.indices[i]);
             tally.predictions.push(Prediction::of_image(
                 image,
@@ -281,6 +370,16 @@ fn count_batch(
     }
     tally.images += images.n as u64;
     Ok(())
+}
+
+/// A twin's top-1 against its base's, image by image.
+fn count_against_base(counts: &mut TwinTally, twin: &[Vec<usize>], base: &[Vec<usize>], labels: &[usize]) {
+    for ((t, b), &label) in twin.iter().zip(base).zip(labels) {
+        counts.agree_base += (t.first() == b.first()) as u64;
+        counts
+            .paired_base
+            .add(b.first() == Some(&label), t.first() == Some(&label));
+    }
 }
 
 fn add_hits(total: &mut Hits, h: Hits) {

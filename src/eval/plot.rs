@@ -10,7 +10,8 @@
 //! α, the exact accuracy as a dashed line) and [`site_ranges_plot`] (per activation site, the
 //! largest |x| seen by the exact and the approximate network on a log scale, against the bound B).
 
-use super::report::EvalReport;
+use super::ckks_noise::PrecisionCurve;
+use super::report::{ConfigReport, EvalReport};
 use crate::exec::LOG2_MIN;
 use image::{Rgb, RgbImage};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ impl Color {
     pub const RED: Color = Color(0xd6, 0x27, 0x28);
     pub const PALE_RED: Color = Color(0xfb, 0xe0, 0xe0);
     pub const SLATE: Color = Color(0xa0, 0xb4, 0xc8);
+    pub const GREEN: Color = Color(0x2c, 0xa0, 0x2c);
+    pub const PURPLE: Color = Color(0x94, 0x67, 0xbd);
 
     /// `#rrggbb`.
     pub fn hex(self) -> String {
@@ -602,16 +605,33 @@ pub fn sweep_plot(r: &EvalReport) -> Plot {
     );
     let label = format!("exact {:.2}%", r.exact.top1);
     plot.text((x_end, y_exact - 4.0), label, 12.0, Anchor::End, Color::GRAY);
-    let points = |pick: fn(&super::report::ConfigReport) -> f64| {
-        r.configs
+    let plaintext: Vec<&ConfigReport> = r.configs.iter().filter(|c| c.ckks.is_none()).collect();
+    let points = |configs: &[&ConfigReport], pick: fn(&ConfigReport) -> f64| {
+        configs
             .iter()
             .map(|c| (x(c.alpha as f64), y(pick(c))))
             .collect::<Vec<_>>()
     };
-    plot.polyline(points(|c| c.approx.top1), Stroke::solid(Color::BLUE, 2.0));
-    plot.polyline(points(|c| c.agreement), Stroke::dashed(Color::ORANGE, 2.0, 3.0, 3.0));
-    for p in points(|c| c.approx.top1) {
+    plot.polyline(points(&plaintext, |c| c.approx.top1), Stroke::solid(Color::BLUE, 2.0));
+    plot.polyline(
+        points(&plaintext, |c| c.agreement),
+        Stroke::dashed(Color::ORANGE, 2.0, 3.0, 3.0),
+    );
+    for p in points(&plaintext, |c| c.approx.top1) {
         plot.circle(p, 3.0, Color::BLUE);
+    }
+    let twins = twin_series(r);
+    let twin_colors = [Color::GREEN, Color::PURPLE, Color::RED, Color::SLATE];
+    let drawn = if twins.len() <= twin_colors.len() {
+        &twins[..]
+    } else {
+        &[]
+    };
+    for ((_, series), &color) in drawn.iter().zip(&twin_colors) {
+        plot.polyline(points(series, |c| c.approx.top1), Stroke::solid(color, 1.5));
+        for p in points(series, |c| c.approx.top1) {
+            plot.circle(p, 2.5, color);
+        }
     }
     // legend: a sample of each line and its name
     let (lx, ly) = (left + 10.0, top + 14.0);
@@ -631,6 +651,110 @@ pub fn sweep_plot(r: &EvalReport) -> Plot {
         Anchor::Start,
         Color::ORANGE,
     );
+    for (i, ((name, _), &color)) in drawn.iter().zip(&twin_colors).enumerate() {
+        let ly = ly + 16.0 * (i + 1) as f64;
+        plot.line((lx, ly - 4.0), (lx + 20.0, ly - 4.0), Stroke::solid(color, 1.5));
+        plot.text((lx + 26.0, ly), format!("top-1 +{name}"), 12.0, Anchor::Start, color);
+    }
+    if drawn.len() < twins.len() {
+        let ly = ly + 16.0;
+        let note = format!("{} CKKS twin series: see precision.svg", twins.len());
+        plot.text((lx + 26.0, ly), note, 12.0, Anchor::Start, Color::GRAY);
+    }
+    plot
+}
+
+/// The CKKS twins grouped by what they simulate (the label after the base's: " CKKS P @ b
+/// bits"), each group in α order as the configurations come.
+fn twin_series(r: &EvalReport) -> Vec<(String, Vec<&ConfigReport>)> {
+    let mut series: Vec<(String, Vec<&ConfigReport>)> = Vec::new();
+    for c in &r.configs {
+        let Some(t) = &c.ckks else { continue };
+        let name = c
+            .label
+            .strip_prefix(t.base.as_str())
+            .unwrap_or(&c.label)
+            .trim_start_matches(" +");
+        match series.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => v.push(c),
+            None => series.push((name.to_string(), vec![c])),
+        }
+    }
+    series
+}
+
+/// Top-1 against bootstrapping precision, one curve per configuration, each with its plaintext
+/// top-1 (dashed) and its cliff (a vertical mark).
+pub fn precision_plot(title: &str, curves: &[PrecisionCurve]) -> Plot {
+    let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 20.0, 40.0, 50.0);
+    let mut plot = Plot::new(w, h);
+    let bits = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0));
+    let (b_min, b_max) = bits.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), b| (lo.min(b), hi.max(b)));
+    let (b_min, b_max) = if b_min.is_finite() && b_max > b_min {
+        (b_min, b_max)
+    } else {
+        (0.0, 32.0)
+    };
+    let values = curves
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.1).chain([c.plaintext_top1]));
+    let y_min = (values.fold(100.0f64, f64::min) / 10.0).floor() * 10.0;
+    let x = |b: f64| left + (b - b_min) / (b_max - b_min) * (w - left - right);
+    let y = |v: f64| top + (100.0 - v) / (100.0 - y_min).max(1.0) * (h - top - bottom);
+    let (x_end, y_axis) = (w - right, h - bottom);
+    plot.text((w / 2.0, 20.0), title, 14.0, Anchor::Middle, Color::BLACK);
+    percent_grid_and_axes(&mut plot, y_min, &y, (left, top), (x_end, y_axis));
+    let step = ((b_max - b_min) / 10.0).ceil().max(1.0);
+    let mut b = b_min;
+    while b <= b_max + 1e-9 {
+        plot.line((x(b), y_axis), (x(b), y_axis + 4.0), Stroke::solid(Color::BLACK, 1.0));
+        plot.text(
+            (x(b), y_axis + 18.0),
+            format!("{b:.0}"),
+            12.0,
+            Anchor::Middle,
+            Color::BLACK,
+        );
+        b += step;
+    }
+    plot.text(
+        (w / 2.0, h - 12.0),
+        "bootstrapping precision (bits: error std 2^-bits)",
+        12.0,
+        Anchor::Middle,
+        Color::BLACK,
+    );
+    let palette = [Color::BLUE, Color::ORANGE, Color::GRAY, Color::BLACK];
+    for (i, c) in curves.iter().enumerate() {
+        let color = palette[i % palette.len()];
+        let pts: Vec<(f64, f64)> = c.points.iter().map(|&(b, t)| (x(b), y(t))).collect();
+        plot.polyline(pts.clone(), Stroke::solid(color, 2.0));
+        pts.iter().for_each(|&p| plot.circle(p, 3.0, color));
+        plot.line(
+            (left, y(c.plaintext_top1)),
+            (x_end, y(c.plaintext_top1)),
+            Stroke::dashed(color, 1.0, 6.0, 4.0),
+        );
+        if let Some(cliff) = c.cliff_bits {
+            plot.line(
+                (x(cliff), top),
+                (x(cliff), y_axis),
+                Stroke::dashed(color, 1.0, 2.0, 3.0),
+            );
+        }
+        let cliff = c.cliff_bits.map_or("none".to_string(), |b| format!("{b:.0} bits"));
+        let ly = top + 14.0 + 16.0 * i as f64;
+        plot.text(
+            (x_end - 4.0, ly),
+            format!(
+                "{}: cliff {cliff} (dashed: plaintext {:.2}%)",
+                c.label, c.plaintext_top1
+            ),
+            11.0,
+            Anchor::End,
+            color,
+        );
+    }
     plot
 }
 
@@ -674,9 +798,9 @@ struct SiteRange {
     name: String,
     bound: f64,
     exact: f64,
-    /// Of the last configuration; None without approximate configurations.
+    /// Of the last plaintext configuration; None without approximate configurations.
     approx: Option<f64>,
-    /// Out-of-range or non-finite inputs in the last configuration.
+    /// Out-of-range or non-finite inputs in the last plaintext configuration.
     out: bool,
     /// |x| below which 99.9% of the exact inputs lie, to the log2 histogram's resolution.
     bulk: Option<f64>,
@@ -693,7 +817,7 @@ fn site_ranges(r: &EvalReport) -> Vec<SiteRange> {
         });
         bin.filter(|_| total > 0).map(|b| 2f64.powi(b as i32 + 1 + LOG2_MIN))
     };
-    match r.configs.last() {
+    match last_plaintext(r) {
         Some(c) => c
             .sites
             .iter()
@@ -723,6 +847,11 @@ fn site_ranges(r: &EvalReport) -> Vec<SiteRange> {
     }
 }
 
+/// The last plaintext configuration (a CKKS twin's ranges are its base's plus noise).
+fn last_plaintext(r: &EvalReport) -> Option<&ConfigReport> {
+    r.configs.iter().rev().find(|c| c.ckks.is_none())
+}
+
 /// "0.01", "1", "1000", "1e6": the label of 10^k.
 fn decade_label(k: i32) -> String {
     match k {
@@ -732,7 +861,7 @@ fn decade_label(k: i32) -> String {
     }
 }
 
-/// Per activation site (network order), the largest |x| the exact network and the last approximate
+/// Per activation site (network order), the largest |x| the exact network and the last plaintext approximate
 /// configuration saw, on a log scale, with each site's bound B as a step line; sites with inputs
 /// outside [-B, B] (or non-finite ones) in red.
 pub fn site_ranges_plot(r: &EvalReport) -> Plot {
@@ -743,7 +872,7 @@ pub fn site_ranges_plot(r: &EvalReport) -> Plot {
     let h = 420.0;
     let slot = (w - left - right) / n as f64;
     let mut plot = Plot::new(w, h);
-    let c = r.configs.last();
+    let c = last_plaintext(r);
     let which = c.map_or("exact network only".to_string(), |c| c.label.clone());
     let title = format!(
         "{} — max |x| per activation site ({which}; {} images)",
@@ -892,9 +1021,13 @@ pub fn site_ranges_png(r: &EvalReport) -> RgbImage {
 /// Writes sweep.svg, sweep.png, site_ranges.svg and site_ranges.png into `dir` (which must exist);
 /// returns their paths.
 pub fn write_plots(r: &EvalReport, dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let (sweep, ranges) = (sweep_plot(r), site_ranges_plot(r));
+    let mut plots = vec![("sweep", sweep_plot(r)), ("site_ranges", site_ranges_plot(r))];
+    if !r.ckks_precision.is_empty() {
+        let title = format!("{} — top-1 vs bootstrapping precision ({} images)", r.model, r.images);
+        plots.push(("precision", precision_plot(&title, &r.ckks_precision)));
+    }
     let mut written = Vec::new();
-    for (name, plot) in [("sweep", &sweep), ("site_ranges", &ranges)] {
+    for (name, plot) in &plots {
         let svg = dir.join(format!("{name}.svg"));
         std::fs::write(&svg, plot.to_svg()).map_err(|e| format!("writing {}: {e}", svg.display()))?;
         written.push(svg);
@@ -905,4 +1038,19 @@ pub fn write_plots(r: &EvalReport, dir: &Path) -> Result<Vec<PathBuf>, String> {
         written.push(png);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_plot_draws_each_curve_and_its_cliff() {
+        let curve = PrecisionCurve::new("α=10".into(), 91.0, vec![(12.0, 90.8), (8.0, 10.0), (10.0, 80.0)]);
+        assert_eq!(curve.points[0].0, 8.0);
+        assert_eq!(curve.cliff_bits, Some(12.0));
+        let svg = precision_plot("resnet20", &[curve]).to_svg();
+        assert!(svg.contains("cliff 12 bits"), "{svg}");
+        assert!(svg.starts_with("<svg"));
+    }
 }

@@ -3,8 +3,9 @@
 //! [`super::plot`].
 
 use super::bounds::{Bounds, SiteBound};
+use super::ckks_noise::{PrecisionCurve, TwinInfo, TwinPoint, precision_curves};
 use super::config::{Mode, PolyInfo};
-use super::pass::{ApproxTally, Hits, Tally};
+use super::pass::{ApproxTally, Hits, Tally, TwinTally};
 use super::plan_file::PrecisionPlan;
 use super::predictions::Prediction;
 use super::preprocess::PreprocessingInfo;
@@ -113,6 +114,28 @@ pub struct ConfigReport {
     pub out_of_range: u64,
     pub non_finite: u64,
     pub sites: Vec<SiteReport>,
+    /// Set on a "+ CKKS noise" twin: what was simulated, and the twin against the plaintext
+    /// approximation it shadows (its fields above compare it with exact, as for any configuration).
+    pub ckks: Option<TwinReport>,
+}
+
+/// A "+ CKKS noise" twin: its simulation and its counts against its base configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct TwinReport {
+    /// The label of the plaintext configuration it shadows.
+    pub base: String,
+    #[serde(flatten)]
+    pub info: TwinInfo,
+    /// Percentage of images whose twin top-1 equals the plaintext approximation's.
+    pub agreement_plaintext: f64,
+    pub agree_plaintext_count: u64,
+    /// Image-by-image top-1 correctness against the plaintext approximation ("exact" there is
+    /// the plaintext approximation).
+    pub paired_plaintext: Paired,
+    /// Logit error against the plaintext approximation.
+    pub logit_error_plaintext: LogitError,
+    /// Drop, flips, intervals and logit error against the plaintext approximation.
+    pub statistics_plaintext: ConfigStatistics,
 }
 
 /// The whole evaluation, as written by `--json`.
@@ -154,8 +177,12 @@ pub struct EvalReport {
     pub shard: Option<ShardInfo>,
     /// The per-site precision plan evaluated (`eval --plan`), if any.
     pub plan: Option<PrecisionPlan>,
-    /// HE cost of the activations per image, one per configuration (same order as `configs`).
+    /// HE cost of the activations per image, one per configuration (same order as `configs`;
+    /// none for a ReLU polynomial baseline or a CKKS twin, whose cost is its base's).
     pub he_cost: Vec<HeCost>,
+    /// `--ckks-precision` with several precisions: top-1 against bootstrapping precision per
+    /// base configuration, and its precision cliff.
+    pub ckks_precision: Vec<PrecisionCurve>,
     /// One row per image when asked for (`--predictions`: written as CSV, not in the JSON).
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
@@ -187,6 +214,8 @@ pub struct ConfigRun {
     pub polynomial: PolyInfo,
     pub site_bounds: Vec<SiteBound>,
     pub he_cost: Option<HeCost>,
+    /// What a "+ CKKS noise" twin simulates (None: a plaintext configuration).
+    pub twin: Option<TwinInfo>,
 }
 
 /// A complete description of a run: everything the report says.
@@ -212,12 +241,14 @@ pub fn build_report(run: RunDescription) -> EvalReport {
         plan,
     } = run;
     let he_cost = configs.iter().filter_map(|c| c.he_cost.clone()).collect();
-    let configs = tally
+    let labels: Vec<String> = tally.approx.iter().map(|a| a.label.clone()).collect();
+    let configs: Vec<ConfigReport> = tally
         .approx
         .iter()
         .zip(configs)
-        .map(|(a, c)| config_report(a, c, &tally.exact_sites, tally.images))
+        .map(|(a, c)| config_report(a, c, &tally.exact_sites, tally.images, &labels))
         .collect();
+    let ckks_precision = precision_curves(&twin_points(&configs));
     EvalReport {
         polycnn_version: env!("CARGO_PKG_VERSION"),
         model: info.model,
@@ -245,11 +276,18 @@ pub fn build_report(run: RunDescription) -> EvalReport {
         shard,
         plan,
         he_cost,
+        ckks_precision,
         predictions: tally.predictions,
     }
 }
 
-fn config_report(a: &ApproxTally, c: ConfigRun, exact_sites: &[SiteStats], images: u64) -> ConfigReport {
+fn config_report(
+    a: &ApproxTally,
+    c: ConfigRun,
+    exact_sites: &[SiteStats],
+    images: u64,
+    labels: &[String],
+) -> ConfigReport {
     let sites: Vec<SiteReport> = a
         .sites
         .iter()
@@ -281,5 +319,39 @@ fn config_report(a: &ApproxTally, c: ConfigRun, exact_sites: &[SiteStats], image
         out_of_range: sites.iter().map(|s| s.out_of_range).sum(),
         non_finite: sites.iter().map(|s| s.non_finite).sum(),
         sites,
+        ckks: a
+            .twin
+            .as_ref()
+            .zip(c.twin)
+            .map(|(t, info)| twin_report(t, info, images, labels)),
+    }
+}
+
+/// Each twin's base, precision and top-1, for the precision curves.
+fn twin_points(configs: &[ConfigReport]) -> Vec<TwinPoint> {
+    configs
+        .iter()
+        .filter_map(|c| {
+            let t = c.ckks.as_ref()?;
+            let base = configs.iter().find(|b| b.label == t.base)?;
+            Some(TwinPoint {
+                base: t.base.clone(),
+                base_top1: base.approx.top1,
+                bits: t.info.bootstrap_precision_bits,
+                top1: c.approx.top1,
+            })
+        })
+        .collect()
+}
+
+fn twin_report(t: &TwinTally, info: TwinInfo, images: u64, labels: &[String]) -> TwinReport {
+    TwinReport {
+        base: labels.get(t.base).cloned().unwrap_or_default(),
+        info,
+        agreement_plaintext: 100.0 * t.agree_base as f64 / images.max(1) as f64,
+        agree_plaintext_count: t.agree_base,
+        paired_plaintext: t.paired_base,
+        logit_error_plaintext: t.logit_error_base,
+        statistics_plaintext: ConfigStatistics::of(&t.paired_base, &t.logit_error_base),
     }
 }

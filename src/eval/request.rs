@@ -2,6 +2,7 @@
 //! defaults in one place ([`defaults`]).
 
 use super::bounds::BoundRule;
+use super::ckks_noise::PolyEval;
 use super::config::Mode;
 use super::plan_file::PrecisionPlan;
 use super::preprocess::PreprocessingOverrides;
@@ -70,6 +71,13 @@ pub struct EvalRequest {
     /// Stop the evaluation pass with an error after this many batches, as an interruption would
     /// (tests of the resume path).
     pub stop_after_batches: Option<usize>,
+    /// With `ckks`: keys the simulated CKKS noise of the "+ CKKS noise" twins (`--ckks-seed`).
+    pub ckks_seed: u64,
+    /// With `ckks`: one twin per bootstrapping precision in bits (`--ckks-precision`); empty:
+    /// the preset's own.
+    pub ckks_precisions: Vec<u32>,
+    /// With `ckks`: how the twins evaluate the composite (`--ckks-poly-eval`).
+    pub ckks_poly_eval: PolyEval,
 }
 
 impl EvalRequest {
@@ -107,6 +115,9 @@ impl EvalRequest {
             predictions: false,
             resume: None,
             stop_after_batches: None,
+            ckks_seed: 0,
+            ckks_precisions: Vec::new(),
+            ckks_poly_eval: PolyEval::Plain,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The evaluation report as text: the terminal summary and the sweep table (markdown, CSV).
 //! The plots are in [`super::plot`].
 
+use super::ckks_noise::{CLIFF_TOLERANCE, PrecisionCurve};
 use super::config::Mode;
 use super::report::{ConfigReport, EvalReport, SiteReport};
 
@@ -16,14 +17,18 @@ pub fn format_summary(r: &EvalReport, sites_shown: usize) -> String {
         r.device.as_ref().map(|d| format!(" [{d}]")).unwrap_or_default(),
         r.images_per_second
     );
-    out += "  configuration                 top-1     top-5    agree   out-of-range  NaN/inf  ReLU err  depth  mults\n";
+    let w = label_width(r);
     out += &format!(
-        "  {:<28} {:>6.2}%  {:>6.2}%        -              -        -         -      -      -\n",
+        "  {:<w$}  top-1     top-5    agree   out-of-range  NaN/inf  ReLU err  depth  mults\n",
+        "configuration"
+    );
+    out += &format!(
+        "  {:<w$} {:>6.2}%  {:>6.2}%        -              -        -         -      -      -\n",
         "exact", r.exact.top1, r.exact.top5
     );
     for c in &r.configs {
         out += &format!(
-            "  {:<28} {:>6.2}%  {:>6.2}%  {:>6.2}%  {:>13}  {:>7}  2^{:<6.2}  {:>5}  {:>5}\n",
+            "  {:<w$} {:>6.2}%  {:>6.2}%  {:>6.2}%  {:>13}  {:>7}  2^{:<6.2}  {:>5}  {:>5}\n",
             c.label,
             c.approx.top1,
             c.approx.top5,
@@ -36,7 +41,8 @@ pub fn format_summary(r: &EvalReport, sites_shown: usize) -> String {
         );
     }
     out += &statistics_table(r);
-    if let Some(c) = r.configs.last() {
+    out += &twin_table(r);
+    if let Some(c) = r.configs.iter().rev().find(|c| c.ckks.is_none()) {
         let mut sites: Vec<&SiteReport> = c.sites.iter().collect();
         sites.sort_by(|a, b| (b.approx_max_abs as f64 / b.bound).total_cmp(&(a.approx_max_abs as f64 / a.bound)));
         out += &format!(
@@ -66,14 +72,15 @@ pub fn format_summary(r: &EvalReport, sites_shown: usize) -> String {
 /// flips and their McNemar p-value, and the logit error.
 fn statistics_table(r: &EvalReport) -> String {
     let i = &r.exact_top1_interval;
+    let w = label_width(r);
     let mut out = format!(
-        "  exact top-1 95% interval [{:.2}, {:.2}]%\n  configuration                 top-1 95% CI       drop (pts) and 95% CI     broke/fixed  McNemar p  mean|Δlogit|  max|Δlogit|  bits\n",
-        i.lo, i.hi
+        "  exact top-1 95% interval [{:.2}, {:.2}]%\n  {:<w$}  top-1 95% CI       drop (pts) and 95% CI     broke/fixed  McNemar p  mean|Δlogit|  max|Δlogit|  bits\n",
+        i.lo, i.hi, "configuration"
     );
     for c in &r.configs {
         let s = &c.statistics;
         out += &format!(
-            "  {:<28} [{:>6.2}, {:>6.2}]  {:>+6.2} [{:>+6.2}, {:>+6.2}]  {:>6}/{:<5}  {:>9}  {:>12.3e}  {:>11.3e}  {:>4}\n",
+            "  {:<w$} [{:>6.2}, {:>6.2}]  {:>+6.2} [{:>+6.2}, {:>+6.2}]  {:>6}/{:<5}  {:>9}  {:>12.3e}  {:>11.3e}  {:>4}\n",
             c.label,
             s.top1_interval.lo,
             s.top1_interval.hi,
@@ -89,6 +96,117 @@ fn statistics_table(r: &EvalReport) -> String {
         );
     }
     out
+}
+
+/// The CKKS twins against the plaintext approximation they shadow, and the precision cliffs.
+fn twin_table(r: &EvalReport) -> String {
+    let twins: Vec<&ConfigReport> = r.configs.iter().filter(|c| c.ckks.is_some()).collect();
+    if twins.is_empty() {
+        return String::new();
+    }
+    let w = label_width(r);
+    let mut out = format!(
+        "  {:<w$}   agree    drop (pts) and 95% CI     broke/fixed  mean|Δlogit|  max|Δlogit|  boots  seed\n",
+        "CKKS twin vs its plaintext approximation"
+    );
+    for c in twins {
+        let t = c.ckks.as_ref().expect("filtered");
+        let s = &t.statistics_plaintext;
+        out += &format!(
+            "  {:<w$} {:>6.2}%  {:>+6.2} [{:>+6.2}, {:>+6.2}]  {:>6}/{:<5}  {:>12.3e}  {:>11.3e}  {:>5}  {:>4}\n",
+            c.label,
+            t.agreement_plaintext,
+            s.top1_drop,
+            s.top1_drop_interval.lo,
+            s.top1_drop_interval.hi,
+            s.flips_broken,
+            s.flips_fixed,
+            s.mean_abs_dlogit,
+            s.max_abs_dlogit,
+            t.info.bootstraps,
+            t.info.seed
+        );
+    }
+    for curve in &r.ckks_precision {
+        out += &format!("  {}\n", cliff_line(curve));
+    }
+    out
+}
+
+/// "α=10 (ReLU): precision cliff 12 bits (top-1 within 0.5 points of plaintext 91.20%)".
+fn cliff_line(c: &PrecisionCurve) -> String {
+    let cliff = c
+        .cliff_bits
+        .map_or("none in the range".to_string(), |b| format!("{b:.0} bits"));
+    format!(
+        "{}: precision cliff {cliff} (fewest bootstrapping bits keeping top-1 within {} points of plaintext {:.2}%)",
+        c.label, CLIFF_TOLERANCE, c.plaintext_top1
+    )
+}
+
+/// The first cell of a sweep row: α, or for a CKKS twin α and what it simulates.
+fn row_name(c: &ConfigReport) -> String {
+    match &c.ckks {
+        Some(t) => format!(
+            "{} +{}",
+            c.alpha,
+            c.label
+                .strip_prefix(t.base.as_str())
+                .unwrap_or(&c.label)
+                .trim_start_matches(" +")
+        ),
+        None => c.alpha.to_string(),
+    }
+}
+
+/// The sweep's twins against their plaintext approximations, and the cliffs (markdown).
+fn twin_markdown(r: &EvalReport) -> String {
+    let twins: Vec<&ConfigReport> = r.configs.iter().filter(|c| c.ckks.is_some()).collect();
+    if twins.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nCKKS twins against the plaintext approximation they shadow:\n\n         | twin | bootstrap bits | bootstraps | seed | poly eval | agreement | Δ top-1 vs plaintext | Δ 95% CI | broke/fixed | mean \\|Δlogit\\| | max \\|Δlogit\\| |\n         |---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for c in twins {
+        let t = c.ckks.as_ref().expect("filtered");
+        let s = &t.statistics_plaintext;
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {:.2}% | {:+.2} | [{:+.2}, {:+.2}] | {}/{} | {:.3e} | {:.3e} |\n",
+            c.label,
+            t.info
+                .bootstrap_precision_bits
+                .map_or("-".to_string(), |b| format!("{b:.1}")),
+            t.info.bootstraps,
+            t.info.seed,
+            t.info.poly_eval,
+            t.agreement_plaintext,
+            -s.top1_drop,
+            -s.top1_drop_interval.hi,
+            -s.top1_drop_interval.lo,
+            s.flips_broken,
+            s.flips_fixed,
+            s.mean_abs_dlogit,
+            s.max_abs_dlogit
+        );
+    }
+    if !r.ckks_precision.is_empty() {
+        out += "\n";
+        for curve in &r.ckks_precision {
+            out += &format!("- {}\n", cliff_line(curve));
+        }
+    }
+    out
+}
+
+/// The width of the configuration column: the longest label (CKKS twins have long ones).
+fn label_width(r: &EvalReport) -> usize {
+    r.configs
+        .iter()
+        .map(|c| c.label.chars().count())
+        .chain([28])
+        .max()
+        .unwrap_or(28)
 }
 
 /// A p-value with three significant digits, small ones in scientific notation.
@@ -174,7 +292,7 @@ pub fn sweep_markdown(r: &EvalReport) -> String {
         let s = &c.statistics;
         out += &format!(
             "| {} | {:?} | {} | {} | {:.2}% | [{:.2}, {:.2}] | {:.2}% | {:+.2} | [{:+.2}, {:+.2}] | {}/{} | {} | {:.2}% | {:.3e} | {} | {} | {} |\n",
-            c.alpha,
+            row_name(c),
             c.polynomial.degrees,
             bound_of(c, "relu"),
             bound_of(c, "maxpool"),
@@ -195,7 +313,7 @@ pub fn sweep_markdown(r: &EvalReport) -> String {
             c.polynomial.relu_cost.nonscalar_mults
         );
     }
-    out
+    out + &twin_markdown(r)
 }
 
 /// Quotes a CSV field where it needs it.
@@ -213,7 +331,10 @@ pub fn sweep_csv(r: &EvalReport) -> String {
         "model,weights,weights_sha256,data,images,dataset_images,relu,maxpool,alpha,degrees,b_relu,b_max,\
          top1,top1_ci_lo,top1_ci_hi,top5,exact_top1,exact_top1_ci_lo,exact_top1_ci_hi,exact_top5,\
          drop,drop_ci_lo,drop_ci_hi,broke,fixed,mcnemar_p,agreement,mean_abs_dlogit,max_abs_dlogit,\
-         out_of_range,non_finite,depth,nonscalar_mults\n",
+         out_of_range,non_finite,depth,nonscalar_mults,\
+         ckks_base,ckks_preset,ckks_bootstrap_bits,ckks_bootstraps,ckks_seed,ckks_poly_eval,\
+         agree_plaintext,drop_vs_plaintext,drop_vs_plaintext_ci_lo,drop_vs_plaintext_ci_hi,\
+         mean_abs_dlogit_plaintext,max_abs_dlogit_plaintext\n",
     );
     let e = &r.exact_top1_interval;
     for c in &r.configs {
@@ -231,7 +352,7 @@ pub fn sweep_csv(r: &EvalReport) -> String {
         ];
         let described: Vec<String> = described.iter().map(|f| csv_field(f)).collect();
         out += &format!(
-            "{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{},{},{:.6},{:.4},{:.6e},{:.6e},{},{},{},{}\n",
+            "{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{},{},{:.6},{:.4},{:.6e},{:.6e},{},{},{},{},{}\n",
             described.join(","),
             c.alpha,
             degrees.join(" "),
@@ -257,8 +378,34 @@ pub fn sweep_csv(r: &EvalReport) -> String {
             c.out_of_range,
             c.non_finite,
             c.polynomial.relu_cost.depth,
-            c.polynomial.relu_cost.nonscalar_mults
+            c.polynomial.relu_cost.nonscalar_mults,
+            twin_csv(c)
         );
     }
     out
+}
+
+/// A row's CKKS twin columns (empty for a plaintext configuration).
+fn twin_csv(c: &ConfigReport) -> String {
+    let Some(t) = &c.ckks else {
+        return ",,,,,,,,,,,".to_string();
+    };
+    let s = &t.statistics_plaintext;
+    format!(
+        "{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.6e},{:.6e}",
+        csv_field(&t.base),
+        csv_field(&t.info.preset),
+        t.info
+            .bootstrap_precision_bits
+            .map_or(String::new(), |b| format!("{b:.4}")),
+        t.info.bootstraps,
+        t.info.seed,
+        t.info.poly_eval,
+        t.agreement_plaintext,
+        s.top1_drop,
+        s.top1_drop_interval.lo,
+        s.top1_drop_interval.hi,
+        s.mean_abs_dlogit,
+        s.max_abs_dlogit
+    )
 }

@@ -129,6 +129,8 @@ pub enum Precision {
     F32,
     /// f64 Clenshaw: the reference scheme.
     F64,
+    /// f64 in the basis and order an HE evaluator uses (`he::poly_eval`; `--ckks-poly-eval he`).
+    HeOrder,
 }
 
 impl Precision {

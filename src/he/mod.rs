@@ -1,7 +1,9 @@
 //! CKKS deployment model: what an encrypted deployment of a network pays in levels and
 //! bootstrapping. `preset` holds the parameter sets, `levels` turns a graph and a precision plan
 //! into ciphertext values with level costs, `placement` places the bootstraps (greedy and
-//! optimal), and [`ckks_cost`] puts them together for a report.
+//! optimal), and [`ckks_cost`] puts them together for a report. `noise`, `noise_rng` and
+//! `inject` simulate the errors a CKKS evaluation adds (the "+ CKKS noise" twins of `eval`);
+//! `poly_eval` evaluates a composite in an HE evaluator's basis and order (`--ckks-poly-eval he`).
 //!
 //! # Assumptions of the level model (the one place they are written down)
 //!
@@ -40,6 +42,7 @@ pub mod levels;
 pub mod noise;
 pub mod noise_rng;
 pub mod placement;
+pub mod poly_eval;
 pub mod preset;
 
 pub use inject::{NoisePlan, NoiseRun, NoisySite};
