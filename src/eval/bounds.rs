@@ -128,13 +128,25 @@ pub fn choose_bounds(
                 bound,
             })
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(Bounds {
+        per_site: unify_shared(graph, per_site),
         relu_rule: relu.clone(),
         maxpool_rule: maxpool.clone(),
-        per_site,
         search: Vec::new(),
     })
+}
+
+/// `per_site` with the sites that share a bound (the two halves of a ReLU6) set to their
+/// group's largest: a per-site rule (`calibrate`) sees different ranges at the two halves, and
+/// the executors refuse a plan that gives them different bounds.
+pub fn unify_shared(graph: &Graph, mut per_site: Vec<SiteBound>) -> Vec<SiteBound> {
+    let mut bounds: Vec<f64> = per_site.iter().map(|b| b.bound).collect();
+    graph.unify_shared_bounds(&mut bounds);
+    for (b, unified) in per_site.iter_mut().zip(bounds) {
+        b.bound = unified;
+    }
+    per_site
 }
 
 /// Where a try of the search stopped: the first batch with an activation out of [-B, B].
