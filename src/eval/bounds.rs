@@ -238,3 +238,38 @@ impl BoundSearch {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{GraphBuilder, Shape};
+
+    /// `calibrate` gives each site its own B; the halves of a ReLU6 then share the larger.
+    #[test]
+    fn calibrated_relu6_halves_share_the_larger_bound() {
+        let mut b = GraphBuilder::new("r6", Shape::new(1, 2, 2));
+        let r = b.relu("first", GraphBuilder::INPUT);
+        let y = b.relu6("act", r);
+        let graph = b.finish(y).unwrap();
+        let stats: Vec<SiteStats> = graph
+            .sites
+            .iter()
+            .zip([3.0, 8.0, 2.0])
+            .map(|(site, max_abs)| SiteStats {
+                max_abs,
+                ..SiteStats::new(&site.name, site.kind)
+            })
+            .collect();
+        let rule = BoundRule::Calibrate { margin: 1.5, images: 0 };
+        let bounds = choose_bounds(&graph, &rule, &rule, Some(&stats)).unwrap();
+        let got: Vec<f64> = bounds.per_site.iter().map(|b| b.bound).collect();
+        assert_eq!(got, [4.5, 12.0, 12.0]);
+        let searched = crate::eval::search::with_searched_bounds(
+            &graph,
+            &choose_bounds(&graph, &BoundRule::Fixed { bound: 7.0 }, &rule, None).unwrap(),
+            20.0,
+            1.0,
+        );
+        assert!(searched.per_site.iter().all(|b| b.bound == 7.0), "{searched:?}");
+    }
+}
