@@ -315,7 +315,11 @@ struct BenchArgs {
     sections: String,
     /// Networks timed end to end, comma-separated: built-in architectures (random weights) and
     /// FILE.onnx models (their own weights); `--model FILE.onnx` times that one alone.
-    #[arg(long, alias = "model", default_value = "resnet20,resnet56,resnet50,resnet152")]
+    #[arg(
+        long,
+        visible_alias = "model",
+        default_value = "resnet20,resnet56,resnet50,resnet152"
+    )]
     models: String,
     /// Images per batch for the network timings (ImageNet nets use 1 on a software GPU).
     #[arg(long, default_value_t = 8)]

@@ -38,7 +38,7 @@ pub fn bench_networks(options: &BenchOptions, gpu: Option<&Gpu>) -> Result<Vec<N
     let (sc, _) = our_composite(14, None)?;
     println!("== networks (built-in: random weights): seconds per image (images/s)");
     println!(
-        "  model              backend  batch        exact                approx α=14          exact+approx (one pass)   peak memory"
+        "  model                backend  batch        exact                approx α=14          exact+approx (one pass)   peak memory"
     );
     let mut rows = Vec::new();
     for source in &options.models {
@@ -105,7 +105,7 @@ fn seconds_per_image(
 fn format_row(row: &NetworkRow) -> String {
     let cell = |s: f64| format!("{s:9.4} s ({:7.1}/s)", 1.0 / s);
     format!(
-        "  {:<18} {:<7} {:>6}  {}  {}  {}      {}",
+        "  {:<20} {:<7} {:>6}  {}  {}  {}      {}",
         row.model,
         row.backend,
         row.batch,
