@@ -862,3 +862,89 @@ fn bench_times_an_onnx_model() {
     let name = model.file_stem().unwrap().to_str().unwrap();
     assert!(stdout.contains(name), "{stdout}");
 }
+
+/// The torchvision ResNet-18 fixture (64x64, ending in a global average pool) with its input
+/// declared 3x224x224: a network the ImageNet evaluation applies to.
+fn imagenet_sized_model() -> PathBuf {
+    use polycnn::model::onnx::proto::DimensionValue;
+    let path = fixture_model("tv_resnet18");
+    let mut model = read_model(&path);
+    let graph = model.graph.as_mut().unwrap();
+    let shape = graph.input[0].r#type.as_mut().unwrap().tensor_type.as_mut().unwrap();
+    for d in &mut shape.shape.as_mut().unwrap().dim[2..] {
+        d.value = Some(DimensionValue::DimValue(224));
+    }
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    path
+}
+
+/// A flat folder of PNG images of assorted sizes and a `<file> <index>` labels file: the
+/// ImageNet layout built-in ImageNet networks read with `--labels`.
+fn flat_images(n: usize) -> (PathBuf, PathBuf) {
+    let dir = temp_dir("flat");
+    let mut labels = String::new();
+    for i in 0..n {
+        let (w, h) = (230 + 37 * i as u32, 300 - 11 * i as u32);
+        let image = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, (i * 40) as u8])
+        });
+        let name = format!("img_{i}.png");
+        image.save(dir.join(&name)).unwrap();
+        labels += &format!("{name} {}\n", i % 10);
+    }
+    let labels_file = temp_dir("labels").join("labels.txt");
+    std::fs::write(&labels_file, labels).unwrap();
+    (dir, labels_file)
+}
+
+/// A 224-input ONNX network through `eval` on the flat ImageNet layout: Resize(256) +
+/// CenterCrop(224) bilinear by default, `--resize/--interpolation` change it, a `--crop` other
+/// than the graph's input is refused.
+#[test]
+fn onnx_eval_reads_the_imagenet_layout_for_224_inputs() {
+    let model = imagenet_sized_model();
+    let (images, labels) = flat_images(3);
+    let json = temp_dir("imagenet").join("report.json");
+    let base = [
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        images.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--bound",
+        "100",
+        "--bound-max",
+        "100",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        polycnn_cli(&args)
+    };
+    let (code, _, stderr) = run(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report = common::read(&json);
+    assert_eq!(report["images"], 3);
+    let pre = &report["preprocessing"];
+    assert_eq!(
+        (pre["resize"].as_u64(), &pre["crop"]),
+        (Some(256), &serde_json::json!([224, 224])),
+        "{pre}"
+    );
+    let (code, _, stderr) = run(&["--resize", "300", "--interpolation", "bicubic"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let pre = &common::read(&json)["preprocessing"];
+    assert_eq!(
+        (pre["resize"].as_u64(), pre["interpolation"].as_str()),
+        (Some(300), Some("bicubic")),
+        "{pre}"
+    );
+    let (code, _, stderr) = run(&["--crop", "200"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--crop 200") && stderr.contains("224x224"), "{stderr}");
+}
