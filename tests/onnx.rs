@@ -948,3 +948,48 @@ fn onnx_eval_reads_the_imagenet_layout_for_224_inputs() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("--crop 200") && stderr.contains("224x224"), "{stderr}");
 }
+
+/// A network of no known data family (the 64x64 torchvision ResNet-18 fixture) reads class
+/// folders as torchvision's ImageFolder, images at the input size; an image of another size is
+/// a failure the report names.
+#[test]
+fn onnx_eval_reads_class_folders_for_other_input_sizes() {
+    let model = fixture_model("tv_resnet18");
+    let root = temp_dir("folders");
+    for (class, count) in [("cat", 2u32), ("dog", 3)] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..count {
+            let image = image::RgbImage::from_fn(64, 64, |x, y| {
+                image::Rgb([(x * 4) as u8, (y * 4) as u8, (i * 60) as u8])
+            });
+            image.save(root.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let json = temp_dir("folders-report").join("report.json");
+    let args = [
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        root.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--bound",
+        "100",
+        "--bound-max",
+        "100",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let (code, _, stderr) = polycnn_cli(&args);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(common::read(&json)["images"], 5);
+    let odd = root.join("dog").join("odd.png");
+    image::RgbImage::new(70, 64).save(&odd).unwrap();
+    let (code, _, stderr) = polycnn_cli(&args);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report = common::read(&json);
+    assert_eq!(report["images"], 5, "an image of the wrong size is not evaluated");
+    let failures = report["failures"].to_string();
+    assert!(failures.contains("odd.png") && failures.contains("70x64"), "{failures}");
+}
