@@ -22,7 +22,7 @@ use polycnn::exec::Progress;
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::he::load_preset;
-use polycnn::model::Arch;
+use polycnn::model::ModelSource;
 use polycnn::poly::degrees::{DegreeLists, SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
 use polycnn::tables::cost_table::{
@@ -74,12 +74,14 @@ enum Command {
 #[derive(Args, Clone)]
 struct SourceArgs {
     /// resnet20/32/44/56/110 (CIFAR), resnet18/34/50/101/152, vgg11/13/16/19_bn, googlenet,
-    /// inception_v3 (ImageNet), vgg11/13/16/19_bn_cifar10, vgg11/13/16/19_bn_cifar10_paper, digits_cnn.
+    /// inception_v3 (ImageNet), vgg11/13/16/19_bn_cifar10, vgg11/13/16/19_bn_cifar10_paper,
+    /// digits_cnn; or FILE.onnx (graph and weights, e.g. from torch.onnx.export).
     #[arg(long)]
     model: String,
-    /// Checkpoint: PyTorch (.pth/.th, zip or legacy) or safetensors.
+    /// Checkpoint of a built-in architecture: PyTorch (.pth/.th, zip or legacy) or safetensors
+    /// (required for them; an ONNX model holds its own weights).
     #[arg(long)]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
     /// Dataset: CIFAR-10 (batch file, pickle, class folders, the PNG strip, or a root holding
     /// cifar-10-batches-py/ or -bin/), ImageNet val (class folders, flat + --labels,
     /// synset-prefixed files, or a root holding val/ or validation/), or the digits file.
@@ -324,8 +326,13 @@ struct BenchArgs {
     /// Sections: all, or some of composite,networks,conv,activation,data.
     #[arg(long, default_value = "all")]
     sections: String,
-    /// Networks timed end to end (random weights), comma-separated.
-    #[arg(long, default_value = "resnet20,resnet56,resnet50,resnet152")]
+    /// Networks timed end to end, comma-separated: built-in architectures (random weights) and
+    /// FILE.onnx models (their own weights); `--model FILE.onnx` times that one alone.
+    #[arg(
+        long,
+        visible_alias = "model",
+        default_value = "resnet20,resnet56,resnet50,resnet152"
+    )]
     models: String,
     /// Images per batch for the network timings (ImageNet nets use 1 on a software GPU).
     #[arg(long, default_value_t = 8)]
@@ -358,7 +365,8 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct CostArgs {
-    /// Architecture (as for eval); weights are random unless --weights is given (shapes only).
+    /// Architecture (as for eval) or FILE.onnx; a built-in's weights are random unless --weights
+    /// is given (the cost needs only shapes).
     #[arg(long)]
     model: String,
     #[arg(long)]
@@ -550,9 +558,28 @@ fn run_default_job() -> AnyResult<()> {
     }
 }
 
+impl SourceArgs {
+    /// The network `--model` and `--weights` name, its files checked to exist.
+    fn model(&self) -> AnyResult<ModelSource> {
+        let model = ModelSource::parse(&self.model, self.weights.clone())?;
+        check_model_files(&model)?;
+        Ok(model)
+    }
+}
+
+/// Bad `--model`/`--weights` paths fail before any work starts.
+fn check_model_files(model: &ModelSource) -> AnyResult<()> {
+    match model {
+        ModelSource::Builtin { weights, .. } => validate::input(weights, "--weights")?,
+        ModelSource::Onnx(path) => validate::input(path, "--model")?,
+        ModelSource::Random { .. } => {}
+    }
+    Ok(())
+}
+
 fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
-    let model: Arch = args.source.model.parse()?;
-    let grid = model.descriptor().search_grid;
+    let model = args.source.model()?;
+    let grid = model.descriptor()?.search_grid;
     let gpu = match args.backend.as_str() {
         "gpu" | "auto" => true,
         "cpu" => false,
@@ -566,7 +593,6 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
     }
     Ok(EvalRequest {
         model,
-        weights: args.source.weights.clone(),
         data: args.source.data.clone(),
         labels: args.source.labels.clone(),
         class_index: args.source.class_index.clone(),
@@ -610,8 +636,7 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
 
 fn run_eval_command(args: &EvalArgs) -> AnyResult<EvalReport> {
     let request = eval_request(args)?;
-    // Bad paths fail now, before the GPU is opened and the run starts.
-    validate::input(&request.weights, "--weights")?;
+    // Bad paths fail now, before the GPU is opened and the run starts (the model's: in eval_request).
     validate::input(&request.data, "--data")?;
     for (path, flag) in [
         (&args.json, "--json"),
@@ -691,7 +716,8 @@ fn run_merge(args: MergeArgs) -> AnyResult<()> {
 }
 
 fn run_plan(args: PlanArgs) -> AnyResult<()> {
-    let model: Arch = args.source.model.parse()?;
+    let model = args.source.model()?;
+    let grid = model.descriptor()?.search_grid;
     if args.batch == 0 {
         return Err("--batch must be at least 1".into());
     }
@@ -712,7 +738,7 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         limit: args.limit,
         cache: args.cache.clone(),
         preprocessing: args.source.preprocessing.overrides()?,
-        ..EvalRequest::new(model, args.source.weights.clone(), args.source.data.clone())
+        ..EvalRequest::with_model(model.clone(), args.source.data.clone(), grid)
     };
     let request = PlanRequest {
         eval,
@@ -725,7 +751,7 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         rounds: args.rounds,
     };
     let plan = search_plan(&request, &ProgressBar::default())?;
-    let graph = polycnn::model::load(model, &args.source.weights)?;
+    let graph = model.open()?.graph;
     print!("{}", format_plan(&plan, &graph)?);
     write_file(&args.json, &serde_json::to_string_pretty(&plan)?)
 }
@@ -787,9 +813,15 @@ fn run_bench(args: BenchArgs) -> AnyResult<()> {
         return Err("--batch, --elements and --repeats must be at least 1".into());
     }
     let models = args.models.split(',').map(str::trim).filter(|s| !s.is_empty());
+    // built-in architectures with random weights (seed 1), ONNX files with theirs
+    let source = |m: &str| -> AnyResult<ModelSource> {
+        let model = ModelSource::parse_or_random(m, None, 1)?;
+        check_model_files(&model)?;
+        Ok(model)
+    };
     let options = polycnn::bench::BenchOptions {
         sections: polycnn::bench::Section::parse_list(&args.sections)?,
-        models: models.map(str::parse).collect::<Result<_, _>>()?,
+        models: models.map(source).collect::<AnyResult<_>>()?,
         batch: args.batch,
         elements: args.elements,
         repeats: args.repeats,
@@ -805,9 +837,10 @@ fn run_bench(args: BenchArgs) -> AnyResult<()> {
 }
 
 fn run_cost(args: CostArgs) -> AnyResult<()> {
+    let model = ModelSource::parse_or_random(&args.model, args.weights, 0)?;
+    check_model_files(&model)?;
     let request = CostRequest {
-        model: args.model.parse::<Arch>()?,
-        weights: args.weights,
+        model,
         alphas: parse_alphas(&args.alpha)?,
         degrees: args.degrees.as_deref().map(parse_degree_list).transpose()?,
         lists: args.lists.parse::<DegreeLists>()?,

@@ -259,7 +259,7 @@ fn eval_reports_carry_the_ckks_cost_with_a_preset() {
         )
     };
     let report = run_eval(&request, None, &NoProgress).unwrap();
-    let graph = model::load(Arch::DigitsCnn, &request.weights).unwrap();
+    let graph = request.model.open().unwrap().graph;
     assert_eq!(report.he_cost.len(), 2);
     for (cost, alpha) in report.he_cost.iter().zip([7, 10]) {
         let plan = uniform_plan(&graph, Some(alpha), paper_degrees(alpha).unwrap(), true, true);

@@ -10,7 +10,7 @@ use polycnn::eval::{BoundRule, choose_bounds, top5};
 use polycnn::exec::NoProgress;
 use polycnn::exec::{ActivationPlan, SiteStats};
 use polycnn::gpu::activation::Scheme;
-use polycnn::model::{self, Arch, Batch, SiteKind};
+use polycnn::model::{self, Arch, Batch, ModelSource, SiteKind};
 use std::path::PathBuf;
 
 mod common;
@@ -142,8 +142,10 @@ fn one_pass_accounting_equals_direct_runs() {
         return;
     };
     let request = EvalRequest {
-        model: Arch::CifarResNet(20),
-        weights,
+        model: ModelSource::Builtin {
+            arch: Arch::CifarResNet(20),
+            weights,
+        },
         data: images,
         alphas: vec![10],
         bound: BoundRule::Fixed { bound: 50.0 },
@@ -153,7 +155,7 @@ fn one_pass_accounting_equals_direct_runs() {
         ..digits_request()
     };
     let report = run_eval(&request, None, &NoProgress).unwrap();
-    let network = model::open(request.model, &request.weights).unwrap();
+    let network = request.model.open().unwrap();
     let graph = network.graph;
     let (dataset, normalize) = polycnn::eval::dataset::open_dataset(&request, &network.descriptor).unwrap();
     let images: Vec<f32> = (0..200).flat_map(|i| dataset.load(i, &normalize).unwrap()).collect();
@@ -246,8 +248,10 @@ fn corrupt_images_are_reported_and_the_run_goes_on() {
     }
     std::fs::write(dir.join("cat/0001.jpg"), b"\xff\xd8\xff garbage, not a JPEG").unwrap();
     let request = EvalRequest {
-        model: Arch::CifarResNet(20),
-        weights,
+        model: ModelSource::Builtin {
+            arch: Arch::CifarResNet(20),
+            weights,
+        },
         data: dir.clone(),
         alphas: vec![12],
         bound: BoundRule::Fixed { bound: 50.0 },
@@ -282,8 +286,10 @@ fn cached_runs_give_the_same_counts() {
     };
     let path = std::env::temp_dir().join(format!("polycnn-eval-cache-{}.bin", std::process::id()));
     let request = EvalRequest {
-        model: Arch::CifarResNet(20),
-        weights,
+        model: ModelSource::Builtin {
+            arch: Arch::CifarResNet(20),
+            weights,
+        },
         data: images,
         alphas: vec![12],
         bound: BoundRule::Fixed { bound: 50.0 },

@@ -215,7 +215,7 @@ fn eval_reports_carry_the_cost_of_each_configuration() {
     };
     let report = run_eval(&request, None, &NoProgress).unwrap();
     assert_eq!(report.he_cost.len(), 2);
-    let graph = model::load(Arch::DigitsCnn, &request.weights).unwrap();
+    let graph = request.model.open().unwrap().graph;
     for (cost, alpha) in report.he_cost.iter().zip([7, 10]) {
         let degrees = paper_degrees(alpha).unwrap();
         let want = network_cost(&graph, &uniform_plan(&graph, Some(alpha), degrees, true, false)).unwrap();

@@ -10,7 +10,6 @@
 
 use polycnn::cpu;
 use polycnn::exec::{ActivationPlan, SiteMode};
-use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::gpu::network::GpuNetwork;
 use polycnn::model::onnx::proto::{ModelProto, TensorProto};
@@ -22,6 +21,8 @@ use prost::Message;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+mod common;
 
 #[derive(Deserialize)]
 struct Fixtures {
@@ -199,30 +200,16 @@ fn exports_match_pytorch_logits_on_cpu_exact_and_approximate() {
 
 #[test]
 fn gpu_runs_exports_as_the_cpu_does() {
-    let gpu = match Gpu::new() {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("skipped: no GPU adapter ({e})");
-            return;
-        }
-    };
+    let Some(gpu) = common::gpu() else { return };
     // One export per network keeps this short on a software rasteriser.
     let mut seen = std::collections::HashSet::new();
     each_export(|net, export, graph| {
         if !seen.insert(net.name.clone()) {
             return;
         }
-        if net.name.starts_with("mobilenet") {
-            // Grouped convolution and ReLU6's Sub/Affine are CPU-only in the IR's first step.
-            eprintln!(
-                "skipped on the GPU: {} (grouped convolution not in the GPU backend yet)",
-                export.file
-            );
-            return;
-        }
         let batch = net.batch();
         let a = &net.approx;
-        let network = GpuNetwork::new(&gpu, &graph, Scheme::Clenshaw).unwrap();
+        let network = GpuNetwork::new(gpu, &graph, Scheme::Clenshaw).unwrap();
         for plan in [
             ActivationPlan::exact(&graph),
             ActivationPlan::uniform(&graph, SiteMode::approx(composite(a.alpha), a.alpha, a.bound)),
@@ -431,11 +418,22 @@ fn shared_data() -> Option<PathBuf> {
 }
 
 impl RealNet {
-    /// The built-in network from the checkpoint, and each export with its `.data` file written
-    /// from the same checkpoint (read by polycnn's state-dict reader) in the script's layout.
+    /// The built-in network from the checkpoint, and each export with the same weights.
     fn graphs(&self, data: &Path) -> (Graph, Vec<(String, Graph)>) {
         let checkpoint = data.join(&self.checkpoint);
         let builtin = polycnn::model::load(self.arch.parse().unwrap(), &checkpoint).unwrap();
+        let exports = self
+            .onnx_files(data)
+            .into_iter()
+            .map(|(file, path)| (file, onnx::load(&path).unwrap_or_else(|e| panic!("{e}"))))
+            .collect();
+        (builtin, exports)
+    }
+
+    /// Each export, its `.data` file written beside a copy of it from the checkpoint (read by
+    /// polycnn's state-dict reader) in the script's layout: (file name, path of the copy).
+    fn onnx_files(&self, data: &Path) -> Vec<(String, PathBuf)> {
+        let checkpoint = data.join(&self.checkpoint);
         let dict = StateDict::load(&checkpoint).unwrap();
         let mut bytes = Vec::new();
         for (name, shape) in &self.tensors {
@@ -445,18 +443,15 @@ impl RealNet {
             assert_eq!(&t.shape, shape, "{name}");
             bytes.extend(le_bytes(&t.data, false));
         }
-        let exports = self
-            .files
+        self.files
             .iter()
             .map(|export| {
                 let dir = temp_dir(&export.file);
                 std::fs::copy(fixture_dir().join(&export.file), dir.join(&export.file)).unwrap();
                 std::fs::write(dir.join(format!("{}.data", export.file)), &bytes).unwrap();
-                let graph = onnx::load(&dir.join(&export.file)).unwrap_or_else(|e| panic!("{e}"));
-                (export.file.clone(), graph)
+                (export.file.clone(), dir.join(&export.file))
             })
-            .collect();
-        (builtin, exports)
+            .collect()
     }
 }
 
@@ -533,4 +528,468 @@ fn descriptors_follow_the_input_shape() {
     );
     let imagenet = onnx::descriptor("x", Shape::new(3, 224, 224), 1000);
     assert_eq!(imagenet.preprocessing, Arch::ResNet(18).descriptor().preprocessing);
+}
+
+// ---- ONNX models through `run_eval` and the command line ----
+
+use polycnn::eval::BoundRule;
+use polycnn::eval::command::run_eval;
+use polycnn::eval::preprocess::PreprocessingOverrides;
+use polycnn::eval::request::EvalRequest;
+use polycnn::exec::NoProgress;
+use polycnn::model::{ModelSource, SearchGrid};
+use polycnn::weights::sha256::{hex, sha256_file};
+
+/// The fixture `name`'s first export, with its weights written beside a copy of it.
+fn fixture_model(name: &str) -> PathBuf {
+    let net = fixtures().nets.iter().find(|n| n.name == name).unwrap();
+    net.model_path(&net.files[0])
+}
+
+/// A CIFAR-10 binary batch (label byte + 3x32x32 bytes per image) of `n` deterministic images,
+/// in a fresh folder: the layout the built-in CIFAR networks read.
+fn cifar_batch(n: usize) -> PathBuf {
+    let path = temp_dir("cifar").join("test_batch.bin");
+    let mut bytes = Vec::with_capacity(n * 3073);
+    for i in 0..n {
+        bytes.push((i % 10) as u8);
+        bytes.extend((0..3072).map(|j| ((i * 131 + j * 7 + (j / 1024) * 50) % 256) as u8));
+    }
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn onnx_request(model: PathBuf, data: PathBuf) -> EvalRequest {
+    EvalRequest::with_model(ModelSource::Onnx(model), data, SearchGrid::CIFAR)
+}
+
+/// MobileNet-V2's ReLU6 halves see different ranges (x and x − 6), so `calibrate` chooses
+/// them different bounds; eval makes each pair share the larger one and the approximated
+/// network runs on the CPU (the backends refuse a plan that splits a pair).
+#[test]
+fn relu6_network_runs_approximated_with_calibrated_bounds() {
+    let model = fixture_model("mobilenet_v2_w025");
+    let graph = onnx::load(&model).unwrap();
+    let pairs: Vec<(usize, usize)> = (0..graph.sites.len())
+        .filter_map(|s| graph.sites[s].shares_bound_with.map(|leader| (leader, s)))
+        .collect();
+    assert!(!pairs.is_empty(), "the fixture has ReLU6 sites");
+    let request = EvalRequest {
+        bound: BoundRule::Calibrate { margin: 1.1, images: 0 },
+        bound_max: BoundRule::Calibrate { margin: 1.1, images: 0 },
+        calibration_images: 8,
+        batch: 4,
+        ..onnx_request(model, cifar_batch(8))
+    };
+    let report = run_eval(&request, None, &NoProgress).unwrap();
+    assert_eq!(report.images, 8);
+    let bounds = &report.bounds.per_site;
+    let observed = &report.exact_sites;
+    let mut split = 0;
+    for &(leader, half) in &pairs {
+        assert_eq!(bounds[leader].bound, bounds[half].bound, "{}", bounds[half].site);
+        let own = |s: usize| observed[s].max_abs as f64 * 1.1;
+        assert_eq!(bounds[half].bound, own(leader).max(own(half)), "{}", bounds[half].site);
+        split += usize::from(own(leader) != own(half));
+    }
+    assert!(
+        split > 0,
+        "no ReLU6 pair saw different ranges: the test would not catch a split"
+    );
+    let approx = &report.configs[0];
+    assert_eq!(approx.sites.len(), graph.sites.len());
+    assert!(approx.non_finite == 0, "{approx:?}");
+}
+
+/// akamaster's ResNet-20 and the CIFAR VGG-11-bn from their checkpoints and from the ONNX
+/// exports of both exporters holding the same weights (with the checkpoint's `--mean/--std`),
+/// evaluated by `run_eval` on 200 CIFAR-10 test images, calibrated bounds, α = 14: the reports are
+/// identical but for timing, the model's identity (name, file, hash) and site names.
+#[test]
+fn onnx_and_builtin_reports_are_identical() {
+    let Some(data) = common::data("cifar10") else { return };
+    let images = data.join("test_first1000_png");
+    for net in &fixtures().real {
+        let arch = net.arch.parse().unwrap();
+        let builtin = EvalRequest {
+            limit: Some(200),
+            batch: 50,
+            bound: BoundRule::Calibrate { margin: 1.2, images: 0 },
+            bound_max: BoundRule::Calibrate { margin: 1.2, images: 0 },
+            ..EvalRequest::new(arch, data.parent().unwrap().join(&net.checkpoint), images.clone())
+        };
+        let want = comparable(&run_eval(&builtin, None, &NoProgress).unwrap());
+        // The file does not say how its network was trained: a 32x32 ONNX network gets the
+        // CIFAR ResNets' statistics unless --mean/--std say otherwise (the VGG's differ).
+        let trained = polycnn::model::Arch::descriptor(arch).preprocessing.normalize;
+        for (file, path) in net.onnx_files(data.parent().unwrap()) {
+            let from_onnx = EvalRequest {
+                model: ModelSource::Onnx(path.clone()),
+                preprocessing: PreprocessingOverrides {
+                    mean: Some(trained.mean),
+                    std: Some(trained.std),
+                    ..Default::default()
+                },
+                ..builtin.clone()
+            };
+            let report = run_eval(&from_onnx, None, &NoProgress).unwrap();
+            assert_eq!(report.weights, path.display().to_string());
+            assert_eq!(report.weights_sha256, hex(&sha256_file(&path).unwrap()));
+            if let Some(at) = first_difference(&comparable(&report), &want) {
+                panic!("{file} vs the built-in {}: the reports differ at {at}", net.arch);
+            }
+            eprintln!("{file}: report identical to the built-in {}'s", net.arch);
+            std::fs::remove_dir_all(path.parent().unwrap()).ok();
+        }
+    }
+}
+
+/// Where two JSON values first differ ("/configs/0/approx/top1: 91.5 vs 91"), or None.
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> Option<String> {
+    use serde_json::Value::{Array, Object};
+    match (a, b) {
+        (Object(x), Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(p), Some(q)) => first_difference(p, q).map(|d| format!("/{k}{d}")),
+                _ => Some(format!("/{k}: present in one report only")),
+            })
+        }
+        (Array(x), Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (p, q))| first_difference(p, q).map(|d| format!("/{i}{d}"))),
+        _ if a == b => None,
+        _ => Some(format!(": {a} vs {b}")),
+    }
+}
+
+/// A report as JSON without what legitimately differs between two sources of one network.
+fn comparable(report: &polycnn::eval::report::EvalReport) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for key in [
+                    "seconds",
+                    "images_per_second",
+                    "model",
+                    "weights",
+                    "weights_sha256",
+                    "site",
+                    "name",
+                ] {
+                    map.remove(key);
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(report).unwrap();
+    strip(&mut v);
+    v
+}
+
+fn polycnn_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    common::polycnn(args)
+}
+
+#[test]
+fn weights_with_an_onnx_model_is_an_error_naming_both() {
+    let model = fixture_dir().join("vgg11_bn_cifar10_torchscript17.onnx");
+    let model = model.to_str().unwrap();
+    let weights = common::digits("digits_cnn.safetensors");
+    let data = common::digits("digits_test.bin");
+    for command in ["eval", "plan"] {
+        let (code, _, stderr) = polycnn_cli(&[command, "--model", model, "--weights", &weights, "--data", &data]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains("--weights") && stderr.contains(&weights) && stderr.contains(model),
+            "{stderr}"
+        );
+    }
+    let (code, _, stderr) = polycnn_cli(&["eval", "--model", "digits_cnn", "--data", &data]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("needs --weights"), "{stderr}");
+    let (code, _, stderr) = polycnn_cli(&["cost", "--model", "/nonexistent/net.onnx"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--model /nonexistent/net.onnx"), "{stderr}");
+}
+
+/// `cost --model FILE.onnx`: every site of the graph, named after its node, ReLU6 halves too.
+#[test]
+fn cost_reads_an_onnx_model() {
+    let model = fixture_model("mobilenet_v2_w025");
+    let graph = onnx::load(&model).unwrap();
+    let json = temp_dir("cost").join("cost.json");
+    let (code, stdout, stderr) = polycnn_cli(&[
+        "cost",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let costs = common::read(&json);
+    let sites = costs[0]["sites"].as_array().unwrap();
+    let names: Vec<&str> = sites.iter().map(|s| s["site"].as_str().unwrap()).collect();
+    let want: Vec<&str> = graph.sites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, want);
+    assert!(stdout.contains(want[0]), "{stdout}");
+    assert!(costs[0]["nonscalar_mults"].as_u64().unwrap() > 0, "{costs}");
+}
+
+/// `plan --model FILE.onnx` on a small CIFAR network and a CIFAR binary batch: the plan names
+/// the graph and its ONNX sites, and `eval --plan` runs it.
+#[test]
+fn plan_and_eval_run_an_onnx_model_from_the_command_line() {
+    let model = fixture_model("cifar_resnet18_w2");
+    let graph = onnx::load(&model).unwrap();
+    let data = cifar_batch(24);
+    let dir = temp_dir("plan");
+    let (plan, report) = (dir.join("plan.json"), dir.join("report.json"));
+    let (model, data) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let (code, _, stderr) = polycnn_cli(&[
+        "plan",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--alpha",
+        "12..14",
+        "--calibration",
+        "12",
+        "--batch",
+        "12",
+        "--rounds",
+        "1",
+        "--budget",
+        "100",
+        "--json",
+        plan.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let written = common::read(&plan);
+    assert_eq!(written["model"], graph.name.as_str());
+    let sites: Vec<&str> = written["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["site"].as_str().unwrap())
+        .collect();
+    assert_eq!(sites, graph.sites.iter().map(|s| s.name.as_str()).collect::<Vec<_>>());
+    let (code, _, stderr) = polycnn_cli(&[
+        "eval",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--plan",
+        plan.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report = common::read(&report);
+    assert_eq!(report["model"], graph.name.as_str());
+    assert!(report["weights"].as_str().unwrap().ends_with(".onnx"));
+    assert_eq!(report["images"], 24);
+}
+
+/// An ONNX CIFAR network through `eval` takes CIFAR-10's preprocessing (32x32 as they are,
+/// the statistics akamaster's networks use), `--mean/--std` change it, and geometry flags are
+/// refused as for the built-in CIFAR networks.
+#[test]
+fn onnx_eval_takes_the_descriptors_preprocessing_and_its_overrides() {
+    let model = fixture_model("cifar_resnet18_w2");
+    let data = cifar_batch(4);
+    let json = temp_dir("pre").join("report.json");
+    let (model, data) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let base = [
+        "eval",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--backend",
+        "cpu",
+        "--bound",
+        "20",
+        "--bound-max",
+        "20",
+    ];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        polycnn_cli(&args)
+    };
+    let (code, _, stderr) = run(&["--json", json.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let builtin = polycnn::model::Arch::CifarResNet(20).descriptor().preprocessing;
+    let pre = &common::read(&json)["preprocessing"];
+    let mean: [f32; 3] = serde_json::from_value(pre["mean"].clone()).unwrap();
+    assert_eq!(mean, builtin.normalize.mean, "{pre}");
+    let (code, _, stderr) = run(&["--mean", "0.5", "--std", "0.25", "--json", json.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let pre = &common::read(&json)["preprocessing"];
+    assert_eq!(pre["mean"][0].as_f64(), Some(0.5), "{pre}");
+    assert_eq!(pre["std"][2].as_f64(), Some(0.25), "{pre}");
+    let (code, _, stderr) = run(&["--resize", "40"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--resize") && stderr.contains("32x32"), "{stderr}");
+}
+
+/// `bench --model FILE.onnx` times that network (its own weights) on the CPU.
+#[test]
+fn bench_times_an_onnx_model() {
+    let model = fixture_model("cifar_resnet18_w2");
+    let (code, stdout, stderr) = polycnn_cli(&[
+        "bench",
+        "--sections",
+        "networks",
+        "--model",
+        model.to_str().unwrap(),
+        "--batch",
+        "2",
+        "--repeats",
+        "1",
+        "--no-gpu",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let name = model.file_stem().unwrap().to_str().unwrap();
+    assert!(stdout.contains(name), "{stdout}");
+}
+
+/// The torchvision ResNet-18 fixture (64x64, ending in a global average pool) with its input
+/// declared 3x224x224: a network the ImageNet evaluation applies to.
+fn imagenet_sized_model() -> PathBuf {
+    use polycnn::model::onnx::proto::DimensionValue;
+    let path = fixture_model("tv_resnet18");
+    let mut model = read_model(&path);
+    let graph = model.graph.as_mut().unwrap();
+    let shape = graph.input[0].r#type.as_mut().unwrap().tensor_type.as_mut().unwrap();
+    for d in &mut shape.shape.as_mut().unwrap().dim[2..] {
+        d.value = Some(DimensionValue::DimValue(224));
+    }
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    path
+}
+
+/// A flat folder of PNG images of assorted sizes and a `<file> <index>` labels file: the
+/// ImageNet layout built-in ImageNet networks read with `--labels`.
+fn flat_images(n: usize) -> (PathBuf, PathBuf) {
+    let dir = temp_dir("flat");
+    let mut labels = String::new();
+    for i in 0..n {
+        let (w, h) = (230 + 37 * i as u32, 300 - 11 * i as u32);
+        let image = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, (i * 40) as u8])
+        });
+        let name = format!("img_{i}.png");
+        image.save(dir.join(&name)).unwrap();
+        labels += &format!("{name} {}\n", i % 10);
+    }
+    let labels_file = temp_dir("labels").join("labels.txt");
+    std::fs::write(&labels_file, labels).unwrap();
+    (dir, labels_file)
+}
+
+/// A 224-input ONNX network through `eval` on the flat ImageNet layout: Resize(256) +
+/// CenterCrop(224) bilinear by default, `--resize/--interpolation` change it, a `--crop` other
+/// than the graph's input is refused.
+#[test]
+fn onnx_eval_reads_the_imagenet_layout_for_224_inputs() {
+    let model = imagenet_sized_model();
+    let (images, labels) = flat_images(3);
+    let json = temp_dir("imagenet").join("report.json");
+    let base = [
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        images.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--bound",
+        "100",
+        "--bound-max",
+        "100",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        polycnn_cli(&args)
+    };
+    let (code, _, stderr) = run(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report = common::read(&json);
+    assert_eq!(report["images"], 3);
+    let pre = &report["preprocessing"];
+    assert_eq!(
+        (pre["resize"].as_u64(), &pre["crop"]),
+        (Some(256), &serde_json::json!([224, 224])),
+        "{pre}"
+    );
+    let (code, _, stderr) = run(&["--resize", "300", "--interpolation", "bicubic"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let pre = &common::read(&json)["preprocessing"];
+    assert_eq!(
+        (pre["resize"].as_u64(), pre["interpolation"].as_str()),
+        (Some(300), Some("bicubic")),
+        "{pre}"
+    );
+    let (code, _, stderr) = run(&["--crop", "200"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--crop 200") && stderr.contains("224x224"), "{stderr}");
+}
+
+/// A network of no known data family (the 64x64 torchvision ResNet-18 fixture) reads class
+/// folders as torchvision's ImageFolder, images at the input size; an image of another size is
+/// a failure the report names.
+#[test]
+fn onnx_eval_reads_class_folders_for_other_input_sizes() {
+    let model = fixture_model("tv_resnet18");
+    let root = temp_dir("folders");
+    for (class, count) in [("cat", 2u32), ("dog", 3)] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..count {
+            let image = image::RgbImage::from_fn(64, 64, |x, y| {
+                image::Rgb([(x * 4) as u8, (y * 4) as u8, (i * 60) as u8])
+            });
+            image.save(root.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let json = temp_dir("folders-report").join("report.json");
+    let args = [
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        root.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--bound",
+        "100",
+        "--bound-max",
+        "100",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let (code, _, stderr) = polycnn_cli(&args);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(common::read(&json)["images"], 5);
+    let odd = root.join("dog").join("odd.png");
+    image::RgbImage::new(70, 64).save(&odd).unwrap();
+    let (code, _, stderr) = polycnn_cli(&args);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report = common::read(&json);
+    assert_eq!(report["images"], 5, "an image of the wrong size is not evaluated");
+    let failures = report["failures"].to_string();
+    assert!(failures.contains("odd.png") && failures.contains("70x64"), "{failures}");
 }

@@ -14,7 +14,7 @@ use crate::data::Dataset;
 use crate::data::imagenet::{self, ClassIndex, Layout};
 use crate::data::loader::load_batch;
 use crate::gpu::Gpu;
-use crate::model::Arch;
+use crate::model::{Arch, ModelSource};
 use crate::tables::poly_table::our_composite;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -78,8 +78,8 @@ impl Section {
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
     pub sections: Vec<Section>,
-    /// Architectures timed end to end with random weights.
-    pub models: Vec<Arch>,
+    /// Networks timed end to end: built-in architectures with random weights, ONNX files with theirs.
+    pub models: Vec<ModelSource>,
     /// Images per batch (ImageNet nets use 1 on a software GPU adapter).
     pub batch: usize,
     /// Elements per activation pass.

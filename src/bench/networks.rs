@@ -1,4 +1,4 @@
-//! Whole networks with random weights: seconds per image exact, approximate (α=14, every ReLU
+//! Whole networks (built-in ones with random weights, ONNX files with their own): seconds per image exact, approximate (α=14, every ReLU
 //! and max-pool through the composite) and both plans in one pass, per backend.
 
 use super::{AnyError, BenchOptions, PeakMemory, mib_text};
@@ -7,7 +7,7 @@ use crate::exec::{ActivationPlan, Backend, SiteMode};
 use crate::gpu::Gpu;
 use crate::gpu::activation::Scheme;
 use crate::gpu::network::GpuNetwork;
-use crate::model::{self, Batch, Graph};
+use crate::model::{Batch, Graph};
 use crate::tables::poly_table::our_composite;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -36,13 +36,13 @@ const BENCH_BOUND: f64 = 100.0;
 
 pub fn bench_networks(options: &BenchOptions, gpu: Option<&Gpu>) -> Result<Vec<NetworkRow>, AnyError> {
     let (sc, _) = our_composite(14, None)?;
-    println!("== networks, random weights: seconds per image (images/s)");
+    println!("== networks (built-in: random weights): seconds per image (images/s)");
     println!(
-        "  model              backend  batch        exact                approx α=14          exact+approx (one pass)   peak memory"
+        "  model                backend  batch        exact                approx α=14          exact+approx (one pass)   peak memory"
     );
     let mut rows = Vec::new();
-    for &arch in &options.models {
-        let graph = model::random(arch, 1)?;
+    for source in &options.models {
+        let graph = source.open()?.graph;
         let exact = ActivationPlan::exact(&graph);
         let approx = ActivationPlan::uniform(&graph, SiteMode::approx(&sc.composite, 14, BENCH_BOUND));
         let mut backends: Vec<(Box<dyn Backend>, usize)> = vec![(Box::new(CpuBackend), options.batch)];
@@ -105,7 +105,7 @@ fn seconds_per_image(
 fn format_row(row: &NetworkRow) -> String {
     let cell = |s: f64| format!("{s:9.4} s ({:7.1}/s)", 1.0 / s);
     format!(
-        "  {:<18} {:<7} {:>6}  {}  {}  {}      {}",
+        "  {:<20} {:<7} {:>6}  {}  {}  {}      {}",
         row.model,
         row.backend,
         row.batch,

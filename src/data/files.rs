@@ -74,6 +74,13 @@ impl Dataset for FileDataset {
     }
 }
 
+/// torchvision's ImageFolder: `root/<class>/**/<image>`, the classes numbered in sorted folder
+/// order (for networks with no dataset family of their own).
+pub fn image_folder(root: &Path, geometry: Geometry) -> Result<FileDataset, DataError> {
+    let (files, labels) = class_folders(root, |_, position| Ok(position))?;
+    Ok(FileDataset::new(files, labels, geometry))
+}
+
 pub(crate) fn is_image_file(path: &Path) -> bool {
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     ext.is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str())) && path.is_file()

@@ -35,7 +35,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use decode::{RgbImage, decode_bytes, decode_file};
-pub use files::FileDataset;
+pub use files::{FileDataset, image_folder};
 pub use imagenet::{ClassIndex, Layout};
 pub use resample::Interpolation;
 pub use transform::{Geometry, Normalize, center_crop_offsets, resized_size};

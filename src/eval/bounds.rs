@@ -128,13 +128,25 @@ pub fn choose_bounds(
                 bound,
             })
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(Bounds {
+        per_site: unify_shared(graph, per_site),
         relu_rule: relu.clone(),
         maxpool_rule: maxpool.clone(),
-        per_site,
         search: Vec::new(),
     })
+}
+
+/// `per_site` with the sites that share a bound (the two halves of a ReLU6) set to their
+/// group's largest: a per-site rule (`calibrate`) sees different ranges at the two halves, and
+/// the executors refuse a plan that gives them different bounds.
+pub fn unify_shared(graph: &Graph, mut per_site: Vec<SiteBound>) -> Vec<SiteBound> {
+    let mut bounds: Vec<f64> = per_site.iter().map(|b| b.bound).collect();
+    graph.unify_shared_bounds(&mut bounds);
+    for (b, unified) in per_site.iter_mut().zip(bounds) {
+        b.bound = unified;
+    }
+    per_site
 }
 
 /// Where a try of the search stopped: the first batch with an activation out of [-B, B].
@@ -224,5 +236,40 @@ impl BoundSearch {
             tried(|t| t.maxpool_bound),
             self.tries.len()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{GraphBuilder, Shape};
+
+    /// `calibrate` gives each site its own B; the halves of a ReLU6 then share the larger.
+    #[test]
+    fn calibrated_relu6_halves_share_the_larger_bound() {
+        let mut b = GraphBuilder::new("r6", Shape::new(1, 2, 2));
+        let r = b.relu("first", GraphBuilder::INPUT);
+        let y = b.relu6("act", r);
+        let graph = b.finish(y).unwrap();
+        let stats: Vec<SiteStats> = graph
+            .sites
+            .iter()
+            .zip([3.0, 8.0, 2.0])
+            .map(|(site, max_abs)| SiteStats {
+                max_abs,
+                ..SiteStats::new(&site.name, site.kind)
+            })
+            .collect();
+        let rule = BoundRule::Calibrate { margin: 1.5, images: 0 };
+        let bounds = choose_bounds(&graph, &rule, &rule, Some(&stats)).unwrap();
+        let got: Vec<f64> = bounds.per_site.iter().map(|b| b.bound).collect();
+        assert_eq!(got, [4.5, 12.0, 12.0]);
+        let searched = crate::eval::search::with_searched_bounds(
+            &graph,
+            &choose_bounds(&graph, &BoundRule::Fixed { bound: 7.0 }, &rule, None).unwrap(),
+            20.0,
+            1.0,
+        );
+        assert!(searched.per_site.iter().all(|b| b.bound == 7.0), "{searched:?}");
     }
 }

@@ -20,7 +20,7 @@ use crate::gpu::Gpu;
 use crate::gpu::network::GpuNetwork;
 use crate::he::{CkksPreset, HeCost};
 use crate::model::cost::{network_cost, uniform_plan};
-use crate::model::{self, Graph, Network, SiteKind};
+use crate::model::{Graph, Network, SiteKind};
 use crate::poly::cost::relu_cost;
 use crate::poly::official::load_official;
 use crate::poly::verify::relu_error;
@@ -170,7 +170,7 @@ fn ckks_twins(req: &EvalRequest, graph: &Graph, configurations: &[Configuration]
 
 /// Runs the evaluation the request describes; `gpu` is used when `req.gpu` is set.
 pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -> Result<EvalReport, AnyError> {
-    let network = model::open(req.model, &req.weights)?;
+    let network = req.model.open()?;
     let graph = &network.graph;
     let prepared = req.plan.as_ref().map(|p| PreparedPlan::new(p, graph)).transpose()?;
     let (dataset, normalize, selection) = open_selected(req, &network.descriptor)?;
@@ -199,7 +199,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
         Some(p) => p.bounds(),
         None => rule_bounds(req, graph, count, &pass)?,
     };
-    let weights_sha256 = hex(&sha256_file(&req.weights).map_err(|e| format!("{}: {e}", req.weights.display()))?);
+    let weights_sha256 = hex(&sha256_file(weights_file(req)?).map_err(|e| format!("{}: {e}", req.model.name()))?);
     let resume = RunIdentity::new(req, &weights_sha256, dataset.fingerprint());
     let search_pass = pass(Vec::new(), "bound search");
     let searches = set_site_bounds(&mut configurations, &bounds, count, &search_pass, &resume)?;
@@ -388,9 +388,9 @@ fn run_info(
 ) -> Result<RunInfo, AnyError> {
     let (req, weights_sha256) = (resume.req, resume.weights_sha256.to_string());
     let preprocessing = req.preprocessing.apply(&network.descriptor)?;
+    let weights = weights_file(req)?.display().to_string();
     Ok(RunInfo {
         model: network.graph.name.clone(),
-        weights: req.weights.display().to_string(),
         data: req.data.display().to_string(),
         selection,
         backend: backend.to_string(),
@@ -398,11 +398,22 @@ fn run_info(
         scheme: req.gpu.then(|| req.scheme.name().to_string()),
         out_of_range_policy: if req.clamp { "clamp" } else { "report" },
         batch_size: req.batch,
-        warnings: checkpoint_warnings(&req.weights.display().to_string(), &weights_sha256, &preprocessing),
+        warnings: checkpoint_warnings(&weights, &weights_sha256, &preprocessing),
+        weights,
         weights_sha256,
         dataset_images,
         preprocessing: PreprocessingInfo::of(&preprocessing),
         ..RunInfo::default()
+    })
+}
+
+/// The file a report names and hashes as the network's weights: the checkpoint or the ONNX file.
+fn weights_file(req: &EvalRequest) -> Result<&std::path::Path, String> {
+    req.model.weights_file().ok_or_else(|| {
+        format!(
+            "{}: an evaluation needs real weights, not random ones",
+            req.model.name()
+        )
     })
 }
 

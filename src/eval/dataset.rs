@@ -5,7 +5,7 @@ use super::request::EvalRequest;
 use crate::data::cache::{CacheStatus, CachedDataset};
 use crate::data::digits::DigitsDataset;
 use crate::data::imagenet::{self, ClassIndex};
-use crate::data::{Dataset, Geometry, Normalize, cifar, select};
+use crate::data::{Dataset, FileDataset, Geometry, Normalize, cifar, image_folder, select};
 use crate::model::{DatasetFamily, NetworkDescriptor};
 use std::sync::Arc;
 
@@ -58,13 +58,39 @@ fn open_source_dataset(
             }
             Arc::new(opened.dataset)
         }
-        DatasetFamily::Other => {
-            return Err(format!(
-                "{}: no dataset reader for {} (its data family is unknown)",
-                req.data.display(),
-                network.name
-            )
-            .into());
-        }
+        DatasetFamily::Other => Arc::new(other_image_folder(req, network, geometry)?),
     })
+}
+
+/// A network of no known data family (an ONNX file with an input size other than 224 or 32):
+/// RGB images in class folders, as torchvision's ImageFolder numbers them, at the input size.
+fn other_image_folder(
+    req: &EvalRequest,
+    network: &NetworkDescriptor,
+    geometry: Geometry,
+) -> Result<FileDataset, AnyError> {
+    let unknown = |why: String| {
+        format!(
+            "{}: {why} ({} has no dataset family of its own)",
+            req.data.display(),
+            network.name
+        )
+    };
+    if network.input.c != 3 || !req.data.is_dir() {
+        return Err(unknown(format!(
+            "expected a folder of class folders of RGB images for a {} input",
+            network.input
+        ))
+        .into());
+    }
+    let dataset = image_folder(&req.data, geometry)?;
+    let classes = (0..dataset.len()).map(|i| dataset.label(i) + 1).max().unwrap_or(0);
+    if classes > network.classes {
+        return Err(unknown(format!(
+            "{classes} class folders, but the network scores {} classes",
+            network.classes
+        ))
+        .into());
+    }
+    Ok(dataset)
 }

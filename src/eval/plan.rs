@@ -43,8 +43,8 @@ use crate::data::select::spread_and_rest;
 use crate::data::{Dataset, Normalize};
 use crate::exec::{ActivationPlan, Backend, Precision, Progress, SiteMode};
 use crate::he::{CkksPreset, ckks_cost};
+use crate::model::Graph;
 use crate::model::cost::{SitePrecision, SiteShape, network_cost, site_shapes};
-use crate::model::{self, Graph};
 use crate::poly::degrees::{DegreeLists, degrees_for};
 use crate::poly::{Composite, optimise_eps};
 use std::sync::Arc;
@@ -369,7 +369,7 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
     if !(req.margin.is_finite() && req.margin > 0.0) {
         return Err(format!("--margin {}: expected a positive factor", req.margin).into());
     }
-    let network = model::open(req.eval.model, &req.eval.weights)?;
+    let network = req.eval.model.open()?;
     let graph = network.graph;
     let (dataset, normalize) = open_dataset(&req.eval, &network.descriptor)?;
     let count = req.eval.limit.map_or(dataset.len(), |l| l.min(dataset.len()));
@@ -527,7 +527,11 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
         })
     });
     let summary = SearchSummary {
-        weights: req.eval.weights.display().to_string(),
+        weights: req
+            .eval
+            .model
+            .weights_file()
+            .map_or_else(String::new, |p| p.display().to_string()),
         data: req.eval.data.display().to_string(),
         budget: req.budget,
         alphas: levels.iter().map(|l| l.alpha).collect(),
@@ -641,7 +645,7 @@ pub fn format_plan(plan: &PrecisionPlan, graph: &Graph) -> Result<String, String
 mod tests {
     use super::*;
     use crate::eval::prepared_plan::PreparedPlan;
-    use crate::model::{Arch, Op, SiteKind};
+    use crate::model::{self, Arch, Op, SiteKind};
     use crate::poly::cost::relu_cost;
     use crate::poly::paper_degrees;
 

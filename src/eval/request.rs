@@ -9,7 +9,7 @@ use super::preprocess::PreprocessingOverrides;
 use super::shard::Shard;
 use crate::gpu::activation::Scheme;
 use crate::he::CkksPreset;
-use crate::model::Arch;
+use crate::model::{Arch, ModelSource, SearchGrid};
 use std::path::PathBuf;
 
 /// The defaults of `eval`/`sweep` options: the command line's `default_value`s and
@@ -28,8 +28,8 @@ pub mod defaults {
 /// Everything an evaluation needs, as the command line gives it.
 #[derive(Clone, Debug)]
 pub struct EvalRequest {
-    pub model: Arch,
-    pub weights: PathBuf,
+    /// The network: a built-in architecture and its checkpoint, or an ONNX file.
+    pub model: ModelSource,
     pub data: PathBuf,
     /// Flat ImageNet layouts: `LOC_val_solution.csv` or `<file> <index>` lines.
     pub labels: Option<PathBuf>,
@@ -81,16 +81,21 @@ pub struct EvalRequest {
 }
 
 impl EvalRequest {
-    /// `model` with `weights` on `data`, everything else as the command line defaults it
-    /// ([`defaults`]): α = 14, ReLU and max-pool approximated with our polynomials, the
-    /// official B search on the network's grid ([`crate::model::NetworkDescriptor::search_grid`]),
-    /// batches of 32 on the CPU backend, all images, no cache.
+    /// The built-in `model` with `weights` on `data`, everything else as the command line
+    /// defaults it ([`defaults`], see [`EvalRequest::with_model`]).
     pub fn new(model: Arch, weights: PathBuf, data: PathBuf) -> EvalRequest {
         let grid = model.descriptor().search_grid;
+        EvalRequest::with_model(ModelSource::Builtin { arch: model, weights }, data, grid)
+    }
+
+    /// `model` on `data`, everything else as the command line defaults it ([`defaults`]):
+    /// α = 14, ReLU and max-pool approximated with our polynomials, the official B search on
+    /// `grid` (the network's: [`crate::model::NetworkDescriptor::search_grid`]), batches of 32
+    /// on the CPU backend, all images, no cache.
+    pub fn with_model(model: ModelSource, data: PathBuf, grid: SearchGrid) -> EvalRequest {
         let search = |(start, step)| BoundRule::Search { start, step };
         EvalRequest {
             model,
-            weights,
             data,
             labels: None,
             class_index: None,

@@ -1,6 +1,6 @@
 //! The official code's search for B on the approximate network, batch by batch.
 
-use super::bounds::{BoundRule, Bounds, Overflow, SearchTry};
+use super::bounds::{BoundRule, Bounds, Overflow, SearchTry, unify_shared};
 use super::pass::PassInput;
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::exec::ActivationPlan;
@@ -116,5 +116,6 @@ pub fn with_searched_bounds(graph: &Graph, bounds: &Bounds, relu: f64, maxpool: 
             _ => {}
         }
     }
+    out.per_site = unify_shared(graph, out.per_site);
     out
 }

@@ -35,7 +35,7 @@ use crate::data::Normalize;
 use crate::weights::{StateDict, WeightsError};
 use params::{ListParams, StateDictParams};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// Every architecture this crate builds.
@@ -206,6 +206,8 @@ pub enum ModelError {
     UnknownArch(String),
     /// An ONNX model that cannot be read or translated (names file and node or tensor).
     Onnx(onnx::OnnxError),
+    /// `--model` and `--weights` that do not go together.
+    Source(String),
 }
 
 impl fmt::Display for ModelError {
@@ -235,11 +237,12 @@ impl fmt::Display for ModelError {
             }
             ModelError::Graph(e) => write!(f, "bad graph: {e}"),
             ModelError::Onnx(e) => write!(f, "{e}"),
+            ModelError::Source(s) => write!(f, "{s}"),
             ModelError::UnknownArch(s) => write!(
                 f,
                 "unknown architecture `{s}` (expected resnet20/32/44/56/110, resnet18/34/50/101/152, \
                  vgg11/13/16/19_bn, vgg11/13/16/19_bn_cifar10, vgg11/13/16/19_bn_cifar10_paper, googlenet, inception_v3 \
-                 or digits_cnn)"
+                 digits_cnn, or a FILE.onnx)"
             ),
         }
     }
@@ -262,6 +265,92 @@ impl From<onnx::OnnxError> for ModelError {
 impl From<GraphError> for ModelError {
     fn from(e: GraphError) -> Self {
         ModelError::Graph(e)
+    }
+}
+
+/// Where a network comes from: the one thing every command's `--model` (and `--weights`) names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSource {
+    /// A built-in architecture with its checkpoint.
+    Builtin { arch: Arch, weights: PathBuf },
+    /// A built-in architecture with deterministic random weights ([`random`]): for what needs
+    /// only the graph's shapes or speed (`cost` without `--weights`, `bench`).
+    Random { arch: Arch, seed: u64 },
+    /// An ONNX file: graph and weights (inline or in its external-data file).
+    Onnx(PathBuf),
+}
+
+impl ModelSource {
+    /// `--model NAME|FILE.onnx` with `--weights`, for commands that evaluate real weights: a
+    /// built-in architecture needs its checkpoint, an ONNX file holds its own.
+    pub fn parse(model: &str, weights: Option<PathBuf>) -> Result<ModelSource, ModelError> {
+        match Self::parse_or_random(model, weights, 0)? {
+            ModelSource::Random { arch, .. } => Err(ModelError::Source(format!(
+                "--model {}: a built-in architecture needs --weights (its checkpoint)",
+                arch.name()
+            ))),
+            source => Ok(source),
+        }
+    }
+
+    /// As [`ModelSource::parse`], but a built-in architecture without `--weights` gets random
+    /// weights from `seed` (commands that need only shapes or timings).
+    pub fn parse_or_random(model: &str, weights: Option<PathBuf>, seed: u64) -> Result<ModelSource, ModelError> {
+        let path = Path::new(model);
+        if onnx::is_onnx_path(path) {
+            return match weights {
+                Some(w) => Err(ModelError::Source(format!(
+                    "--weights {}: the ONNX model {model} holds its own weights; drop --weights",
+                    w.display()
+                ))),
+                None => Ok(ModelSource::Onnx(path.to_path_buf())),
+            };
+        }
+        let arch: Arch = model.parse()?;
+        Ok(match weights {
+            Some(weights) => ModelSource::Builtin { arch, weights },
+            None => ModelSource::Random { arch, seed },
+        })
+    }
+
+    /// The graph and its descriptor.
+    pub fn open(&self) -> Result<Network, ModelError> {
+        match self {
+            ModelSource::Builtin { arch, weights } => open(*arch, weights),
+            ModelSource::Random { arch, seed } => Ok(Network {
+                graph: random(*arch, *seed)?,
+                descriptor: arch.descriptor(),
+            }),
+            ModelSource::Onnx(path) => Ok(onnx::open(path)?),
+        }
+    }
+
+    /// The descriptor alone: without reading a checkpoint for a built-in architecture (an
+    /// ONNX file is read: its input shape decides).
+    pub fn descriptor(&self) -> Result<NetworkDescriptor, ModelError> {
+        match self {
+            ModelSource::Builtin { arch, .. } | ModelSource::Random { arch, .. } => Ok(arch.descriptor()),
+            ModelSource::Onnx(_) => Ok(self.open()?.descriptor),
+        }
+    }
+
+    /// How messages name it: the architecture, or the ONNX file's name.
+    pub fn name(&self) -> String {
+        match self {
+            ModelSource::Builtin { arch, .. } | ModelSource::Random { arch, .. } => arch.name(),
+            ModelSource::Onnx(path) => path
+                .file_name()
+                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// The file holding the weights, which reports name and hash (None: random weights).
+    pub fn weights_file(&self) -> Option<&Path> {
+        match self {
+            ModelSource::Builtin { weights, .. } => Some(weights),
+            ModelSource::Onnx(path) => Some(path),
+            ModelSource::Random { .. } => None,
+        }
     }
 }
 

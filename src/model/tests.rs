@@ -360,3 +360,38 @@ fn schedule_fuses_conv_relu_and_conv_add_relu_unless_kept() {
     }));
     assert!(kept.contains(&Step::Node(id("layer1.0.relu1"))));
 }
+
+#[test]
+fn model_source_pairs_model_and_weights() {
+    use std::path::PathBuf;
+    let ckpt = || Some(PathBuf::from("w.pth"));
+    assert_eq!(
+        ModelSource::parse("resnet20", ckpt()).unwrap(),
+        ModelSource::Builtin {
+            arch: Arch::CifarResNet(20),
+            weights: "w.pth".into()
+        }
+    );
+    let onnx = ModelSource::parse("nets/My.ONNX", None).unwrap();
+    assert_eq!(onnx, ModelSource::Onnx("nets/My.ONNX".into()));
+    assert_eq!(onnx.name(), "My.ONNX");
+    assert_eq!(onnx.weights_file(), Some(std::path::Path::new("nets/My.ONNX")));
+    let both = ModelSource::parse("net.onnx", ckpt()).unwrap_err().to_string();
+    assert!(both.contains("--weights w.pth") && both.contains("net.onnx"), "{both}");
+    let missing = ModelSource::parse("resnet20", None).unwrap_err().to_string();
+    assert!(
+        missing.contains("resnet20") && missing.contains("--weights"),
+        "{missing}"
+    );
+    let random = ModelSource::parse_or_random("digits_cnn", None, 3).unwrap();
+    assert_eq!(random.weights_file(), None);
+    let network = random.open().unwrap();
+    assert_eq!(network.descriptor, Arch::DigitsCnn.descriptor());
+    assert_eq!(network.graph.sites.len(), random_graph_sites(Arch::DigitsCnn));
+    let unknown = ModelSource::parse("net.pt", None).unwrap_err().to_string();
+    assert!(unknown.contains("FILE.onnx"), "{unknown}");
+}
+
+fn random_graph_sites(arch: Arch) -> usize {
+    random(arch, 0).unwrap().sites.len()
+}

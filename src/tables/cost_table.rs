@@ -2,10 +2,9 @@
 //! degree optimizer next to the paper's lists).
 
 use crate::he::{CkksCost, CkksPreset, HeCost};
+use crate::model::ModelSource;
 use crate::model::cost::{NetworkCost, network_cost, uniform_plan};
-use crate::model::{self, Arch};
 use crate::poly::degrees::{DegreeLists, DegreeRow, VerifiedList, degrees_for};
-use std::path::PathBuf;
 
 /// Per-site rows and the totals of one plan.
 pub fn format_network_cost(c: &NetworkCost) -> String {
@@ -115,9 +114,9 @@ pub fn format_degree_table(rows: &[DegreeRow]) -> String {
 /// What `polycnn cost` is asked.
 #[derive(Clone, Debug)]
 pub struct CostRequest {
-    pub model: Arch,
-    /// Weights are not needed for the cost (shapes only); when given, the graph is built from them.
-    pub weights: Option<PathBuf>,
+    /// Only the graph's shapes matter: a built-in architecture may have random weights
+    /// ([`ModelSource::Random`]); an ONNX file is read.
+    pub model: ModelSource,
     pub alphas: Vec<u32>,
     /// One degree list for every α (default: `lists`).
     pub degrees: Option<Vec<usize>>,
@@ -130,10 +129,7 @@ pub struct CostRequest {
 
 /// The network's activation cost for each α of the request.
 pub fn network_costs(req: &CostRequest) -> Result<Vec<HeCost>, Box<dyn std::error::Error>> {
-    let graph = match &req.weights {
-        Some(path) => model::load(req.model, path)?,
-        None => model::random(req.model, 0)?,
-    };
+    let graph = req.model.open()?.graph;
     req.alphas
         .iter()
         .map(|&alpha| {
