@@ -8,8 +8,9 @@
 //! several images share one GEMM (`cols[I·k·k, images·OH·OW]`) and the result is scattered back
 //! to NCHW with the bias and residual.
 
-use super::gemm::{MatRef, Threads, matmul};
+use super::gemm::{MatRef, Threads, matmul, take_buffer};
 use crate::model::{Conv2d, Shape, Window2d};
+use std::cell::Cell;
 
 /// The shapes of one convolution: its tensors' shapes around the graph's window geometry.
 #[derive(Clone, Copy, Debug)]
@@ -84,15 +85,13 @@ fn grouped_matmul(
     }
 }
 
-/// `out = conv(images) + bias (+ residual)` for a group of images (NCHW); `scratch` is resized
-/// as needed and can be reused across calls.
+/// `out = conv(images) + bias (+ residual)` for a group of images (NCHW).
 pub fn conv_group(
     conv: &Conv2d,
     g: &ConvGeometry,
     images: &[f32],
     residual: Option<&[f32]>,
     out: &mut [f32],
-    scratch: &mut Vec<f32>,
     threads: Threads,
 ) {
     if g.is_depthwise() {
@@ -100,11 +99,11 @@ pub fn conv_group(
     }
     let count = images.len() / g.input.numel();
     if count == 1 {
-        return conv_image(conv, g, images, residual, out, scratch, threads);
+        return conv_image(conv, g, images, residual, out, threads);
     }
     let (plane, depth) = (g.output.plane(), g.depth());
     let columns = count * plane;
-    scratch.resize((depth + g.output.c) * columns, 0.0);
+    let mut scratch = take_buffer(&COLUMNS, (depth + g.output.c) * columns);
     let (cols, product) = scratch.split_at_mut(depth * columns);
     for (i, image) in images.chunks_exact(g.input.numel()).enumerate() {
         im2col(image, g, cols, columns, i * plane);
@@ -117,6 +116,12 @@ pub fn conv_group(
             add_bias_and_residual(row, src, conv.bias[o], r);
         }
     }
+    COLUMNS.set(scratch);
+}
+
+thread_local! {
+    /// The unfolded input (and a group's product), reused from call to call (see [`take_buffer`]).
+    static COLUMNS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// `y = p + bias (+ r)`, in this order whatever the grouping of images, so a result does not
@@ -139,18 +144,18 @@ fn conv_image(
     image: &[f32],
     residual: Option<&[f32]>,
     out: &mut [f32],
-    scratch: &mut Vec<f32>,
     threads: Threads,
 ) {
     let plane = g.output.plane();
-    let cols: &[f32] = if g.is_pointwise() {
-        image
+    let mut scratch = Vec::new();
+    if g.is_pointwise() {
+        grouped_matmul(conv, g, image, plane, out, false, threads);
     } else {
-        scratch.resize(g.depth() * plane, 0.0);
-        im2col(image, g, scratch, plane, 0);
-        scratch
-    };
-    grouped_matmul(conv, g, cols, plane, out, false, threads);
+        scratch = take_buffer(&COLUMNS, g.depth() * plane);
+        im2col(image, g, &mut scratch, plane, 0);
+        grouped_matmul(conv, g, &scratch, plane, out, false, threads);
+    }
+    COLUMNS.set(scratch);
     // The same epilogue as a group of images (the product is already in place).
     for (o, row) in out.chunks_exact_mut(plane).enumerate() {
         let r = residual.map(|r| &r[o * plane..(o + 1) * plane]);

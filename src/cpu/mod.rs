@@ -419,14 +419,13 @@ impl<'a> Prepared<'a> {
         let g = ConvGeometry::of(c, from, to);
         let x = value(c.input);
         let mut out = vec![0.0f32; n * to.numel()];
-        let mut scratch = Vec::new();
         let group = g.images_per_gemm(n);
         // Each group's output gets its activation while still in cache.
         for (i, y) in out.chunks_mut(group * to.numel()).enumerate() {
             let images = i * group..(i * group + y.len() / to.numel());
             let r = residual.map(|r| &r[images.start * to.numel()..images.end * to.numel()]);
             let x = &x[images.start * from.numel()..images.end * from.numel()];
-            conv_group(c, &g, x, r, y, &mut scratch, threads);
+            conv_group(c, &g, x, r, y, threads);
             if let Some(s) = site {
                 self.apply_relu(y, s, &mut stats[s], threads);
             }
