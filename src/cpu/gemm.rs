@@ -4,17 +4,22 @@
 //! (`c = fma(a[i, p], b[p, j], c)` for p = 0, 1, …), started from 0 (or from `c` when
 //! accumulating). Tiling, threads and batch size only decide *which* outputs a call computes,
 //! never the order of a sum, so results are bit-identical for any thread count or grouping of
-//! images. Work is split over rows of the output only.
+//! images. Work is split over outputs only: tiles of MR rows × 16 columns, each computed whole
+//! by one thread.
 //!
 //! Layout: b is packed into panels of [`NR`] columns (row p of a panel: 16 contiguous values,
-//! zero past b's last column); a is read in place (row-major), MR rows broadcast per step. One
-//! microkernel, written once over [`Lanes`], keeps an MR × 16 tile of c in registers for the
-//! whole inner dimension: AVX-512 16 × 16, AVX2 + FMA 6 × 16, portable 4 × 16 (chosen at run
-//! time like [`super::sign_f32`]).
+//! zero past b's last column), by a caller's `fill` for an unfolded image ([`matmul_filled`]);
+//! a is read in place, MR rows broadcast per step (packed when its rows would collide in L1).
+//! One microkernel, written once over [`Lanes`], keeps an MR × 16 tile of c in registers for
+//! the whole inner dimension: AVX-512 8 × 16, AVX2 + FMA 6 × 16, portable 4 × 16 (chosen at run
+//! time like [`super::sign_f32`]; 8 × 16 measured as fast as 16 × 16 on Zen 4 and without its
+//! L1 conflicts), and a half-width variant for a last panel of at most 8 columns.
 
 use super::sign_f32::{Isa, Lanes, Portable};
 use std::cell::Cell;
+use std::ops::Range;
 use std::thread::LocalKey;
+
 /// A strided read-only matrix view: element (i, j) is `data[i·row_stride + j·col_stride]`.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a> {
@@ -51,19 +56,10 @@ impl<'a> MatRef<'a> {
     fn last_index(&self) -> usize {
         (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
     }
-
-    /// A contiguous row-major copy with `extra` zero rows appended.
-    fn padded_rows(&self, extra: usize) -> Vec<f32> {
-        let mut out: Vec<f32> = (0..self.rows)
-            .flat_map(|r| (0..self.cols).map(move |c| self.data[r * self.row_stride + c * self.col_stride]))
-            .collect();
-        out.resize((self.rows + extra) * self.cols, 0.0);
-        out
-    }
 }
 
 /// Columns per packed panel of b: the microkernel's width.
-const NR: usize = 16;
+pub const NR: usize = 16;
 
 /// Whether one product may use several threads (when the caller is not already parallel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,8 +77,38 @@ pub fn matmul(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, threads: Th
 
 /// [`matmul`] with a given microkernel.
 fn matmul_on(kernel: Kernel, a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, threads: Threads) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(b.rows, k, "matmul: inner dimensions differ");
+    assert!(
+        b.rows == 0 || b.cols == 0 || b.last_index() < b.data.len(),
+        "matmul: view out of bounds"
+    );
+    let fill = |first: usize, width: usize, panel: &mut [f32]| copy_columns(b, first, width, panel);
+    product(kernel, a, (b.rows, b.cols), fill, c, accumulate, threads)
+}
+
+/// c = a·b (or c += a·b) for a b (`k × n`) that is never stored whole: `fill(first, width,
+/// panel)` writes its columns `first … first + width − 1` into `panel`, k rows of [`NR`] values
+/// (an unfolded image goes straight into the packed layout).
+pub fn matmul_filled(
+    a: MatRef,
+    (k, n): (usize, usize),
+    fill: impl Fn(usize, usize, &mut [f32]) + Sync,
+    c: &mut [f32],
+    threads: Threads,
+) {
+    product(Kernel::detect(), a, (k, n), fill, c, false, threads)
+}
+
+fn product(
+    kernel: Kernel,
+    a: MatRef,
+    (k, n): (usize, usize),
+    fill: impl Fn(usize, usize, &mut [f32]) + Sync,
+    c: &mut [f32],
+    accumulate: bool,
+    threads: Threads,
+) {
+    let m = a.rows;
+    assert_eq!(a.cols, k, "matmul: inner dimensions differ");
     assert_eq!(c.len(), m * n, "matmul: output has the wrong size");
     if m == 0 || n == 0 {
         return;
@@ -93,19 +119,28 @@ fn matmul_on(kernel: Kernel, a: MatRef, b: MatRef, c: &mut [f32], accumulate: bo
         }
         return;
     }
-    assert!(
-        a.last_index() < a.data.len() && b.last_index() < b.data.len(),
-        "matmul: view out of bounds"
-    );
-    let a_copy;
-    let a = if a.col_stride == 1 {
-        a
-    } else {
-        a_copy = a.padded_rows(0);
-        MatRef::row_major(&a_copy, m, k)
+    assert!(a.last_index() < a.data.len(), "matmul: view out of bounds");
+    let rows = kernel.rows();
+    // Rows of a 4 KiB apart (1x1 convolutions over 1024, 2048 … channels) share one L1 set
+    // and evict each other: those are packed when enough columns reuse the copy, and so is a
+    // strided a; other tiles read a in place.
+    const PACKING_PAYS_FROM_COLUMNS: usize = 128;
+    let aliased = (a.row_stride * size_of::<f32>()) % 4096 == 0 && n >= PACKING_PAYS_FROM_COLUMNS;
+    let pack_all = a.col_stride != 1 || aliased;
+    let packed_tiles = if pack_all { 0 } else { m / rows }..m.div_ceil(rows);
+    let packed_len = packed_tiles.len() * rows * k;
+    let packed_a = pack_row_tiles(a, rows, packed_tiles, take_buffer(&ROW_TILES, packed_len), threads);
+    let b = pack_panels((k, n), fill, take_buffer(&PANELS, n.div_ceil(NR) * k * NR), threads);
+    let job = Job {
+        kernel,
+        rows,
+        m,
+        a,
+        packed_a,
+        pack_all,
+        b,
+        init: accumulate.then_some(&*c),
     };
-    let packed = pack_panels(b, take_buffer(&PANELS, n.div_ceil(NR) * k * NR), threads);
-    let job = Job::new(kernel, a, packed, accumulate.then_some(&*c));
     let tile_len = job.rows * NR;
     let mut tiles = take_buffer(&TILES, job.tiles() * tile_len);
     // Consecutive tiles share a panel of b, so each thread's run of tiles reuses it in cache.
@@ -122,7 +157,7 @@ fn matmul_on(kernel: Kernel, a: MatRef, b: MatRef, c: &mut [f32], accumulate: bo
                 .for_each(compute)
         }
     }
-    let (rows, row_tiles, packed) = (job.rows, job.row_tiles, job.b.data);
+    let (row_tiles, a, b) = (job.row_tiles(), job.packed_a, job.b.data);
     let scatter = |(i, row): (usize, &mut [f32])| scatter_row(&tiles, rows, row_tiles, i, row);
     match threads {
         Threads::One => c.chunks_exact_mut(n).enumerate().for_each(scatter),
@@ -132,7 +167,8 @@ fn matmul_on(kernel: Kernel, a: MatRef, b: MatRef, c: &mut [f32], accumulate: bo
         }
     }
     TILES.set(tiles);
-    PANELS.set(packed);
+    PANELS.set(b);
+    ROW_TILES.set(a);
 }
 
 thread_local! {
@@ -140,6 +176,7 @@ thread_local! {
     /// mapped, and its page faults cost more than the copies it holds.
     static PANELS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     static TILES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    static ROW_TILES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// The thread's buffer `key` (empty if a caller up the stack holds it), `len` zeros long;
@@ -157,54 +194,47 @@ struct Job<'a> {
     kernel: Kernel,
     /// Rows per tile (MR).
     rows: usize,
+    /// Rows of a and c.
+    m: usize,
     a: MatRef<'a>,
-    /// The last row tile's rows of a, padded with zero rows to MR (None when m is a multiple).
-    tail_a: Option<Vec<f32>>,
-    row_tiles: usize,
+    /// Row tiles of a packed by [`pack_row_tiles`]: all of them when `pack_all`, else the
+    /// last one when m is not a multiple of MR (its missing rows padded with zeros).
+    packed_a: Vec<f32>,
+    pack_all: bool,
     b: Panels,
     /// c's values before the product, when accumulating.
     init: Option<&'a [f32]>,
 }
 
-impl<'a> Job<'a> {
-    fn new(kernel: Kernel, a: MatRef<'a>, b: Panels, init: Option<&'a [f32]>) -> Job<'a> {
-        let (rows, m, k) = (kernel.rows(), a.rows, a.cols);
-        let tail_a = (m % rows != 0).then(|| {
-            let first = m - m % rows;
-            let mut t = vec![0.0f32; rows * k];
-            for (i, row) in t.chunks_exact_mut(k).take(m - first).enumerate() {
-                let r = (first + i) * a.row_stride;
-                row.copy_from_slice(&a.data[r..r + k]);
-            }
-            t
-        });
-        Job {
-            kernel,
-            rows,
-            a,
-            tail_a,
-            row_tiles: m.div_ceil(rows),
-            b,
-            init,
-        }
+impl Job<'_> {
+    fn row_tiles(&self) -> usize {
+        self.m.div_ceil(self.rows)
     }
 
     fn tiles(&self) -> usize {
-        self.row_tiles * self.b.count()
+        self.row_tiles() * self.b.count()
     }
 
     /// Tile t's (first row, panel, rows that are c's, columns that are c's).
     fn tile(&self, t: usize) -> (usize, usize, usize, usize) {
-        let (first, panel) = ((t % self.row_tiles) * self.rows, t / self.row_tiles);
-        (first, panel, self.rows.min(self.a.rows - first), self.b.width(panel))
+        let (first, panel) = ((t % self.row_tiles()) * self.rows, t / self.row_tiles());
+        (first, panel, self.rows.min(self.m - first), self.b.width(panel))
     }
 
-    /// Tile t's MR rows of a and their distance.
-    fn a_rows(&self, t: usize) -> (&[f32], usize) {
+    /// Tile t's MR rows of a.
+    fn a_tile(&self, t: usize) -> ATile<'_> {
         let (first, _, valid, _) = self.tile(t);
-        match &self.tail_a {
-            Some(tail) if valid < self.rows => (tail, self.a.cols),
-            _ => (&self.a.data[first * self.a.row_stride..], self.a.row_stride),
+        let (row_tile, len) = (first / self.rows, self.rows * self.b.k);
+        if self.pack_all {
+            ATile::packed(&self.packed_a[row_tile * len..][..len], self.rows)
+        } else if valid < self.rows {
+            ATile::packed(&self.packed_a, self.rows)
+        } else {
+            ATile {
+                data: &self.a.data[first * self.a.row_stride..],
+                row_step: self.a.row_stride,
+                col_step: 1,
+            }
         }
     }
 
@@ -230,6 +260,50 @@ fn scatter_row(tiles: &[f32], rows: usize, row_tiles: usize, i: usize, row: &mut
     }
 }
 
+/// MR rows of a as the microkernel reads them: a[i, p] = data[i·row_step + p·col_step].
+#[derive(Clone, Copy)]
+struct ATile<'a> {
+    data: &'a [f32],
+    row_step: usize,
+    col_step: usize,
+}
+
+impl<'a> ATile<'a> {
+    fn packed(data: &'a [f32], rows: usize) -> ATile<'a> {
+        ATile {
+            data,
+            row_step: 1,
+            col_step: rows,
+        }
+    }
+}
+
+/// Row tiles `tiles` of a (m × k) packed into `data` (zeros, as long as those tiles): tile r
+/// holds, for p = 0 … k − 1, a[r·rows + i, p] for i < rows (zero past a's last row).
+fn pack_row_tiles(a: MatRef, rows: usize, tiles: Range<usize>, mut data: Vec<f32>, threads: Threads) -> Vec<f32> {
+    let k = a.cols;
+    if data.is_empty() {
+        return data;
+    }
+    let pack = |(r, tile): (usize, &mut [f32])| {
+        let first = (tiles.start + r) * rows;
+        let valid = rows.min(a.rows - first);
+        for (p, column) in tile.chunks_exact_mut(rows).enumerate() {
+            for (i, v) in column[..valid].iter_mut().enumerate() {
+                *v = a.data[(first + i) * a.row_stride + p * a.col_stride];
+            }
+        }
+    };
+    match threads {
+        Threads::One => data.chunks_exact_mut(rows * k).enumerate().for_each(pack),
+        Threads::All => {
+            use rayon::prelude::*;
+            data.par_chunks_exact_mut(rows * k).enumerate().for_each(pack)
+        }
+    }
+    data
+}
+
 /// b (k × n) packed into panels of NR columns: panel j is k rows of NR values, columns
 /// NR·j … NR·j + NR − 1, zero past column n.
 struct Panels {
@@ -253,22 +327,15 @@ impl Panels {
     }
 }
 
-/// b packed into `data` (zeros, as long as the panels).
-fn pack_panels(b: MatRef, mut data: Vec<f32>, threads: Threads) -> Panels {
-    let (k, n) = (b.rows, b.cols);
-    let pack = |(j, panel): (usize, &mut [f32])| {
-        let (first, width) = (j * NR, NR.min(n - j * NR));
-        for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
-            let start = p * b.row_stride + first * b.col_stride;
-            if b.col_stride == 1 {
-                row[..width].copy_from_slice(&b.data[start..start + width]);
-            } else {
-                for (q, v) in row[..width].iter_mut().enumerate() {
-                    *v = b.data[start + q * b.col_stride];
-                }
-            }
-        }
-    };
+/// b (`k × n`, written by `fill` panel by panel) packed into `data` (zeros, as long as the
+/// panels).
+fn pack_panels(
+    (k, n): (usize, usize),
+    fill: impl Fn(usize, usize, &mut [f32]) + Sync,
+    mut data: Vec<f32>,
+    threads: Threads,
+) -> Panels {
+    let pack = |(j, panel): (usize, &mut [f32])| fill(j * NR, NR.min(n - j * NR), panel);
     match threads {
         Threads::One => data.chunks_exact_mut(k * NR).enumerate().for_each(pack),
         Threads::All => {
@@ -277,6 +344,20 @@ fn pack_panels(b: MatRef, mut data: Vec<f32>, threads: Threads) -> Panels {
         }
     }
     Panels { data, k, n }
+}
+
+/// Columns `first … first + width − 1` of b into `panel` (k rows of NR values).
+fn copy_columns(b: MatRef, first: usize, width: usize, panel: &mut [f32]) {
+    for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+        let start = p * b.row_stride + first * b.col_stride;
+        if b.col_stride == 1 {
+            row[..width].copy_from_slice(&b.data[start..start + width]);
+        } else {
+            for (q, v) in row[..width].iter_mut().enumerate() {
+                *v = b.data[start + q * b.col_stride];
+            }
+        }
+    }
 }
 
 /// The microkernel for this CPU's widest instruction set.
@@ -292,7 +373,7 @@ impl Kernel {
     /// Rows of c per tile (MR).
     fn rows(self) -> usize {
         match self.0 {
-            Isa::Avx512 => 16,
+            Isa::Avx512 => 8,
             Isa::Avx2 => 6,
             Isa::Portable => 4,
         }
@@ -318,7 +399,7 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn tile_avx512(job: &Job, t: usize, out: &mut [f32]) {
-        tile::<Avx512, Avx2, 16, 1, 1>(job, t, out)
+        tile::<Avx512, Avx2, 8, 1, 1>(job, t, out)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -332,32 +413,34 @@ mod x86 {
 #[inline(always)]
 fn tile<V: Lanes, H: Lanes, const MR: usize, const VR: usize, const HR: usize>(job: &Job, t: usize, out: &mut [f32]) {
     let (_, panel, _, width) = job.tile(t);
-    let (a, lda) = job.a_rows(t);
-    let k = job.b.k;
+    let (a, b, k) = (job.a_tile(t), job.b.panel(panel), job.b.k);
+    let a_last = (MR - 1) * a.row_step + (k - 1) * a.col_step;
     assert!(
-        a.len() >= (MR - 1) * lda + k && out.len() == MR * NR,
+        a_last < a.data.len() && b.len() == NR * k && out.len() == MR * NR,
         "matmul: tile out of bounds"
     );
-    let a_rows: [&[f32]; MR] = std::array::from_fn(|i| &a[i * lda..i * lda + k]);
     job.init_tile(t, out);
     if width <= HR * H::N {
-        fma_chain::<H, MR, HR>(&a_rows, job.b.panel(panel), out)
+        fma_chain::<H, MR, HR>(a, b, out)
     } else {
-        fma_chain::<V, MR, VR>(&a_rows, job.b.panel(panel), out)
+        fma_chain::<V, MR, VR>(a, b, out)
     }
 }
 
-/// tile[i][q] = fma(a[i][p], panel[p][q], tile[i][q]) for p = 0 … k − 1 in order, q < VR·N (the
-/// tile row-major, NR per row), the tile in registers throughout.
+/// tile[i][q] = fma(a[i, p], panel[p][q], tile[i][q]) for p = 0 … k − 1 in order, q < VR·N (the
+/// tile row-major, NR per row), the tile in registers throughout. The caller checked that a's
+/// last element, a[MR − 1, k − 1], is inside its slice.
 #[inline(always)]
-fn fma_chain<V: Lanes, const MR: usize, const VR: usize>(a: &[&[f32]; MR], panel: &[f32], tile: &mut [f32]) {
+fn fma_chain<V: Lanes, const MR: usize, const VR: usize>(a: ATile, panel: &[f32], tile: &mut [f32]) {
     let mut acc: [[V; VR]; MR] = std::array::from_fn(|i| std::array::from_fn(|v| V::load(&tile[i * NR + v * V::N..])));
     for (p, b_row) in panel.chunks_exact(NR).enumerate() {
         let b: [V; VR] = std::array::from_fn(|v| V::load(&b_row[v * V::N..]));
-        for i in 0..MR {
-            let x = V::splat(a[i][p]);
-            for v in 0..VR {
-                acc[i][v] = x.fma(b[v], acc[i][v]);
+        let column = p * a.col_step;
+        for (i, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: i < MR and p < k, so the index is at most a's last, checked by the caller.
+            let x = V::splat(unsafe { *a.data.get_unchecked(column + i * a.row_step) });
+            for (acc, &b) in acc.iter_mut().zip(&b) {
+                *acc = x.fma(b, *acc);
             }
         }
     }

@@ -84,7 +84,7 @@ pub fn run_keeping(
     let run_chunk = |(k, images): (usize, &[f32])| {
         prepared.run_chunk(images.to_vec(), images.len() / per_image, k * chunk, threads)
     };
-    let results: Vec<ChunkResult> = match threads {
+    let mut results: Vec<ChunkResult> = match threads {
         Threads::One => batch
             .data
             .par_chunks(chunk * per_image)
@@ -99,6 +99,12 @@ pub fn run_keeping(
             .collect(),
     };
     let mut sites = prepared.empty_stats();
+    if let [only] = &mut results[..] {
+        // one chunk: its logits are the batch's (no copy)
+        sites.iter_mut().zip(&only.stats).for_each(|(a, b)| a.merge(b));
+        let (logits, kept) = (std::mem::take(&mut only.logits), std::mem::take(&mut only.kept));
+        return Ok((RunOutput { logits, classes, sites }, kept));
+    }
     let mut logits = Vec::with_capacity(batch.n * classes);
     let mut kept: Vec<Vec<f32>> = vec![Vec::new(); keep.len()];
     for chunk in results {
