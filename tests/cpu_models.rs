@@ -1114,3 +1114,62 @@ fn results_do_not_depend_on_thread_count_or_chunking() {
         }
     }
 }
+
+/// The thread's CPU time in seconds (Linux `CLOCK_THREAD_CPUTIME_ID`): on a shared machine, time
+/// the thread was descheduled does not count, so figures from a loaded machine stay comparable.
+#[cfg(target_os = "linux")]
+fn thread_cpu_seconds() -> f64 {
+    #[repr(C)]
+    struct Timespec {
+        seconds: i64,
+        nanoseconds: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut t = Timespec {
+        seconds: 0,
+        nanoseconds: 0,
+    };
+    // SAFETY: a valid clock id and a pointer to a live Timespec.
+    unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.seconds as f64 + t.nanoseconds as f64 * 1e-9
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+#[ignore = "benchmark: cargo test --release --test cpu_models bench_conv -- --ignored --nocapture"]
+fn bench_conv_shapes_per_cpu_second() {
+    // The nine ResNet shapes of `polycnn bench --sections conv` (batch 1, one thread) in GFLOP
+    // per second of this thread's CPU time; BENCHMARKS.md has PyTorch's counterpart
+    // (torch.set_num_threads(1), time.thread_time()).
+    let shapes = [
+        (64, 56, 64, 3),
+        (128, 28, 128, 3),
+        (256, 14, 256, 3),
+        (512, 7, 512, 3),
+        (64, 56, 256, 1),
+        (256, 56, 64, 1),
+        (512, 28, 128, 1),
+        (1024, 14, 256, 1),
+        (2048, 7, 512, 1),
+    ];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    for (c, hw, o, k) in shapes {
+        let graph = single_conv_graph(Shape::new(c, hw, hw), o, [k, k], 1, [k / 2, k / 2]);
+        let batch = Batch::new(1, graph.input, pseudo_random(graph.input.numel(), 1)).unwrap();
+        let plan = ActivationPlan::exact(&graph);
+        let flops = 2.0 * (o * c * k * k * hw * hw) as f64;
+        let gflops = pool.install(|| {
+            cpu::run(&graph, &batch, &plan).unwrap();
+            let reps = ((3e9 / flops) as usize).max(2);
+            let start = thread_cpu_seconds();
+            for _ in 0..reps {
+                cpu::run(&graph, &batch, &plan).unwrap();
+            }
+            flops * reps as f64 / (thread_cpu_seconds() - start) / 1e9
+        });
+        println!("conv {k}x{k} {hw}x{hw} {c}->{o}: {gflops:.1} GFLOP per CPU second");
+    }
+}
