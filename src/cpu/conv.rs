@@ -1,12 +1,12 @@
-//! Convolution as a GEMM: `out[O, OH·OW] = W[O, I·kh·kw] × cols[I·kh·kw, OH·OW]`, cols the im2col
-//! unfolding of the input.
+//! Convolution as a GEMM: `out[O, OH·OW] = W[O, I·kh·kw] × cols[I·kh·kw, OH·OW]`, cols the
+//! unfolding of the input, never stored whole: each 16-column panel of it is unfolded straight
+//! into the GEMM's packed layout ([`unfold_panel`] through [`matmul_filled`]).
 //!
 //! Large outputs go one image per GEMM: a 1x1 stride-1 unpadded conv then needs no unfolding
-//! (its input already is cols), and the bias (plus a fused residual) is written into `out`
-//! before the product is accumulated onto it, so the epilogue costs no extra pass. Small
-//! outputs (late layers, CIFAR) would make each GEMM re-read all weights for a few columns, so
-//! several images share one GEMM (`cols[I·k·k, images·OH·OW]`) and the result is scattered back
-//! to NCHW with the bias and residual.
+//! (its input already is cols), and the product lands in `out`, then gets the bias (plus a
+//! fused residual). Small outputs (late layers, CIFAR) would make each GEMM re-read all weights
+//! for a few columns, so several images share one GEMM (`cols[I·k·k, images·OH·OW]`) and the
+//! result is scattered back to NCHW with the bias and residual, `p + bias (+ r)` either way.
 
 use super::gemm::{MatRef, NR, Threads, matmul, matmul_filled, take_buffer};
 use crate::model::{Conv2d, Shape, Window2d};

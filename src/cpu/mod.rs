@@ -11,9 +11,11 @@
 //! smaller batch runs chunk after chunk, each one's GEMMs and activations using every thread.
 //! Chunks are sized so that a chunk's largest value stays around 32 MB.
 //!
-//! Fusion follows [`crate::model::schedule`]: bias and residual are written before the GEMM
-//! accumulates onto them, and a fused ReLU site is applied to each group of images' output
-//! while it is still in cache.
+//! Fusion follows [`crate::model::schedule`]: bias and residual are added to the GEMM's
+//! product, and a fused ReLU site is applied to each group of images' output while it is
+//! still in cache. Results are bit-identical for any thread count and chunking: each output of
+//! a GEMM is one FMA chain in a fixed order ([`gemm`]), and every other op is per value or per
+//! image.
 //!
 //! Statistics: every site records what it saw ([`SiteStats`]) in the same pass.
 
