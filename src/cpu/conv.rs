@@ -1,15 +1,17 @@
-//! Convolution as a GEMM: `out[O, OH·OW] = W[O, I·kh·kw] × cols[I·kh·kw, OH·OW]`, cols the im2col
-//! unfolding of the input.
+//! Convolution as a GEMM: `out[O, OH·OW] = W[O, I·kh·kw] × cols[I·kh·kw, OH·OW]`, cols the
+//! unfolding of the input, never stored whole: each 16-column panel of it is unfolded straight
+//! into the GEMM's packed layout ([`unfold_panel`] through [`matmul_filled`]).
 //!
 //! Large outputs go one image per GEMM: a 1x1 stride-1 unpadded conv then needs no unfolding
-//! (its input already is cols), and the bias (plus a fused residual) is written into `out`
-//! before the product is accumulated onto it, so the epilogue costs no extra pass. Small
-//! outputs (late layers, CIFAR) would make each GEMM re-read all weights for a few columns, so
-//! several images share one GEMM (`cols[I·k·k, images·OH·OW]`) and the result is scattered back
-//! to NCHW with the bias and residual.
+//! (its input already is cols), and the product lands in `out`, then gets the bias (plus a
+//! fused residual). Small outputs (late layers, CIFAR) would make each GEMM re-read all weights
+//! for a few columns, so several images share one GEMM (`cols[I·k·k, images·OH·OW]`) and the
+//! result is scattered back to NCHW with the bias and residual, `p + bias (+ r)` either way.
 
-use super::gemm::{MatRef, Threads, matmul};
+use super::gemm::{MatRef, NR, Threads, matmul, matmul_filled, take_buffer};
 use crate::model::{Conv2d, Shape, Window2d};
+use std::cell::Cell;
+use std::ops::Range;
 
 /// The shapes of one convolution: its tensors' shapes around the graph's window geometry.
 #[derive(Clone, Copy, Debug)]
@@ -64,35 +66,42 @@ impl ConvGeometry {
     }
 }
 
-/// `product = W × cols`, one GEMM per group: group g's weight rows (contiguous), its unfolded
-/// input rows (contiguous, since rows are ordered by channel) and its output rows (contiguous).
+/// `product = W × unfold(images)` (`columns` = images · output plane), one GEMM per group:
+/// group g's weight rows, its input channels' unfolded rows and its output rows. The unfolded
+/// matrix is never stored: each panel of it is unfolded straight into the GEMM's packed
+/// layout, and a 1x1 stride-1 conv of one image uses the image itself.
 fn grouped_matmul(
     conv: &Conv2d,
     g: &ConvGeometry,
-    cols: &[f32],
+    images: &[f32],
     columns: usize,
     product: &mut [f32],
-    accumulate: bool,
     threads: Threads,
 ) {
-    let (depth, rows) = (g.group_depth(), g.group_out());
+    let (depth, rows, channels) = (g.group_depth(), g.group_out(), g.input.c / g.groups);
     let weights = conv.weight.data.chunks_exact(rows * depth);
-    let inputs = cols.chunks_exact(depth * columns);
-    for ((w, x), out) in weights.zip(inputs).zip(product.chunks_exact_mut(rows * columns)) {
-        let (w, x) = (MatRef::row_major(w, rows, depth), MatRef::row_major(x, depth, columns));
-        matmul(w, x, out, accumulate, threads);
+    for (group, (w, out)) in weights.zip(product.chunks_exact_mut(rows * columns)).enumerate() {
+        let w = MatRef::row_major(w, rows, depth);
+        let first = group * channels;
+        if g.is_pointwise() && columns == g.input.plane() {
+            let x = &images[first * columns..(first + channels) * columns];
+            matmul(w, MatRef::row_major(x, depth, columns), out, false, threads);
+        } else {
+            let fill = |column: usize, width: usize, panel: &mut [f32]| {
+                unfold_panel(images, g, first..first + channels, column, width, panel)
+            };
+            matmul_filled(w, (depth, columns), fill, out, threads);
+        }
     }
 }
 
-/// `out = conv(images) + bias (+ residual)` for a group of images (NCHW); `scratch` is resized
-/// as needed and can be reused across calls.
+/// `out = conv(images) + bias (+ residual)` for a group of images (NCHW).
 pub fn conv_group(
     conv: &Conv2d,
     g: &ConvGeometry,
     images: &[f32],
     residual: Option<&[f32]>,
     out: &mut [f32],
-    scratch: &mut Vec<f32>,
     threads: Threads,
 ) {
     if g.is_depthwise() {
@@ -100,16 +109,12 @@ pub fn conv_group(
     }
     let count = images.len() / g.input.numel();
     if count == 1 {
-        return conv_image(conv, g, images, residual, out, scratch, threads);
+        return conv_image(conv, g, images, residual, out, threads);
     }
-    let (plane, depth) = (g.output.plane(), g.depth());
+    let plane = g.output.plane();
     let columns = count * plane;
-    scratch.resize((depth + g.output.c) * columns, 0.0);
-    let (cols, product) = scratch.split_at_mut(depth * columns);
-    for (i, image) in images.chunks_exact(g.input.numel()).enumerate() {
-        im2col(image, g, cols, columns, i * plane);
-    }
-    grouped_matmul(conv, g, cols, columns, product, false, threads);
+    let mut product = take_buffer(&PRODUCT, g.output.c * columns);
+    grouped_matmul(conv, g, images, columns, &mut product, threads);
     for (i, y) in out.chunks_exact_mut(g.output.numel()).enumerate() {
         for (o, row) in y.chunks_exact_mut(plane).enumerate() {
             let src = &product[o * columns + i * plane..o * columns + (i + 1) * plane];
@@ -117,6 +122,12 @@ pub fn conv_group(
             add_bias_and_residual(row, src, conv.bias[o], r);
         }
     }
+    PRODUCT.set(product);
+}
+
+thread_local! {
+    /// A group's product, reused from call to call (see [`take_buffer`]).
+    static PRODUCT: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// `y = p + bias (+ r)`, in this order whatever the grouping of images, so a result does not
@@ -139,18 +150,10 @@ fn conv_image(
     image: &[f32],
     residual: Option<&[f32]>,
     out: &mut [f32],
-    scratch: &mut Vec<f32>,
     threads: Threads,
 ) {
     let plane = g.output.plane();
-    let cols: &[f32] = if g.is_pointwise() {
-        image
-    } else {
-        scratch.resize(g.depth() * plane, 0.0);
-        im2col(image, g, scratch, plane, 0);
-        scratch
-    };
-    grouped_matmul(conv, g, cols, plane, out, false, threads);
+    grouped_matmul(conv, g, image, plane, out, threads);
     // The same epilogue as a group of images (the product is already in place).
     for (o, row) in out.chunks_exact_mut(plane).enumerate() {
         let r = residual.map(|r| &r[o * plane..(o + 1) * plane]);
@@ -234,30 +237,45 @@ fn depthwise_plane(x: &[f32], g: &ConvGeometry, taps: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Unfolds `image` so row (c, ky, kx) of `cols` (rows `row_len` long) holds, from column
-/// `offset` on, the input each output pixel multiplies (zero where the window overlaps the
-/// padding).
-fn im2col(image: &[f32], g: &ConvGeometry, cols: &mut [f32], row_len: usize, offset: usize) {
+/// Columns `first … first + width − 1` of the unfolded `images` into `panel` ([`NR`] values
+/// a row), rows (c, ky, kx) for the input channels `channels`: column q is output pixel
+/// q mod plane of image q / plane, and holds the input its window's tap multiplies (zero where
+/// the window overlaps the padding).
+fn unfold_panel(
+    images: &[f32],
+    g: &ConvGeometry,
+    channels: Range<usize>,
+    first: usize,
+    width: usize,
+    panel: &mut [f32],
+) {
     let win = &g.window;
     let [kh, kw] = win.kernel;
-    let (ih, iw, oh, ow) = (g.input.h as isize, g.input.w, g.output.h, g.output.w);
-    let mut rows = cols.chunks_exact_mut(row_len);
-    for c in 0..g.input.c {
-        let plane = &image[c * g.input.plane()..(c + 1) * g.input.plane()];
+    let (ih, iw, ow, plane) = (g.input.h as isize, g.input.w, g.output.w, g.output.plane());
+    let mut rows = panel.chunks_exact_mut(NR);
+    for c in channels {
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = &mut rows.next().expect("cols has I·kh·kw rows")[offset..offset + oh * ow];
+                let row = &mut rows.next().expect("the panel has a row per (c, ky, kx)")[..width];
                 // Column of output 0's tap kx; each output moves it by the stride.
                 let first_column = win.input_coord(1, 0, kx);
-                for oy in 0..oh {
+                // One run of columns per output row (runs never cross an image either).
+                let mut done = 0;
+                while done < width {
+                    let q = first + done;
+                    let (image, pixel) = (q / plane, q % plane);
+                    let (oy, ox) = (pixel / ow, pixel % ow);
+                    let run = (ow - ox).min(width - done);
+                    let dst = &mut row[done..done + run];
                     let iy = win.input_coord(0, oy, ky);
-                    let dst = &mut row[oy * ow..(oy + 1) * ow];
                     if iy < 0 || iy >= ih {
                         dst.fill(0.0);
-                        continue;
+                    } else {
+                        let start = (image * g.input.c + c) * g.input.plane() + iy as usize * iw;
+                        let offset = first_column + (ox * win.stride[1]) as isize;
+                        copy_row(&images[start..start + iw], dst, offset, win.stride[1]);
                     }
-                    let src = &plane[iy as usize * iw..(iy as usize + 1) * iw];
-                    copy_row(src, dst, first_column, win.stride[1]);
+                    done += run;
                 }
             }
         }

@@ -11,9 +11,11 @@
 //! smaller batch runs chunk after chunk, each one's GEMMs and activations using every thread.
 //! Chunks are sized so that a chunk's largest value stays around 32 MB.
 //!
-//! Fusion follows [`crate::model::schedule`]: bias and residual are written before the GEMM
-//! accumulates onto them, and a fused ReLU site is applied to each group of images' output
-//! while it is still in cache.
+//! Fusion follows [`crate::model::schedule`]: bias and residual are added to the GEMM's
+//! product, and a fused ReLU site is applied to each group of images' output while it is
+//! still in cache. Results are bit-identical for any thread count and chunking: each output of
+//! a GEMM is one FMA chain in a fixed order ([`gemm`]), and every other op is per value or per
+//! image.
 //!
 //! Statistics: every site records what it saw ([`SiteStats`]) in the same pass.
 
@@ -84,7 +86,7 @@ pub fn run_keeping(
     let run_chunk = |(k, images): (usize, &[f32])| {
         prepared.run_chunk(images.to_vec(), images.len() / per_image, k * chunk, threads)
     };
-    let results: Vec<ChunkResult> = match threads {
+    let mut results: Vec<ChunkResult> = match threads {
         Threads::One => batch
             .data
             .par_chunks(chunk * per_image)
@@ -99,6 +101,12 @@ pub fn run_keeping(
             .collect(),
     };
     let mut sites = prepared.empty_stats();
+    if let [only] = &mut results[..] {
+        // one chunk: its logits are the batch's (no copy)
+        sites.iter_mut().zip(&only.stats).for_each(|(a, b)| a.merge(b));
+        let (logits, kept) = (std::mem::take(&mut only.logits), std::mem::take(&mut only.kept));
+        return Ok((RunOutput { logits, classes, sites }, kept));
+    }
     let mut logits = Vec::with_capacity(batch.n * classes);
     let mut kept: Vec<Vec<f32>> = vec![Vec::new(); keep.len()];
     for chunk in results {
@@ -419,14 +427,13 @@ impl<'a> Prepared<'a> {
         let g = ConvGeometry::of(c, from, to);
         let x = value(c.input);
         let mut out = vec![0.0f32; n * to.numel()];
-        let mut scratch = Vec::new();
         let group = g.images_per_gemm(n);
         // Each group's output gets its activation while still in cache.
         for (i, y) in out.chunks_mut(group * to.numel()).enumerate() {
             let images = i * group..(i * group + y.len() / to.numel());
             let r = residual.map(|r| &r[images.start * to.numel()..images.end * to.numel()]);
             let x = &x[images.start * from.numel()..images.end * from.numel()];
-            conv_group(c, &g, x, r, y, &mut scratch, threads);
+            conv_group(c, &g, x, r, y, threads);
             if let Some(s) = site {
                 self.apply_relu(y, s, &mut stats[s], threads);
             }

@@ -137,8 +137,8 @@ impl SignF32 {
     }
 }
 
-/// A SIMD vector of f32 lanes: the few operations the kernel needs.
-trait Lanes: Copy {
+/// A SIMD vector of f32 lanes: the few operations the kernels need (this one and the GEMM's).
+pub(super) trait Lanes: Copy {
     const N: usize;
     fn splat(v: f32) -> Self;
     /// The first N values of `src`.
@@ -219,7 +219,7 @@ fn evaluate<V: Lanes>(stages: &[Stage], x: [V; UNROLL], op: Op) -> [V; UNROLL] {
 /// it (this path's only x86 users) a software fused multiply-add would cost ~100x, so it rounds
 /// twice there: a different last bit, same error bound.
 #[derive(Clone, Copy)]
-struct Portable([f32; 8]);
+pub(super) struct Portable([f32; 8]);
 
 impl Lanes for Portable {
     const N: usize = 8;
@@ -253,7 +253,7 @@ impl Lanes for Portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use super::{Lanes, Op, Stage, run_blocks};
     use std::arch::x86_64::*;
 
@@ -272,7 +272,7 @@ mod x86 {
     // length first. max/min return their second operand when either is NaN: x goes second.
 
     #[derive(Clone, Copy)]
-    struct Avx512(__m512);
+    pub(in crate::cpu) struct Avx512(__m512);
 
     impl Lanes for Avx512 {
         const N: usize = 16;
@@ -313,7 +313,7 @@ mod x86 {
     }
 
     #[derive(Clone, Copy)]
-    struct Avx2(__m256);
+    pub(in crate::cpu) struct Avx2(__m256);
 
     impl Lanes for Avx2 {
         const N: usize = 8;
