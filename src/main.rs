@@ -421,8 +421,10 @@ impl log::Log for StderrLog {
     }
 
     fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            eprintln!("{}", record.args());
+        match record.level() {
+            log::Level::Error | log::Level::Warn => eprintln!("warning: {}", record.args()),
+            _ if self.enabled(record.metadata()) => eprintln!("{}", record.args()),
+            _ => {}
         }
     }
 

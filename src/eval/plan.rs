@@ -37,16 +37,18 @@ use super::dataset::open_dataset;
 use super::paired::Flips;
 use super::pass::{PassInput, evaluate};
 use super::plan_file::{PlanCkks, PlanCost, PrecisionPlan, SearchSummary, SitePlan, SplitAccuracy, plan_cost};
+use super::preprocess::checkpoint_warnings;
 use super::request::EvalRequest;
 use crate::cpu::CpuBackend;
 use crate::data::select::spread_and_rest;
 use crate::data::{Dataset, Normalize};
 use crate::exec::{ActivationPlan, Backend, Precision, Progress, SiteMode};
 use crate::he::{CkksPreset, ckks_cost};
-use crate::model::Graph;
 use crate::model::cost::{SitePrecision, SiteShape, network_cost, site_shapes};
+use crate::model::{Graph, NetworkDescriptor};
 use crate::poly::degrees::{DegreeLists, degrees_for};
 use crate::poly::{Composite, optimise_eps};
+use crate::weights::sha256::{hex, sha256_file};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -356,6 +358,21 @@ fn spread<T: Clone>(items: &[T], max: usize) -> Vec<T> {
     (0..max).map(|i| items[i * items.len() / max].clone()).collect()
 }
 
+/// What `eval` warns of in its report about this checkpoint and preprocessing (e.g. torchvision
+/// V2 weights at the V1 resize): a plan tuned under the wrong preprocessing is as misleading.
+fn checkpoint_warnings_of(req: &EvalRequest, network: &NetworkDescriptor) -> Result<Vec<String>, AnyError> {
+    let Some(file) = req.model.weights_file() else {
+        return Ok(Vec::new());
+    };
+    let preprocessing = req.preprocessing.apply(network)?;
+    let sha256 = hex(&sha256_file(file).map_err(|e| format!("{}: {e}", file.display()))?);
+    Ok(checkpoint_warnings(
+        &file.display().to_string(),
+        &sha256,
+        &preprocessing,
+    ))
+}
+
 /// The precision plan search (see the module docs); logs each round's result.
 pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<PrecisionPlan, AnyError> {
     let start = Instant::now();
@@ -372,6 +389,9 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
     let network = req.eval.model.open()?;
     let graph = network.graph;
     let (dataset, normalize) = open_dataset(&req.eval, &network.descriptor)?;
+    for warning in checkpoint_warnings_of(&req.eval, &network.descriptor)? {
+        log::warn!("{warning}");
+    }
     let count = req.eval.limit.map_or(dataset.len(), |l| l.min(dataset.len()));
     if req.calibration_images == 0 || req.calibration_images >= count {
         return Err(format!(
@@ -666,6 +686,23 @@ mod tests {
                 .collect(),
             search: None,
         }
+    }
+
+    #[test]
+    fn a_v2_checkpoint_at_the_v1_resize_is_warned_of_and_the_v2_resize_is_not() {
+        let dir = std::env::temp_dir().join(format!("polycnn-plan-v2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // torchvision's IMAGENET1K_V2 ResNet-50 file name; the content does not matter here
+        let weights = dir.join("resnet50-11ad3fa6.pth");
+        std::fs::write(&weights, b"not read").unwrap();
+        let mut req = EvalRequest::new(Arch::ResNet(50), weights, dir.clone());
+        let descriptor = Arch::ResNet(50).descriptor();
+        let warnings = checkpoint_warnings_of(&req, &descriptor).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("232"), "{}", warnings[0]);
+        req.preprocessing.resize = Some(232);
+        assert!(checkpoint_warnings_of(&req, &descriptor).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
