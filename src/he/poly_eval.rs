@@ -15,14 +15,15 @@
 //! - the series is divided by the largest giant step T_g ≤ its degree, p = q·T_g + r, both
 //!   halves evaluated the same way, down to linear combinations Σ c_j·T_j of baby steps.
 //!
-//! The operations and their order are exactly those `poly::cost::eval_odd_bsgs` counts for the
-//! level model (a test checks the values bit for bit), compiled once per composite into a
-//! straight-line program over registers, so an evaluation allocates nothing per element.
+//! The operations and their order are those `poly::cost::eval_odd_bsgs` counts for the level
+//! model: the same function, run over a recorder (`poly::cost::HeOps`) that compiles them once
+//! per composite into a straight-line program over registers (a test checks the values bit for
+//! bit against the counted evaluation).
 //! OpenFHE's own Paterson–Stockmeyer splits differ in detail (it is not specialised to odd
 //! series), so this exposes the rounding of this *kind* of evaluation, not OpenFHE's exact bits.
 
 use crate::poly::Composite;
-use crate::poly::cost::best_log_baby;
+use crate::poly::cost::{HeOps, best_log_baby, eval_odd_bsgs};
 
 /// One operation of the program; operands are registers (0: the composite's input).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -50,12 +51,8 @@ impl HeOrderSign {
         let mut value = 0;
         for stage in &composite.stages {
             let coeffs: Vec<f64> = stage.cheb.iter().map(|c| c.to_f64()).collect();
-            let t = program.push(Step::MulConst(value, 1.0 / stage.half_width.to_f64()));
-            let mut basis = ChebBasis {
-                registers: vec![None, Some(t)],
-            };
-            let baby = 1usize << best_log_baby(stage.degree());
-            value = eval_series(&coeffs, &mut basis, baby, &mut program);
+            let t = program.mul_const(value, 1.0 / stage.half_width.to_f64());
+            value = eval_odd_bsgs(&coeffs, t, best_log_baby(stage.degree()), &mut program);
         }
         HeOrderSign {
             steps: program.steps,
@@ -97,6 +94,7 @@ impl HeOrderSign {
     }
 }
 
+/// Records the operations [`eval_odd_bsgs`] performs as steps; a value is its register.
 struct Recorder {
     steps: Vec<Step>,
 }
@@ -108,83 +106,28 @@ impl Recorder {
     }
 }
 
-/// The registers holding T_j of one stage's input, built on demand by the rules
-/// `poly::cost`'s basis uses (same formulas, so the same values).
-struct ChebBasis {
-    registers: Vec<Option<usize>>,
-}
+impl HeOps for Recorder {
+    type Value = usize;
 
-impl ChebBasis {
-    fn get(&mut self, j: usize, program: &mut Recorder) -> usize {
-        if j >= self.registers.len() {
-            self.registers.resize(j + 1, None);
-        }
-        if let Some(r) = self.registers[j] {
-            return r;
-        }
-        let r = if j.is_multiple_of(2) {
-            let h = self.get(j / 2, program);
-            let sq = program.push(Step::Mul(h, h));
-            let two_sq = program.push(Step::Add(sq, sq));
-            program.push(Step::AddConst(two_sq, -1.0))
-        } else {
-            let t = floor_log2(j);
-            let s = ceil_log2(j - (1usize << t)).max(1);
-            let a = 1usize << s;
-            let b = j - a;
-            let ta = self.get(a, program);
-            let tb = self.get(b, program);
-            let tc = self.get(a.abs_diff(b), program);
-            let prod = program.push(Step::Mul(ta, tb));
-            let two_prod = program.push(Step::Add(prod, prod));
-            program.push(Step::Sub(two_prod, tc))
-        };
-        self.registers[j] = Some(r);
-        r
+    fn mul(&mut self, a: usize, b: usize) -> usize {
+        self.push(Step::Mul(a, b))
     }
-}
 
-/// Σ_m coeffs[m]·T_{2m+1}: baby steps directly, larger series divided by a giant step.
-fn eval_series(coeffs: &[f64], basis: &mut ChebBasis, baby: usize, program: &mut Recorder) -> usize {
-    let degree = 2 * coeffs.len() - 1;
-    if degree < baby {
-        let mut acc: Option<usize> = None;
-        for (m, &c) in coeffs.iter().enumerate() {
-            let tj = basis.get(2 * m + 1, program);
-            let term = program.push(Step::MulConst(tj, c));
-            acc = Some(match acc {
-                None => term,
-                Some(a) => program.push(Step::Add(a, term)),
-            });
-        }
-        return acc.expect("a stage has coefficients");
+    fn mul_const(&mut self, a: usize, c: f64) -> usize {
+        self.push(Step::MulConst(a, c))
     }
-    let g = 1usize << floor_log2(degree);
-    let mut q = vec![0.0; (degree - g).div_ceil(2)];
-    let mut r = vec![0.0; g / 2];
-    for (m, &c) in coeffs.iter().enumerate() {
-        let k = 2 * m + 1;
-        if k < g {
-            r[m] += c;
-        } else {
-            let j = k - g;
-            q[(j - 1) / 2] += 2.0 * c;
-            r[(g - j - 1) / 2] -= c;
-        }
+
+    fn add(&mut self, a: usize, b: usize) -> usize {
+        self.push(Step::Add(a, b))
     }
-    let qv = eval_series(&q, basis, baby, program);
-    let tg = basis.get(g, program);
-    let prod = program.push(Step::Mul(qv, tg));
-    let rv = eval_series(&r, basis, baby, program);
-    program.push(Step::Add(prod, rv))
-}
 
-fn floor_log2(n: usize) -> u32 {
-    usize::BITS - 1 - n.leading_zeros()
-}
+    fn sub(&mut self, a: usize, b: usize) -> usize {
+        self.push(Step::Sub(a, b))
+    }
 
-fn ceil_log2(n: usize) -> u32 {
-    if n <= 1 { 0 } else { floor_log2(n - 1) + 1 }
+    fn add_const(&mut self, a: usize, c: f64) -> usize {
+        self.push(Step::AddConst(a, c))
+    }
 }
 
 #[cfg(test)]

@@ -76,9 +76,32 @@ pub struct OpCounter {
     pub additions: u32,
 }
 
-impl OpCounter {
+/// The homomorphic operations the odd baby-step giant-step evaluation ([`eval_odd_bsgs`])
+/// performs, on whatever stands for a ciphertext: [`OpCounter`] counts them on [`Tracked`]
+/// values for the level model, `he::poly_eval` records them as a program it runs in f64. One
+/// algorithm for both, so the counted evaluation is the evaluated one.
+pub trait HeOps {
+    type Value: Copy;
     /// Ciphertext × ciphertext: one level.
-    pub fn mul(&mut self, a: Tracked, b: Tracked) -> Tracked {
+    fn mul(&mut self, a: Self::Value, b: Self::Value) -> Self::Value;
+    /// Ciphertext × plaintext constant: no level (folded, see module docs).
+    fn mul_const(&mut self, a: Self::Value, c: f64) -> Self::Value;
+    /// Ciphertext + ciphertext.
+    fn add(&mut self, a: Self::Value, b: Self::Value) -> Self::Value;
+    /// Ciphertext − ciphertext.
+    fn sub(&mut self, a: Self::Value, b: Self::Value) -> Self::Value;
+    /// Ciphertext + plaintext constant.
+    fn add_const(&mut self, a: Self::Value, c: f64) -> Self::Value;
+    /// `2·a`, computed as `a + a`.
+    fn double(&mut self, a: Self::Value) -> Self::Value {
+        self.add(a, a)
+    }
+}
+
+impl HeOps for OpCounter {
+    type Value = Tracked;
+
+    fn mul(&mut self, a: Tracked, b: Tracked) -> Tracked {
         self.nonscalar_mults += 1;
         Tracked {
             value: a.value * b.value,
@@ -86,8 +109,7 @@ impl OpCounter {
         }
     }
 
-    /// Ciphertext × plaintext constant: no level (folded, see module docs).
-    pub fn mul_const(&mut self, a: Tracked, c: f64) -> Tracked {
+    fn mul_const(&mut self, a: Tracked, c: f64) -> Tracked {
         self.scalar_mults += 1;
         Tracked {
             value: a.value * c,
@@ -95,8 +117,7 @@ impl OpCounter {
         }
     }
 
-    /// Ciphertext + ciphertext.
-    pub fn add(&mut self, a: Tracked, b: Tracked) -> Tracked {
+    fn add(&mut self, a: Tracked, b: Tracked) -> Tracked {
         self.additions += 1;
         Tracked {
             value: a.value + b.value,
@@ -104,8 +125,7 @@ impl OpCounter {
         }
     }
 
-    /// Ciphertext − ciphertext.
-    pub fn sub(&mut self, a: Tracked, b: Tracked) -> Tracked {
+    fn sub(&mut self, a: Tracked, b: Tracked) -> Tracked {
         self.additions += 1;
         Tracked {
             value: a.value - b.value,
@@ -113,20 +133,16 @@ impl OpCounter {
         }
     }
 
-    /// Ciphertext + plaintext constant.
-    pub fn add_const(&mut self, a: Tracked, c: f64) -> Tracked {
+    fn add_const(&mut self, a: Tracked, c: f64) -> Tracked {
         self.additions += 1;
         Tracked {
             value: a.value + c,
             depth: a.depth,
         }
     }
+}
 
-    /// `2·a`, computed as `a + a`.
-    pub fn double(&mut self, a: Tracked) -> Tracked {
-        self.add(a, a)
-    }
-
+impl OpCounter {
     /// The cost recorded so far, given the depth of the circuit's output.
     pub fn cost(&self, depth: u32) -> HeCost {
         HeCost {
@@ -164,16 +180,16 @@ fn ceil_log2(n: usize) -> u32 {
 ///
 /// Every new `T_j` (j >= 2) costs one non-scalar multiplication and two additions (doubling and
 /// subtraction).
-struct ChebBasis {
-    t: Vec<Option<Tracked>>,
+struct ChebBasis<V> {
+    t: Vec<Option<V>>,
 }
 
-impl ChebBasis {
-    fn new(x: Tracked) -> ChebBasis {
+impl<V: Copy> ChebBasis<V> {
+    fn new(x: V) -> ChebBasis<V> {
         ChebBasis { t: vec![None, Some(x)] }
     }
 
-    fn get(&mut self, j: usize, ops: &mut OpCounter) -> Tracked {
+    fn get<O: HeOps<Value = V>>(&mut self, j: usize, ops: &mut O) -> V {
         assert!(j >= 1, "T_0 is the constant 1, not a ciphertext");
         if j >= self.t.len() {
             self.t.resize(j + 1, None);
@@ -231,18 +247,18 @@ impl ChebBasis {
 /// `T_{2^i}` has depth `i`, so `q·T_{2^i} + r` has depth `i + 1 = ceil(log2 D)`. This holds for
 /// every `l`, so all baby-step sizes reach the optimal depth; for odd `D >= 3` it equals Lee et
 /// al.'s `ceil(log2(D+1))`.
-pub fn eval_odd_bsgs(coeffs: &[f64], x: Tracked, log_baby: u32, ops: &mut OpCounter) -> Tracked {
+pub fn eval_odd_bsgs<O: HeOps>(coeffs: &[f64], x: O::Value, log_baby: u32, ops: &mut O) -> O::Value {
     assert!(!coeffs.is_empty(), "empty polynomial");
     assert!(log_baby >= 1, "baby-step bound must be at least 2");
     let mut basis = ChebBasis::new(x);
     eval_rec(coeffs, &mut basis, 1usize << log_baby, ops)
 }
 
-fn eval_rec(coeffs: &[f64], basis: &mut ChebBasis, baby: usize, ops: &mut OpCounter) -> Tracked {
+fn eval_rec<O: HeOps>(coeffs: &[f64], basis: &mut ChebBasis<O::Value>, baby: usize, ops: &mut O) -> O::Value {
     let degree = 2 * coeffs.len() - 1;
     if degree < baby {
         // Baby step: Σ c_m T_{2m+1}, one scalar mult per coefficient, len−1 additions.
-        let mut acc: Option<Tracked> = None;
+        let mut acc: Option<O::Value> = None;
         for (m, &c) in coeffs.iter().enumerate() {
             let tj = basis.get(2 * m + 1, ops);
             let term = ops.mul_const(tj, c);
