@@ -1,18 +1,14 @@
 //! The GPU's CKKS noise (shaders/ckks_noise.wgsl) is bit-identical to the CPU's (he::noise_rng)
 //! for the same keys, at several scales and batch layouts.
 
-use polycnn::gpu::{Gpu, noise::encode_add_noise};
+mod common;
+
+use polycnn::gpu::noise::encode_add_noise;
 use polycnn::he::noise_rng::{NoiseKey, add_noise, quantise_scale};
 
 #[test]
 fn gpu_noise_equals_cpu_noise_bit_for_bit() {
-    let gpu = match Gpu::new() {
-        Ok(g) => g,
-        Err(e) => {
-            println!("skipped: no GPU adapter ({e})");
-            return;
-        }
-    };
+    let Some(gpu) = common::new_gpu() else { return };
     let per_image = 3 * 17 * 19; // not a multiple of the workgroup size
     let images: Vec<u32> = vec![0, 7, 123_456, 9_999, 42];
     let base: Vec<f32> = (0..per_image * images.len())
@@ -43,10 +39,7 @@ fn gpu_noise_equals_cpu_noise_bit_for_bit() {
 
 #[test]
 fn a_buffer_too_small_is_an_error_not_a_crash() {
-    let Ok(gpu) = Gpu::new() else {
-        println!("skipped: no GPU adapter");
-        return;
-    };
+    let Some(gpu) = common::new_gpu() else { return };
     let buffer = gpu.storage_from("values", &[0f32; 10]);
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     let err = encode_add_noise(&gpu, &mut encoder, &buffer, 6, 1, 0, &[0, 1], 1.0).unwrap_err();
@@ -62,13 +55,7 @@ fn gpu_network_with_noise_matches_the_cpu() {
     use polycnn::he::inject::{NodeNoise, NoiseBudget};
     use polycnn::he::{NoisePlan, NoiseRun};
     use polycnn::model::{Arch, Batch, Op, random};
-    let gpu = match Gpu::new() {
-        Ok(g) => g,
-        Err(e) => {
-            println!("skipped: no GPU adapter ({e})");
-            return;
-        }
-    };
+    let Some(gpu) = common::new_gpu() else { return };
     let graph = random(Arch::CifarResNet(20), 21).unwrap();
     let noisy = |i: usize| i == 0 || matches!(graph.nodes[i].op, Op::Conv2d(_) | Op::Relu { .. } | Op::Linear(_));
     let nodes = (0..graph.nodes.len())

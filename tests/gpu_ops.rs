@@ -5,6 +5,9 @@
 //! f64 reference interpreter in tests/cpu_models.rs; the GPU conv kernel against a direct f64
 //! convolution in tests/gpu_conv.rs.)
 
+mod common;
+
+use common::gpu;
 use polycnn::cpu;
 use polycnn::exec::{ActivationPlan, SiteMode};
 use polycnn::gpu::Gpu;
@@ -14,16 +17,6 @@ use polycnn::model::{Affine, Batch, Conv2d, Graph, GraphBuilder, NodeId, Op, Poi
 use polycnn::poly::{Composite, optimise_eps, paper_degrees};
 use polycnn::weights::Tensor;
 use std::sync::OnceLock;
-
-/// The adapter, or None (the test then prints why it is skipped and passes).
-fn gpu() -> Option<&'static Gpu> {
-    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
-    let gpu = GPU.get_or_init(|| Gpu::new().ok()).as_ref();
-    if gpu.is_none() {
-        println!("skipped: no GPU adapter");
-    }
-    gpu
-}
 
 fn alpha12() -> &'static Composite {
     static C: OnceLock<Composite> = OnceLock::new();

@@ -412,9 +412,10 @@ fn external_data_is_confined_and_bounded() {
 }
 
 /// `../shared/data` beside the repository, if present.
+/// The real data folder (`POLYCNN_DATA`), or `None` after reporting the skip (a failure when
+/// `POLYCNN_REQUIRE_DATA=1`).
 fn shared_data() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    dir.is_dir().then_some(dir)
+    common::data("cifar10").map(|_| common::data_root())
 }
 
 impl RealNet {
@@ -461,10 +462,7 @@ impl RealNet {
 /// statistics are identical.
 #[test]
 fn onnx_and_builtin_networks_agree_exactly_on_real_weights() {
-    let Some(data) = shared_data() else {
-        eprintln!("skipped: ../shared/data is absent (real checkpoints)");
-        return;
-    };
+    let Some(data) = shared_data() else { return };
     let inputs = [
         ("resnet20_akamaster", "akamaster_resnet20_logits.safetensors"),
         ("vgg11_bn_cifar10", "cifar10_vgg11_bn_logits.safetensors"),

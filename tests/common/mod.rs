@@ -26,6 +26,12 @@ pub fn gpu() -> Option<&'static Gpu> {
     }
 }
 
+/// A GPU device of the test's own (for a test that changes the device's state, e.g. its tile
+/// policy), or `None` after reporting the skip as [`gpu`] does.
+pub fn new_gpu() -> Option<Gpu> {
+    Gpu::new().map_err(|e| skip(REQUIRE_GPU, &e.to_string())).ok()
+}
+
 /// Runs the binary: (exit code, stdout, stderr).
 pub fn polycnn(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_polycnn"))
