@@ -22,7 +22,7 @@ use polycnn::exec::Progress;
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::he::load_preset;
-use polycnn::model::ModelSource;
+use polycnn::model::{ModelSource, SearchGrid};
 use polycnn::poly::degrees::{DegreeLists, SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
 use polycnn::tables::cost_table::{
@@ -719,7 +719,6 @@ fn run_merge(args: MergeArgs) -> AnyResult<()> {
 
 fn run_plan(args: PlanArgs) -> AnyResult<()> {
     let model = args.source.model()?;
-    let grid = model.descriptor()?.search_grid;
     if args.batch == 0 {
         return Err("--batch must be at least 1".into());
     }
@@ -740,7 +739,9 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         limit: args.limit,
         cache: args.cache.clone(),
         preprocessing: args.source.preprocessing.overrides()?,
-        ..EvalRequest::with_model(model.clone(), args.source.data.clone(), grid)
+        // Bounds are calibrated, never searched: the grid (which for an ONNX model would mean
+        // reading the file) is unused.
+        ..EvalRequest::with_model(model, args.source.data.clone(), SearchGrid::CIFAR)
     };
     let request = PlanRequest {
         eval,
@@ -752,8 +753,7 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         margin: args.margin,
         rounds: args.rounds,
     };
-    let plan = search_plan(&request, &ProgressBar::default())?;
-    let graph = model.open()?.graph;
+    let (plan, graph) = search_plan(&request, &ProgressBar::default())?;
     print!("{}", format_plan(&plan, &graph)?);
     write_file(&args.json, &serde_json::to_string_pretty(&plan)?)
 }

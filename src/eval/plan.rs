@@ -373,8 +373,10 @@ fn checkpoint_warnings_of(req: &EvalRequest, network: &NetworkDescriptor) -> Res
     ))
 }
 
-/// The precision plan search (see the module docs); logs each round's result.
-pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<PrecisionPlan, AnyError> {
+/// The precision plan search (see the module docs); logs each round's result. Returns the plan
+/// and the network's graph it was searched on (for [`format_plan`], without loading the
+/// weights again).
+pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<(PrecisionPlan, Graph), AnyError> {
     let start = Instant::now();
     if !(req.budget.is_finite() && req.budget >= 0.0) {
         return Err(format!(
@@ -590,12 +592,13 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<Precisi
             bound: b.bound,
         })
         .collect();
-    Ok(PrecisionPlan {
+    let plan = PrecisionPlan {
         model: graph.name.clone(),
         bound_rule: rule,
         sites,
         search: Some(summary),
-    })
+    };
+    Ok((plan, graph))
 }
 
 /// The plan as a table: per site α, B and multiplications, then the totals and accuracies.
