@@ -309,6 +309,12 @@ fn sweep_writes_twin_rows_the_precision_plot_and_predictions() {
     let md = std::fs::read_to_string(dir.join("sweep.md")).unwrap();
     assert!(md.contains(&format!("| 7 + CKKS {PRESET} @ 4 bits |")), "{md}");
     assert!(md.contains("precision cliff"), "{md}");
+    // every table row starts at the margin (an indented one renders as a code block)
+    assert!(
+        md.lines()
+            .all(|l| !l.trim_start().starts_with('|') || l.starts_with('|')),
+        "{md}"
+    );
     let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();

@@ -166,7 +166,7 @@ fn twin_markdown(r: &EvalReport) -> String {
         return String::new();
     }
     let mut out = String::from(
-        "\nCKKS twins against the plaintext approximation they shadow:\n\n         | twin | bootstrap bits | bootstraps | seed | poly eval | agreement | Δ top-1 vs plaintext | Δ 95% CI | broke/fixed | mean \\|Δlogit\\| | max \\|Δlogit\\| |\n         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "\nCKKS twins against the plaintext approximation they shadow:\n\n| twin | bootstrap bits | bootstraps | seed | poly eval | agreement | Δ top-1 vs plaintext | Δ 95% CI | broke/fixed | mean \\|Δlogit\\| | max \\|Δlogit\\| |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for c in twins {
         let t = c.ckks.as_ref().expect("filtered");
