@@ -355,6 +355,9 @@ struct BenchArgs {
     /// CPU rows only.
     #[arg(long)]
     no_gpu: bool,
+    /// CPU threads (default: every core); compare with `scripts/bench_pytorch.py --threads` alike.
+    #[arg(long)]
+    threads: Option<usize>,
     /// JSON written by scripts/bench_pytorch.py: print polycnn/PyTorch ratios.
     #[arg(long)]
     pytorch: Option<PathBuf>,
@@ -811,8 +814,14 @@ fn run_poly(args: PolyArgs) -> AnyResult<()> {
 }
 
 fn run_bench(args: BenchArgs) -> AnyResult<()> {
-    if args.batch == 0 || args.elements == 0 || args.repeats == 0 {
-        return Err("--batch, --elements and --repeats must be at least 1".into());
+    if args.batch == 0 || args.elements == 0 || args.repeats == 0 || args.threads == Some(0) {
+        return Err("--batch, --elements, --repeats and --threads must be at least 1".into());
+    }
+    if let Some(threads) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .map_err(|e| format!("--threads {threads}: {e}"))?;
     }
     let models = args.models.split(',').map(str::trim).filter(|s| !s.is_empty());
     // built-in architectures with random weights (seed 1), ONNX files with theirs

@@ -45,7 +45,7 @@ pub fn bench_networks(options: &BenchOptions, gpu: Option<&Gpu>) -> Result<Vec<N
         let graph = source.open()?.graph;
         let exact = ActivationPlan::exact(&graph);
         let approx = ActivationPlan::uniform(&graph, SiteMode::approx(&sc.composite, 14, BENCH_BOUND));
-        let mut backends: Vec<(Box<dyn Backend>, usize)> = vec![(Box::new(CpuBackend), options.batch)];
+        let mut backends: Vec<(Box<dyn Backend>, usize)> = vec![(Box::new(CpuBackend::new(&graph)), options.batch)];
         if let Some(gpu) = gpu {
             backends.push((
                 Box::new(GpuNetwork::new(gpu, &graph, Scheme::DEFAULT)?),

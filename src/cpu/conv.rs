@@ -1,14 +1,18 @@
-//! Convolution as a GEMM: `out[O, OH·OW] = W[O, I·kh·kw] × cols[I·kh·kw, OH·OW]`, cols the
-//! unfolding of the input, never stored whole: each 16-column panel of it is unfolded straight
-//! into the GEMM's packed layout ([`unfold_panel`] through [`matmul_filled`]).
+//! Convolution as a GEMM: `out[O, OH·OW] = W[O, I·kh·kw] × cols[I·kh·kw, OH·OW]`, W packed
+//! once per run ([`ConvWeights`]), cols the unfolding of the input, never stored whole.
 //!
-//! Large outputs go one image per GEMM: a 1x1 stride-1 unpadded conv then needs no unfolding
-//! (its input already is cols), and the product lands in `out`, then gets the bias (plus a
-//! fused residual). Small outputs (late layers, CIFAR) would make each GEMM re-read all weights
-//! for a few columns, so several images share one GEMM (`cols[I·k·k, images·OH·OW]`) and the
-//! result is scattered back to NCHW with the bias and residual, `p + bias (+ r)` either way.
+//! Two ways to read cols: a stride-1 convolution copies its images once into a zero-padded
+//! buffer whose rows share their padding, where every tap (c, ky, kx) is the same buffer
+//! shifted by a constant, so the GEMM reads cols in place ([`matmul_shifted`]; its output
+//! grid carries the padding columns, which the GEMM drops); other convolutions (strided, or
+//! small planes where the padding would be too large a share) unfold each 16-column panel
+//! straight into the GEMM's layout ([`unfold_panel`] through [`matmul_filled`]). Either way
+//! the GEMM writes `p + bias (+ residual)` straight into NCHW `out`.
+//!
+//! Small outputs (late layers, CIFAR) would make each GEMM re-read all weights for a few
+//! columns, so several images share one GEMM (`cols[I·k·k, images·OH·OW]`).
 
-use super::gemm::{MatRef, NR, Threads, matmul, matmul_filled, take_buffer};
+use super::gemm::{Layout, MatRef, NR, Output, PackedA, Threads, matmul_filled, matmul_shifted, take_buffer};
 use crate::model::{Conv2d, Shape, Window2d};
 use std::cell::Cell;
 use std::ops::Range;
@@ -38,11 +42,6 @@ impl ConvGeometry {
         self.groups > 1 && self.groups == self.input.c
     }
 
-    fn is_pointwise(&self) -> bool {
-        let w = &self.window;
-        w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4]
-    }
-
     /// Rows of the unfolded matrix: I·kh·kw (all groups).
     fn depth(&self) -> usize {
         self.input.c * self.window.taps()
@@ -64,103 +63,218 @@ impl ConvGeometry {
         const MIN_GEMM_COLUMNS: usize = 1024;
         (MIN_GEMM_COLUMNS / self.output.plane()).clamp(1, n.max(1))
     }
-}
 
-/// `product = W × unfold(images)` (`columns` = images · output plane), one GEMM per group:
-/// group g's weight rows, its input channels' unfolded rows and its output rows. The unfolded
-/// matrix is never stored: each panel of it is unfolded straight into the GEMM's packed
-/// layout, and a 1x1 stride-1 conv of one image uses the image itself.
-fn grouped_matmul(
-    conv: &Conv2d,
-    g: &ConvGeometry,
-    images: &[f32],
-    columns: usize,
-    product: &mut [f32],
-    threads: Threads,
-) {
-    let (depth, rows, channels) = (g.group_depth(), g.group_out(), g.input.c / g.groups);
-    let weights = conv.weight.data.chunks_exact(rows * depth);
-    for (group, (w, out)) in weights.zip(product.chunks_exact_mut(rows * columns)).enumerate() {
-        let w = MatRef::row_major(w, rows, depth);
-        let first = group * channels;
-        if g.is_pointwise() && columns == g.input.plane() {
-            let x = &images[first * columns..(first + channels) * columns];
-            matmul(w, MatRef::row_major(x, depth, columns), out, false, threads);
-        } else {
-            let fill = |column: usize, width: usize, panel: &mut [f32]| {
-                unfold_panel(images, g, first..first + channels, column, width, panel)
-            };
-            matmul_filled(w, (depth, columns), fill, out, threads);
+    /// The padded grid a stride-1 convolution reads in place, if it has one whose padding is
+    /// at most `max_padding` of its columns (those are computed and dropped).
+    fn padded_grid(&self, max_padding: f64) -> Option<PaddedGrid> {
+        let w = &self.window;
+        if w.stride != [1, 1] {
+            return None;
         }
+        // Rows (and images) share their padding: gap = the larger of the two pads.
+        let [top, left, bottom, right] = w.pads;
+        let (gap_y, gap_x) = (top.max(bottom), left.max(right));
+        let grid = PaddedGrid {
+            rows: self.input.h + gap_y,
+            cols: self.input.w + gap_x,
+            gap_y,
+            gap_x,
+        };
+        let fits = self.output.h <= grid.rows && self.output.w <= grid.cols;
+        let padding = 1.0 - self.output.plane() as f64 / (grid.rows * grid.cols) as f64;
+        (fits && padding <= max_padding).then_some(grid)
     }
 }
 
-/// `out = conv(images) + bias (+ residual)` for a group of images (NCHW).
-pub fn conv_group(
-    conv: &Conv2d,
-    g: &ConvGeometry,
-    images: &[f32],
-    residual: Option<&[f32]>,
-    out: &mut [f32],
-    threads: Threads,
-) {
-    if g.is_depthwise() {
-        return depthwise(conv, g, images, residual, out, threads);
+/// A stride-1 convolution's images in one zero-padded buffer, channel-major
+/// (`[c][images·rows + gap_y][cols]`): image i's pixel (y, x) of channel c at row
+/// `i·rows + gap_y + y`, column `gap_x + x`; the gaps between rows and images are the padding,
+/// shared by the neighbours on both sides. Output (y, x) of image i is grid column
+/// `(i·rows + y)·cols + x`, and tap (ky, kx) of channel c reads the buffer at that column plus
+/// a constant ([`PaddedGrid::offsets`]).
+#[derive(Clone, Copy, Debug)]
+struct PaddedGrid {
+    rows: usize,
+    cols: usize,
+    gap_y: usize,
+    gap_x: usize,
+}
+
+impl PaddedGrid {
+    /// Values per channel: the images' blocks and the gap rows closing the last one.
+    fn channel_len(&self, images: usize) -> usize {
+        (images * self.rows + self.gap_y) * self.cols + self.gap_x
     }
-    let count = images.len() / g.input.numel();
-    if count == 1 {
-        return conv_image(conv, g, images, residual, out, threads);
+
+    /// Per row of cols (c, ky, kx) for the channels `channels`, where the buffer holds it.
+    fn offsets(&self, g: &ConvGeometry, channels: Range<usize>, images: usize) -> Vec<usize> {
+        let w = &g.window;
+        let shift = |axis: usize, k: usize, gap: usize| (w.input_coord(axis, 0, k) + gap as isize) as usize;
+        let mut offsets = Vec::with_capacity(channels.len() * w.taps());
+        for c in channels {
+            for ky in 0..w.kernel[0] {
+                for kx in 0..w.kernel[1] {
+                    let (dy, dx) = (shift(0, ky, self.gap_y), shift(1, kx, self.gap_x));
+                    offsets.push(c * self.channel_len(images) + dy * self.cols + dx);
+                }
+            }
+        }
+        offsets
     }
-    let plane = g.output.plane();
-    let columns = count * plane;
-    let mut product = take_buffer(&PRODUCT, g.output.c * columns);
-    grouped_matmul(conv, g, images, columns, &mut product, threads);
-    for (i, y) in out.chunks_exact_mut(g.output.numel()).enumerate() {
-        for (o, row) in y.chunks_exact_mut(plane).enumerate() {
-            let src = &product[o * columns + i * plane..o * columns + (i + 1) * plane];
-            let r = residual.map(|r| &r[i * g.output.numel() + o * plane..][..plane]);
-            add_bias_and_residual(row, src, conv.bias[o], r);
+
+    /// The images (NCHW) copied into `buffer` (zeros, as long as [`PaddedGrid::len`] says).
+    fn fill(&self, g: &ConvGeometry, images: &[f32], buffer: &mut [f32]) {
+        let w = g.input.w;
+        let count = images.len() / g.input.numel();
+        for c in 0..g.input.c {
+            let channel = &mut buffer[c * self.channel_len(count)..];
+            for i in 0..count {
+                let plane = &images[(i * g.input.c + c) * g.input.plane()..][..g.input.plane()];
+                for (y, row) in plane.chunks_exact(w).enumerate() {
+                    let at = (i * self.rows + self.gap_y + y) * self.cols + self.gap_x;
+                    channel[at..at + w].copy_from_slice(row);
+                }
+            }
         }
     }
-    PRODUCT.set(product);
+
+    /// The buffer's length for `count` images: every channel, and room past the last for
+    /// the last tap's panels (a tap reaches at most a window's extent past its column).
+    fn len(&self, g: &ConvGeometry, count: usize) -> usize {
+        let [kh, kw] = g.window.kernel;
+        let [dy, dx] = g.window.dilation;
+        g.input.c * self.channel_len(count) + kh * dy * self.cols + kw * dx + NR
+    }
+}
+
+/// A convolution's weights packed once per run for the GEMM, one matrix per group.
+#[derive(Clone)]
+pub struct ConvWeights {
+    groups: Vec<PackedA>,
+}
+
+impl ConvWeights {
+    /// None for a depthwise convolution (no GEMM).
+    pub fn new(conv: &Conv2d, g: &ConvGeometry) -> Option<ConvWeights> {
+        if g.is_depthwise() {
+            return None;
+        }
+        let (rows, depth) = (g.group_out(), g.group_depth());
+        let groups = conv
+            .weight
+            .data
+            .chunks_exact(rows * depth)
+            .map(|w| PackedA::new(MatRef::row_major(w, rows, depth)))
+            .collect();
+        Some(ConvWeights { groups })
+    }
 }
 
 thread_local! {
-    /// A group's product, reused from call to call (see [`take_buffer`]).
-    static PRODUCT: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// A group of images zero-padded for the shifted GEMM, reused from call to call.
+    static PADDED: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
-/// `y = p + bias (+ r)`, in this order whatever the grouping of images, so a result does not
-/// depend on the batch size or thread count that decided the grouping.
-fn add_bias_and_residual(y: &mut [f32], product: &[f32], bias: f32, residual: Option<&[f32]>) {
-    match residual {
-        Some(r) => y
-            .iter_mut()
-            .zip(product)
-            .zip(r)
-            .for_each(|((y, &p), &r)| *y = p + bias + r),
-        None => y.iter_mut().zip(product).for_each(|(y, &p)| *y = p + bias),
-    }
-}
-
-/// One image: `out = conv(image) + bias (+ residual)`.
-fn conv_image(
+/// `out = conv(images) + bias (+ residual)` for a group of images (NCHW), with the weights
+/// packed by [`ConvWeights::new`] (None only for depthwise).
+pub fn conv_group(
     conv: &Conv2d,
+    weights: Option<&ConvWeights>,
     g: &ConvGeometry,
-    image: &[f32],
+    images: &[f32],
     residual: Option<&[f32]>,
     out: &mut [f32],
     threads: Threads,
 ) {
-    let plane = g.output.plane();
-    grouped_matmul(conv, g, image, plane, out, threads);
-    // The same epilogue as a group of images (the product is already in place).
-    for (o, row) in out.chunks_exact_mut(plane).enumerate() {
-        let r = residual.map(|r| &r[o * plane..(o + 1) * plane]);
-        match r {
-            Some(r) => row.iter_mut().zip(r).for_each(|(y, &r)| *y = *y + conv.bias[o] + r),
-            None => row.iter_mut().for_each(|y| *y += conv.bias[o]),
+    let Some(weights) = weights else {
+        return depthwise(conv, g, images, residual, out, threads);
+    };
+    // Measured on the ResNet shapes (polycnn bench --threads 1): reading 3x3 14x14 in place
+    // (13% padding) beats unfolding it; 7x7 (23%) does not.
+    const MAX_PADDING: f64 = 0.2;
+    gemm_conv(
+        conv,
+        weights,
+        g,
+        g.padded_grid(MAX_PADDING),
+        images,
+        residual,
+        out,
+        threads,
+    )
+}
+
+/// [`conv_group`] through the GEMM: reading a padded grid in place, or unfolding panels.
+#[allow(clippy::too_many_arguments)]
+fn gemm_conv(
+    conv: &Conv2d,
+    weights: &ConvWeights,
+    g: &ConvGeometry,
+    grid: Option<PaddedGrid>,
+    images: &[f32],
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+    threads: Threads,
+) {
+    let count = images.len() / g.input.numel();
+    let channels = g.input.c / g.groups;
+    match grid {
+        Some(grid) => {
+            // One image under a 1x1 unpadded window already is its grid (its taps read no
+            // further than its own channels).
+            let in_place = count == 1 && g.window.kernel == [1, 1] && grid.gap_x + grid.gap_y == 0;
+            let copy = !in_place;
+            let mut buffer = take_buffer(&PADDED, if copy { grid.len(g, count) } else { 0 });
+            if copy {
+                grid.fill(g, images, &mut buffer);
+            }
+            let source = if copy { &buffer[..] } else { images };
+            let n = count * grid.rows * grid.cols;
+            for (group, w) in weights.groups.iter().enumerate() {
+                let offsets = grid.offsets(g, group * channels..(group + 1) * channels, count);
+                let out = conv_output(conv, g, group, [grid.rows, grid.cols], out, residual);
+                matmul_shifted(w, n, source, &offsets, out, threads);
+            }
+            PADDED.set(buffer);
         }
+        None => {
+            let n = count * g.output.plane();
+            for (group, w) in weights.groups.iter().enumerate() {
+                let first = group * channels;
+                let fill = |column: usize, width: usize, panel: &mut [f32]| {
+                    unfold_panel(images, g, first..first + channels, column, width, panel)
+                };
+                let out = conv_output(conv, g, group, [g.output.h, g.output.w], out, residual);
+                matmul_filled(w, n, fill, out, threads);
+            }
+        }
+    }
+}
+
+/// Where group `group`'s GEMM writes: NCHW `out` (`bias + residual` added), its columns a grid
+/// of `[rows, cols]` per image whose top-left `OH × OW` are the outputs.
+fn conv_output<'a>(
+    conv: &'a Conv2d,
+    g: &ConvGeometry,
+    group: usize,
+    [grid_rows, grid_cols]: [usize; 2],
+    out: &'a mut [f32],
+    residual: Option<&'a [f32]>,
+) -> Output<'a> {
+    let rows = g.group_out();
+    Output {
+        layout: Layout {
+            grid_cols,
+            grid_rows,
+            width: g.output.w,
+            height: g.output.h,
+            image_stride: g.output.numel(),
+            first_row: group * rows,
+        },
+        data: out,
+        bias: Some(&conv.bias[group * rows..(group + 1) * rows]),
+        residual,
+        accumulate: false,
     }
 }
 
@@ -306,6 +420,97 @@ fn copy_row(src: &[f32], dst: &mut [f32], offset: isize, stride: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Direct convolution in f64: `out[i][o][y][x] = bias[o] + residual + Σ w·x` over the
+    /// group's channels and taps inside the image.
+    fn direct(conv: &Conv2d, g: &ConvGeometry, images: &[f32], residual: &[f32]) -> Vec<f64> {
+        let (win, count) = (&g.window, images.len() / g.input.numel());
+        let (per_group, rows) = (g.input.c / g.groups, g.group_out());
+        let mut out = vec![0.0; count * g.output.numel()];
+        for (at, v) in out.iter_mut().enumerate() {
+            let (i, o) = (at / g.output.numel(), at % g.output.numel() / g.output.plane());
+            let (y, x) = (at % g.output.plane() / g.output.w, at % g.output.w);
+            *v = conv.bias[o] as f64 + residual[at] as f64;
+            for c in 0..per_group {
+                let channel = o / rows * per_group + c;
+                for (ky, kx) in (0..win.kernel[0]).flat_map(|ky| (0..win.kernel[1]).map(move |kx| (ky, kx))) {
+                    let (iy, ix) = (win.input_coord(0, y, ky), win.input_coord(1, x, kx));
+                    if iy < 0 || ix < 0 || iy >= g.input.h as isize || ix >= g.input.w as isize {
+                        continue;
+                    }
+                    let input =
+                        images[(i * g.input.c + channel) * g.input.plane() + iy as usize * g.input.w + ix as usize];
+                    let weight = conv.weight.data[((o * per_group + c) * win.kernel[0] + ky) * win.kernel[1] + kx];
+                    *v += input as f64 * weight as f64;
+                }
+            }
+        }
+        out
+    }
+
+    /// Both GEMM paths, forced whatever their padding share, on stride-1 geometries with
+    /// asymmetric pads, dilation, groups, rectangular kernels and several images per GEMM.
+    #[test]
+    fn padded_grid_and_unfolded_panels_match_direct_convolution() {
+        use crate::weights::Tensor;
+        let win = |kernel: [usize; 2], dilation: [usize; 2], pads: [usize; 4]| Window2d {
+            kernel,
+            stride: [1, 1],
+            dilation,
+            pads,
+            ceil_mode: false,
+        };
+        let cases = [
+            (Shape::new(3, 5, 6), 4, win([3, 3], [1, 1], [1, 1, 1, 1]), 1),
+            (Shape::new(4, 6, 5), 6, win([3, 3], [1, 1], [0, 1, 2, 0]), 2),
+            (Shape::new(2, 7, 7), 3, win([3, 2], [2, 3], [2, 3, 2, 0]), 1),
+            (Shape::new(4, 4, 9), 2, win([1, 7], [1, 1], [0, 3, 0, 3]), 2),
+            (Shape::new(5, 3, 4), 7, win([1, 1], [1, 1], [0, 0, 0, 0]), 1),
+            (Shape::new(3, 6, 6), 5, win([2, 2], [1, 1], [0, 0, 0, 0]), 1),
+        ];
+        let values = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + seed * 104729) % 1013) as f32 / 506.0 - 1.0)
+                .collect()
+        };
+        for (input, o, window, groups) in cases {
+            let conv = Conv2d {
+                input: 0,
+                weight: Tensor {
+                    shape: vec![o, input.c / groups, window.kernel[0], window.kernel[1]],
+                    data: values(o * input.c / groups * window.taps(), 1),
+                },
+                bias: values(o, 2),
+                window,
+                groups,
+            };
+            let output = Shape::new(
+                o,
+                window.out_len(0, input.h).unwrap(),
+                window.out_len(1, input.w).unwrap(),
+            );
+            let g = ConvGeometry::of(&conv, input, output);
+            let weights = ConvWeights::new(&conv, &g).unwrap();
+            for count in [1, 3] {
+                let images = values(count * input.numel(), 3);
+                let residual = values(count * output.numel(), 4);
+                let want = direct(&conv, &g, &images, &residual);
+                let grid = g.padded_grid(1.0).expect("stride 1 has a padded grid");
+                for (path, grid) in [("padded grid", Some(grid)), ("unfolded", None)] {
+                    for threads in [Threads::One, Threads::All] {
+                        let mut out = vec![f32::NAN; want.len()];
+                        gemm_conv(&conv, &weights, &g, grid, &images, Some(&residual), &mut out, threads);
+                        let worst = out
+                            .iter()
+                            .zip(&want)
+                            .map(|(&a, b)| (a as f64 - b).abs())
+                            .fold(0.0, f64::max);
+                        assert!(worst < 1e-5, "{path} {window:?} groups {groups} × {count}: {worst}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn copy_row_shifts_and_pads_with_zeros() {

@@ -2,18 +2,23 @@
 //!
 //! Every output is a single chain of fused multiply-adds over the inner dimension in order
 //! (`c = fma(a[i, p], b[p, j], c)` for p = 0, 1, …), started from 0 (or from `c` when
-//! accumulating). Tiling, threads and batch size only decide *which* outputs a call computes,
-//! never the order of a sum, so results are bit-identical for any thread count or grouping of
-//! images. Work is split over outputs only: tiles of MR rows × 16 columns, each computed whole
-//! by one thread.
+//! accumulating), then the epilogue adds a bias and a residual in that order. Tiling, threads
+//! and batch size only decide *which* outputs a call computes, never the order of a sum, so
+//! results are bit-identical for any thread count or grouping of images.
 //!
-//! Layout: b is packed into panels of [`NR`] columns (row p of a panel: 16 contiguous values,
-//! zero past b's last column), by a caller's `fill` for an unfolded image ([`matmul_filled`]);
-//! a is read in place, MR rows broadcast per step (packed when its rows would collide in L1).
+//! Layout: a is packed once into row tiles of MR rows ([`PackedA`]: convolution weights once
+//! per run, other operands per call). b is read in panels of [`NR`] columns, row p of a panel
+//! at `offsets[p]` plus the panel's start: a panel written into the thread's buffer by a
+//! caller's `fill` (an unfolded image, [`matmul_filled`]), or a window of a buffer read in
+//! place (a padded image whose every convolution tap is a shifted view, [`matmul_shifted`]).
+//! Work is cut into units (a panel × a block of row tiles); a unit fills its panel once and
+//! runs the microkernel over its row tiles, writing each finished tile straight into c
+//! through an [`Output`] layout (NCHW images, padding columns dropped) with the epilogue.
+//!
 //! One microkernel, written once over [`Lanes`], keeps an MR × 16 tile of c in registers for
 //! the whole inner dimension: AVX-512 8 × 16, AVX2 + FMA 6 × 16, portable 4 × 16 (chosen at run
-//! time like [`super::sign_f32`]; 8 × 16 measured as fast as 16 × 16 on Zen 4 and without its
-//! L1 conflicts), and a half-width variant for a last panel of at most 8 columns.
+//! time like [`super::sign_f32`]; 8 × 16 measured as fast as 16 × 16 on Zen 4), and a
+//! half-width variant for a last panel of at most 8 columns.
 
 use super::sign_f32::{Isa, Lanes, Portable};
 use std::cell::Cell;
@@ -53,19 +58,190 @@ impl<'a> MatRef<'a> {
         }
     }
 
-    fn last_index(&self) -> usize {
-        (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+
+    fn check_bounds(&self) {
+        let fits = self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len();
+        assert!(fits, "matmul: view out of bounds");
     }
 }
 
-/// Columns per packed panel of b: the microkernel's width.
+/// Columns per panel of b: the microkernel's width.
 pub const NR: usize = 16;
+/// The largest MR of any microkernel.
+const MAX_MR: usize = 8;
 
 /// Whether one product may use several threads (when the caller is not already parallel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Threads {
     One,
     All,
+}
+
+/// a (m × k) packed for this CPU's microkernel: row tile r holds, for p = 0 … k − 1, the MR
+/// values a[r·MR + i, p] (zero past a's last row), so the kernel streams one tile contiguously.
+#[derive(Clone)]
+pub struct PackedA {
+    data: Vec<f32>,
+    rows_per_tile: usize,
+    m: usize,
+    k: usize,
+}
+
+impl PackedA {
+    /// `a` packed for the microkernel [`matmul_filled`] and [`matmul_shifted`] use.
+    pub fn new(a: MatRef) -> PackedA {
+        PackedA::for_kernel(Kernel::detect(), a)
+    }
+
+    fn for_kernel(kernel: Kernel, a: MatRef) -> PackedA {
+        a.check_bounds();
+        let (rows, k) = (kernel.rows(), a.cols);
+        let mut data = vec![0.0; a.rows.div_ceil(rows) * rows * k];
+        if k > 0 {
+            for (r, tile) in data.chunks_exact_mut(rows * k).enumerate() {
+                let valid = rows.min(a.rows - r * rows);
+                for (p, column) in tile.chunks_exact_mut(rows).enumerate() {
+                    for (i, v) in column[..valid].iter_mut().enumerate() {
+                        *v = a.at(r * rows + i, p);
+                    }
+                }
+            }
+        }
+        PackedA {
+            data,
+            rows_per_tile: rows,
+            m: a.rows,
+            k,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    pub fn depth(&self) -> usize {
+        self.k
+    }
+
+    fn row_tiles(&self) -> usize {
+        self.m.div_ceil(self.rows_per_tile)
+    }
+
+    fn tile(&self, r: usize) -> &[f32] {
+        let len = self.rows_per_tile * self.k;
+        &self.data[r * len..(r + 1) * len]
+    }
+}
+
+/// Where a product's columns land: column q is (image, y, x) of `images` blocks of
+/// `grid_rows × grid_cols` columns; those with y < height and x < width are outputs, row i
+/// of which is `data[image·image_stride + (first_row + i)·plane + y·width + x]` (plane =
+/// height·width); the others (a padded image's border) are dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub grid_cols: usize,
+    pub grid_rows: usize,
+    pub width: usize,
+    pub height: usize,
+    pub image_stride: usize,
+    pub first_row: usize,
+}
+
+impl Layout {
+    /// A plain row-major `m × n` result.
+    pub fn row_major(n: usize) -> Layout {
+        Layout {
+            grid_cols: n,
+            grid_rows: 1,
+            width: n,
+            height: 1,
+            image_stride: 0,
+            first_row: 0,
+        }
+    }
+
+    fn plane(&self) -> usize {
+        self.width * self.height
+    }
+
+    fn block(&self) -> usize {
+        self.grid_cols * self.grid_rows
+    }
+
+    /// The output runs among columns `first … first + count − 1`.
+    fn runs(&self, first: usize, count: usize) -> Runs {
+        let mut runs = Runs::default();
+        let (end, mut q) = (first + count, first);
+        while q < end {
+            let (image, within) = (q / self.block(), q % self.block());
+            let (y, x) = (within / self.grid_cols, within % self.grid_cols);
+            let run = (self.grid_cols - x).min(end - q);
+            if y < self.height && x < self.width {
+                let len = run.min(self.width - x);
+                runs.push(q - first, len, image * self.image_stride + y * self.width + x);
+            }
+            q += run;
+        }
+        runs
+    }
+
+    /// One past the largest index an output of `m` rows and `n` columns writes (0 if none).
+    fn extent(&self, m: usize, n: usize) -> usize {
+        let images = n.div_ceil(self.block());
+        if m == 0 || images == 0 {
+            return 0;
+        }
+        (images - 1) * self.image_stride + (self.first_row + m) * self.plane()
+    }
+}
+
+/// The runs of output columns in one tile: (column in the tile, length, offset in a row).
+#[derive(Default)]
+struct Runs {
+    runs: [(usize, usize, usize); NR],
+    count: usize,
+}
+
+impl Runs {
+    fn push(&mut self, column: usize, len: usize, offset: usize) {
+        self.runs[self.count] = (column, len, offset);
+        self.count += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(usize, usize, usize)> {
+        self.runs[..self.count].iter()
+    }
+}
+
+/// The destination of a product and its epilogue: `c = a·b (+ c) (+ bias[i]) (+ residual)`,
+/// each output `((chain + bias) + residual)` in that order.
+pub struct Output<'a> {
+    pub data: &'a mut [f32],
+    pub layout: Layout,
+    /// Per row of the product (not of `data`).
+    pub bias: Option<&'a [f32]>,
+    /// Read where the output is written.
+    pub residual: Option<&'a [f32]>,
+    /// Start each chain from c's value instead of 0.
+    pub accumulate: bool,
+}
+
+impl<'a> Output<'a> {
+    /// A plain row-major result, no epilogue.
+    pub fn row_major(data: &'a mut [f32], n: usize, accumulate: bool) -> Output<'a> {
+        Output {
+            data,
+            layout: Layout::row_major(n),
+            bias: None,
+            residual: None,
+            accumulate,
+        }
+    }
 }
 
 /// c = a·b (or c += a·b when `accumulate`), c row-major `a.rows × b.cols`.
@@ -77,106 +253,270 @@ pub fn matmul(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, threads: Th
 
 /// [`matmul`] with a given microkernel.
 fn matmul_on(kernel: Kernel, a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, threads: Threads) {
-    assert!(
-        b.rows == 0 || b.cols == 0 || b.last_index() < b.data.len(),
-        "matmul: view out of bounds"
-    );
+    assert_eq!(a.cols, b.rows, "matmul: inner dimensions differ");
+    assert_eq!(c.len(), a.rows * b.cols, "matmul: output has the wrong size");
+    b.check_bounds();
+    let a = PackedA::for_kernel(kernel, a);
     let fill = |first: usize, width: usize, panel: &mut [f32]| copy_columns(b, first, width, panel);
-    product(kernel, a, (b.rows, b.cols), fill, c, accumulate, threads)
+    let out = Output::row_major(c, b.cols, accumulate);
+    product(kernel, &a, b.cols, &Filled::new(fill, b.rows), out, threads)
 }
 
-/// c = a·b (or c += a·b) for a b (`k × n`) that is never stored whole: `fill(first, width,
-/// panel)` writes its columns `first … first + width − 1` into `panel`, k rows of [`NR`] values
-/// (an unfolded image goes straight into the packed layout).
+/// c = a·b (+ epilogue) for a b (`k × n`) that is never stored whole: `fill(first, width,
+/// panel)` writes its columns `first … first + width − 1` into `panel`, k rows of [`NR`]
+/// values (an unfolded image goes straight into the kernel's layout).
 pub fn matmul_filled(
-    a: MatRef,
-    (k, n): (usize, usize),
+    a: &PackedA,
+    n: usize,
     fill: impl Fn(usize, usize, &mut [f32]) + Sync,
-    c: &mut [f32],
+    out: Output,
     threads: Threads,
 ) {
-    product(Kernel::detect(), a, (k, n), fill, c, false, threads)
+    product(Kernel::detect(), a, n, &Filled::new(fill, a.k), out, threads)
 }
 
-fn product(
-    kernel: Kernel,
-    a: MatRef,
-    (k, n): (usize, usize),
-    fill: impl Fn(usize, usize, &mut [f32]) + Sync,
-    c: &mut [f32],
-    accumulate: bool,
-    threads: Threads,
-) {
-    let m = a.rows;
-    assert_eq!(a.cols, k, "matmul: inner dimensions differ");
-    assert_eq!(c.len(), m * n, "matmul: output has the wrong size");
+/// c = a·b (+ epilogue) for a b read in place: b[p, q] = `data[offsets[p] + q]` (a padded
+/// image's channel and tap p shifted by q; columns past the last may read anything in `data`).
+pub fn matmul_shifted(a: &PackedA, n: usize, data: &[f32], offsets: &[usize], out: Output, threads: Threads) {
+    assert_eq!(offsets.len(), a.k, "matmul: one offset per row of b");
+    let reach = offsets.iter().max().map_or(0, |&o| o + NR);
+    assert!(reach - NR + n <= data.len(), "matmul: shifted view out of bounds");
+    let source = Shifted {
+        data,
+        offsets,
+        reach,
+        packed: packed_offsets(a.k),
+    };
+    product(Kernel::detect(), a, n, &source, out, threads)
+}
+
+/// Row offsets of a panel stored as k rows of NR values.
+fn packed_offsets(k: usize) -> Vec<usize> {
+    (0..k).map(|p| p * NR).collect()
+}
+
+/// One panel as the microkernel reads it: row p is `b[offsets[p]..][..NR]`, every one of
+/// them inside `b` (checked when made).
+struct Panel<'s> {
+    b: &'s [f32],
+    offsets: &'s [usize],
+}
+
+impl<'s> Panel<'s> {
+    /// `reach`: the largest offset + NR.
+    fn new(b: &'s [f32], offsets: &'s [usize], reach: usize) -> Panel<'s> {
+        assert!(reach <= b.len(), "matmul: panel out of bounds");
+        Panel { b, offsets }
+    }
+}
+
+/// Where the microkernel reads the panels of b from.
+trait PanelSource: Sync {
+    fn depth(&self) -> usize;
+    /// Panel j (`width` columns from j·NR), written into `buffer` if it must be.
+    fn panel<'s>(&'s self, j: usize, width: usize, buffer: &'s mut PanelBuffer) -> Panel<'s>;
+}
+
+/// Panels written by a caller's function into the thread's buffer, k rows of NR values.
+struct Filled<F> {
+    fill: F,
+    offsets: Vec<usize>,
+}
+
+impl<F> Filled<F> {
+    fn new(fill: F, k: usize) -> Filled<F> {
+        Filled {
+            fill,
+            offsets: packed_offsets(k),
+        }
+    }
+}
+
+impl<F: Fn(usize, usize, &mut [f32]) + Sync> PanelSource for Filled<F> {
+    fn depth(&self) -> usize {
+        self.offsets.len()
+    }
+
+    fn panel<'s>(&'s self, j: usize, width: usize, buffer: &'s mut PanelBuffer) -> Panel<'s> {
+        let len = self.offsets.len() * NR;
+        // Consecutive units of a product often share a panel: it is filled once.
+        if buffer.holds != Some(j) {
+            if buffer.data.len() < len {
+                buffer.data.resize(len, 0.0);
+            }
+            // Columns past `width` keep stale values: they only reach outputs that are dropped.
+            (self.fill)(j * NR, width, &mut buffer.data[..len]);
+            buffer.holds = Some(j);
+        }
+        Panel::new(&buffer.data[..len], &self.offsets, len)
+    }
+}
+
+/// Panels read in place: row p of panel j is `data[offsets[p] + j·NR..][..NR]`; a last panel
+/// that would read past `data` is copied into the thread's buffer instead.
+struct Shifted<'a> {
+    data: &'a [f32],
+    offsets: &'a [usize],
+    /// The largest offset + NR.
+    reach: usize,
+    packed: Vec<usize>,
+}
+
+impl PanelSource for Shifted<'_> {
+    fn depth(&self) -> usize {
+        self.offsets.len()
+    }
+
+    fn panel<'s>(&'s self, j: usize, width: usize, buffer: &'s mut PanelBuffer) -> Panel<'s> {
+        let start = j * NR;
+        if start + self.reach <= self.data.len() {
+            return Panel::new(&self.data[start..], self.offsets, self.reach);
+        }
+        let len = self.offsets.len() * NR;
+        if buffer.holds != Some(j) {
+            buffer.data.resize(len.max(buffer.data.len()), 0.0);
+            for (row, &offset) in buffer.data.chunks_exact_mut(NR).zip(self.offsets) {
+                row[..width].copy_from_slice(&self.data[offset + start..][..width]);
+            }
+            buffer.holds = Some(j);
+        }
+        Panel::new(&buffer.data[..len], &self.packed, len)
+    }
+}
+
+/// c's storage shared by the threads of one product: every output belongs to exactly one
+/// tile and every tile to one unit, so no two threads touch the same element.
+struct SharedOut {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: see the type's comment; `product` holds the `&mut [f32]` this was made from until
+// every thread is done.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// `len` elements from `at`.
+    ///
+    /// SAFETY: the caller's unit owns them (no other thread reads or writes them meanwhile).
+    unsafe fn slice(&self, at: usize, len: usize) -> &mut [f32] {
+        assert!(at + len <= self.len, "matmul: output index out of bounds");
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), len) }
+    }
+}
+
+/// One product: `n` columns of b from `source`, cut into units of a panel × a block of row
+/// tiles, each unit getting its panel once and writing its tiles through `out`.
+fn product(kernel: Kernel, a: &PackedA, n: usize, source: &impl PanelSource, out: Output, threads: Threads) {
+    let m = a.m;
+    assert_eq!(a.rows_per_tile, kernel.rows(), "matmul: a packed for another kernel");
+    assert_eq!(source.depth(), a.k, "matmul: inner dimensions differ");
+    let layout = out.layout;
+    let extent = layout.extent(m, n);
+    assert!(extent <= out.data.len(), "matmul: output too small");
+    assert!(
+        out.residual.is_none_or(|r| extent <= r.len()),
+        "matmul: residual too small"
+    );
+    assert!(out.bias.is_none_or(|b| b.len() >= m), "matmul: bias too short");
+    let images = n.div_ceil(layout.block());
+    assert!(
+        images <= 1 || (layout.first_row + m) * layout.plane() <= layout.image_stride,
+        "matmul: images overlap"
+    );
     if m == 0 || n == 0 {
         return;
     }
-    if k == 0 {
-        if !accumulate {
-            c.fill(0.0);
-        }
-        return;
-    }
-    assert!(a.last_index() < a.data.len(), "matmul: view out of bounds");
-    let rows = kernel.rows();
-    // Rows of a 4 KiB apart (1x1 convolutions over 1024, 2048 … channels) share one L1 set
-    // and evict each other: those are packed when enough columns reuse the copy, and so is a
-    // strided a; other tiles read a in place.
-    const PACKING_PAYS_FROM_COLUMNS: usize = 128;
-    let aliased = (a.row_stride * size_of::<f32>()) % 4096 == 0 && n >= PACKING_PAYS_FROM_COLUMNS;
-    let pack_all = a.col_stride != 1 || aliased;
-    let packed_tiles = if pack_all { 0 } else { m / rows }..m.div_ceil(rows);
-    let packed_len = packed_tiles.len() * rows * k;
-    let packed_a = pack_row_tiles(a, rows, packed_tiles, take_buffer(&ROW_TILES, packed_len), threads);
-    let b = pack_panels((k, n), fill, take_buffer(&PANELS, n.div_ceil(NR) * k * NR), threads);
     let job = Job {
         kernel,
-        rows,
-        m,
         a,
-        packed_a,
-        pack_all,
-        b,
-        init: accumulate.then_some(&*c),
+        n,
+        source,
+        c: SharedOut {
+            ptr: out.data.as_mut_ptr(),
+            len: out.data.len(),
+        },
+        layout,
+        bias: out.bias,
+        residual: out.residual,
+        accumulate: out.accumulate,
     };
-    let tile_len = job.rows * NR;
-    let mut tiles = take_buffer(&TILES, job.tiles() * tile_len);
-    // Consecutive tiles share a panel of b, so each thread's run of tiles reuses it in cache.
-    let compute = |(t, out): (usize, &mut [f32])| job.kernel.compute(&job, t, out);
+    let units = Units::new(a.row_tiles(), n.div_ceil(NR), threads);
     match threads {
-        Threads::One => tiles.chunks_exact_mut(tile_len).enumerate().for_each(compute),
+        Threads::One => {
+            let mut buffer = PanelBuffer::take();
+            (0..units.count()).for_each(|u| job.run_unit(&units, u, &mut buffer));
+        }
         Threads::All => {
             use rayon::prelude::*;
-            let per_task = job.tiles().div_ceil(8 * rayon::current_num_threads()).max(1);
-            tiles
-                .par_chunks_exact_mut(tile_len)
-                .enumerate()
-                .with_min_len(per_task)
-                .for_each(compute)
+            (0..units.count())
+                .into_par_iter()
+                .for_each_init(PanelBuffer::take, |buffer, u| job.run_unit(&units, u, buffer));
         }
     }
-    let (row_tiles, a, b) = (job.row_tiles(), job.packed_a, job.b.data);
-    let scatter = |(i, row): (usize, &mut [f32])| scatter_row(&tiles, rows, row_tiles, i, row);
-    match threads {
-        Threads::One => c.chunks_exact_mut(n).enumerate().for_each(scatter),
-        Threads::All => {
-            use rayon::prelude::*;
-            c.par_chunks_exact_mut(n).enumerate().for_each(scatter)
+}
+
+/// How a product's tiles are cut into units of work: panel-major, each panel's row tiles in
+/// `row_blocks` blocks (one unless the panels are too few to keep every thread busy).
+struct Units {
+    row_tiles: usize,
+    panels: usize,
+    row_blocks: usize,
+}
+
+impl Units {
+    fn new(row_tiles: usize, panels: usize, threads: Threads) -> Units {
+        const UNITS_PER_THREAD: usize = 8;
+        let row_blocks = match threads {
+            Threads::One => 1,
+            Threads::All => (UNITS_PER_THREAD * rayon::current_num_threads())
+                .div_ceil(panels)
+                .clamp(1, row_tiles.max(1)),
+        };
+        Units {
+            row_tiles,
+            panels,
+            row_blocks,
         }
     }
-    TILES.set(tiles);
-    PANELS.set(b);
-    ROW_TILES.set(a);
+
+    fn count(&self) -> usize {
+        self.panels * self.row_blocks
+    }
+
+    /// Unit u's panel and row tiles.
+    fn unit(&self, u: usize) -> (usize, Range<usize>) {
+        let (panel, block) = (u / self.row_blocks, u % self.row_blocks);
+        let per_block = self.row_tiles.div_ceil(self.row_blocks);
+        let first = (block * per_block).min(self.row_tiles);
+        (panel, first..(first + per_block).min(self.row_tiles))
+    }
+}
+
+/// A thread's panel buffer for one product and which panel it holds; given back to the
+/// thread's slot when dropped (a freshly allocated buffer costs page faults every call).
+struct PanelBuffer {
+    data: Vec<f32>,
+    holds: Option<usize>,
 }
 
 thread_local! {
-    /// Per-thread buffers reused from call to call: a large buffer freshly allocated is freshly
-    /// mapped, and its page faults cost more than the copies it holds.
-    static PANELS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    static TILES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    static ROW_TILES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    static PANEL: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+impl PanelBuffer {
+    fn take() -> PanelBuffer {
+        PanelBuffer {
+            data: PANEL.take(),
+            holds: None,
+        }
+    }
+}
+
+impl Drop for PanelBuffer {
+    fn drop(&mut self) {
+        PANEL.set(std::mem::take(&mut self.data));
+    }
 }
 
 /// The thread's buffer `key` (empty if a caller up the stack holds it), `len` zeros long;
@@ -188,162 +528,74 @@ pub(super) fn take_buffer(key: &'static LocalKey<Cell<Vec<f32>>>, len: usize) ->
     buf
 }
 
-/// One product cut into tiles of MR rows × NR columns, tile t being row tile `t % row_tiles`
-/// of panel `t / row_tiles`.
-struct Job<'a> {
+/// Everything the units of one product share.
+struct Job<'a, S> {
     kernel: Kernel,
-    /// Rows per tile (MR).
-    rows: usize,
-    /// Rows of a and c.
-    m: usize,
-    a: MatRef<'a>,
-    /// Row tiles of a packed by [`pack_row_tiles`]: all of them when `pack_all`, else the
-    /// last one when m is not a multiple of MR (its missing rows padded with zeros).
-    packed_a: Vec<f32>,
-    pack_all: bool,
-    b: Panels,
-    /// c's values before the product, when accumulating.
-    init: Option<&'a [f32]>,
-}
-
-impl Job<'_> {
-    fn row_tiles(&self) -> usize {
-        self.m.div_ceil(self.rows)
-    }
-
-    fn tiles(&self) -> usize {
-        self.row_tiles() * self.b.count()
-    }
-
-    /// Tile t's (first row, panel, rows that are c's, columns that are c's).
-    fn tile(&self, t: usize) -> (usize, usize, usize, usize) {
-        let (first, panel) = ((t % self.row_tiles()) * self.rows, t / self.row_tiles());
-        (first, panel, self.rows.min(self.m - first), self.b.width(panel))
-    }
-
-    /// Tile t's MR rows of a.
-    fn a_tile(&self, t: usize) -> ATile<'_> {
-        let (first, _, valid, _) = self.tile(t);
-        let (row_tile, len) = (first / self.rows, self.rows * self.b.k);
-        if self.pack_all {
-            ATile::packed(&self.packed_a[row_tile * len..][..len], self.rows)
-        } else if valid < self.rows {
-            ATile::packed(&self.packed_a, self.rows)
-        } else {
-            ATile {
-                data: &self.a.data[first * self.a.row_stride..],
-                row_step: self.a.row_stride,
-                col_step: 1,
-            }
-        }
-    }
-
-    /// Tile t's starting values: c's when accumulating, else 0.
-    fn init_tile(&self, t: usize, out: &mut [f32]) {
-        out.fill(0.0);
-        let Some(c) = self.init else { return };
-        let (first, panel, valid, width) = self.tile(t);
-        let n = self.b.n;
-        for (i, row) in out.chunks_exact_mut(NR).take(valid).enumerate() {
-            let start = (first + i) * n + panel * NR;
-            row[..width].copy_from_slice(&c[start..start + width]);
-        }
-    }
-}
-
-/// Row i of c from the tiles of a [`Job`] with `rows` rows per tile and `row_tiles` per panel.
-fn scatter_row(tiles: &[f32], rows: usize, row_tiles: usize, i: usize, row: &mut [f32]) {
-    let (row_tile, r) = (i / rows, i % rows);
-    for (panel, dst) in row.chunks_mut(NR).enumerate() {
-        let t = panel * row_tiles + row_tile;
-        dst.copy_from_slice(&tiles[(t * rows + r) * NR..][..dst.len()]);
-    }
-}
-
-/// MR rows of a as the microkernel reads them: a[i, p] = data[i·row_step + p·col_step].
-#[derive(Clone, Copy)]
-struct ATile<'a> {
-    data: &'a [f32],
-    row_step: usize,
-    col_step: usize,
-}
-
-impl<'a> ATile<'a> {
-    fn packed(data: &'a [f32], rows: usize) -> ATile<'a> {
-        ATile {
-            data,
-            row_step: 1,
-            col_step: rows,
-        }
-    }
-}
-
-/// Row tiles `tiles` of a (m × k) packed into `data` (zeros, as long as those tiles): tile r
-/// holds, for p = 0 … k − 1, a[r·rows + i, p] for i < rows (zero past a's last row).
-fn pack_row_tiles(a: MatRef, rows: usize, tiles: Range<usize>, mut data: Vec<f32>, threads: Threads) -> Vec<f32> {
-    let k = a.cols;
-    if data.is_empty() {
-        return data;
-    }
-    let pack = |(r, tile): (usize, &mut [f32])| {
-        let first = (tiles.start + r) * rows;
-        let valid = rows.min(a.rows - first);
-        for (p, column) in tile.chunks_exact_mut(rows).enumerate() {
-            for (i, v) in column[..valid].iter_mut().enumerate() {
-                *v = a.data[(first + i) * a.row_stride + p * a.col_stride];
-            }
-        }
-    };
-    match threads {
-        Threads::One => data.chunks_exact_mut(rows * k).enumerate().for_each(pack),
-        Threads::All => {
-            use rayon::prelude::*;
-            data.par_chunks_exact_mut(rows * k).enumerate().for_each(pack)
-        }
-    }
-    data
-}
-
-/// b (k × n) packed into panels of NR columns: panel j is k rows of NR values, columns
-/// NR·j … NR·j + NR − 1, zero past column n.
-struct Panels {
-    data: Vec<f32>,
-    k: usize,
+    a: &'a PackedA,
     n: usize,
+    source: &'a S,
+    c: SharedOut,
+    layout: Layout,
+    bias: Option<&'a [f32]>,
+    residual: Option<&'a [f32]>,
+    accumulate: bool,
 }
 
-impl Panels {
-    fn count(&self) -> usize {
-        self.n.div_ceil(NR)
-    }
-
-    fn panel(&self, j: usize) -> &[f32] {
-        &self.data[j * self.k * NR..(j + 1) * self.k * NR]
-    }
-
-    /// Columns of panel j that are b's (NR except maybe the last).
-    fn width(&self, j: usize) -> usize {
-        NR.min(self.n - j * NR)
-    }
-}
-
-/// b (`k × n`, written by `fill` panel by panel) packed into `data` (zeros, as long as the
-/// panels).
-fn pack_panels(
-    (k, n): (usize, usize),
-    fill: impl Fn(usize, usize, &mut [f32]) + Sync,
-    mut data: Vec<f32>,
-    threads: Threads,
-) -> Panels {
-    let pack = |(j, panel): (usize, &mut [f32])| fill(j * NR, NR.min(n - j * NR), panel);
-    match threads {
-        Threads::One => data.chunks_exact_mut(k * NR).enumerate().for_each(pack),
-        Threads::All => {
-            use rayon::prelude::*;
-            data.par_chunks_exact_mut(k * NR).enumerate().for_each(pack)
+impl<S: PanelSource> Job<'_, S> {
+    fn run_unit(&self, units: &Units, u: usize, buffer: &mut PanelBuffer) {
+        let (j, row_tiles) = units.unit(u);
+        let width = NR.min(self.n - j * NR);
+        let runs = self.layout.runs(j * NR, width);
+        if runs.count == 0 || row_tiles.is_empty() {
+            return;
+        }
+        let panel = self.source.panel(j, width, buffer);
+        let rows = self.a.rows_per_tile;
+        for r in row_tiles {
+            let mut tile = [0.0f32; MAX_MR * NR];
+            let (first, valid) = (r * rows, rows.min(self.a.m - r * rows));
+            if self.accumulate {
+                self.load(first, valid, &runs, &mut tile);
+            }
+            self.kernel.compute(self.a.tile(r), &panel, width, &mut tile);
+            self.store(first, valid, &runs, &tile);
         }
     }
-    Panels { data, k, n }
+
+    /// c's values of the tile's outputs (rows `first …`, `valid` of them) into `tile`.
+    fn load(&self, first: usize, valid: usize, runs: &Runs, tile: &mut [f32]) {
+        self.for_each_run(first, valid, runs, |i, column, at, len| {
+            // SAFETY: this unit owns the tile's outputs.
+            let c = unsafe { self.c.slice(at, len) };
+            tile[i * NR + column..][..len].copy_from_slice(c);
+        })
+    }
+
+    /// The tile's outputs with the epilogue: `(p + bias) + residual`.
+    fn store(&self, first: usize, valid: usize, runs: &Runs, tile: &[f32]) {
+        self.for_each_run(first, valid, runs, |i, column, at, len| {
+            let p = &tile[i * NR + column..][..len];
+            // SAFETY: this unit owns the tile's outputs.
+            let c = unsafe { self.c.slice(at, len) };
+            match (self.bias.map(|b| b[first + i]), self.residual.map(|r| &r[at..at + len])) {
+                (None, None) => c.copy_from_slice(p),
+                (Some(b), None) => c.iter_mut().zip(p).for_each(|(c, &p)| *c = p + b),
+                (None, Some(r)) => c.iter_mut().zip(p).zip(r).for_each(|((c, &p), &r)| *c = p + r),
+                (Some(b), Some(r)) => c.iter_mut().zip(p).zip(r).for_each(|((c, &p), &r)| *c = p + b + r),
+            }
+        })
+    }
+
+    /// `f(row in tile, column in tile, index in c, length)` for each run of each valid row.
+    fn for_each_run(&self, first: usize, valid: usize, runs: &Runs, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let plane = self.layout.plane();
+        for i in 0..valid {
+            let row_start = (self.layout.first_row + first + i) * plane;
+            for &(column, len, offset) in runs.iter() {
+                f(i, column, row_start + offset, len);
+            }
+        }
+    }
 }
 
 /// Columns `first … first + width − 1` of b into `panel` (k rows of NR values).
@@ -379,15 +631,15 @@ impl Kernel {
         }
     }
 
-    /// Tile t of `job` into `out` (MR·NR values, row-major).
-    fn compute(self, job: &Job, t: usize, out: &mut [f32]) {
+    /// `tile += a_tile × panel` (the first `width` columns matter).
+    fn compute(self, a: &[f32], panel: &Panel, width: usize, tile: &mut [f32; MAX_MR * NR]) {
         match self.0 {
             // SAFETY: `Isa::detect` only reports instruction sets the CPU has.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { x86::tile_avx512(job, t, out) },
+            Isa::Avx512 => unsafe { x86::tile_avx512(a, panel, width, tile) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { x86::tile_avx2(job, t, out) },
-            _ => tile::<Portable, Portable, 4, 2, 1>(job, t, out),
+            Isa::Avx2 => unsafe { x86::tile_avx2(a, panel, width, tile) },
+            _ => microtile::<Portable, Portable, 4, 2, 1>(a, panel, width, tile),
         }
     }
 }
@@ -395,50 +647,53 @@ impl Kernel {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::sign_f32::x86::{Avx2, Avx512};
-    use super::{Job, tile};
+    use super::{MAX_MR, NR, Panel, microtile};
 
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn tile_avx512(job: &Job, t: usize, out: &mut [f32]) {
-        tile::<Avx512, Avx2, 8, 1, 1>(job, t, out)
+    pub(super) unsafe fn tile_avx512(a: &[f32], panel: &Panel, width: usize, out: &mut [f32; MAX_MR * NR]) {
+        microtile::<Avx512, Avx2, 8, 1, 1>(a, panel, width, out)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile_avx2(job: &Job, t: usize, out: &mut [f32]) {
-        tile::<Avx2, Avx2, 6, 2, 1>(job, t, out)
+    pub(super) unsafe fn tile_avx2(a: &[f32], panel: &Panel, width: usize, out: &mut [f32; MAX_MR * NR]) {
+        microtile::<Avx2, Avx2, 6, 2, 1>(a, panel, width, out)
     }
 }
 
-/// Tile t of `job` into `out`: vectors V × VR per row, or H × HR (half as wide) for a last
-/// panel that narrow, so a small n does not pay for a whole panel of zero columns.
+/// `out += a × panel`: vectors V × VR per row, or H × HR (half as wide) for a last panel that
+/// narrow, so a small n does not pay for a whole panel of zero columns.
 #[inline(always)]
-fn tile<V: Lanes, H: Lanes, const MR: usize, const VR: usize, const HR: usize>(job: &Job, t: usize, out: &mut [f32]) {
-    let (_, panel, _, width) = job.tile(t);
-    let (a, b, k) = (job.a_tile(t), job.b.panel(panel), job.b.k);
-    let a_last = (MR - 1) * a.row_step + (k - 1) * a.col_step;
-    assert!(
-        a_last < a.data.len() && b.len() == NR * k && out.len() == MR * NR,
-        "matmul: tile out of bounds"
-    );
-    job.init_tile(t, out);
+fn microtile<V: Lanes, H: Lanes, const MR: usize, const VR: usize, const HR: usize>(
+    a: &[f32],
+    panel: &Panel,
+    width: usize,
+    out: &mut [f32; MAX_MR * NR],
+) {
+    assert!(a.len() == MR * panel.offsets.len(), "matmul: a tile of the wrong size");
     if width <= HR * H::N {
-        fma_chain::<H, MR, HR>(a, b, out)
+        fma_chain::<H, MR, HR>(a, panel, out)
     } else {
-        fma_chain::<V, MR, VR>(a, b, out)
+        fma_chain::<V, MR, VR>(a, panel, out)
     }
 }
 
-/// tile[i][q] = fma(a[i, p], panel[p][q], tile[i][q]) for p = 0 … k − 1 in order, q < VR·N (the
-/// tile row-major, NR per row), the tile in registers throughout. The caller checked that a's
-/// last element, a[MR − 1, k − 1], is inside its slice.
+/// tile[i][q] = fma(a[i, p], b[p][q], tile[i][q]) for p = 0 … k − 1 in order, q < VR·N (the
+/// tile row-major, NR per row), the tile in registers throughout. `a` is MR·k long (checked by
+/// the caller) and every row of the panel inside its slice (checked when it was made).
 #[inline(always)]
-fn fma_chain<V: Lanes, const MR: usize, const VR: usize>(a: ATile, panel: &[f32], tile: &mut [f32]) {
+fn fma_chain<V: Lanes, const MR: usize, const VR: usize>(a: &[f32], panel: &Panel, tile: &mut [f32]) {
     let mut acc: [[V; VR]; MR] = std::array::from_fn(|i| std::array::from_fn(|v| V::load(&tile[i * NR + v * V::N..])));
-    for (p, b_row) in panel.chunks_exact(NR).enumerate() {
-        let b: [V; VR] = std::array::from_fn(|v| V::load(&b_row[v * V::N..]));
-        let column = p * a.col_step;
-        for (i, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: i < MR and p < k, so the index is at most a's last, checked by the caller.
-            let x = V::splat(unsafe { *a.data.get_unchecked(column + i * a.row_step) });
+    for (p, &offset) in panel.offsets.iter().enumerate() {
+        // SAFETY: offset + NR ≤ b.len() (Panel::new) and (p + 1)·MR ≤ a.len() (the caller).
+        let (row, column) = unsafe {
+            (
+                panel.b.get_unchecked(offset..offset + NR),
+                a.get_unchecked(p * MR..(p + 1) * MR),
+            )
+        };
+        let b: [V; VR] = std::array::from_fn(|v| V::load(&row[v * V::N..]));
+        for (acc, &x) in acc.iter_mut().zip(column) {
+            let x = V::splat(x);
             for (acc, &b) in acc.iter_mut().zip(&b) {
                 *acc = x.fma(b, *acc);
             }
@@ -450,7 +705,6 @@ fn fma_chain<V: Lanes, const MR: usize, const VR: usize>(a: ATile, panel: &[f32]
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,6 +784,61 @@ mod tests {
                         assert!(fresh.iter().zip(&zero).all(|(x, y)| (x - y).abs() <= 1e-4 * k as f32));
                     }
                 }
+            }
+        }
+    }
+
+    /// A product laid out as images with dropped padding columns and an epilogue equals the
+    /// plain product copied into place, bias then residual added, to the bit; the shifted
+    /// source (b read in place at row offsets) equals the filled one.
+    #[test]
+    fn layouts_epilogue_and_shifted_panels_match_the_plain_product() {
+        // 3 images of a 5 × 7 grid whose 4 × 6 top-left corner is the output.
+        let layout = Layout {
+            grid_cols: 7,
+            grid_rows: 5,
+            width: 6,
+            height: 4,
+            image_stride: 11 * 24,
+            first_row: 2,
+        };
+        let (m, k, n) = (9, 13, 3 * 35);
+        let (a, bias, residual) = (values(m * k, 1), values(m, 5), values(3 * 11 * 24, 6));
+        let b_shift = values(k * 7 + n + NR, 2);
+        let offsets: Vec<usize> = (0..k).map(|p| p * 7 + p % 3).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| b_shift[offsets[i / n] + i % n]).collect();
+        let a_ref = MatRef::row_major(&a, m, k);
+        let mut plain = vec![0.0; m * n];
+        matmul(a_ref, MatRef::row_major(&b, k, n), &mut plain, false, Threads::One);
+        let mut want = vec![f32::NAN; 3 * 11 * 24];
+        for (i, q) in (0..m).flat_map(|i| (0..n).map(move |q| (i, q))) {
+            let (image, y, x) = (q / 35, q % 35 / 7, q % 7);
+            if y < 4 && x < 6 {
+                let at = image * 11 * 24 + (2 + i) * 24 + y * 6 + x;
+                want[at] = plain[i * n + q] + bias[i] + residual[at];
+            }
+        }
+        let packed = PackedA::new(a_ref);
+        for threads in [Threads::One, Threads::All] {
+            for shifted in [false, true] {
+                let mut got = vec![f32::NAN; want.len()];
+                let out = Output {
+                    data: &mut got,
+                    layout,
+                    bias: Some(&bias),
+                    residual: Some(&residual),
+                    accumulate: false,
+                };
+                if shifted {
+                    matmul_shifted(&packed, n, &b_shift, &offsets, out, threads);
+                } else {
+                    let fill = |first: usize, width: usize, panel: &mut [f32]| {
+                        copy_columns(MatRef::row_major(&b, k, n), first, width, panel)
+                    };
+                    matmul_filled(&packed, n, fill, out, threads);
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "shifted {shifted} {threads:?}");
             }
         }
     }

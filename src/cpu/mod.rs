@@ -30,17 +30,32 @@ use crate::he::noise_rng::{NoiseKey, add_noise};
 use crate::model::schedule::{Step, fused_schedule_keeping, reader_counts};
 use crate::model::{Batch, Graph, NodeId, Op, Shape, SiteId};
 use activation::{MaxPoolSite, SitePoly, relu_in_place};
-use conv::{ConvGeometry, conv_group};
+use conv::{ConvGeometry, ConvWeights, conv_group};
 use gemm::{MatRef, Threads, matmul};
 use rayon::prelude::*;
+use std::borrow::Cow;
 
 /// The CPU backend for [`crate::exec::Backend`] callers (the free functions serve tests and
-/// benchmarks that want the CPU explicitly).
-pub struct CpuBackend;
+/// benchmarks that want the CPU explicitly): made for one graph, whose convolution weights it
+/// packs for the GEMM once instead of on every run. The borrow keeps the graph from changing
+/// while the packed copy lives; a run on another graph packs its own.
+pub struct CpuBackend<'g> {
+    graph: &'g Graph,
+    weights: Option<Vec<Option<ConvWeights>>>,
+}
 
-impl Backend for CpuBackend {
+impl<'g> CpuBackend<'g> {
+    pub fn new(graph: &'g Graph) -> CpuBackend<'g> {
+        // A graph whose shapes do not check packs nothing: its runs report the error.
+        let weights = graph.shapes().ok().map(|shapes| pack_weights(graph, &shapes));
+        CpuBackend { graph, weights }
+    }
+}
+
+impl Backend for CpuBackend<'_> {
     fn run(&self, graph: &Graph, batch: &Batch, plan: &ActivationPlan) -> Result<RunOutput, ExecError> {
-        run(graph, batch, plan)
+        let weights = self.weights.as_deref().filter(|_| std::ptr::eq(graph, self.graph));
+        Ok(run_with(graph, batch, plan, &[], weights)?.0)
     }
 
     fn name(&self) -> &'static str {
@@ -62,6 +77,30 @@ pub fn run_keeping(
     plan: &ActivationPlan,
     keep: &[NodeId],
 ) -> Result<(RunOutput, Vec<Vec<f32>>), ExecError> {
+    run_with(graph, batch, plan, keep, None)
+}
+
+/// Every conv node's weights packed for the GEMM (None for other nodes).
+fn pack_weights(graph: &Graph, shapes: &[Shape]) -> Vec<Option<ConvWeights>> {
+    graph
+        .nodes
+        .par_iter()
+        .enumerate()
+        .map(|(id, node)| match &node.op {
+            Op::Conv2d(c) => ConvWeights::new(c, &ConvGeometry::of(c, shapes[c.input], shapes[id])),
+            _ => None,
+        })
+        .collect()
+}
+
+/// [`run_keeping`] with the graph's weights already packed (by [`pack_weights`]) or not.
+fn run_with(
+    graph: &Graph,
+    batch: &Batch,
+    plan: &ActivationPlan,
+    keep: &[NodeId],
+    weights: Option<&[Option<ConvWeights>]>,
+) -> Result<(RunOutput, Vec<Vec<f32>>), ExecError> {
     if let Some(bad) = keep.iter().find(|&&id| id >= graph.nodes.len()) {
         return Err(ExecError::Input(format!(
             "cannot keep node {bad}: {} has {} nodes",
@@ -69,7 +108,7 @@ pub fn run_keeping(
             graph.nodes.len()
         )));
     }
-    let prepared = Prepared::new(graph, plan, keep)?;
+    let prepared = Prepared::new(graph, plan, keep, weights)?;
     batch.check_against(graph).map_err(ExecError::Input)?;
     if let Some(noise) = &plan.noise
         && noise.images.len() != batch.n
@@ -138,10 +177,18 @@ struct Prepared<'a> {
     pools: Vec<Option<MaxPoolSite<'a>>>,
     /// Per approximate site, its polynomial ready for fast evaluation.
     signs: Vec<Option<SitePoly>>,
+    /// Per node, a convolution's weights packed for the GEMM (None for other nodes and
+    /// depthwise convolutions): the backend's, or packed for this run.
+    weights: Cow<'a, [Option<ConvWeights>]>,
 }
 
 impl<'a> Prepared<'a> {
-    fn new(graph: &'a Graph, plan: &'a ActivationPlan<'a>, keep: &'a [NodeId]) -> Result<Prepared<'a>, ExecError> {
+    fn new(
+        graph: &'a Graph,
+        plan: &'a ActivationPlan<'a>,
+        keep: &'a [NodeId],
+        weights: Option<&'a [Option<ConvWeights>]>,
+    ) -> Result<Prepared<'a>, ExecError> {
         let shapes = graph.shapes()?;
         if plan.modes.len() != graph.sites.len() {
             return Err(ExecError::Site {
@@ -183,6 +230,10 @@ impl<'a> Prepared<'a> {
         let mut unfused = keep.to_vec();
         unfused.extend(plan.noise.iter().flat_map(|n| n.plan.noisy_nodes()));
         let steps = fused_schedule_keeping(graph, &unfused);
+        let weights = match weights {
+            Some(w) => Cow::Borrowed(w),
+            None => Cow::Owned(pack_weights(graph, &shapes)),
+        };
         Ok(Prepared {
             graph,
             plan,
@@ -192,6 +243,7 @@ impl<'a> Prepared<'a> {
             keep,
             pools,
             signs,
+            weights,
         })
     }
 
@@ -433,7 +485,7 @@ impl<'a> Prepared<'a> {
             let images = i * group..(i * group + y.len() / to.numel());
             let r = residual.map(|r| &r[images.start * to.numel()..images.end * to.numel()]);
             let x = &x[images.start * from.numel()..images.end * from.numel()];
-            conv_group(c, &g, x, r, y, threads);
+            conv_group(c, self.weights[conv].as_ref(), &g, x, r, y, threads);
             if let Some(s) = site {
                 self.apply_relu(y, s, &mut stats[s], threads);
             }

@@ -355,7 +355,7 @@ fn open_backend<'a>(
     Ok(match (req.gpu, gpu) {
         (true, Some(gpu)) => Box::new(GpuNetwork::new(gpu, graph, req.scheme)?),
         (true, None) => return Err("--backend gpu: no GPU adapter (use --backend cpu)".into()),
-        (false, _) => Box::new(CpuBackend),
+        (false, _) => Box::new(CpuBackend::new(graph)),
     })
 }
 

@@ -406,7 +406,7 @@ pub fn search_plan(req: &PlanRequest, progress: &dyn Progress) -> Result<(Precis
     let (calibration, held_out) = spread_and_rest(count, req.calibration_images);
     let mut searcher = Searcher {
         graph: &graph,
-        backend: &CpuBackend,
+        backend: &CpuBackend::new(&graph),
         progress,
         dataset,
         normalize,
@@ -775,7 +775,7 @@ mod tests {
         let shapes = site_shapes(&graph).unwrap()[..2].to_vec();
         let searcher = Searcher {
             graph: &graph,
-            backend: &CpuBackend,
+            backend: &CpuBackend::new(&graph),
             progress: &crate::exec::NoProgress,
             dataset: Arc::new(
                 crate::data::digits::DigitsDataset::open(std::path::Path::new(concat!(
