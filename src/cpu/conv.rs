@@ -12,7 +12,7 @@
 //! Small outputs (late layers, CIFAR) would make each GEMM re-read all weights for a few
 //! columns, so several images share one GEMM (`cols[I·k·k, images·OH·OW]`).
 
-use super::gemm::{Layout, MatRef, NR, Output, PackedA, Threads, matmul_filled, matmul_shifted, take_buffer};
+use super::gemm::{Layout, MatRef, NR, Output, PackedA, Threads, matmul_filled, matmul_shifted};
 use crate::model::{Conv2d, Shape, Window2d};
 use std::cell::Cell;
 use std::ops::Range;
@@ -81,7 +81,7 @@ impl ConvGeometry {
             gap_x,
         };
         let fits = self.output.h <= grid.rows && self.output.w <= grid.cols;
-        let padding = 1.0 - self.output.plane() as f64 / (grid.rows * grid.cols) as f64;
+        let padding = 1.0 - self.output.plane() as f64 / grid.columns(1, self.output) as f64;
         (fits && padding <= max_padding).then_some(grid)
     }
 }
@@ -101,6 +101,12 @@ struct PaddedGrid {
 }
 
 impl PaddedGrid {
+    /// The GEMM's columns for `count` images: up to the last output (the last image's
+    /// trailing padding is not computed).
+    fn columns(&self, count: usize, output: Shape) -> usize {
+        ((count - 1) * self.rows + output.h - 1) * self.cols + output.w
+    }
+
     /// Values per channel: the images' blocks and the gap rows closing the last one.
     fn channel_len(&self, images: usize) -> usize {
         (images * self.rows + self.gap_y) * self.cols + self.gap_x
@@ -122,18 +128,39 @@ impl PaddedGrid {
         offsets
     }
 
-    /// The images (NCHW) copied into `buffer` (zeros, as long as [`PaddedGrid::len`] says).
-    fn fill(&self, g: &ConvGeometry, images: &[f32], buffer: &mut [f32]) {
-        let w = g.input.w;
+    /// The images (NCHW) and the zeros around them written over every channel of `buffer`
+    /// (as long as [`PaddedGrid::len`] says; what lies past the last channel is only read for
+    /// dropped columns), channel by channel in parallel when the caller is not.
+    fn fill(&self, g: &ConvGeometry, images: &[f32], buffer: &mut [f32], threads: Threads) {
         let count = images.len() / g.input.numel();
-        for c in 0..g.input.c {
-            let channel = &mut buffer[c * self.channel_len(count)..];
-            for i in 0..count {
-                let plane = &images[(i * g.input.c + c) * g.input.plane()..][..g.input.plane()];
-                for (y, row) in plane.chunks_exact(w).enumerate() {
-                    let at = (i * self.rows + self.gap_y + y) * self.cols + self.gap_x;
-                    channel[at..at + w].copy_from_slice(row);
+        let fill_channel = |(c, channel): (usize, &mut [f32])| {
+            let (rows, w) = (channel.chunks_exact_mut(self.cols), g.input.w);
+            for (r, row) in rows.enumerate() {
+                // Row r of the grid: image r / rows, pixel row r % rows − gap_y, if any.
+                let (image, y) = (r / self.rows, (r % self.rows).checked_sub(self.gap_y));
+                match y.filter(|&y| image < count && y < g.input.h) {
+                    Some(y) => {
+                        let plane = &images[(image * g.input.c + c) * g.input.plane()..][..g.input.plane()];
+                        row[..self.gap_x].fill(0.0);
+                        row[self.gap_x..self.gap_x + w].copy_from_slice(&plane[y * w..(y + 1) * w]);
+                        row[self.gap_x + w..].fill(0.0);
+                    }
+                    None => row.fill(0.0),
                 }
+            }
+            // The columns past the last whole row (the closing gap's tail).
+            let whole_rows = channel.len() / self.cols * self.cols;
+            channel[whole_rows..].fill(0.0);
+        };
+        let channels = buffer[..g.input.c * self.channel_len(count)].chunks_exact_mut(self.channel_len(count));
+        match threads {
+            Threads::One => channels.enumerate().for_each(fill_channel),
+            Threads::All => {
+                use rayon::prelude::*;
+                buffer[..g.input.c * self.channel_len(count)]
+                    .par_chunks_exact_mut(self.channel_len(count))
+                    .enumerate()
+                    .for_each(fill_channel)
             }
         }
     }
@@ -189,8 +216,8 @@ pub fn conv_group(
     let Some(weights) = weights else {
         return depthwise(conv, g, images, residual, out, threads);
     };
-    // Measured on the ResNet shapes (polycnn bench --threads 1): reading 3x3 14x14 in place
-    // (13% padding) beats unfolding it; 7x7 (23%) does not.
+    // Measured on the ResNet shapes (polycnn bench --threads 1): reading 3x3 7x7 in place
+    // (11% of its columns padding) beats unfolding it.
     const MAX_PADDING: f64 = 0.2;
     gemm_conv(
         conv,
@@ -217,6 +244,9 @@ fn gemm_conv(
     threads: Threads,
 ) {
     let count = images.len() / g.input.numel();
+    if count == 0 {
+        return;
+    }
     let channels = g.input.c / g.groups;
     match grid {
         Some(grid) => {
@@ -224,12 +254,14 @@ fn gemm_conv(
             // further than its own channels).
             let in_place = count == 1 && g.window.kernel == [1, 1] && grid.gap_x + grid.gap_y == 0;
             let copy = !in_place;
-            let mut buffer = take_buffer(&PADDED, if copy { grid.len(g, count) } else { 0 });
+            // Every value read for an output is written by `fill`: no zeroing first.
+            let mut buffer = PADDED.take();
             if copy {
-                grid.fill(g, images, &mut buffer);
+                buffer.resize(grid.len(g, count).max(buffer.len()), 0.0);
+                grid.fill(g, images, &mut buffer, threads);
             }
             let source = if copy { &buffer[..] } else { images };
-            let n = count * grid.rows * grid.cols;
+            let n = grid.columns(count, g.output);
             for (group, w) in weights.groups.iter().enumerate() {
                 let offsets = grid.offsets(g, group * channels..(group + 1) * channels, count);
                 let out = conv_output(conv, g, group, [grid.rows, grid.cols], out, residual);

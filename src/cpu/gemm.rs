@@ -23,7 +23,6 @@
 use super::sign_f32::{Isa, Lanes, Portable};
 use std::cell::Cell;
 use std::ops::Range;
-use std::thread::LocalKey;
 
 /// A strided read-only matrix view: element (i, j) is `data[i·row_stride + j·col_stride]`.
 #[derive(Clone, Copy)]
@@ -74,6 +73,8 @@ impl<'a> MatRef<'a> {
 pub const NR: usize = 16;
 /// The largest MR of any microkernel.
 const MAX_MR: usize = 8;
+/// One tile of c, row-major, NR values a row.
+type Tile = [f32; MAX_MR * NR];
 
 /// Whether one product may use several threads (when the caller is not already parallel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -519,15 +520,6 @@ impl Drop for PanelBuffer {
     }
 }
 
-/// The thread's buffer `key` (empty if a caller up the stack holds it), `len` zeros long;
-/// give it back with `key.set`.
-pub(super) fn take_buffer(key: &'static LocalKey<Cell<Vec<f32>>>, len: usize) -> Vec<f32> {
-    let mut buf = key.take();
-    buf.clear();
-    buf.resize(len, 0.0);
-    buf
-}
-
 /// Everything the units of one product share.
 struct Job<'a, S> {
     kernel: Kernel,
@@ -552,13 +544,20 @@ impl<S: PanelSource> Job<'_, S> {
         let panel = self.source.panel(j, width, buffer);
         let rows = self.a.rows_per_tile;
         for r in row_tiles {
-            let mut tile = [0.0f32; MAX_MR * NR];
             let (first, valid) = (r * rows, rows.min(self.a.m - r * rows));
-            if self.accumulate {
+            let init = self.accumulate.then(|| {
+                let mut tile: Tile = [0.0; MAX_MR * NR];
                 self.load(first, valid, &runs, &mut tile);
-            }
-            self.kernel.compute(self.a.tile(r), &panel, width, &mut tile);
-            self.store(first, valid, &runs, &tile);
+                tile
+            });
+            let store = TileStore {
+                job: self,
+                first,
+                valid,
+                runs: &runs,
+            };
+            self.kernel
+                .compute(self.a.tile(r), &panel, width, init.as_ref(), &store);
         }
     }
 
@@ -571,22 +570,35 @@ impl<S: PanelSource> Job<'_, S> {
         })
     }
 
-    /// The tile's outputs with the epilogue: `(p + bias) + residual`.
-    fn store(&self, first: usize, valid: usize, runs: &Runs, tile: &[f32]) {
-        self.for_each_run(first, valid, runs, |i, column, at, len| {
-            let p = &tile[i * NR + column..][..len];
-            // SAFETY: this unit owns the tile's outputs.
-            let c = unsafe { self.c.slice(at, len) };
-            match (self.bias.map(|b| b[first + i]), self.residual.map(|r| &r[at..at + len])) {
-                (None, None) => c.copy_from_slice(p),
-                (Some(b), None) => c.iter_mut().zip(p).for_each(|(c, &p)| *c = p + b),
-                (None, Some(r)) => c.iter_mut().zip(p).zip(r).for_each(|((c, &p), &r)| *c = p + r),
-                (Some(b), Some(r)) => c.iter_mut().zip(p).zip(r).for_each(|((c, &p), &r)| *c = p + b + r),
+    /// The tile's outputs with the epilogue `(p + bias) + residual`, value by value (a tile
+    /// whose outputs are not one whole row of NR per row: see [`TileStore::finish`]).
+    #[inline(always)]
+    fn store(&self, first: usize, valid: usize, runs: &Runs, tile: &Tile) {
+        let plane = self.layout.plane();
+        for i in 0..valid {
+            let row_start = (self.layout.first_row + first + i) * plane;
+            let bias = self.bias.map(|b| b[first + i]);
+            for &(column, len, offset) in runs.iter() {
+                let (at, p) = (row_start + offset, &tile[i * NR + column..][..len]);
+                // SAFETY: this unit owns the tile's outputs.
+                let c = unsafe { self.c.slice(at, len) };
+                let residual = self.residual.map(|r| &r[at..at + len]);
+                for (j, c) in c.iter_mut().enumerate() {
+                    let mut x = p[j];
+                    if let Some(b) = bias {
+                        x += b;
+                    }
+                    if let Some(r) = residual {
+                        x += r[j];
+                    }
+                    *c = x;
+                }
             }
-        })
+        }
     }
 
     /// `f(row in tile, column in tile, index in c, length)` for each run of each valid row.
+    #[inline(always)]
     fn for_each_run(&self, first: usize, valid: usize, runs: &Runs, mut f: impl FnMut(usize, usize, usize, usize)) {
         let plane = self.layout.plane();
         for i in 0..valid {
@@ -595,6 +607,60 @@ impl<S: PanelSource> Job<'_, S> {
                 f(i, column, row_start + offset, len);
             }
         }
+    }
+}
+
+/// What happens to a finished tile: inlined into the kernel's function (a closure would not
+/// be), so the epilogue is vectorised for the same instruction set.
+trait TileSink {
+    /// The tile's MR × VR vectors of V (NR values a row, or fewer for a narrow last panel).
+    fn finish<V: Lanes, const MR: usize, const VR: usize>(&self, acc: &[[V; VR]; MR]);
+}
+
+/// A tile of a [`Job`] stored with its epilogue: rows `first …`, `valid` of them.
+struct TileStore<'j, S> {
+    job: &'j Job<'j, S>,
+    first: usize,
+    valid: usize,
+    runs: &'j Runs,
+}
+
+impl<S: PanelSource> TileSink for TileStore<'_, S> {
+    /// Straight from the registers when each row's outputs are one run of NR (most tiles);
+    /// through a spilled tile otherwise. The same additions in the same order either way.
+    #[inline(always)]
+    fn finish<V: Lanes, const MR: usize, const VR: usize>(&self, acc: &[[V; VR]; MR]) {
+        let job = self.job;
+        if let [(0, NR, offset)] = self.runs.runs[..self.runs.count]
+            && VR * V::N == NR
+        {
+            let plane = job.layout.plane();
+            for (i, acc) in acc.iter().enumerate().take(self.valid) {
+                let at = (job.layout.first_row + self.first + i) * plane + offset;
+                // SAFETY: this unit owns the tile's outputs.
+                let c = unsafe { job.c.slice(at, NR) };
+                let bias = job.bias.map(|b| V::splat(b[self.first + i]));
+                let residual = job.residual.map(|r| &r[at..at + NR]);
+                for (v, &x) in acc.iter().enumerate() {
+                    let mut x = x;
+                    if let Some(b) = bias {
+                        x = x.add(b);
+                    }
+                    if let Some(r) = residual {
+                        x = x.add(V::load(&r[v * V::N..]));
+                    }
+                    x.store(&mut c[v * V::N..]);
+                }
+            }
+            return;
+        }
+        let mut tile: Tile = [0.0; MAX_MR * NR];
+        for (row, acc) in tile.chunks_exact_mut(NR).zip(acc) {
+            for (v, x) in acc.iter().enumerate() {
+                x.store(&mut row[v * V::N..]);
+            }
+        }
+        job.store(self.first, self.valid, self.runs, &tile)
     }
 }
 
@@ -631,15 +697,15 @@ impl Kernel {
         }
     }
 
-    /// `tile += a_tile × panel` (the first `width` columns matter).
-    fn compute(self, a: &[f32], panel: &Panel, width: usize, tile: &mut [f32; MAX_MR * NR]) {
+    /// `tile += a_tile × panel` (the first `width` columns matter), then `finish(tile)`.
+    fn compute(self, a: &[f32], panel: &Panel, width: usize, init: Option<&Tile>, sink: &impl TileSink) {
         match self.0 {
             // SAFETY: `Isa::detect` only reports instruction sets the CPU has.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { x86::tile_avx512(a, panel, width, tile) },
+            Isa::Avx512 => unsafe { x86::tile_avx512(a, panel, width, init, sink) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { x86::tile_avx2(a, panel, width, tile) },
-            _ => microtile::<Portable, Portable, 4, 2, 1>(a, panel, width, tile),
+            Isa::Avx2 => unsafe { x86::tile_avx2(a, panel, width, init, sink) },
+            _ => microtile::<Portable, Portable, 4, 2, 1>(a, panel, width, init, sink),
         }
     }
 }
@@ -647,42 +713,56 @@ impl Kernel {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::sign_f32::x86::{Avx2, Avx512};
-    use super::{MAX_MR, NR, Panel, microtile};
+    use super::{Panel, Tile, TileSink, microtile};
 
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn tile_avx512(a: &[f32], panel: &Panel, width: usize, out: &mut [f32; MAX_MR * NR]) {
-        microtile::<Avx512, Avx2, 8, 1, 1>(a, panel, width, out)
+    pub(super) unsafe fn tile_avx512(
+        a: &[f32],
+        panel: &Panel,
+        width: usize,
+        init: Option<&Tile>,
+        sink: &impl TileSink,
+    ) {
+        microtile::<Avx512, Avx2, 8, 1, 1>(a, panel, width, init, sink)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile_avx2(a: &[f32], panel: &Panel, width: usize, out: &mut [f32; MAX_MR * NR]) {
-        microtile::<Avx2, Avx2, 6, 2, 1>(a, panel, width, out)
+    pub(super) unsafe fn tile_avx2(a: &[f32], panel: &Panel, width: usize, init: Option<&Tile>, sink: &impl TileSink) {
+        microtile::<Avx2, Avx2, 6, 2, 1>(a, panel, width, init, sink)
     }
 }
 
-/// `out += a × panel`: vectors V × VR per row, or H × HR (half as wide) for a last panel that
-/// narrow, so a small n does not pay for a whole panel of zero columns.
+/// `init (or 0) + a × panel` into `sink`: vectors V × VR per row, or H × HR (half as wide) for
+/// a last panel that narrow, so a small n does not pay for a whole panel of zero columns.
 #[inline(always)]
 fn microtile<V: Lanes, H: Lanes, const MR: usize, const VR: usize, const HR: usize>(
     a: &[f32],
     panel: &Panel,
     width: usize,
-    out: &mut [f32; MAX_MR * NR],
+    init: Option<&Tile>,
+    sink: &impl TileSink,
 ) {
     assert!(a.len() == MR * panel.offsets.len(), "matmul: a tile of the wrong size");
     if width <= HR * H::N {
-        fma_chain::<H, MR, HR>(a, panel, out)
+        sink.finish(&fma_chain::<H, MR, HR>(a, panel, init))
     } else {
-        fma_chain::<V, MR, VR>(a, panel, out)
+        sink.finish(&fma_chain::<V, MR, VR>(a, panel, init))
     }
 }
 
-/// tile[i][q] = fma(a[i, p], b[p][q], tile[i][q]) for p = 0 … k − 1 in order, q < VR·N (the
-/// tile row-major, NR per row), the tile in registers throughout. `a` is MR·k long (checked by
+/// acc[i][q] = fma(a[i, p], b[p][q], acc[i][q]) for p = 0 … k − 1 in order, q < VR·N, from
+/// `init` (row-major, NR a row) or 0, in registers throughout. `a` is MR·k long (checked by
 /// the caller) and every row of the panel inside its slice (checked when it was made).
 #[inline(always)]
-fn fma_chain<V: Lanes, const MR: usize, const VR: usize>(a: &[f32], panel: &Panel, tile: &mut [f32]) {
-    let mut acc: [[V; VR]; MR] = std::array::from_fn(|i| std::array::from_fn(|v| V::load(&tile[i * NR + v * V::N..])));
+fn fma_chain<V: Lanes, const MR: usize, const VR: usize>(
+    a: &[f32],
+    panel: &Panel,
+    init: Option<&Tile>,
+) -> [[V; VR]; MR] {
+    let mut acc: [[V; VR]; MR] = match init {
+        Some(t) => std::array::from_fn(|i| std::array::from_fn(|v| V::load(&t[i * NR + v * V::N..]))),
+        None => [[V::splat(0.0); VR]; MR],
+    };
     for (p, &offset) in panel.offsets.iter().enumerate() {
         // SAFETY: offset + NR ≤ b.len() (Panel::new) and (p + 1)·MR ≤ a.len() (the caller).
         let (row, column) = unsafe {
@@ -699,11 +779,7 @@ fn fma_chain<V: Lanes, const MR: usize, const VR: usize>(a: &[f32], panel: &Pane
             }
         }
     }
-    for (t, acc) in tile.chunks_exact_mut(NR).zip(&acc) {
-        for (v, acc) in acc.iter().enumerate() {
-            acc.store(&mut t[v * V::N..]);
-        }
-    }
+    acc
 }
 #[cfg(test)]
 mod tests {
