@@ -20,6 +20,7 @@
 //! Statistics: every site records what it saw ([`SiteStats`]) in the same pass.
 
 pub mod activation;
+mod buffers;
 mod conv;
 pub mod gemm;
 mod ops;
@@ -123,7 +124,7 @@ fn run_with(
     let per_image = graph.input.numel();
     let (chunk, threads) = prepared.chunking(batch.n);
     let run_chunk = |(k, images): (usize, &[f32])| {
-        prepared.run_chunk(images.to_vec(), images.len() / per_image, k * chunk, threads)
+        prepared.run_chunk(buffers::copy_of(images), images.len() / per_image, k * chunk, threads)
     };
     let mut results: Vec<ChunkResult> = match threads {
         Threads::One => batch
@@ -282,8 +283,10 @@ impl<'a> Prepared<'a> {
             self.add_noise(step.output(), &mut out, first);
             for read in step.reads(self.graph) {
                 remaining[read] -= 1;
-                if remaining[read] == 0 {
-                    values[read] = None;
+                if remaining[read] == 0
+                    && let Some(buf) = values[read].take()
+                {
+                    buffers::recycle(buf);
                 }
             }
             values[step.output()] = Some(out);
@@ -293,7 +296,12 @@ impl<'a> Prepared<'a> {
             .iter()
             .map(|&id| values[id].clone().expect("kept values are computed"))
             .collect();
-        let logits = values[self.graph.output].take().expect("the output node was computed");
+        let mut logits = values[self.graph.output].take().expect("the output node was computed");
+        if logits.capacity() > 2 * logits.len() {
+            // a recycled buffer much larger than the logits stays here for the next run
+            let exact = logits.clone();
+            buffers::recycle(std::mem::replace(&mut logits, exact));
+        }
         ChunkResult { logits, stats, kept }
     }
 
@@ -478,7 +486,7 @@ impl<'a> Prepared<'a> {
         let (from, to) = (self.shapes[c.input], self.shapes[output]);
         let g = ConvGeometry::of(c, from, to);
         let x = value(c.input);
-        let mut out = vec![0.0f32; n * to.numel()];
+        let mut out = buffers::zeroed(n * to.numel());
         let group = g.images_per_gemm(n);
         // Each group's output gets its activation while still in cache.
         for (i, y) in out.chunks_mut(group * to.numel()).enumerate() {
@@ -519,7 +527,7 @@ fn prepare_site<'a>(
 
 /// Applies `f(image, out)` to each of `n` images.
 fn map_images(x: &[f32], from: Shape, to: Shape, n: usize, f: impl Fn(&[f32], &mut [f32])) -> Vec<f32> {
-    let mut out = vec![0.0f32; n * to.numel()];
+    let mut out = buffers::zeroed(n * to.numel());
     for (img, y) in x.chunks_exact(from.numel()).zip(out.chunks_exact_mut(to.numel())) {
         f(img, y);
     }
@@ -536,7 +544,7 @@ fn per_image(
     template: &SiteStats,
     f: impl Fn(&[f32], &mut [f32], &mut SiteStats) + Sync,
 ) -> (SiteStats, Vec<f32>) {
-    let mut out = vec![0.0f32; n * to.numel()];
+    let mut out = buffers::zeroed(n * to.numel());
     let fresh = || SiteStats::new(&template.name, template.kind);
     let pairs = x
         .par_chunks_exact(from.numel())
