@@ -403,7 +403,6 @@ fn run_info(
         weights_sha256,
         dataset_images,
         preprocessing: PreprocessingInfo::of(&preprocessing),
-        ..RunInfo::default()
     })
 }
 
