@@ -548,12 +548,7 @@ fn fixture_model(name: &str) -> PathBuf {
 /// in a fresh folder: the layout the built-in CIFAR networks read.
 fn cifar_batch(n: usize) -> PathBuf {
     let path = temp_dir("cifar").join("test_batch.bin");
-    let mut bytes = Vec::with_capacity(n * 3073);
-    for i in 0..n {
-        bytes.push((i % 10) as u8);
-        bytes.extend((0..3072).map(|j| ((i * 131 + j * 7 + (j / 1024) * 50) % 256) as u8));
-    }
-    std::fs::write(&path, bytes).unwrap();
+    common::write_cifar_batch(&path, n);
     path
 }
 

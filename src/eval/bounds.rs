@@ -80,8 +80,9 @@ pub struct Bounds {
     pub relu_rule: BoundRule,
     pub maxpool_rule: BoundRule,
     pub per_site: Vec<SiteBound>,
-    /// Per configuration, the `search` rule's result on its approximate network (empty when no
-    /// rule searches; `per_site` then holds the first configuration's bounds).
+    /// Per configuration that searched, the `search` rule's result on its approximate network.
+    /// A configuration searches the kinds whose rule is `search` and which it approximates at
+    /// some site (none: no entry; a network without max-pooling searches B_relu alone).
     pub search: Vec<BoundSearch>,
 }
 
@@ -164,22 +165,23 @@ pub struct Overflow {
     pub images_run: usize,
 }
 
-/// One try of the search: the bounds, how many images ran, and where it stopped (None: every
-/// image stayed in range, the search ends).
+/// One try of the search: the bounds of the searched kinds (None: that kind is not searched),
+/// how many images ran, and where it stopped (None: every image stayed in range, the search ends).
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct SearchTry {
-    pub relu_bound: f64,
-    pub maxpool_bound: f64,
+    pub relu_bound: Option<f64>,
+    pub maxpool_bound: Option<f64>,
     pub images_run: usize,
     pub overflow: Option<Overflow>,
 }
 
-/// The result of the search for one configuration (read back from a resume state too).
+/// The result of the search for one configuration (read back from a resume state too): the B
+/// found per searched kind (None, JSON null: that kind was not searched).
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct BoundSearch {
     pub label: String,
-    pub relu_bound: f64,
-    pub maxpool_bound: f64,
+    pub relu_bound: Option<f64>,
+    pub maxpool_bound: Option<f64>,
     pub tries: Vec<SearchTry>,
 }
 
@@ -220,22 +222,24 @@ impl TryFrom<OverflowRecord> for Overflow {
 }
 
 impl BoundSearch {
-    /// "B_relu = 65 (tried 50, 55, 60, 65), B_max = 50 (tried 50)".
+    /// "B_relu = 65 (tried 50, 55, 60, 65), B_max = 50 (tried 50), 4 tries", naming the
+    /// searched kinds only.
     pub fn summary(&self) -> String {
-        let tried = |pick: fn(&SearchTry) -> f64| {
-            let mut values: Vec<f64> = self.tries.iter().map(pick).collect();
+        let kind = |name: &str, found: Option<f64>, pick: fn(&SearchTry) -> Option<f64>| {
+            let found = found?;
+            let mut values: Vec<f64> = self.tries.iter().filter_map(pick).collect();
             values.dedup();
-            values.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(", ")
+            let tried: Vec<String> = values.iter().map(|v| format!("{v}")).collect();
+            Some(format!("{name} = {found} (tried {})", tried.join(", ")))
         };
-        format!(
-            "{}: B_relu = {} (tried {}), B_max = {} (tried {}), {} tries",
-            self.label,
-            self.relu_bound,
-            tried(|t| t.relu_bound),
-            self.maxpool_bound,
-            tried(|t| t.maxpool_bound),
-            self.tries.len()
-        )
+        let kinds: Vec<String> = [
+            kind("B_relu", self.relu_bound, |t| t.relu_bound),
+            kind("B_max", self.maxpool_bound, |t| t.maxpool_bound),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        format!("{}: {}, {} tries", self.label, kinds.join(", "), self.tries.len())
     }
 }
 
@@ -267,9 +271,9 @@ mod tests {
         let searched = crate::eval::search::with_searched_bounds(
             &graph,
             &choose_bounds(&graph, &BoundRule::Fixed { bound: 7.0 }, &rule, None).unwrap(),
-            20.0,
-            1.0,
+            Some(20.0),
+            None,
         );
-        assert!(searched.per_site.iter().all(|b| b.bound == 7.0), "{searched:?}");
+        assert!(searched.per_site.iter().all(|b| b.bound == 20.0), "{searched:?}");
     }
 }
