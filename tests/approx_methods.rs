@@ -357,8 +357,8 @@ fn resnet20_request(limit: usize) -> Option<EvalRequest> {
     let images = data("cifar10/test_first1000_png")?;
     Some(EvalRequest {
         alphas: vec![7],
-        bound: BoundRule::Search { start: 20.0, step: 5.0 },
-        bound_max: BoundRule::Search { start: 20.0, step: 5.0 },
+        bound: BoundRule::Search { start: 20.0, step: 5.0 }.into(),
+        bound_max: BoundRule::Search { start: 20.0, step: 5.0 }.into(),
         batch: 50,
         limit: Some(limit),
         scheme: Scheme::Clenshaw,
@@ -373,8 +373,8 @@ fn resnet20_search_on_the_approximate_network_exceeds_the_exact_bound() {
     let report = run_eval(&request, None, &NoProgress).unwrap();
     let exact = run_eval(
         &EvalRequest {
-            bound: BoundRule::SearchExact { start: 20.0, step: 5.0 },
-            bound_max: BoundRule::SearchExact { start: 20.0, step: 5.0 },
+            bound: BoundRule::SearchExact { start: 20.0, step: 5.0 }.into(),
+            bound_max: BoundRule::SearchExact { start: 20.0, step: 5.0 }.into(),
             ..request
         },
         None,
@@ -454,7 +454,7 @@ fn resnet20_alpha_7_search_on_the_1000_lossless_images_ends_at_65() {
     // search on the α = 7 network ends at B = 65 (50, 55, 60 overflow).
     let Some(request) = resnet20_request(1000) else { return };
     let request = EvalRequest {
-        bound: BoundRule::Search { start: 50.0, step: 5.0 },
+        bound: BoundRule::Search { start: 50.0, step: 5.0 }.into(),
         ..request
     };
     let report = run_eval(&request, None, &NoProgress).unwrap();

@@ -6,7 +6,7 @@ use polycnn::data::Dataset;
 use polycnn::data::digits::DigitsDataset;
 use polycnn::eval::command::run_eval;
 use polycnn::eval::request::EvalRequest;
-use polycnn::eval::{BoundRule, choose_bounds, top5};
+use polycnn::eval::{BoundRule, RequestedBound, choose_bounds, top5};
 use polycnn::exec::NoProgress;
 use polycnn::exec::{ActivationPlan, SiteStats};
 use polycnn::gpu::activation::Scheme;
@@ -24,8 +24,8 @@ fn digits_request() -> EvalRequest {
     let dir = root().join("datasets/digits");
     EvalRequest {
         alphas: vec![7, 14],
-        bound: BoundRule::Search { start: 8.0, step: 1.0 },
-        bound_max: BoundRule::Search { start: 8.0, step: 1.0 },
+        bound: BoundRule::Search { start: 8.0, step: 1.0 }.into(),
+        bound_max: BoundRule::Search { start: 8.0, step: 1.0 }.into(),
         batch: 64,
         scheme: Scheme::Clenshaw,
         ..EvalRequest::new(
@@ -148,8 +148,8 @@ fn one_pass_accounting_equals_direct_runs() {
         },
         data: images,
         alphas: vec![10],
-        bound: BoundRule::Fixed { bound: 50.0 },
-        bound_max: BoundRule::Fixed { bound: 50.0 },
+        bound: BoundRule::Fixed { bound: 50.0 }.into(),
+        bound_max: BoundRule::Fixed { bound: 50.0 }.into(),
         limit: Some(200),
         batch: 48, // not a divisor of 200: the last batch is short
         ..digits_request()
@@ -254,8 +254,8 @@ fn corrupt_images_are_reported_and_the_run_goes_on() {
         },
         data: dir.clone(),
         alphas: vec![12],
-        bound: BoundRule::Fixed { bound: 50.0 },
-        bound_max: BoundRule::Fixed { bound: 50.0 },
+        bound: BoundRule::Fixed { bound: 50.0 }.into(),
+        bound_max: BoundRule::Fixed { bound: 50.0 }.into(),
         batch: 8,
         ..digits_request()
     };
@@ -292,8 +292,8 @@ fn cached_runs_give_the_same_counts() {
         },
         data: images,
         alphas: vec![12],
-        bound: BoundRule::Fixed { bound: 50.0 },
-        bound_max: BoundRule::Fixed { bound: 50.0 },
+        bound: BoundRule::Fixed { bound: 50.0 }.into(),
+        bound_max: BoundRule::Fixed { bound: 50.0 }.into(),
         limit: Some(100),
         ..digits_request()
     };
@@ -358,18 +358,19 @@ fn a_network_without_max_pooling_searches_no_max_pool_bound() {
         alphas: vec![7, 14],
         ..random_cifar_request(Arch::CifarResNet(20), 8, "resnet20")
     };
-    assert!(
-        matches!(base.bound_max, BoundRule::Search { .. }),
+    assert_eq!(
+        base.bound_max,
+        RequestedBound::NetworkGrid { exact: false },
         "the default searches"
     );
     let fixed_relu = EvalRequest {
-        bound: BoundRule::Fixed { bound: 50.0 },
+        bound: BoundRule::Fixed { bound: 50.0 }.into(),
         ..base.clone()
     };
     let report = run_eval(&fixed_relu, None, &NoProgress).unwrap();
     assert!(report.bounds.search.is_empty(), "{:?}", report.bounds.search);
     let both_fixed = EvalRequest {
-        bound_max: BoundRule::Fixed { bound: 50.0 },
+        bound_max: BoundRule::Fixed { bound: 50.0 }.into(),
         ..fixed_relu
     };
     let want = run_eval(&both_fixed, None, &NoProgress).unwrap();

@@ -535,7 +535,7 @@ use polycnn::eval::command::run_eval;
 use polycnn::eval::preprocess::PreprocessingOverrides;
 use polycnn::eval::request::EvalRequest;
 use polycnn::exec::NoProgress;
-use polycnn::model::{ModelSource, SearchGrid};
+use polycnn::model::ModelSource;
 use polycnn::weights::sha256::{hex, sha256_file};
 
 /// The fixture `name`'s first export, with its weights written beside a copy of it.
@@ -553,7 +553,7 @@ fn cifar_batch(n: usize) -> PathBuf {
 }
 
 fn onnx_request(model: PathBuf, data: PathBuf) -> EvalRequest {
-    EvalRequest::with_model(ModelSource::Onnx(model), data, SearchGrid::CIFAR)
+    EvalRequest::with_model(ModelSource::Onnx(model), data)
 }
 
 /// MobileNet-V2's ReLU6 halves see different ranges (x and x − 6), so `calibrate` chooses
@@ -568,8 +568,8 @@ fn relu6_network_runs_approximated_with_calibrated_bounds() {
         .collect();
     assert!(!pairs.is_empty(), "the fixture has ReLU6 sites");
     let request = EvalRequest {
-        bound: BoundRule::Calibrate { margin: 1.1, images: 0 },
-        bound_max: BoundRule::Calibrate { margin: 1.1, images: 0 },
+        bound: BoundRule::Calibrate { margin: 1.1, images: 0 }.into(),
+        bound_max: BoundRule::Calibrate { margin: 1.1, images: 0 }.into(),
         calibration_images: 8,
         batch: 4,
         ..onnx_request(model, cifar_batch(8))
@@ -607,8 +607,8 @@ fn onnx_and_builtin_reports_are_identical() {
         let builtin = EvalRequest {
             limit: Some(200),
             batch: 50,
-            bound: BoundRule::Calibrate { margin: 1.2, images: 0 },
-            bound_max: BoundRule::Calibrate { margin: 1.2, images: 0 },
+            bound: BoundRule::Calibrate { margin: 1.2, images: 0 }.into(),
+            bound_max: BoundRule::Calibrate { margin: 1.2, images: 0 }.into(),
             ..EvalRequest::new(arch, data.parent().unwrap().join(&net.checkpoint), images.clone())
         };
         let want = comparable(&run_eval(&builtin, None, &NoProgress).unwrap());
@@ -709,6 +709,23 @@ fn weights_with_an_onnx_model_is_an_error_naming_both() {
     let (code, _, stderr) = polycnn_cli(&["cost", "--model", "/nonexistent/net.onnx"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("--model /nonexistent/net.onnx"), "{stderr}");
+}
+
+/// Reading an eval request leaves the ONNX file to the run, which decodes it once (a grid-less
+/// `--bound search` takes the loaded network's grid): a file that is no ONNX model is found out
+/// only after every argument has been checked, and the run's error names it.
+#[test]
+fn an_eval_request_does_not_decode_the_onnx_file() {
+    let model = temp_dir("undecoded").join("garbage.onnx");
+    std::fs::write(&model, b"not an ONNX model").unwrap();
+    let (model, data) = (model.to_str().unwrap(), cifar_batch(2));
+    let data = data.to_str().unwrap();
+    let (code, _, stderr) = polycnn_cli(&["eval", "--model", model, "--data", data, "--batch", "0"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--batch must be at least 1"), "{stderr}");
+    let (code, _, stderr) = polycnn_cli(&["eval", "--model", model, "--data", data, "--backend", "cpu"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("garbage.onnx"), "{stderr}");
 }
 
 /// `cost --model FILE.onnx`: every site of the graph, named after its node, ReLU6 halves too.

@@ -31,8 +31,8 @@ fn request(alphas: &[u32], start: f64, step: f64) -> Option<EvalRequest> {
         alphas: alphas.to_vec(),
         // the reference's polynomials: the paper's files
         coeffs_dir: Some(coeffs),
-        bound: BoundRule::Search { start, step },
-        bound_max: BoundRule::Search { start, step },
+        bound: BoundRule::Search { start, step }.into(),
+        bound_max: BoundRule::Search { start, step }.into(),
         batch: 100,
         scheme: Scheme::Clenshaw,
         ..EvalRequest::new(Arch::CifarVgg11Bn, weights, images)

@@ -25,8 +25,34 @@ pub enum BoundRule {
 }
 
 impl BoundRule {
-    /// "50", "search", "search:50:5", "search-exact[:50:5]", "calibrate", "calibrate:1.2".
+    /// "50", "search", "search:50:5", "search-exact[:50:5]", "calibrate", "calibrate:1.2";
+    /// `search` and `search-exact` without START:STEP take `default_search`.
     pub fn parse(s: &str, default_search: (f64, f64)) -> Result<BoundRule, String> {
+        Ok(RequestedBound::parse(s)?.resolve(default_search))
+    }
+}
+
+/// A bound rule as asked for: whole, or a search on the network's grid, whose START:STEP are
+/// known once the network is loaded ([`crate::model::NetworkDescriptor::search_grid`]), so that
+/// reading a request never opens the model.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RequestedBound {
+    Rule(BoundRule),
+    /// `search` (`exact`: `search-exact`) without START:STEP.
+    NetworkGrid {
+        exact: bool,
+    },
+}
+
+impl From<BoundRule> for RequestedBound {
+    fn from(rule: BoundRule) -> RequestedBound {
+        RequestedBound::Rule(rule)
+    }
+}
+
+impl RequestedBound {
+    /// "50", "search", "search:50:5", "search-exact[:50:5]", "calibrate", "calibrate:1.2".
+    pub fn parse(s: &str) -> Result<RequestedBound, String> {
         let parts: Vec<&str> = s.split(':').collect();
         let number = |t: &str, what: &str| -> Result<f64, String> {
             t.parse::<f64>()
@@ -34,34 +60,41 @@ impl BoundRule {
                 .filter(|v| v.is_finite() && *v > 0.0)
                 .ok_or_else(|| format!("bound '{s}': {what} '{t}' is not a positive number"))
         };
-        match parts.as_slice() {
-            ["search"] => Ok(BoundRule::Search {
-                start: default_search.0,
-                step: default_search.1,
-            }),
-            ["search", start, step] => Ok(BoundRule::Search {
+        let rule = match parts.as_slice() {
+            ["search"] => return Ok(RequestedBound::NetworkGrid { exact: false }),
+            ["search-exact"] => return Ok(RequestedBound::NetworkGrid { exact: true }),
+            ["search", start, step] => BoundRule::Search {
                 start: number(start, "start")?,
                 step: number(step, "step")?,
-            }),
-            ["search-exact"] => Ok(BoundRule::SearchExact {
-                start: default_search.0,
-                step: default_search.1,
-            }),
-            ["search-exact", start, step] => Ok(BoundRule::SearchExact {
+            },
+            ["search-exact", start, step] => BoundRule::SearchExact {
                 start: number(start, "start")?,
                 step: number(step, "step")?,
-            }),
-            ["calibrate"] => Ok(BoundRule::Calibrate { margin: 1.1, images: 0 }),
-            ["calibrate", margin] => Ok(BoundRule::Calibrate {
+            },
+            ["calibrate"] => BoundRule::Calibrate { margin: 1.1, images: 0 },
+            ["calibrate", margin] => BoundRule::Calibrate {
                 margin: number(margin, "margin")?,
                 images: 0,
-            }),
-            [value] => Ok(BoundRule::Fixed {
+            },
+            [value] => BoundRule::Fixed {
                 bound: number(value, "value")?,
-            }),
-            _ => Err(format!(
-                "bound '{s}': expected a number, search[:START:STEP], search-exact[:START:STEP] or calibrate[:MARGIN]"
-            )),
+            },
+            _ => {
+                return Err(format!(
+                    "bound '{s}': expected a number, search[:START:STEP], search-exact[:START:STEP] or calibrate[:MARGIN]"
+                ));
+            }
+        };
+        Ok(RequestedBound::Rule(rule))
+    }
+
+    /// The rule, with `grid` (start, step) where the network's grid was asked for.
+    pub fn resolve(&self, grid: (f64, f64)) -> BoundRule {
+        let (start, step) = grid;
+        match self {
+            RequestedBound::Rule(rule) => rule.clone(),
+            RequestedBound::NetworkGrid { exact: false } => BoundRule::Search { start, step },
+            RequestedBound::NetworkGrid { exact: true } => BoundRule::SearchExact { start, step },
         }
     }
 }
@@ -247,6 +280,35 @@ impl BoundSearch {
 mod tests {
     use super::*;
     use crate::model::{GraphBuilder, Shape};
+
+    /// A grid-less search waits for the network's grid; every other rule is whole as parsed.
+    #[test]
+    fn a_search_without_a_grid_takes_the_network_grid_when_resolved() {
+        let grid = (100.0, 10.0);
+        let search = RequestedBound::parse("search").unwrap();
+        assert_eq!(search, RequestedBound::NetworkGrid { exact: false });
+        assert_eq!(
+            search.resolve(grid),
+            BoundRule::Search {
+                start: 100.0,
+                step: 10.0
+            }
+        );
+        let exact = RequestedBound::parse("search-exact").unwrap();
+        assert_eq!(
+            exact.resolve(grid),
+            BoundRule::SearchExact {
+                start: 100.0,
+                step: 10.0
+            }
+        );
+        let given = RequestedBound::parse("search:50:5").unwrap();
+        assert_eq!(given.resolve(grid), BoundRule::Search { start: 50.0, step: 5.0 });
+        let fixed = RequestedBound::parse("65").unwrap();
+        assert_eq!(fixed, BoundRule::Fixed { bound: 65.0 }.into());
+        assert_eq!(fixed.resolve(grid), BoundRule::Fixed { bound: 65.0 });
+        assert!(RequestedBound::parse("search:50").is_err());
+    }
 
     /// `calibrate` gives each site its own B; the halves of a ReLU6 then share the larger.
     #[test]

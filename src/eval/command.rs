@@ -197,7 +197,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     // A precision plan carries its own per-site bounds: no statistics pass, no search.
     let bounds = match &prepared {
         Some(p) => p.bounds(),
-        None => rule_bounds(req, graph, count, &pass)?,
+        None => rule_bounds(req, &network, count, &pass)?,
     };
     let weights_sha256 = hex(&sha256_file(weights_file(req)?).map_err(|e| format!("{}: {e}", req.model.name()))?);
     let resume = RunIdentity::new(req, &weights_sha256, dataset.fingerprint());
@@ -612,17 +612,19 @@ fn is_search(rule: &BoundRule) -> bool {
     matches!(rule, BoundRule::Search { .. })
 }
 
-/// Bounds from the request's rules, after an exact statistics pass when a rule needs one.
+/// Bounds from the request's rules (on the network's search grid), after an exact statistics
+/// pass when a rule needs one.
 fn rule_bounds<'p>(
     req: &EvalRequest,
-    graph: &Graph,
+    network: &Network,
     count: usize,
     pass: &impl Fn(Vec<usize>, &str) -> PassInput<'p>,
 ) -> Result<Bounds, AnyError> {
+    let (relu, maxpool) = req.bound_rules(&network.descriptor.search_grid);
     let needs_stats = |r: &BoundRule| matches!(r, BoundRule::SearchExact { .. } | BoundRule::Calibrate { .. });
-    let stats = if needs_stats(&req.bound) || needs_stats(&req.bound_max) {
-        let calibrate_only = !matches!(req.bound, BoundRule::SearchExact { .. })
-            && !matches!(req.bound_max, BoundRule::SearchExact { .. });
+    let stats = if needs_stats(&relu) || needs_stats(&maxpool) {
+        let calibrate_only =
+            !matches!(relu, BoundRule::SearchExact { .. }) && !matches!(maxpool, BoundRule::SearchExact { .. });
         let images = if !calibrate_only {
             count
         } else if req.calibration_images > 0 {
@@ -634,7 +636,7 @@ fn rule_bounds<'p>(
     } else {
         None
     };
-    Ok(choose_bounds(graph, &req.bound, &req.bound_max, stats.as_deref())?)
+    Ok(choose_bounds(&network.graph, &relu, &maxpool, stats.as_deref())?)
 }
 
 /// The official search on the approximate network of one configuration: its bounds and record.
