@@ -873,6 +873,57 @@ fn bench_times_an_onnx_model() {
     assert!(stdout.contains(name), "{stdout}");
 }
 
+/// `bench` on a network with an exact-only op (here each ReLU of the small export made a
+/// Sigmoid): the exact forward is timed, the approximate columns are "-" with the reason said
+/// once, and the JSON has null for them and the reason.
+#[test]
+fn bench_times_the_exact_forward_of_a_network_with_exact_only_ops() {
+    let (mut model, _) = small_model();
+    for node in &mut model.graph.as_mut().unwrap().node {
+        if node.op_type.as_deref() == Some("Relu") {
+            node.op_type = Some("Sigmoid".into());
+        }
+    }
+    let dir = temp_dir("bench_sigmoid");
+    let path = dir.join("sigmoid_net.onnx");
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    assert!(onnx::load(&path).unwrap().refuse_approximation().is_err());
+    let json = dir.join("bench.json");
+    let (code, stdout, stderr) = polycnn_cli(&[
+        "bench",
+        "--sections",
+        "networks",
+        "--model",
+        path.to_str().unwrap(),
+        "--batch",
+        "2",
+        "--repeats",
+        "1",
+        "--no-gpu",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout.matches("Sigmoid has no polynomial approximation").count(),
+        1,
+        "{stdout}"
+    );
+    let row_line = stdout
+        .lines()
+        .find(|l| l.contains("sigmoid_net") && l.contains(" s ("))
+        .unwrap();
+    assert_eq!(row_line.matches(" - ").count(), 2, "{row_line}");
+    let report = common::read(&json);
+    let row = &report["networks"][0];
+    assert!(row["exact_s_per_image"].as_f64().unwrap() > 0.0, "{row}");
+    assert!(
+        row["approx_s_per_image"].is_null() && row["both_s_per_image"].is_null(),
+        "{row}"
+    );
+    assert!(row["approx_refused"].as_str().unwrap().contains("Sigmoid"), "{row}");
+}
+
 /// The torchvision ResNet-18 fixture (64x64, ending in a global average pool) with its input
 /// declared 3x224x224: a network the ImageNet evaluation applies to.
 fn imagenet_sized_model() -> PathBuf {
