@@ -9,7 +9,7 @@
 //! e.g. resnet20 …/resnet20-12fca82f.th …/test_first1000_png 1000 50 10..14 N16QP1546H192H32 8..30
 //! (the same as `polycnn sweep --model resnet20 … --limit 1000 --bound 50 --bound-max 50
 //! --alpha 10..14 --ckks N16QP1546H192H32 --ckks-precision 8..30 --backend cpu`).
-use polycnn::eval::bounds::BoundRule;
+use polycnn::eval::bounds::{BoundRule, RequestedBound};
 use polycnn::eval::ckks_noise::parse_precisions;
 use polycnn::eval::command::run_eval;
 use polycnn::eval::request::EvalRequest;
@@ -24,9 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: ckks_accuracy MODEL WEIGHTS DATA IMAGES BOUND ALPHAS PRESET [PRECISIONS] [SEED]".into());
     }
     let arch: Arch = args[0].parse()?;
-    let bound = BoundRule::Fixed {
+    let bound: RequestedBound = BoundRule::Fixed {
         bound: args[4].parse()?,
-    };
+    }
+    .into();
     let (lo, hi) = args[5].split_once("..").unwrap_or((&args[5], &args[5]));
     let req = EvalRequest {
         alphas: (lo.parse()?..=hi.parse()?).collect(),

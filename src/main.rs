@@ -3,7 +3,6 @@
 
 use clap::{Args, Parser, Subcommand};
 use polycnn::data::Interpolation;
-use polycnn::eval::BoundRule;
 use polycnn::eval::Mode;
 use polycnn::eval::check::{Verdict, compare_files, format_comparison};
 use polycnn::eval::ckks_noise::{PolyEval, parse_precisions};
@@ -18,11 +17,12 @@ use polycnn::eval::request::{EvalRequest, defaults};
 use polycnn::eval::resume::state_path_for;
 use polycnn::eval::shard::Shard;
 use polycnn::eval::summary::{format_summary, sweep_csv, sweep_markdown};
+use polycnn::eval::{BoundRule, RequestedBound};
 use polycnn::exec::Progress;
 use polycnn::gpu::Gpu;
 use polycnn::gpu::activation::Scheme;
 use polycnn::he::load_preset;
-use polycnn::model::{ModelSource, SearchGrid};
+use polycnn::model::ModelSource;
 use polycnn::poly::degrees::{DegreeLists, SearchLimits, degree_rows};
 use polycnn::poly::parse_degree_list;
 use polycnn::tables::cost_table::{
@@ -584,7 +584,6 @@ fn check_model_files(model: &ModelSource) -> AnyResult<()> {
 
 fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
     let model = args.source.model()?;
-    let grid = model.descriptor()?.search_grid;
     let gpu = match args.backend.as_str() {
         "gpu" | "auto" => true,
         "cpu" => false,
@@ -607,8 +606,8 @@ fn eval_request(args: &EvalArgs) -> AnyResult<EvalRequest> {
         relu: Mode::parse_relu(&args.relu)?,
         maxpool: Mode::parse_maxpool(&args.maxpool)?,
         clamp: args.clamp,
-        bound: BoundRule::parse(&args.bound, grid.relu)?,
-        bound_max: BoundRule::parse(&args.bound_max, grid.maxpool)?,
+        bound: RequestedBound::parse(&args.bound)?,
+        bound_max: RequestedBound::parse(&args.bound_max)?,
         calibration_images: args.calibration_images,
         batch: args.batch,
         limit: args.limit,
@@ -732,19 +731,19 @@ fn run_plan(args: PlanArgs) -> AnyResult<()> {
         bound: BoundRule::Calibrate {
             margin: args.margin,
             images: args.calibration,
-        },
+        }
+        .into(),
         bound_max: BoundRule::Calibrate {
             margin: args.margin,
             images: args.calibration,
-        },
+        }
+        .into(),
         calibration_images: args.calibration,
         batch: args.batch,
         limit: args.limit,
         cache: args.cache.clone(),
         preprocessing: args.source.preprocessing.overrides()?,
-        // Bounds are calibrated, never searched: the grid (which for an ONNX model would mean
-        // reading the file) is unused.
-        ..EvalRequest::with_model(model, args.source.data.clone(), SearchGrid::CIFAR)
+        ..EvalRequest::with_model(model, args.source.data.clone())
     };
     let request = PlanRequest {
         eval,

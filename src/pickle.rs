@@ -17,6 +17,9 @@ use std::rc::Rc;
 
 pub type NodeId = usize;
 
+/// A dict's entry: (key, value).
+pub type Pair<G, O> = (Value<G, O>, Value<G, O>);
+
 /// A pickled object: scalars inline, containers as indices into the [`Heap`], and what the
 /// caller's globals produce (`G`: a resolved global, `O`: an object its calls build).
 #[derive(Clone, Debug)]
@@ -99,7 +102,7 @@ pub fn corrupt(detail: impl Into<String>) -> PickleError {
 #[derive(Debug)]
 enum Node<G, O> {
     Seq(Vec<Value<G, O>>),
-    Pairs(Vec<(Value<G, O>, Value<G, O>)>),
+    Pairs(Vec<Pair<G, O>>),
 }
 
 /// The containers of one pickle.
@@ -121,7 +124,7 @@ impl<G: Clone + Debug, O: Clone + Debug> Heap<G, O> {
     }
 
     /// The entries of a dict.
-    pub fn entries(&self, value: &Value<G, O>) -> Option<&[(Value<G, O>, Value<G, O>)]> {
+    pub fn entries(&self, value: &Value<G, O>) -> Option<&[Pair<G, O>]> {
         match value {
             Value::Dict(id) => match &self.arena[*id] {
                 Node::Pairs(pairs) => Some(pairs),
@@ -162,7 +165,7 @@ impl<G: Clone + Debug, O: Clone + Debug> Heap<G, O> {
         Value::List(self.push(Node::Seq(items)))
     }
 
-    pub fn new_dict(&mut self, pairs: Vec<(Value<G, O>, Value<G, O>)>) -> Value<G, O> {
+    pub fn new_dict(&mut self, pairs: Vec<Pair<G, O>>) -> Value<G, O> {
         Value::Dict(self.push(Node::Pairs(pairs)))
     }
 
@@ -627,7 +630,7 @@ impl<C: Caller> Machine<'_, C> {
         Ok(())
     }
 
-    fn extend_dict(&mut self, pairs: Vec<(Value<C::Global, C::Object>, Value<C::Global, C::Object>)>) -> Parsed<()> {
+    fn extend_dict(&mut self, pairs: Vec<Pair<C::Global, C::Object>>) -> Parsed<()> {
         match self.top()? {
             &Value::Dict(id) => match &mut self.heap.arena[id] {
                 Node::Pairs(dict) => dict.extend(pairs),
@@ -654,7 +657,7 @@ impl<C: Caller> Machine<'_, C> {
     }
 }
 
-fn into_pairs<G, O>(items: Vec<Value<G, O>>) -> Parsed<Vec<(Value<G, O>, Value<G, O>)>> {
+fn into_pairs<G, O>(items: Vec<Value<G, O>>) -> Parsed<Vec<Pair<G, O>>> {
     if !items.len().is_multiple_of(2) {
         return Err(corrupt("odd number of items for a dict"));
     }

@@ -262,10 +262,15 @@ fn search_raises_only_the_overflowing_kind_and_reruns_overflowing_images_first()
         max_need,
         orders: Vec::new(),
     };
-    let (relu, maxpool, tries) =
-        search_bounds(20, (50.0, 50.0), (5.0, 5.0), |o, r, m| fake.first_overflow(o, r, m)).unwrap();
-    assert_eq!((relu, maxpool), (65.0, 60.0));
-    let tried: Vec<(f64, f64)> = tries.iter().map(|t| (t.relu_bound, t.maxpool_bound)).collect();
+    let ((relu, maxpool), tries) = search_bounds(20, (Some(50.0), Some(50.0)), (5.0, 5.0), |o, r, m| {
+        fake.first_overflow(o, r.unwrap(), m.unwrap())
+    })
+    .unwrap();
+    assert_eq!((relu, maxpool), (Some(65.0), Some(60.0)));
+    let tried: Vec<(f64, f64)> = tries
+        .iter()
+        .map(|t| (t.relu_bound.unwrap(), t.maxpool_bound.unwrap()))
+        .collect();
     assert_eq!(
         tried,
         [
@@ -297,10 +302,41 @@ fn search_raises_only_the_overflowing_kind_and_reruns_overflowing_images_first()
     assert_eq!(tries.last().unwrap().images_run, 20);
 }
 
+/// A kind with no start is not searched: its B is never tried or raised, and an overflow
+/// reported for it is an error, not an endless search.
+#[test]
+fn search_of_one_kind_leaves_the_other_unsearched() {
+    let mut relu_need = vec![10.0; 12];
+    relu_need[5] = 53.0;
+    let mut fake = Fake {
+        relu_need,
+        max_need: vec![1000.0; 12],
+        orders: Vec::new(),
+    };
+    let ((relu, maxpool), tries) = search_bounds(12, (Some(50.0), None), (5.0, 5.0), |o, r, m| {
+        assert_eq!(m, None);
+        fake.first_overflow(o, r.unwrap(), f64::INFINITY)
+    })
+    .unwrap();
+    assert_eq!((relu, maxpool), (Some(55.0), None));
+    assert!(tries.iter().all(|t| t.maxpool_bound.is_none()), "{tries:?}");
+    let err = search_bounds(12, (Some(50.0), None), (5.0, 5.0), |o, _, _| {
+        Ok(Some(Overflow {
+            kind: "maxpool",
+            site: "features.2".into(),
+            max_abs: 70.0,
+            images: o[..1].to_vec(),
+            images_run: 1,
+        }))
+    })
+    .unwrap_err();
+    assert!(err.contains("features.2") && err.contains("not searched"), "{err}");
+}
+
 #[test]
 fn search_gives_up_with_an_error_when_nothing_fits() {
     let mut calls = 0;
-    let err = search_bounds(8, (50.0, 50.0), (5.0, 5.0), |order, _, _| {
+    let err = search_bounds(8, (Some(50.0), Some(50.0)), (5.0, 5.0), |order, _, _| {
         calls += 1;
         Ok(Some(Overflow {
             kind: "relu",
@@ -321,8 +357,8 @@ fn resnet20_request(limit: usize) -> Option<EvalRequest> {
     let images = data("cifar10/test_first1000_png")?;
     Some(EvalRequest {
         alphas: vec![7],
-        bound: BoundRule::Search { start: 20.0, step: 5.0 },
-        bound_max: BoundRule::Search { start: 20.0, step: 5.0 },
+        bound: BoundRule::Search { start: 20.0, step: 5.0 }.into(),
+        bound_max: BoundRule::Search { start: 20.0, step: 5.0 }.into(),
         batch: 50,
         limit: Some(limit),
         scheme: Scheme::Clenshaw,
@@ -337,8 +373,8 @@ fn resnet20_search_on_the_approximate_network_exceeds_the_exact_bound() {
     let report = run_eval(&request, None, &NoProgress).unwrap();
     let exact = run_eval(
         &EvalRequest {
-            bound: BoundRule::SearchExact { start: 20.0, step: 5.0 },
-            bound_max: BoundRule::SearchExact { start: 20.0, step: 5.0 },
+            bound: BoundRule::SearchExact { start: 20.0, step: 5.0 }.into(),
+            bound_max: BoundRule::SearchExact { start: 20.0, step: 5.0 }.into(),
             ..request
         },
         None,
@@ -349,13 +385,14 @@ fn resnet20_search_on_the_approximate_network_exceeds_the_exact_bound() {
     let search = &report.bounds.search[0];
     println!("{}; exact-network bound {exact_bound}", search.summary());
     assert_eq!(exact_bound, 30.0);
-    assert!(search.relu_bound > exact_bound, "{}", search.summary());
+    let found = search.relu_bound.unwrap();
+    assert!(found > exact_bound, "{}", search.summary());
     assert!(search.tries.len() >= 3 && search.tries.iter().rev().skip(1).all(|t| t.overflow.is_some()));
     let config = &report.configs[0];
-    assert!(config.sites.iter().all(|s| s.bound == search.relu_bound));
+    assert!(config.sites.iter().all(|s| s.bound == found));
     assert_eq!((config.out_of_range, config.non_finite), (0, 0));
     let approx_max = config.sites.iter().map(|s| s.approx_max_abs).fold(0.0, f32::max) as f64;
-    assert!(approx_max > search.relu_bound - 5.0 && approx_max <= search.relu_bound);
+    assert!(approx_max > found - 5.0 && approx_max <= found);
 }
 
 #[test]
@@ -371,9 +408,9 @@ fn relu_aq_runs_once_with_exact_max_pooling_and_reports_its_method() {
     let config = &report.configs[0];
     assert_eq!(config.label, "relu-aq ReLU");
     assert!(config.polynomial.source.contains("relu-aq"));
-    // B does not change x²/8 + x/2 + 1/4: the search accepts its start, as the official code
-    // (which has no range check for it) does
-    assert_eq!(report.bounds.search[0].tries.len(), 1);
+    // B does not change x²/8 + x/2 + 1/4 and max-pooling stays exact: nothing to search (the
+    // official code has no range check for it either)
+    assert!(report.bounds.search.is_empty(), "{:?}", report.bounds.search);
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["configs"][0]["relu"]["poly"]["name"], "relu-aq");
     assert_eq!(json["configs"][0]["maxpool"], "exact");
@@ -417,13 +454,13 @@ fn resnet20_alpha_7_search_on_the_1000_lossless_images_ends_at_65() {
     // search on the α = 7 network ends at B = 65 (50, 55, 60 overflow).
     let Some(request) = resnet20_request(1000) else { return };
     let request = EvalRequest {
-        bound: BoundRule::Search { start: 50.0, step: 5.0 },
+        bound: BoundRule::Search { start: 50.0, step: 5.0 }.into(),
         ..request
     };
     let report = run_eval(&request, None, &NoProgress).unwrap();
     let search = &report.bounds.search[0];
-    let tried: Vec<f64> = search.tries.iter().map(|t| t.relu_bound).collect();
-    assert_eq!(tried, [50.0, 55.0, 60.0, 65.0], "{}", search.summary());
+    let tried: Vec<Option<f64>> = search.tries.iter().map(|t| t.relu_bound).collect();
+    assert_eq!(tried, [50.0, 55.0, 60.0, 65.0].map(Some), "{}", search.summary());
     assert_eq!(report.configs[0].out_of_range, 0);
     assert!(report.exact_sites.iter().all(|s| s.max_abs < 28.0));
 }

@@ -247,8 +247,8 @@ fn eval_reports_carry_the_ckks_cost_with_a_preset() {
     let preset = load_preset("N16QP1547H192H32").unwrap();
     let request = EvalRequest {
         alphas: vec![7, 10],
-        bound: BoundRule::Fixed { bound: 8.0 },
-        bound_max: BoundRule::Fixed { bound: 8.0 },
+        bound: BoundRule::Fixed { bound: 8.0 }.into(),
+        bound_max: BoundRule::Fixed { bound: 8.0 }.into(),
         limit: Some(32),
         maxpool: Mode::Approx,
         ckks: Some(preset.clone()),

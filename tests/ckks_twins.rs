@@ -6,7 +6,7 @@
 mod common;
 
 use common::{digits, gpu, polycnn, read};
-use polycnn::eval::bounds::BoundRule;
+use polycnn::eval::bounds::{BoundRule, RequestedBound};
 use polycnn::eval::ckks_noise::PolyEval;
 use polycnn::eval::command::run_eval;
 use polycnn::eval::report::{ConfigReport, EvalReport};
@@ -21,7 +21,7 @@ const PRESET: &str = "openfhe-n12-s50";
 
 /// α = 8 with B = 8 at every site on the first `images` digits, twins at 3 and 40 bits.
 fn request(images: usize, batch: usize, seed: u64) -> EvalRequest {
-    let bound = BoundRule::Fixed { bound: 8.0 };
+    let bound: RequestedBound = BoundRule::Fixed { bound: 8.0 }.into();
     EvalRequest {
         alphas: vec![8],
         bound: bound.clone(),

@@ -6,7 +6,7 @@ use polycnn::data::Dataset;
 use polycnn::data::digits::DigitsDataset;
 use polycnn::eval::command::run_eval;
 use polycnn::eval::request::EvalRequest;
-use polycnn::eval::{BoundRule, choose_bounds, top5};
+use polycnn::eval::{BoundRule, RequestedBound, choose_bounds, top5};
 use polycnn::exec::NoProgress;
 use polycnn::exec::{ActivationPlan, SiteStats};
 use polycnn::gpu::activation::Scheme;
@@ -24,8 +24,8 @@ fn digits_request() -> EvalRequest {
     let dir = root().join("datasets/digits");
     EvalRequest {
         alphas: vec![7, 14],
-        bound: BoundRule::Search { start: 8.0, step: 1.0 },
-        bound_max: BoundRule::Search { start: 8.0, step: 1.0 },
+        bound: BoundRule::Search { start: 8.0, step: 1.0 }.into(),
+        bound_max: BoundRule::Search { start: 8.0, step: 1.0 }.into(),
         batch: 64,
         scheme: Scheme::Clenshaw,
         ..EvalRequest::new(
@@ -148,8 +148,8 @@ fn one_pass_accounting_equals_direct_runs() {
         },
         data: images,
         alphas: vec![10],
-        bound: BoundRule::Fixed { bound: 50.0 },
-        bound_max: BoundRule::Fixed { bound: 50.0 },
+        bound: BoundRule::Fixed { bound: 50.0 }.into(),
+        bound_max: BoundRule::Fixed { bound: 50.0 }.into(),
         limit: Some(200),
         batch: 48, // not a divisor of 200: the last batch is short
         ..digits_request()
@@ -254,8 +254,8 @@ fn corrupt_images_are_reported_and_the_run_goes_on() {
         },
         data: dir.clone(),
         alphas: vec![12],
-        bound: BoundRule::Fixed { bound: 50.0 },
-        bound_max: BoundRule::Fixed { bound: 50.0 },
+        bound: BoundRule::Fixed { bound: 50.0 }.into(),
+        bound_max: BoundRule::Fixed { bound: 50.0 }.into(),
         batch: 8,
         ..digits_request()
     };
@@ -292,8 +292,8 @@ fn cached_runs_give_the_same_counts() {
         },
         data: images,
         alphas: vec![12],
-        bound: BoundRule::Fixed { bound: 50.0 },
-        bound_max: BoundRule::Fixed { bound: 50.0 },
+        bound: BoundRule::Fixed { bound: 50.0 }.into(),
+        bound_max: BoundRule::Fixed { bound: 50.0 }.into(),
         limit: Some(100),
         ..digits_request()
     };
@@ -309,4 +309,114 @@ fn cached_runs_give_the_same_counts() {
         assert_eq!(r.configs[0].approx.top1_correct, direct.configs[0].approx.top1_correct);
     }
     std::fs::remove_file(&path).ok();
+}
+
+/// `arch` with random weights (a safetensors checkpoint) on `images` synthetic CIFAR-10 images,
+/// in a fresh folder: a run of a CIFAR network that needs no real data.
+fn random_cifar_request(arch: Arch, images: usize, tag: &str) -> EvalRequest {
+    use polycnn::model::{ParamKind, ParamSource, RandomParams};
+    let dir = std::env::temp_dir().join(format!("polycnn-eval-{tag}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = RandomParams::new(5);
+    let tensors: Vec<(String, polycnn::weights::Tensor)> = model::list_layers(arch)
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.kind != ParamKind::Counter)
+        .map(|p| (p.name.clone(), rng.tensor(&p.name, &p.shape, p.kind).unwrap()))
+        .collect();
+    let refs: Vec<(&str, &polycnn::weights::Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let weights = dir.join("random.safetensors");
+    polycnn::weights::save_safetensors(&weights, &refs).unwrap();
+    let data = dir.join("test_batch.bin");
+    common::write_cifar_batch(&data, images);
+    EvalRequest {
+        batch: 4,
+        ..EvalRequest::new(arch, weights, data)
+    }
+}
+
+/// The report as JSON without its timing and the rules named (to compare runs whose rules
+/// differ but must not change any figure).
+fn figures(report: &polycnn::eval::report::EvalReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).unwrap();
+    let map = v.as_object_mut().unwrap();
+    map.remove("seconds");
+    map.remove("images_per_second");
+    let bounds = map["bounds"].as_object_mut().unwrap();
+    bounds.remove("relu_rule");
+    bounds.remove("maxpool_rule");
+    v
+}
+
+/// ResNet-20 has no max-pool site: `--bound 50` with the default `--bound-max search` runs no
+/// search (no entry in `bounds.search`) and gives the figures of `--bound 50 --bound-max 50`;
+/// with both rules searching, each α searches B_relu alone (B_max: null, never tried).
+#[test]
+fn a_network_without_max_pooling_searches_no_max_pool_bound() {
+    let base = EvalRequest {
+        alphas: vec![7, 14],
+        ..random_cifar_request(Arch::CifarResNet(20), 8, "resnet20")
+    };
+    assert_eq!(
+        base.bound_max,
+        RequestedBound::NetworkGrid { exact: false },
+        "the default searches"
+    );
+    let fixed_relu = EvalRequest {
+        bound: BoundRule::Fixed { bound: 50.0 }.into(),
+        ..base.clone()
+    };
+    let report = run_eval(&fixed_relu, None, &NoProgress).unwrap();
+    assert!(report.bounds.search.is_empty(), "{:?}", report.bounds.search);
+    let both_fixed = EvalRequest {
+        bound_max: BoundRule::Fixed { bound: 50.0 }.into(),
+        ..fixed_relu
+    };
+    let want = run_eval(&both_fixed, None, &NoProgress).unwrap();
+    assert_eq!(figures(&report), figures(&want));
+
+    let searched = run_eval(&base, None, &NoProgress).unwrap();
+    assert_eq!(searched.bounds.search.len(), 2, "one search per α");
+    for (search, config) in searched.bounds.search.iter().zip(&searched.configs) {
+        assert_eq!(search.label, config.label);
+        let found = search.relu_bound.expect("B_relu is searched");
+        assert_eq!(search.maxpool_bound, None, "{}", search.summary());
+        assert!(
+            search
+                .tries
+                .iter()
+                .all(|t| t.maxpool_bound.is_none() && t.relu_bound.is_some())
+        );
+        assert!(config.sites.iter().all(|s| s.bound == found));
+        assert!(!search.summary().contains("B_max"), "{}", search.summary());
+    }
+}
+
+/// VGG has max-pool sites: the default searches both kinds; with exact max-pooling only B_relu.
+#[test]
+fn a_network_with_max_pooling_searches_both_bounds() {
+    let request = random_cifar_request(Arch::CifarVgg11Bn, 8, "vgg11");
+    let report = run_eval(&request, None, &NoProgress).unwrap();
+    let [search] = &report.bounds.search[..] else {
+        panic!("one search: {:?}", report.bounds.search)
+    };
+    assert!(
+        search.relu_bound.is_some() && search.maxpool_bound.is_some(),
+        "{}",
+        search.summary()
+    );
+    let exact_pooling = EvalRequest {
+        maxpool: polycnn::eval::Mode::Exact,
+        ..request
+    };
+    let report = run_eval(&exact_pooling, None, &NoProgress).unwrap();
+    let [search] = &report.bounds.search[..] else {
+        panic!("one search: {:?}", report.bounds.search)
+    };
+    assert!(
+        search.relu_bound.is_some() && search.maxpool_bound.is_none(),
+        "{}",
+        search.summary()
+    );
 }

@@ -202,8 +202,8 @@ fn eval_reports_carry_the_cost_of_each_configuration() {
     let request = EvalRequest {
         alphas: vec![7, 10],
         maxpool: Mode::Exact,
-        bound: BoundRule::Fixed { bound: 8.0 },
-        bound_max: BoundRule::Fixed { bound: 8.0 },
+        bound: BoundRule::Fixed { bound: 8.0 }.into(),
+        bound_max: BoundRule::Fixed { bound: 8.0 }.into(),
         batch: 64,
         limit: Some(64),
         scheme: Scheme::Clenshaw,

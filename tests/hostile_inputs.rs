@@ -69,7 +69,7 @@ fn extreme_aspect_ratios_resize_within_the_output_size() {
 /// `width` x `height`.
 fn patch_frame(mut jpeg: Vec<u8>, marker: Option<u8>, width: u16, height: u16) -> Vec<u8> {
     let sof = (2..jpeg.len() - 1)
-        .find(|&i| jpeg[i] == 0xFF && matches!(jpeg[i + 1], 0xC0 | 0xC1 | 0xC2))
+        .find(|&i| jpeg[i] == 0xFF && matches!(jpeg[i + 1], 0xC0..=0xC2))
         .expect("a frame header");
     if let Some(m) = marker {
         jpeg[sof + 1] = m;

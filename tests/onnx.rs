@@ -535,7 +535,7 @@ use polycnn::eval::command::run_eval;
 use polycnn::eval::preprocess::PreprocessingOverrides;
 use polycnn::eval::request::EvalRequest;
 use polycnn::exec::NoProgress;
-use polycnn::model::{ModelSource, SearchGrid};
+use polycnn::model::ModelSource;
 use polycnn::weights::sha256::{hex, sha256_file};
 
 /// The fixture `name`'s first export, with its weights written beside a copy of it.
@@ -548,17 +548,12 @@ fn fixture_model(name: &str) -> PathBuf {
 /// in a fresh folder: the layout the built-in CIFAR networks read.
 fn cifar_batch(n: usize) -> PathBuf {
     let path = temp_dir("cifar").join("test_batch.bin");
-    let mut bytes = Vec::with_capacity(n * 3073);
-    for i in 0..n {
-        bytes.push((i % 10) as u8);
-        bytes.extend((0..3072).map(|j| ((i * 131 + j * 7 + (j / 1024) * 50) % 256) as u8));
-    }
-    std::fs::write(&path, bytes).unwrap();
+    common::write_cifar_batch(&path, n);
     path
 }
 
 fn onnx_request(model: PathBuf, data: PathBuf) -> EvalRequest {
-    EvalRequest::with_model(ModelSource::Onnx(model), data, SearchGrid::CIFAR)
+    EvalRequest::with_model(ModelSource::Onnx(model), data)
 }
 
 /// MobileNet-V2's ReLU6 halves see different ranges (x and x − 6), so `calibrate` chooses
@@ -573,8 +568,8 @@ fn relu6_network_runs_approximated_with_calibrated_bounds() {
         .collect();
     assert!(!pairs.is_empty(), "the fixture has ReLU6 sites");
     let request = EvalRequest {
-        bound: BoundRule::Calibrate { margin: 1.1, images: 0 },
-        bound_max: BoundRule::Calibrate { margin: 1.1, images: 0 },
+        bound: BoundRule::Calibrate { margin: 1.1, images: 0 }.into(),
+        bound_max: BoundRule::Calibrate { margin: 1.1, images: 0 }.into(),
         calibration_images: 8,
         batch: 4,
         ..onnx_request(model, cifar_batch(8))
@@ -612,8 +607,8 @@ fn onnx_and_builtin_reports_are_identical() {
         let builtin = EvalRequest {
             limit: Some(200),
             batch: 50,
-            bound: BoundRule::Calibrate { margin: 1.2, images: 0 },
-            bound_max: BoundRule::Calibrate { margin: 1.2, images: 0 },
+            bound: BoundRule::Calibrate { margin: 1.2, images: 0 }.into(),
+            bound_max: BoundRule::Calibrate { margin: 1.2, images: 0 }.into(),
             ..EvalRequest::new(arch, data.parent().unwrap().join(&net.checkpoint), images.clone())
         };
         let want = comparable(&run_eval(&builtin, None, &NoProgress).unwrap());
@@ -714,6 +709,23 @@ fn weights_with_an_onnx_model_is_an_error_naming_both() {
     let (code, _, stderr) = polycnn_cli(&["cost", "--model", "/nonexistent/net.onnx"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("--model /nonexistent/net.onnx"), "{stderr}");
+}
+
+/// Reading an eval request leaves the ONNX file to the run, which decodes it once (a grid-less
+/// `--bound search` takes the loaded network's grid): a file that is no ONNX model is found out
+/// only after every argument has been checked, and the run's error names it.
+#[test]
+fn an_eval_request_does_not_decode_the_onnx_file() {
+    let model = temp_dir("undecoded").join("garbage.onnx");
+    std::fs::write(&model, b"not an ONNX model").unwrap();
+    let (model, data) = (model.to_str().unwrap(), cifar_batch(2));
+    let data = data.to_str().unwrap();
+    let (code, _, stderr) = polycnn_cli(&["eval", "--model", model, "--data", data, "--batch", "0"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--batch must be at least 1"), "{stderr}");
+    let (code, _, stderr) = polycnn_cli(&["eval", "--model", model, "--data", data, "--backend", "cpu"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("garbage.onnx"), "{stderr}");
 }
 
 /// `cost --model FILE.onnx`: every site of the graph, named after its node, ReLU6 halves too.
@@ -859,6 +871,57 @@ fn bench_times_an_onnx_model() {
     assert_eq!(code, Some(0), "{stderr}");
     let name = model.file_stem().unwrap().to_str().unwrap();
     assert!(stdout.contains(name), "{stdout}");
+}
+
+/// `bench` on a network with an exact-only op (here each ReLU of the small export made a
+/// Sigmoid): the exact forward is timed, the approximate columns are "-" with the reason said
+/// once, and the JSON has null for them and the reason.
+#[test]
+fn bench_times_the_exact_forward_of_a_network_with_exact_only_ops() {
+    let (mut model, _) = small_model();
+    for node in &mut model.graph.as_mut().unwrap().node {
+        if node.op_type.as_deref() == Some("Relu") {
+            node.op_type = Some("Sigmoid".into());
+        }
+    }
+    let dir = temp_dir("bench_sigmoid");
+    let path = dir.join("sigmoid_net.onnx");
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    assert!(onnx::load(&path).unwrap().refuse_approximation().is_err());
+    let json = dir.join("bench.json");
+    let (code, stdout, stderr) = polycnn_cli(&[
+        "bench",
+        "--sections",
+        "networks",
+        "--model",
+        path.to_str().unwrap(),
+        "--batch",
+        "2",
+        "--repeats",
+        "1",
+        "--no-gpu",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout.matches("Sigmoid has no polynomial approximation").count(),
+        1,
+        "{stdout}"
+    );
+    let row_line = stdout
+        .lines()
+        .find(|l| l.contains("sigmoid_net") && l.contains(" s ("))
+        .unwrap();
+    assert_eq!(row_line.matches(" - ").count(), 2, "{row_line}");
+    let report = common::read(&json);
+    let row = &report["networks"][0];
+    assert!(row["exact_s_per_image"].as_f64().unwrap() > 0.0, "{row}");
+    assert!(
+        row["approx_s_per_image"].is_null() && row["both_s_per_image"].is_null(),
+        "{row}"
+    );
+    assert!(row["approx_refused"].as_str().unwrap().contains("Sigmoid"), "{row}");
 }
 
 /// The torchvision ResNet-18 fixture (64x64, ending in a global average pool) with its input

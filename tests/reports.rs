@@ -237,25 +237,25 @@ fn bound_searches_read_back_exactly() {
     };
     let search = BoundSearch {
         label: "α=8 (ReLU)".into(),
-        relu_bound: 60.0,
-        maxpool_bound: 50.0,
+        relu_bound: Some(60.0),
+        maxpool_bound: Some(50.0),
         tries: vec![
             SearchTry {
-                relu_bound: 50.0,
-                maxpool_bound: 50.0,
+                relu_bound: Some(50.0),
+                maxpool_bound: Some(50.0),
                 images_run: 832,
                 overflow: Some(overflow("relu", 52.152_f32 as f64)),
             },
             // a non-finite activation: written as null, read back as infinite
             SearchTry {
-                relu_bound: 55.0,
-                maxpool_bound: 50.0,
+                relu_bound: Some(55.0),
+                maxpool_bound: Some(50.0),
                 images_run: 32,
                 overflow: Some(overflow("maxpool", f64::INFINITY)),
             },
             SearchTry {
-                relu_bound: 60.0,
-                maxpool_bound: 50.0,
+                relu_bound: Some(60.0),
+                maxpool_bound: Some(50.0),
                 images_run: 1000,
                 overflow: None,
             },
@@ -263,6 +263,19 @@ fn bound_searches_read_back_exactly() {
     };
     let json = serde_json::to_string(&search).unwrap();
     assert_eq!(serde_json::from_str::<BoundSearch>(&json).unwrap(), search);
+    // a kind not searched (a network without max-pooling): null, read back as None
+    let relu_only = BoundSearch {
+        maxpool_bound: None,
+        tries: vec![SearchTry {
+            maxpool_bound: None,
+            ..search.tries[2].clone()
+        }],
+        ..search.clone()
+    };
+    let relu_only_json = serde_json::to_string(&relu_only).unwrap();
+    assert!(relu_only_json.contains("\"maxpool_bound\":null"), "{relu_only_json}");
+    assert_eq!(serde_json::from_str::<BoundSearch>(&relu_only_json).unwrap(), relu_only);
+    assert_eq!(relu_only.summary(), "α=8 (ReLU): B_relu = 60 (tried 60), 1 tries");
     let bad = json.replace("\"maxpool\"", "\"pool\"");
     assert!(
         serde_json::from_str::<BoundSearch>(&bad)

@@ -31,8 +31,8 @@ fn request(alphas: &[u32], start: f64, step: f64) -> Option<EvalRequest> {
         alphas: alphas.to_vec(),
         // the reference's polynomials: the paper's files
         coeffs_dir: Some(coeffs),
-        bound: BoundRule::Search { start, step },
-        bound_max: BoundRule::Search { start, step },
+        bound: BoundRule::Search { start, step }.into(),
+        bound_max: BoundRule::Search { start, step }.into(),
         batch: 100,
         scheme: Scheme::Clenshaw,
         ..EvalRequest::new(Arch::CifarVgg11Bn, weights, images)
@@ -57,12 +57,8 @@ fn check_against(reference: &serde_json::Value, alphas: &[u32], start: f64, step
         );
         assert_eq!(config.alpha, *alpha);
         // the official search on the f64 network ends at the same B
-        assert_eq!(search.relu_bound, theirs["relu_bound"].as_f64().unwrap(), "α={alpha}");
-        assert_eq!(
-            search.maxpool_bound,
-            theirs["maxpool_bound"].as_f64().unwrap(),
-            "α={alpha}"
-        );
+        assert_eq!(search.relu_bound, theirs["relu_bound"].as_f64(), "α={alpha}");
+        assert_eq!(search.maxpool_bound, theirs["maxpool_bound"].as_f64(), "α={alpha}");
         assert_eq!((config.out_of_range, config.non_finite), (0, 0), "α={alpha}");
         assert!(
             config.approx.top1_correct.abs_diff(their_top1) <= 3,

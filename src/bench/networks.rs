@@ -1,5 +1,6 @@
-//! Whole networks (built-in ones with random weights, ONNX files with their own): seconds per image exact, approximate (α=14, every ReLU
-//! and max-pool through the composite) and both plans in one pass, per backend.
+//! Whole networks (built-in ones with random weights, ONNX files with their own): seconds per
+//! image exact, approximate (α=14, every ReLU and max-pool through the composite) and both plans
+//! in one pass, per backend. A network with exact-only ops (SiLU, GELU, …) is timed exact only.
 
 use super::{AnyError, BenchOptions, PeakMemory, mib_text};
 use crate::cpu::CpuBackend;
@@ -19,8 +20,11 @@ pub struct NetworkRow {
     pub backend: String,
     pub batch: usize,
     pub exact_s_per_image: f64,
-    pub approx_s_per_image: f64,
-    pub both_s_per_image: f64,
+    /// None (and `both_s_per_image` too) when the network cannot run approximated.
+    pub approx_s_per_image: Option<f64>,
+    pub both_s_per_image: Option<f64>,
+    /// Why the approximate columns are empty: the network's exact-only ops (None: timed).
+    pub approx_refused: Option<String>,
     pub peak_mib: Option<f64>,
 }
 
@@ -43,6 +47,7 @@ pub fn bench_networks(options: &BenchOptions, gpu: Option<&Gpu>) -> Result<Vec<N
     let mut rows = Vec::new();
     for source in &options.models {
         let graph = source.open()?.graph;
+        let refused = graph.refuse_approximation().err().map(|e| e.to_string());
         let exact = ActivationPlan::exact(&graph);
         let approx = ActivationPlan::uniform(&graph, SiteMode::approx(&sc.composite, 14, BENCH_BOUND));
         let mut backends: Vec<(Box<dyn Backend>, usize)> = vec![(Box::new(CpuBackend::new(&graph)), options.batch)];
@@ -55,17 +60,26 @@ pub fn bench_networks(options: &BenchOptions, gpu: Option<&Gpu>) -> Result<Vec<N
         for (backend, n) in &backends {
             let memory = PeakMemory::start();
             let batch = synthetic_batch(&graph, *n)?;
+            let time = |plans: &[&ActivationPlan]| seconds_per_image(backend.as_ref(), &graph, &batch, plans);
+            let approximate = |plans: &[&ActivationPlan]| match refused {
+                Some(_) => Ok(None),
+                None => time(plans).map(Some),
+            };
             let row = NetworkRow {
                 model: graph.name.clone(),
                 backend: backend.name().into(),
                 batch: *n,
-                exact_s_per_image: seconds_per_image(backend.as_ref(), &graph, &batch, &[&exact])?,
-                approx_s_per_image: seconds_per_image(backend.as_ref(), &graph, &batch, &[&approx])?,
-                both_s_per_image: seconds_per_image(backend.as_ref(), &graph, &batch, &[&exact, &approx])?,
+                exact_s_per_image: time(&[&exact])?,
+                approx_s_per_image: approximate(&[&approx])?,
+                both_s_per_image: approximate(&[&exact, &approx])?,
+                approx_refused: refused.clone(),
                 peak_mib: memory.peak_mib(),
             };
             println!("{}", format_row(&row));
             rows.push(row);
+        }
+        if let Some(reason) = &refused {
+            println!("  {}: approximate columns not timed: {reason}", graph.name);
         }
     }
     Ok(rows)
@@ -103,13 +117,16 @@ fn seconds_per_image(
 }
 
 fn format_row(row: &NetworkRow) -> String {
-    let cell = |s: f64| format!("{s:9.4} s ({:7.1}/s)", 1.0 / s);
+    let cell = |s: Option<f64>| match s {
+        Some(s) => format!("{s:9.4} s ({:7.1}/s)", 1.0 / s),
+        None => format!("{:>9}{:14}", "-", ""),
+    };
     format!(
         "  {:<20} {:<7} {:>6}  {}  {}  {}      {}",
         row.model,
         row.backend,
         row.batch,
-        cell(row.exact_s_per_image),
+        cell(Some(row.exact_s_per_image)),
         cell(row.approx_s_per_image),
         cell(row.both_s_per_image),
         mib_text(row.peak_mib)

@@ -82,10 +82,12 @@ pub fn compare(ours: &BenchReport, theirs: &PytorchReport) -> Vec<Comparison> {
     for net in ours.networks.iter().filter(|r| r.backend == theirs.backend()) {
         if let Some(t) = theirs.networks.iter().find(|t| t.model == net.model) {
             let note = batch_note(net.batch, t.batch, ours.threads, theirs.threads);
+            // a network that cannot run approximated has no one-pass time (None): no row
             for (what, ours_s) in [
-                ("exact", net.exact_s_per_image),
+                ("exact", Some(net.exact_s_per_image)),
                 ("exact+approx (one pass)", net.both_s_per_image),
             ] {
+                let Some(ours_s) = ours_s else { continue };
                 rows.push(ratio_row(
                     format!("{} {what} vs PyTorch exact, s/image", net.model),
                     ours_s,
@@ -101,6 +103,7 @@ pub fn compare(ours: &BenchReport, theirs: &PytorchReport) -> Vec<Comparison> {
                 ("approx α=14", net.approx_s_per_image),
                 ("exact+approx (one pass)", net.both_s_per_image),
             ] {
+                let Some(ours_s) = ours_s else { continue };
                 rows.push(ratio_row(
                     format!("{} {what} vs approxCNN approx α=14, s/image", net.model),
                     ours_s,
@@ -190,8 +193,9 @@ mod tests {
                 backend: "cpu".into(),
                 batch: 8,
                 exact_s_per_image: 0.2,
-                approx_s_per_image: 0.3,
-                both_s_per_image: 0.5,
+                approx_s_per_image: Some(0.3),
+                both_s_per_image: Some(0.5),
+                approx_refused: None,
                 peak_mib: None,
             }],
             conv: vec![ConvRow {
@@ -231,8 +235,8 @@ mod tests {
         let mut ours = ours();
         let mut gpu_row = ours.networks[0].clone();
         gpu_row.backend = "gpu".into();
-        gpu_row.both_s_per_image = 0.01;
-        gpu_row.approx_s_per_image = 0.008;
+        gpu_row.both_s_per_image = Some(0.01);
+        gpu_row.approx_s_per_image = Some(0.008);
         ours.networks.push(gpu_row);
         ours.conv[0].gpu_tiled_ms = Some(0.5);
         let theirs: PytorchReport = serde_json::from_str(

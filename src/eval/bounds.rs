@@ -25,8 +25,34 @@ pub enum BoundRule {
 }
 
 impl BoundRule {
-    /// "50", "search", "search:50:5", "search-exact[:50:5]", "calibrate", "calibrate:1.2".
+    /// "50", "search", "search:50:5", "search-exact[:50:5]", "calibrate", "calibrate:1.2";
+    /// `search` and `search-exact` without START:STEP take `default_search`.
     pub fn parse(s: &str, default_search: (f64, f64)) -> Result<BoundRule, String> {
+        Ok(RequestedBound::parse(s)?.resolve(default_search))
+    }
+}
+
+/// A bound rule as asked for: whole, or a search on the network's grid, whose START:STEP are
+/// known once the network is loaded ([`crate::model::NetworkDescriptor::search_grid`]), so that
+/// reading a request never opens the model.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RequestedBound {
+    Rule(BoundRule),
+    /// `search` (`exact`: `search-exact`) without START:STEP.
+    NetworkGrid {
+        exact: bool,
+    },
+}
+
+impl From<BoundRule> for RequestedBound {
+    fn from(rule: BoundRule) -> RequestedBound {
+        RequestedBound::Rule(rule)
+    }
+}
+
+impl RequestedBound {
+    /// "50", "search", "search:50:5", "search-exact[:50:5]", "calibrate", "calibrate:1.2".
+    pub fn parse(s: &str) -> Result<RequestedBound, String> {
         let parts: Vec<&str> = s.split(':').collect();
         let number = |t: &str, what: &str| -> Result<f64, String> {
             t.parse::<f64>()
@@ -34,34 +60,41 @@ impl BoundRule {
                 .filter(|v| v.is_finite() && *v > 0.0)
                 .ok_or_else(|| format!("bound '{s}': {what} '{t}' is not a positive number"))
         };
-        match parts.as_slice() {
-            ["search"] => Ok(BoundRule::Search {
-                start: default_search.0,
-                step: default_search.1,
-            }),
-            ["search", start, step] => Ok(BoundRule::Search {
+        let rule = match parts.as_slice() {
+            ["search"] => return Ok(RequestedBound::NetworkGrid { exact: false }),
+            ["search-exact"] => return Ok(RequestedBound::NetworkGrid { exact: true }),
+            ["search", start, step] => BoundRule::Search {
                 start: number(start, "start")?,
                 step: number(step, "step")?,
-            }),
-            ["search-exact"] => Ok(BoundRule::SearchExact {
-                start: default_search.0,
-                step: default_search.1,
-            }),
-            ["search-exact", start, step] => Ok(BoundRule::SearchExact {
+            },
+            ["search-exact", start, step] => BoundRule::SearchExact {
                 start: number(start, "start")?,
                 step: number(step, "step")?,
-            }),
-            ["calibrate"] => Ok(BoundRule::Calibrate { margin: 1.1, images: 0 }),
-            ["calibrate", margin] => Ok(BoundRule::Calibrate {
+            },
+            ["calibrate"] => BoundRule::Calibrate { margin: 1.1, images: 0 },
+            ["calibrate", margin] => BoundRule::Calibrate {
                 margin: number(margin, "margin")?,
                 images: 0,
-            }),
-            [value] => Ok(BoundRule::Fixed {
+            },
+            [value] => BoundRule::Fixed {
                 bound: number(value, "value")?,
-            }),
-            _ => Err(format!(
-                "bound '{s}': expected a number, search[:START:STEP], search-exact[:START:STEP] or calibrate[:MARGIN]"
-            )),
+            },
+            _ => {
+                return Err(format!(
+                    "bound '{s}': expected a number, search[:START:STEP], search-exact[:START:STEP] or calibrate[:MARGIN]"
+                ));
+            }
+        };
+        Ok(RequestedBound::Rule(rule))
+    }
+
+    /// The rule, with `grid` (start, step) where the network's grid was asked for.
+    pub fn resolve(&self, grid: (f64, f64)) -> BoundRule {
+        let (start, step) = grid;
+        match self {
+            RequestedBound::Rule(rule) => rule.clone(),
+            RequestedBound::NetworkGrid { exact: false } => BoundRule::Search { start, step },
+            RequestedBound::NetworkGrid { exact: true } => BoundRule::SearchExact { start, step },
         }
     }
 }
@@ -80,8 +113,9 @@ pub struct Bounds {
     pub relu_rule: BoundRule,
     pub maxpool_rule: BoundRule,
     pub per_site: Vec<SiteBound>,
-    /// Per configuration, the `search` rule's result on its approximate network (empty when no
-    /// rule searches; `per_site` then holds the first configuration's bounds).
+    /// Per configuration that searched, the `search` rule's result on its approximate network.
+    /// A configuration searches the kinds whose rule is `search` and which it approximates at
+    /// some site (none: no entry; a network without max-pooling searches B_relu alone).
     pub search: Vec<BoundSearch>,
 }
 
@@ -164,22 +198,23 @@ pub struct Overflow {
     pub images_run: usize,
 }
 
-/// One try of the search: the bounds, how many images ran, and where it stopped (None: every
-/// image stayed in range, the search ends).
+/// One try of the search: the bounds of the searched kinds (None: that kind is not searched),
+/// how many images ran, and where it stopped (None: every image stayed in range, the search ends).
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct SearchTry {
-    pub relu_bound: f64,
-    pub maxpool_bound: f64,
+    pub relu_bound: Option<f64>,
+    pub maxpool_bound: Option<f64>,
     pub images_run: usize,
     pub overflow: Option<Overflow>,
 }
 
-/// The result of the search for one configuration (read back from a resume state too).
+/// The result of the search for one configuration (read back from a resume state too): the B
+/// found per searched kind (None, JSON null: that kind was not searched).
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct BoundSearch {
     pub label: String,
-    pub relu_bound: f64,
-    pub maxpool_bound: f64,
+    pub relu_bound: Option<f64>,
+    pub maxpool_bound: Option<f64>,
     pub tries: Vec<SearchTry>,
 }
 
@@ -220,22 +255,24 @@ impl TryFrom<OverflowRecord> for Overflow {
 }
 
 impl BoundSearch {
-    /// "B_relu = 65 (tried 50, 55, 60, 65), B_max = 50 (tried 50)".
+    /// "B_relu = 65 (tried 50, 55, 60, 65), B_max = 50 (tried 50), 4 tries", naming the
+    /// searched kinds only.
     pub fn summary(&self) -> String {
-        let tried = |pick: fn(&SearchTry) -> f64| {
-            let mut values: Vec<f64> = self.tries.iter().map(pick).collect();
+        let kind = |name: &str, found: Option<f64>, pick: fn(&SearchTry) -> Option<f64>| {
+            let found = found?;
+            let mut values: Vec<f64> = self.tries.iter().filter_map(pick).collect();
             values.dedup();
-            values.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(", ")
+            let tried: Vec<String> = values.iter().map(|v| format!("{v}")).collect();
+            Some(format!("{name} = {found} (tried {})", tried.join(", ")))
         };
-        format!(
-            "{}: B_relu = {} (tried {}), B_max = {} (tried {}), {} tries",
-            self.label,
-            self.relu_bound,
-            tried(|t| t.relu_bound),
-            self.maxpool_bound,
-            tried(|t| t.maxpool_bound),
-            self.tries.len()
-        )
+        let kinds: Vec<String> = [
+            kind("B_relu", self.relu_bound, |t| t.relu_bound),
+            kind("B_max", self.maxpool_bound, |t| t.maxpool_bound),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        format!("{}: {}, {} tries", self.label, kinds.join(", "), self.tries.len())
     }
 }
 
@@ -243,6 +280,35 @@ impl BoundSearch {
 mod tests {
     use super::*;
     use crate::model::{GraphBuilder, Shape};
+
+    /// A grid-less search waits for the network's grid; every other rule is whole as parsed.
+    #[test]
+    fn a_search_without_a_grid_takes_the_network_grid_when_resolved() {
+        let grid = (100.0, 10.0);
+        let search = RequestedBound::parse("search").unwrap();
+        assert_eq!(search, RequestedBound::NetworkGrid { exact: false });
+        assert_eq!(
+            search.resolve(grid),
+            BoundRule::Search {
+                start: 100.0,
+                step: 10.0
+            }
+        );
+        let exact = RequestedBound::parse("search-exact").unwrap();
+        assert_eq!(
+            exact.resolve(grid),
+            BoundRule::SearchExact {
+                start: 100.0,
+                step: 10.0
+            }
+        );
+        let given = RequestedBound::parse("search:50:5").unwrap();
+        assert_eq!(given.resolve(grid), BoundRule::Search { start: 50.0, step: 5.0 });
+        let fixed = RequestedBound::parse("65").unwrap();
+        assert_eq!(fixed, BoundRule::Fixed { bound: 65.0 }.into());
+        assert_eq!(fixed.resolve(grid), BoundRule::Fixed { bound: 65.0 });
+        assert!(RequestedBound::parse("search:50").is_err());
+    }
 
     /// `calibrate` gives each site its own B; the halves of a ReLU6 then share the larger.
     #[test]
@@ -267,9 +333,9 @@ mod tests {
         let searched = crate::eval::search::with_searched_bounds(
             &graph,
             &choose_bounds(&graph, &BoundRule::Fixed { bound: 7.0 }, &rule, None).unwrap(),
-            20.0,
-            1.0,
+            Some(20.0),
+            None,
         );
-        assert!(searched.per_site.iter().all(|b| b.bound == 7.0), "{searched:?}");
+        assert!(searched.per_site.iter().all(|b| b.bound == 20.0), "{searched:?}");
     }
 }

@@ -13,7 +13,7 @@ use super::preprocess::{PreprocessingInfo, checkpoint_warnings};
 use super::report::{ConfigRun, EvalReport, RunDescription, RunInfo, build_report};
 use super::request::EvalRequest;
 use super::resume::Checkpoint;
-use super::search::{first_overflow, search_bounds, with_searched_bounds};
+use super::search::{bounds_text, first_overflow, search_bounds, with_searched_bounds};
 use crate::cpu::CpuBackend;
 use crate::exec::{ActivationPlan, Backend, Precision, Progress};
 use crate::gpu::Gpu;
@@ -197,7 +197,7 @@ pub fn run_eval(req: &EvalRequest, gpu: Option<&Gpu>, progress: &dyn Progress) -
     // A precision plan carries its own per-site bounds: no statistics pass, no search.
     let bounds = match &prepared {
         Some(p) => p.bounds(),
-        None => rule_bounds(req, graph, count, &pass)?,
+        None => rule_bounds(req, &network, count, &pass)?,
     };
     let weights_sha256 = hex(&sha256_file(weights_file(req)?).map_err(|e| format!("{}: {e}", req.model.name()))?);
     let resume = RunIdentity::new(req, &weights_sha256, dataset.fingerprint());
@@ -307,10 +307,11 @@ impl<'r> RunIdentity<'r> {
     }
 }
 
-/// Each configuration's per-site bounds: `bounds`, or where a kind is `searched`, the official
-/// search's result on that configuration's approximate network. Returns the searches' records.
-/// With a `checkpoint` the searches are kept as each configuration's completes, and those a
-/// previous (interrupted) run completed are taken from it instead of being repeated.
+/// Each configuration's per-site bounds: `bounds`, or where it searches a kind
+/// ([`searched_kinds`]), the official search's result on that configuration's approximate
+/// network. Returns the records of the searches that ran. With a `checkpoint` the searches are
+/// kept as each configuration's completes, and those a previous (interrupted) run completed are
+/// taken from it instead of being repeated.
 fn set_site_bounds(
     configurations: &mut [Configuration],
     bounds: &Bounds,
@@ -318,10 +319,7 @@ fn set_site_bounds(
     search_pass: &PassInput,
     resume: &RunIdentity,
 ) -> Result<Vec<BoundSearch>, AnyError> {
-    let req = resume.req;
-    // A precision plan carries its own per-site bounds: never searched.
-    let planned = configurations.iter().any(|c| c.prepared.is_some());
-    let searched = [is_search(&req.bound), is_search(&req.bound_max)].map(|s| s && !planned);
+    let graph = search_pass.graph;
     let checkpoint = resume.search();
     let checkpoint = checkpoint.as_ref();
     let mut searches: Vec<BoundSearch> = match checkpoint {
@@ -329,12 +327,13 @@ fn set_site_bounds(
         None => Vec::new(),
     };
     for c in configurations.iter_mut() {
+        let searched = searched_kinds(graph, bounds, c);
         c.site_bounds = match searched {
             [false, false] => bounds.per_site.clone(),
             _ => match searches.iter().find(|s| s.label == c.config.label) {
-                Some(s) => with_searched_bounds(search_pass.graph, bounds, s.relu_bound, s.maxpool_bound).per_site,
+                Some(s) => with_searched_bounds(graph, bounds, s.relu_bound, s.maxpool_bound).per_site,
                 None => {
-                    let (found, search) = search_configuration(req, bounds, c, count, searched, search_pass)?;
+                    let (found, search) = search_configuration(bounds, c, count, searched, search_pass)?;
                     searches.push(search);
                     if let Some(checkpoint) = checkpoint {
                         checkpoint.save(searches.len(), 0.0, &searches)?;
@@ -345,6 +344,27 @@ fn set_site_bounds(
         };
     }
     Ok(searches)
+}
+
+/// [ReLU, max-pool]: whether the official search raises that kind's B for `c`: its rule is
+/// `search` and `c` approximates a site of that kind with a bound (a kind with no such site has
+/// nothing to overflow). A precision plan carries its own per-site bounds: never searched.
+fn searched_kinds(graph: &Graph, bounds: &Bounds, c: &Configuration) -> [bool; 2] {
+    if c.prepared.is_some() {
+        return [false, false];
+    }
+    let plan = c.activation_plan(graph, &bounds.per_site);
+    let approximated = |kind: SiteKind| {
+        graph
+            .sites
+            .iter()
+            .zip(&plan.modes)
+            .any(|(site, mode)| site.kind == kind && mode.uses_bound())
+    };
+    [
+        is_search(&bounds.relu_rule) && approximated(SiteKind::Relu),
+        is_search(&bounds.maxpool_rule) && approximated(SiteKind::MaxPool),
+    ]
 }
 
 fn open_backend<'a>(
@@ -403,7 +423,6 @@ fn run_info(
         weights_sha256,
         dataset_images,
         preprocessing: PreprocessingInfo::of(&preprocessing),
-        ..RunInfo::default()
     })
 }
 
@@ -593,17 +612,19 @@ fn is_search(rule: &BoundRule) -> bool {
     matches!(rule, BoundRule::Search { .. })
 }
 
-/// Bounds from the request's rules, after an exact statistics pass when a rule needs one.
+/// Bounds from the request's rules (on the network's search grid), after an exact statistics
+/// pass when a rule needs one.
 fn rule_bounds<'p>(
     req: &EvalRequest,
-    graph: &Graph,
+    network: &Network,
     count: usize,
     pass: &impl Fn(Vec<usize>, &str) -> PassInput<'p>,
 ) -> Result<Bounds, AnyError> {
+    let (relu, maxpool) = req.bound_rules(&network.descriptor.search_grid);
     let needs_stats = |r: &BoundRule| matches!(r, BoundRule::SearchExact { .. } | BoundRule::Calibrate { .. });
-    let stats = if needs_stats(&req.bound) || needs_stats(&req.bound_max) {
-        let calibrate_only = !matches!(req.bound, BoundRule::SearchExact { .. })
-            && !matches!(req.bound_max, BoundRule::SearchExact { .. });
+    let stats = if needs_stats(&relu) || needs_stats(&maxpool) {
+        let calibrate_only =
+            !matches!(relu, BoundRule::SearchExact { .. }) && !matches!(maxpool, BoundRule::SearchExact { .. });
         let images = if !calibrate_only {
             count
         } else if req.calibration_images > 0 {
@@ -615,12 +636,11 @@ fn rule_bounds<'p>(
     } else {
         None
     };
-    Ok(choose_bounds(graph, &req.bound, &req.bound_max, stats.as_deref())?)
+    Ok(choose_bounds(&network.graph, &relu, &maxpool, stats.as_deref())?)
 }
 
 /// The official search on the approximate network of one configuration: its bounds and record.
 fn search_configuration(
-    req: &EvalRequest,
     bounds: &Bounds,
     c: &Configuration,
     count: usize,
@@ -628,19 +648,21 @@ fn search_configuration(
     search_pass: &PassInput,
 ) -> Result<(Bounds, BoundSearch), AnyError> {
     let graph = search_pass.graph;
-    let (start, step) = (search_grid(&req.bound), search_grid(&req.bound_max));
+    let relu = search_grid(&bounds.relu_rule, searched[0]);
+    let maxpool = search_grid(&bounds.maxpool_rule, searched[1]);
     let label = &c.config.label;
-    let (relu, maxpool, tries) = search_bounds(count, (start.0, step.0), (start.1, step.1), |order, r, m| {
+    let ((relu, maxpool), tries) = search_bounds(count, (relu.0, maxpool.0), (relu.1, maxpool.1), |order, r, m| {
         let trial = with_searched_bounds(graph, bounds, r, m);
         let overflow = first_overflow(search_pass, order, &c.activation_plan(graph, &trial.per_site), searched)?;
+        let trying = bounds_text(r, m);
         match &overflow {
             Some(o) => log::info!(
-                "{label}: trying B_relu = {r}, B_max = {m}… site {} reached |x| = {:.3} ({} images run)",
+                "{label}: trying {trying}… site {} reached |x| = {:.3} ({} images run)",
                 o.site,
                 o.max_abs,
                 o.images_run
             ),
-            None => log::info!("{label}: trying B_relu = {r}, B_max = {m}… every activation in range"),
+            None => log::info!("{label}: trying {trying}… every activation in range"),
         }
         Ok(overflow)
     })?;
@@ -654,12 +676,10 @@ fn search_configuration(
     Ok((with_searched_bounds(graph, bounds, relu, maxpool), search))
 }
 
-/// (start, step) of a searched rule; a fixed bound stays where it is; per-site rules have no
-/// single B (NaN in the search's record).
-fn search_grid(rule: &BoundRule) -> (f64, f64) {
+/// (start, step) of a searched kind's rule; None for a kind not searched.
+fn search_grid(rule: &BoundRule, searched: bool) -> (Option<f64>, f64) {
     match rule {
-        BoundRule::Search { start, step } => (*start, *step),
-        BoundRule::Fixed { bound } => (*bound, 0.0),
-        _ => (f64::NAN, 0.0),
+        BoundRule::Search { start, step } if searched => (Some(*start), *step),
+        _ => (None, 0.0),
     }
 }

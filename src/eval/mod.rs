@@ -32,7 +32,7 @@ pub mod shard;
 pub mod stats;
 pub mod summary;
 
-pub use bounds::{BoundRule, BoundSearch, Bounds, Overflow, SearchTry, SiteBound, choose_bounds};
+pub use bounds::{BoundRule, BoundSearch, Bounds, Overflow, RequestedBound, SearchTry, SiteBound, choose_bounds};
 pub use config::{ApproxConfig, Mode, PolyInfo, approx_plan, config_label};
 pub use pass::{ApproxTally, Hits, PassInput, Tally, evaluate, top5};
-pub use search::{MAX_SEARCH_TRIES, first_overflow, search_bounds, with_searched_bounds};
+pub use search::{KindBounds, MAX_SEARCH_TRIES, first_overflow, search_bounds, with_searched_bounds};

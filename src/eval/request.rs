@@ -1,7 +1,7 @@
 //! What `polycnn eval` / `sweep` are asked to do ([`EvalRequest`]), with the command line's
 //! defaults in one place ([`defaults`]).
 
-use super::bounds::BoundRule;
+use super::bounds::{BoundRule, RequestedBound};
 use super::ckks_noise::PolyEval;
 use super::config::Mode;
 use super::plan_file::PrecisionPlan;
@@ -44,8 +44,10 @@ pub struct EvalRequest {
     pub maxpool: Mode,
     /// Clamp approximate inputs to [-B, B] instead of only reporting them.
     pub clamp: bool,
-    pub bound: BoundRule,
-    pub bound_max: BoundRule,
+    /// `--bound` (ReLU sites) and `--bound-max` (max-pool sites): a grid-less search takes the
+    /// network's grid once it is loaded ([`EvalRequest::bound_rules`]).
+    pub bound: RequestedBound,
+    pub bound_max: RequestedBound,
     /// Images used by `calibrate` bounds (0: a tenth of the evaluated images, at least one batch).
     pub calibration_images: usize,
     pub batch: usize,
@@ -84,16 +86,15 @@ impl EvalRequest {
     /// The built-in `model` with `weights` on `data`, everything else as the command line
     /// defaults it ([`defaults`], see [`EvalRequest::with_model`]).
     pub fn new(model: Arch, weights: PathBuf, data: PathBuf) -> EvalRequest {
-        let grid = model.descriptor().search_grid;
-        EvalRequest::with_model(ModelSource::Builtin { arch: model, weights }, data, grid)
+        EvalRequest::with_model(ModelSource::Builtin { arch: model, weights }, data)
     }
 
     /// `model` on `data`, everything else as the command line defaults it ([`defaults`]):
     /// α = 14, ReLU and max-pool approximated with our polynomials, the official B search on
-    /// `grid` (the network's: [`crate::model::NetworkDescriptor::search_grid`]), batches of 32
+    /// the network's grid ([`crate::model::NetworkDescriptor::search_grid`]), batches of 32
     /// on the CPU backend, all images, no cache.
-    pub fn with_model(model: ModelSource, data: PathBuf, grid: SearchGrid) -> EvalRequest {
-        let search = |(start, step)| BoundRule::Search { start, step };
+    pub fn with_model(model: ModelSource, data: PathBuf) -> EvalRequest {
+        let search = RequestedBound::NetworkGrid { exact: false };
         EvalRequest {
             model,
             data,
@@ -105,8 +106,8 @@ impl EvalRequest {
             relu: Mode::Approx,
             maxpool: Mode::Approx,
             clamp: false,
-            bound: search(grid.relu),
-            bound_max: search(grid.maxpool),
+            bound: search.clone(),
+            bound_max: search,
             calibration_images: defaults::CALIBRATION_IMAGES,
             batch: defaults::BATCH,
             limit: None,
@@ -124,5 +125,10 @@ impl EvalRequest {
             ckks_precisions: Vec::new(),
             ckks_poly_eval: PolyEval::Plain,
         }
+    }
+
+    /// The ReLU and max-pool rules, a grid-less search on `grid` (the loaded network's).
+    pub fn bound_rules(&self, grid: &SearchGrid) -> (BoundRule, BoundRule) {
+        (self.bound.resolve(grid.relu), self.bound_max.resolve(grid.maxpool))
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bumped when the state layout changes (an older state is then refused, not misread).
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 /// Writes `bytes` to `path` atomically: a temporary file next to it (unique per process and
 /// call, created exclusively so it never replaces anything), flushed to disk, then renamed over

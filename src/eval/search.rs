@@ -1,10 +1,13 @@
 //! The official code's search for B on the approximate network, batch by batch.
 
-use super::bounds::{BoundRule, Bounds, Overflow, SearchTry, unify_shared};
+use super::bounds::{Bounds, Overflow, SearchTry, unify_shared};
 use super::pass::PassInput;
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::exec::ActivationPlan;
 use crate::model::{Batch, Graph, Shape, SiteKind};
+
+/// (B_relu, B_max) of a search: a searched kind's B, None for a kind not searched.
+pub type KindBounds = (Option<f64>, Option<f64>);
 
 /// Tries after which the search gives up (the activations grow with B, or are not finite).
 pub const MAX_SEARCH_TRIES: usize = 200;
@@ -12,6 +15,8 @@ pub const MAX_SEARCH_TRIES: usize = 200;
 /// The official code's B search (main_cifar10.py / main_imagenet.py): run the approximate
 /// network with (B_relu, B_max) = `start`; when an activation of a searched kind leaves
 /// [-B, B], raise that kind's B by its step and try again, until a whole pass stays in range.
+/// A kind whose start is None is not searched (its sites keep their bounds; the tries record
+/// no B for it).
 ///
 /// `first_overflow(order, relu_bound, maxpool_bound)` runs the images in `order` batch by
 /// batch and reports the first batch that overflowed. Unlike the official code, which restarts
@@ -20,10 +25,10 @@ pub const MAX_SEARCH_TRIES: usize = 200;
 /// after a full pass in range at that B.
 pub fn search_bounds(
     images: usize,
-    start: (f64, f64),
+    start: KindBounds,
     step: (f64, f64),
-    mut first_overflow: impl FnMut(&[usize], f64, f64) -> Result<Option<Overflow>, String>,
-) -> Result<(f64, f64, Vec<SearchTry>), String> {
+    mut first_overflow: impl FnMut(&[usize], Option<f64>, Option<f64>) -> Result<Option<Overflow>, String>,
+) -> Result<(KindBounds, Vec<SearchTry>), String> {
     let (mut relu, mut maxpool) = start;
     let mut seen = vec![false; images];
     let mut first: Vec<usize> = Vec::new();
@@ -38,11 +43,20 @@ pub fn search_bounds(
             overflow: overflow.clone(),
         });
         let Some(o) = overflow else {
-            return Ok((relu, maxpool, tries));
+            return Ok(((relu, maxpool), tries));
         };
-        match o.kind {
-            "relu" => relu += step.0,
-            _ => maxpool += step.1,
+        let (raised, by) = match o.kind {
+            "relu" => (&mut relu, step.0),
+            _ => (&mut maxpool, step.1),
+        };
+        match raised {
+            Some(bound) => *bound += by,
+            None => {
+                return Err(format!(
+                    "site {} ({}) is not searched but was reported out of range",
+                    o.site, o.kind
+                ));
+            }
         }
         for &i in &o.images {
             if !std::mem::replace(&mut seen[i], true) {
@@ -51,9 +65,20 @@ pub fn search_bounds(
         }
     }
     Err(format!(
-        "no bound found after {MAX_SEARCH_TRIES} tries (B_relu = {relu}, B_max = {maxpool}): the \
-         approximate network's activations keep leaving [-B, B]"
+        "no bound found after {MAX_SEARCH_TRIES} tries ({}): the approximate network's activations \
+         keep leaving [-B, B]",
+        bounds_text(relu, maxpool)
     ))
+}
+
+/// "B_relu = 55, B_max = 50", naming only the kinds given.
+pub fn bounds_text(relu: Option<f64>, maxpool: Option<f64>) -> String {
+    let kinds = [("B_relu", relu), ("B_max", maxpool)];
+    let named: Vec<String> = kinds
+        .iter()
+        .filter_map(|(n, b)| b.map(|b| format!("{n} = {b}")))
+        .collect();
+    named.join(", ")
 }
 
 /// Runs `plan` (the approximate network only) over `order` in batches and returns the first
@@ -106,14 +131,16 @@ pub fn first_overflow(
     Ok(None)
 }
 
-/// `bounds` with every site of a searched kind set to that kind's B.
-pub fn with_searched_bounds(graph: &Graph, bounds: &Bounds, relu: f64, maxpool: f64) -> Bounds {
+/// `bounds` with every site of a searched kind (`Some` B) set to that kind's B.
+pub fn with_searched_bounds(graph: &Graph, bounds: &Bounds, relu: Option<f64>, maxpool: Option<f64>) -> Bounds {
     let mut out = bounds.clone();
     for (b, site) in out.per_site.iter_mut().zip(&graph.sites) {
-        match (site.kind, &bounds.relu_rule, &bounds.maxpool_rule) {
-            (SiteKind::Relu, BoundRule::Search { .. }, _) => b.bound = relu,
-            (SiteKind::MaxPool, _, BoundRule::Search { .. }) => b.bound = maxpool,
-            _ => {}
+        let searched = match site.kind {
+            SiteKind::Relu => relu,
+            SiteKind::MaxPool => maxpool,
+        };
+        if let Some(bound) = searched {
+            b.bound = bound;
         }
     }
     out.per_site = unify_shared(graph, out.per_site);

@@ -113,7 +113,7 @@ mod tests {
                 .map(|i| match i % 97 {
                     13 => f32::NAN,
                     50 => f32::NEG_INFINITY,
-                    k => (k as f32 - 48.0) * 1.37f32.powi((i % 23) as i32 - 11),
+                    k => (k as f32 - 48.0) * 1.37f32.powi(i % 23 - 11),
                 })
                 .collect();
             let mut got = SiteStats::new("x", SiteKind::Relu);

@@ -634,12 +634,12 @@ impl Graph {
     /// `bounds` is indexed by [`SiteId`].
     pub fn unify_shared_bounds(&self, bounds: &mut [f64]) {
         let mut group_max: Vec<f64> = bounds.to_vec();
-        for s in 0..bounds.len().min(self.sites.len()) {
+        for (s, &bound) in bounds.iter().enumerate().take(self.sites.len()) {
             let leader = self.bound_leader(s);
-            group_max[leader] = group_max[leader].max(bounds[s]);
+            group_max[leader] = group_max[leader].max(bound);
         }
-        for s in 0..bounds.len().min(self.sites.len()) {
-            bounds[s] = group_max[self.bound_leader(s)];
+        for (s, bound) in bounds.iter_mut().enumerate().take(self.sites.len()) {
+            *bound = group_max[self.bound_leader(s)];
         }
     }
 

@@ -325,15 +325,6 @@ impl ModelSource {
         }
     }
 
-    /// The descriptor alone: without reading a checkpoint for a built-in architecture (an
-    /// ONNX file is read: its input shape decides).
-    pub fn descriptor(&self) -> Result<NetworkDescriptor, ModelError> {
-        match self {
-            ModelSource::Builtin { arch, .. } | ModelSource::Random { arch, .. } => Ok(arch.descriptor()),
-            ModelSource::Onnx(_) => Ok(self.open()?.descriptor),
-        }
-    }
-
     /// How messages name it: the architecture, or the ONNX file's name.
     pub fn name(&self) -> String {
         match self {

@@ -54,6 +54,17 @@ pub fn digits(file: &str) -> String {
         .to_string()
 }
 
+/// Writes `n` deterministic images as a CIFAR-10 binary batch (label byte + 3x32x32 bytes per
+/// image) to `path`: the layout the CIFAR networks read.
+pub fn write_cifar_batch(path: &Path, n: usize) {
+    let mut bytes = Vec::with_capacity(n * 3073);
+    for i in 0..n {
+        bytes.push((i % 10) as u8);
+        bytes.extend((0..3072).map(|j| ((i * 131 + j * 7 + (j / 1024) * 50) % 256) as u8));
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// A JSON file (report, plan).
 pub fn read(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
