@@ -440,7 +440,7 @@ fn relu6_is_an_exact_clip_and_two_relu_sites_sharing_one_bound() {
     assert!(spread.iter().any(|&v| v < 0.0) && spread.iter().any(|&v| v > 6.0));
     let exact = cpu::run(&graph, &batch, &ActivationPlan::exact(&graph)).unwrap();
     for (y, x) in exact.logits.iter().zip(&spread) {
-        assert_eq!(*y, x.max(0.0).min(6.0), "exact ReLU6 of {x}");
+        assert_eq!(*y, x.clamp(0.0, 6.0), "exact ReLU6 of {x}");
     }
 
     // Approximated: ReLU_B(x) − ReLU_B(x − 6), both halves against the double-double reference.
@@ -452,7 +452,7 @@ fn relu6_is_an_exact_clip_and_two_relu_sites_sharing_one_bound() {
         let x6 = x.mul_add(1.0, -6.0) as f64;
         let want = approx_relu(&sign, x as f64, bound) - approx_relu(&sign, x6, bound);
         assert!((*y as f64 - want).abs() < 1e-5 * bound, "x = {x}: {y} vs {want}");
-        assert!((*y - x.max(0.0).min(6.0)).abs() < 2.0 * bound as f32 * 2f32.powi(-(alpha as i32)));
+        assert!((*y - x.clamp(0.0, 6.0)).abs() < 2.0 * bound as f32 * 2f32.powi(-(alpha as i32)));
     }
     assert_eq!(approx.sites[0].count, (n * per) as u64);
     assert_eq!(
@@ -610,7 +610,10 @@ fn bad_batches_and_plans_are_rejected_with_clear_errors() {
 // Real data: shared/data (see its README); `None` from a helper means the test skips without it.
 
 /// The first 1,000 CIFAR-10 test images (lossless), as [0, 1] CHW planes, and their labels.
-fn cifar_first_1000() -> Option<(Vec<[Vec<f32>; 3]>, Vec<usize>)> {
+/// Images as three colour planes each, and their labels.
+type PlanarImages = (Vec<[Vec<f32>; 3]>, Vec<usize>);
+
+fn cifar_first_1000() -> Option<PlanarImages> {
     let dir = data("cifar10/test_first1000_png")?;
     let png = image::open(dir.join("cifar10_batch_50.png")).unwrap().to_rgb8();
     assert_eq!(png.dimensions(), (1024, 1000));

@@ -62,7 +62,8 @@ mod tests {
         recycle(big);
         recycle(small);
         // The smaller buffer fits 2 values best; the big one holds 500 zeros.
-        assert_eq!(copy_of(&[3.0, 4.0]).as_ptr(), small_ptr);
+        let reused = copy_of(&[3.0, 4.0]);
+        assert_eq!((reused.as_ptr(), &reused[..]), (small_ptr, &[3.0, 4.0][..]));
         let again = zeroed(500);
         assert!(again.capacity() >= 1000 && again.iter().all(|&v| v == 0.0) && again.len() == 500);
     }

@@ -400,6 +400,7 @@ impl SharedOut {
     /// `len` elements from `at`.
     ///
     /// SAFETY: the caller's unit owns them (no other thread reads or writes them meanwhile).
+    #[allow(clippy::mut_from_ref)] // the point of the type: disjoint parts of one `&mut [f32]`
     unsafe fn slice(&self, at: usize, len: usize) -> &mut [f32] {
         assert!(at + len <= self.len, "matmul: output index out of bounds");
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), len) }

@@ -216,15 +216,15 @@ impl<'a> Prepared<'a> {
                 SiteMode::Approx(a) => Some(SitePoly::new(a)),
             })
             .collect();
-        if let Some(noise) = &plan.noise {
-            if noise.plan.nodes.len() != graph.nodes.len() {
-                return Err(ExecError::Input(format!(
-                    "the CKKS noise plan has {} nodes for {}'s {}",
-                    noise.plan.nodes.len(),
-                    graph.name,
-                    graph.nodes.len()
-                )));
-            }
+        if let Some(noise) = &plan.noise
+            && noise.plan.nodes.len() != graph.nodes.len()
+        {
+            return Err(ExecError::Input(format!(
+                "the CKKS noise plan has {} nodes for {}'s {}",
+                noise.plan.nodes.len(),
+                graph.name,
+                graph.nodes.len()
+            )));
         }
         let readers = reader_counts(graph, keep);
         // noisy nodes are never fused away: their noise lands before their consumers read them
