@@ -64,21 +64,28 @@ impl ConvGeometry {
         (MIN_GEMM_COLUMNS / self.output.plane()).clamp(1, n.max(1))
     }
 
-    /// The padded grid a stride-1 convolution reads in place, if it has one whose padding is
-    /// at most `max_padding` of its columns (those are computed and dropped).
+    /// The padded grid the convolution reads in place, if it has one whose padding is at most
+    /// `max_padding` of its columns (those are computed and dropped).
     fn padded_grid(&self, max_padding: f64) -> Option<PaddedGrid> {
         let w = &self.window;
-        if w.stride != [1, 1] {
-            return None;
-        }
-        // Rows (and images) share their padding: gap = the larger of the two pads.
-        let [top, left, bottom, right] = w.pads;
-        let (gap_y, gap_x) = (top.max(bottom), left.max(right));
+        // Per axis: the phase rows of the input (every stride-th one), and the gap of zeros
+        // between images (and rows) that the reads of both neighbours share: the most a tap
+        // reaches before the first or past the last.
+        let axis = |a: usize, len: usize, out: usize| {
+            let (stride, k) = (w.stride[a], w.kernel[a]);
+            let data = len.div_ceil(stride);
+            let (first, last) = (tap_shift(w, a, 0).0, tap_shift(w, a, k - 1).0);
+            let gap = (-first).max(out as isize - 1 + last - (data as isize - 1)).max(0) as usize;
+            (data, gap)
+        };
+        let (data_rows, gap_y) = axis(0, self.input.h, self.output.h);
+        let (data_cols, gap_x) = axis(1, self.input.w, self.output.w);
         let grid = PaddedGrid {
-            rows: self.input.h + gap_y,
-            cols: self.input.w + gap_x,
+            rows: data_rows + gap_y,
+            cols: data_cols + gap_x,
             gap_y,
             gap_x,
+            stride: w.stride,
         };
         let fits = self.output.h <= grid.rows && self.output.w <= grid.cols;
         let padding = 1.0 - self.output.plane() as f64 / grid.columns(1, self.output) as f64;
@@ -86,18 +93,28 @@ impl ConvGeometry {
     }
 }
 
-/// A stride-1 convolution's images in one zero-padded buffer, channel-major
-/// (`[c][images·rows + gap_y][cols]`): image i's pixel (y, x) of channel c at row
-/// `i·rows + gap_y + y`, column `gap_x + x`; the gaps between rows and images are the padding,
+/// Tap k's input coordinate at output 0 along `axis`, as (q, r) with coordinate = stride·q + r,
+/// 0 ≤ r < stride: the tap reads phase r of the input, q phase rows (or columns) on.
+fn tap_shift(w: &Window2d, axis: usize, k: usize) -> (isize, usize) {
+    let (at, stride) = (w.input_coord(axis, 0, k), w.stride[axis] as isize);
+    (at.div_euclid(stride), at.rem_euclid(stride) as usize)
+}
+
+/// A convolution's images in one zero-padded buffer that its GEMM reads in place: per input
+/// channel c and phase (ry, rx) (the input's pixels `(stride·u + ry, stride·v + rx)`; one
+/// phase at stride 1), a region `[images·rows + gap_y][cols] + gap_x` where image i's phase
+/// pixel (u, v) sits at row `i·rows + gap_y + u`, column `gap_x + v`. The gaps are the padding,
 /// shared by the neighbours on both sides. Output (y, x) of image i is grid column
 /// `(i·rows + y)·cols + x`, and tap (ky, kx) of channel c reads the buffer at that column plus
-/// a constant ([`PaddedGrid::offsets`]).
+/// a constant ([`PaddedGrid::offsets`]): a strided convolution becomes a stride-1 one over the
+/// phases.
 #[derive(Clone, Copy, Debug)]
 struct PaddedGrid {
     rows: usize,
     cols: usize,
     gap_y: usize,
     gap_x: usize,
+    stride: [usize; 2],
 }
 
 impl PaddedGrid {
@@ -107,70 +124,91 @@ impl PaddedGrid {
         ((count - 1) * self.rows + output.h - 1) * self.cols + output.w
     }
 
-    /// Values per channel: the images' blocks and the gap rows closing the last one.
-    fn channel_len(&self, images: usize) -> usize {
+    /// Values per region (channel and phase): the images' blocks and the gap closing the last.
+    fn region_len(&self, images: usize) -> usize {
         (images * self.rows + self.gap_y) * self.cols + self.gap_x
+    }
+
+    fn phases(&self) -> usize {
+        self.stride[0] * self.stride[1]
+    }
+
+    /// Region of channel c, phase (ry, rx).
+    fn region(&self, c: usize, [ry, rx]: [usize; 2], images: usize) -> usize {
+        ((c * self.stride[0] + ry) * self.stride[1] + rx) * self.region_len(images)
     }
 
     /// Per row of cols (c, ky, kx) for the channels `channels`, where the buffer holds it.
     fn offsets(&self, g: &ConvGeometry, channels: Range<usize>, images: usize) -> Vec<usize> {
         let w = &g.window;
-        let shift = |axis: usize, k: usize, gap: usize| (w.input_coord(axis, 0, k) + gap as isize) as usize;
         let mut offsets = Vec::with_capacity(channels.len() * w.taps());
         for c in channels {
             for ky in 0..w.kernel[0] {
                 for kx in 0..w.kernel[1] {
-                    let (dy, dx) = (shift(0, ky, self.gap_y), shift(1, kx, self.gap_x));
-                    offsets.push(c * self.channel_len(images) + dy * self.cols + dx);
+                    let ((qy, ry), (qx, rx)) = (tap_shift(w, 0, ky), tap_shift(w, 1, kx));
+                    let row = (self.gap_y as isize + qy) as usize;
+                    let column = (self.gap_x as isize + qx) as usize;
+                    offsets.push(self.region(c, [ry, rx], images) + row * self.cols + column);
                 }
             }
         }
         offsets
     }
 
-    /// The images (NCHW) and the zeros around them written over every channel of `buffer`
-    /// (as long as [`PaddedGrid::len`] says; what lies past the last channel is only read for
-    /// dropped columns), channel by channel in parallel when the caller is not.
+    /// The images (NCHW) and the zeros around them written over every region of `buffer` (as
+    /// long as [`PaddedGrid::len`] says; what lies past the last region is only read for
+    /// dropped columns), region by region in parallel when the caller is not.
     fn fill(&self, g: &ConvGeometry, images: &[f32], buffer: &mut [f32], threads: Threads) {
         let count = images.len() / g.input.numel();
-        let fill_channel = |(c, channel): (usize, &mut [f32])| {
-            let (rows, w) = (channel.chunks_exact_mut(self.cols), g.input.w);
-            for (r, row) in rows.enumerate() {
-                // Row r of the grid: image r / rows, pixel row r % rows − gap_y, if any.
-                let (image, y) = (r / self.rows, (r % self.rows).checked_sub(self.gap_y));
-                match y.filter(|&y| image < count && y < g.input.h) {
+        let region_len = self.region_len(count);
+        // Phases no tap reads (a 1x1/2 convolution reads one of four) are left as they are.
+        let w = &g.window;
+        let read = |axis: usize, r: usize| (0..w.kernel[axis]).any(|k| tap_shift(w, axis, k).1 == r);
+        let fill_region = |(index, region): (usize, &mut [f32])| {
+            let (c, phase) = (index / self.phases(), index % self.phases());
+            let [ry, rx] = [phase / self.stride[1], phase % self.stride[1]];
+            if !read(0, ry) || !read(1, rx) {
+                return;
+            }
+            let mut rows = region.chunks_mut(self.cols);
+            for (r, row) in (&mut rows).enumerate() {
+                // Row r: image r / rows, phase row r % rows − gap_y, input row stride·u + ry.
+                let (image, u) = (r / self.rows, (r % self.rows).checked_sub(self.gap_y));
+                let y = u.map(|u| u * self.stride[0] + ry);
+                match y.filter(|&y| image < count && y < g.input.h && row.len() == self.cols) {
                     Some(y) => {
-                        let plane = &images[(image * g.input.c + c) * g.input.plane()..][..g.input.plane()];
+                        let at = ((image * g.input.c + c) * g.input.h + y) * g.input.w;
+                        let input = &images[at..at + g.input.w];
                         row[..self.gap_x].fill(0.0);
-                        row[self.gap_x..self.gap_x + w].copy_from_slice(&plane[y * w..(y + 1) * w]);
-                        row[self.gap_x + w..].fill(0.0);
+                        let phase_row = input.iter().skip(rx).step_by(self.stride[1]);
+                        let mut data = row[self.gap_x..].iter_mut();
+                        (&mut data).zip(phase_row).for_each(|(d, &v)| *d = v);
+                        data.for_each(|d| *d = 0.0);
                     }
                     None => row.fill(0.0),
                 }
             }
-            // The columns past the last whole row (the closing gap's tail).
-            let whole_rows = channel.len() / self.cols * self.cols;
-            channel[whole_rows..].fill(0.0);
         };
-        let channels = buffer[..g.input.c * self.channel_len(count)].chunks_exact_mut(self.channel_len(count));
+        let regions = &mut buffer[..g.input.c * self.phases() * region_len];
         match threads {
-            Threads::One => channels.enumerate().for_each(fill_channel),
+            Threads::One => regions.chunks_exact_mut(region_len).enumerate().for_each(fill_region),
             Threads::All => {
                 use rayon::prelude::*;
-                buffer[..g.input.c * self.channel_len(count)]
-                    .par_chunks_exact_mut(self.channel_len(count))
+                regions
+                    .par_chunks_exact_mut(region_len)
                     .enumerate()
-                    .for_each(fill_channel)
+                    .for_each(fill_region)
             }
         }
     }
 
-    /// The buffer's length for `count` images: every channel, and room past the last for
-    /// the last tap's panels (a tap reaches at most a window's extent past its column).
+    /// The buffer's length for `count` images: every region, and room past the last for the
+    /// last tap's panels (a tap reaches at most a window's extent past its column).
     fn len(&self, g: &ConvGeometry, count: usize) -> usize {
         let [kh, kw] = g.window.kernel;
         let [dy, dx] = g.window.dilation;
-        g.input.c * self.channel_len(count) + kh * dy * self.cols + kw * dx + NR
+        let reach = (self.gap_y + kh * dy) * self.cols + self.gap_x + kw * dx + NR;
+        g.input.c * self.phases() * self.region_len(count) + reach
     }
 }
 
@@ -252,7 +290,8 @@ fn gemm_conv(
         Some(grid) => {
             // One image under a 1x1 unpadded window already is its grid (its taps read no
             // further than its own channels).
-            let in_place = count == 1 && g.window.kernel == [1, 1] && grid.gap_x + grid.gap_y == 0;
+            let in_place =
+                count == 1 && g.window.kernel == [1, 1] && grid.gap_x + grid.gap_y == 0 && grid.phases() == 1;
             let copy = !in_place;
             // Every value read for an output is written by `fill`: no zeroing first.
             let mut buffer = PADDED.take();
@@ -480,25 +519,31 @@ mod tests {
         out
     }
 
-    /// Both GEMM paths, forced whatever their padding share, on stride-1 geometries with
-    /// asymmetric pads, dilation, groups, rectangular kernels and several images per GEMM.
+    /// Both GEMM paths, forced whatever their padding share, with strides, asymmetric pads,
+    /// dilation, groups, rectangular kernels and several images per GEMM.
     #[test]
     fn padded_grid_and_unfolded_panels_match_direct_convolution() {
         use crate::weights::Tensor;
-        let win = |kernel: [usize; 2], dilation: [usize; 2], pads: [usize; 4]| Window2d {
+        let win = |kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2], pads: [usize; 4]| Window2d {
             kernel,
-            stride: [1, 1],
+            stride,
             dilation,
             pads,
             ceil_mode: false,
         };
         let cases = [
-            (Shape::new(3, 5, 6), 4, win([3, 3], [1, 1], [1, 1, 1, 1]), 1),
-            (Shape::new(4, 6, 5), 6, win([3, 3], [1, 1], [0, 1, 2, 0]), 2),
-            (Shape::new(2, 7, 7), 3, win([3, 2], [2, 3], [2, 3, 2, 0]), 1),
-            (Shape::new(4, 4, 9), 2, win([1, 7], [1, 1], [0, 3, 0, 3]), 2),
-            (Shape::new(5, 3, 4), 7, win([1, 1], [1, 1], [0, 0, 0, 0]), 1),
-            (Shape::new(3, 6, 6), 5, win([2, 2], [1, 1], [0, 0, 0, 0]), 1),
+            (Shape::new(3, 5, 6), 4, win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 1),
+            (Shape::new(4, 6, 5), 6, win([3, 3], [1, 1], [1, 1], [0, 1, 2, 0]), 2),
+            (Shape::new(2, 7, 7), 3, win([3, 2], [1, 1], [2, 3], [2, 3, 2, 0]), 1),
+            (Shape::new(4, 4, 9), 2, win([1, 7], [1, 1], [1, 1], [0, 3, 0, 3]), 2),
+            (Shape::new(5, 3, 4), 7, win([1, 1], [1, 1], [1, 1], [0, 0, 0, 0]), 1),
+            (Shape::new(3, 6, 6), 5, win([2, 2], [1, 1], [1, 1], [0, 0, 0, 0]), 1),
+            // strided: the stem's 7x7/2, 3x3/2 on odd sizes, 1x1/2, anisotropic, stride 3
+            (Shape::new(3, 11, 10), 4, win([7, 7], [2, 2], [1, 1], [3, 3, 3, 3]), 1),
+            (Shape::new(4, 9, 7), 3, win([3, 3], [2, 2], [1, 1], [1, 1, 1, 1]), 1),
+            (Shape::new(6, 8, 7), 4, win([1, 1], [2, 2], [1, 1], [0, 0, 0, 0]), 2),
+            (Shape::new(2, 9, 8), 3, win([3, 2], [2, 1], [2, 1], [1, 0, 2, 1]), 1),
+            (Shape::new(3, 10, 11), 2, win([4, 3], [3, 3], [1, 1], [0, 2, 1, 0]), 1),
         ];
         let values = |n: usize, seed: usize| -> Vec<f32> {
             (0..n)
@@ -527,7 +572,7 @@ mod tests {
                 let images = values(count * input.numel(), 3);
                 let residual = values(count * output.numel(), 4);
                 let want = direct(&conv, &g, &images, &residual);
-                let grid = g.padded_grid(1.0).expect("stride 1 has a padded grid");
+                let grid = g.padded_grid(1.0).expect("every case has a padded grid");
                 for (path, grid) in [("padded grid", Some(grid)), ("unfolded", None)] {
                     for threads in [Threads::One, Threads::All] {
                         let mut out = vec![f32::NAN; want.len()];
