@@ -316,8 +316,6 @@ trait PanelSource: Sync {
     fn depth(&self) -> usize;
     /// Panel j (`width` columns from j·NR), written into `buffer` if it must be.
     fn panel<'s>(&'s self, j: usize, width: usize, buffer: &'s mut PanelBuffer) -> Panel<'s>;
-    /// Starts bringing panel j's rows into cache, if they are read in place.
-    fn prefetch(&self, _j: usize) {}
 }
 
 /// Panels written by a caller's function into the thread's buffer, k rows of NR values.
@@ -370,16 +368,6 @@ impl PanelSource for Shifted<'_> {
         self.offsets.len()
     }
 
-    /// Rows read in place are k lines far apart (a 1x1 conv's channels): too many streams for
-    /// the hardware prefetcher, so the next panel's lines are asked for while this one computes.
-    fn prefetch(&self, j: usize) {
-        for &offset in self.offsets {
-            if let Some(value) = self.data.get(offset + j * NR) {
-                prefetch_to_l2(value);
-            }
-        }
-    }
-
     fn panel<'s>(&'s self, j: usize, width: usize, buffer: &'s mut PanelBuffer) -> Panel<'s> {
         let start = j * NR;
         if start + self.reach <= self.data.len() {
@@ -395,20 +383,6 @@ impl PanelSource for Shifted<'_> {
         }
         Panel::new(&buffer.data[..len], &self.packed, len)
     }
-}
-
-/// A hint to bring `value`'s cache line into L2 (nothing where there is no such hint).
-#[inline(always)]
-fn prefetch_to_l2(value: &f32) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch only hints the cache; SSE is part of every x86-64 CPU.
-    #[allow(unused_unsafe)]
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T1>((value as *const f32).cast::<i8>())
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
 }
 
 /// c's storage shared by the threads of one product: every output belongs to exactly one
@@ -569,9 +543,6 @@ impl<S: PanelSource> Job<'_, S> {
             return;
         }
         let panel = self.source.panel(j, width, buffer);
-        if row_tiles.start == 0 {
-            self.source.prefetch(j + 1);
-        }
         let rows = self.a.rows_per_tile;
         for r in row_tiles {
             let (first, valid) = (r * rows, rows.min(self.a.m - r * rows));
