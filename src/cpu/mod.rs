@@ -123,9 +123,8 @@ fn run_with(
     let classes = prepared.shapes[graph.output].numel();
     let per_image = graph.input.numel();
     let (chunk, threads) = prepared.chunking(batch.n);
-    let run_chunk = |(k, images): (usize, &[f32])| {
-        prepared.run_chunk(buffers::copy_of(images), images.len() / per_image, k * chunk, threads)
-    };
+    let run_chunk =
+        |(k, images): (usize, &[f32])| prepared.run_chunk(images, images.len() / per_image, k * chunk, threads);
     let mut results: Vec<ChunkResult> = match threads {
         Threads::One => batch
             .data
@@ -156,6 +155,9 @@ fn run_with(
     }
     Ok((RunOutput { logits, classes, sites }, kept))
 }
+
+/// A node's value over a chunk: the batch's images themselves, or computed.
+type Value<'b> = Cow<'b, [f32]>;
 
 /// What one chunk of images produced.
 struct ChunkResult {
@@ -272,31 +274,42 @@ impl<'a> Prepared<'a> {
 
     /// Runs the whole graph on `n` images, the batch's images `first..first + n`; returns their
     /// logits and the sites' statistics.
-    fn run_chunk(&self, mut input: Vec<f32>, n: usize, first: usize, threads: Threads) -> ChunkResult {
-        let mut values: Vec<Option<Vec<f32>>> = vec![None; self.graph.nodes.len()];
+    fn run_chunk(&self, input: &[f32], n: usize, first: usize, threads: Threads) -> ChunkResult {
+        let mut values: Vec<Option<Value>> = vec![None; self.graph.nodes.len()];
         let mut remaining = self.readers.clone();
         let mut stats = self.empty_stats();
-        self.add_noise(0, &mut input, first);
-        values[0] = Some(input);
+        // The batch's images are read in place unless noise lands on them (or an in-place op
+        // takes them, which copies).
+        values[0] = Some(match self.noise_scale(0) {
+            Some(_) => {
+                let mut input = buffers::copy_of(input);
+                self.add_noise(0, &mut input, first);
+                Cow::Owned(input)
+            }
+            None => Cow::Borrowed(input),
+        });
         for step in &self.steps {
             let mut out = self.run_step(step, &mut values, &remaining, n, &mut stats, threads);
             self.add_noise(step.output(), &mut out, first);
             for read in step.reads(self.graph) {
                 remaining[read] -= 1;
                 if remaining[read] == 0
-                    && let Some(buf) = values[read].take()
+                    && let Some(Cow::Owned(buf)) = values[read].take()
                 {
                     buffers::recycle(buf);
                 }
             }
-            values[step.output()] = Some(out);
+            values[step.output()] = Some(Cow::Owned(out));
         }
         let kept = self
             .keep
             .iter()
-            .map(|&id| values[id].clone().expect("kept values are computed"))
+            .map(|&id| values[id].as_deref().expect("kept values are computed").to_vec())
             .collect();
-        let mut logits = values[self.graph.output].take().expect("the output node was computed");
+        let mut logits = values[self.graph.output]
+            .take()
+            .expect("the output node was computed")
+            .into_owned();
         if logits.capacity() > 2 * logits.len() {
             // a recycled buffer much larger than the logits stays here for the next run
             let exact = logits.clone();
@@ -305,16 +318,18 @@ impl<'a> Prepared<'a> {
         ChunkResult { logits, stats, kept }
     }
 
+    /// The noise plan's scale for `node`, if noise lands on it.
+    fn noise_scale(&self, node: NodeId) -> Option<f32> {
+        let scale = self.plan.noise.as_ref()?.plan.nodes[node].scale;
+        (scale != 0.0 && self.shapes[node].numel() > 0).then_some(scale)
+    }
+
     /// Adds the noise plan's noise for `node` to its value over the chunk's images.
     fn add_noise(&self, node: NodeId, values: &mut [f32], first: usize) {
-        let Some(run) = &self.plan.noise else {
+        let (Some(run), Some(scale)) = (&self.plan.noise, self.noise_scale(node)) else {
             return;
         };
-        let scale = run.plan.nodes[node].scale;
         let per_image = self.shapes[node].numel();
-        if scale == 0.0 || per_image == 0 {
-            return;
-        }
         for (j, image) in values.chunks_mut(per_image).enumerate() {
             let key = NoiseKey {
                 seed: run.plan.seed,
@@ -329,7 +344,7 @@ impl<'a> Prepared<'a> {
     fn run_step(
         &self,
         step: &Step,
-        values: &mut [Option<Vec<f32>>],
+        values: &mut [Option<Value>],
         remaining: &[usize],
         n: usize,
         stats: &mut [SiteStats],
@@ -350,11 +365,14 @@ impl<'a> Prepared<'a> {
         };
         let shape = self.shapes[id];
         // The input buffer itself when this is its last reader (in-place ops), else a copy.
-        let owned = |input: NodeId, values: &mut [Option<Vec<f32>>]| -> Vec<f32> {
-            if remaining[input] == 1 {
-                values[input].take().expect("inputs are computed before use")
-            } else {
-                values[input].clone().expect("inputs are computed before use")
+        let owned = |input: NodeId, values: &mut [Option<Value>]| -> Vec<f32> {
+            match values[input].take().expect("inputs are computed before use") {
+                Cow::Owned(v) if remaining[input] == 1 => v,
+                other => {
+                    let copy = buffers::copy_of(&other);
+                    values[input] = Some(other);
+                    copy
+                }
             }
         };
         match &self.graph.nodes[id].op {

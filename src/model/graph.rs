@@ -885,11 +885,11 @@ impl Batch {
                 self.data.len()
             ));
         }
-        // A branch-free pass first (it vectorises), the position only for the error.
-        let all_finite = self
-            .data
-            .chunks(4096)
-            .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()));
+        // A branch-free pass first (it vectorises; pieces on every thread), the position only
+        // for the error.
+        use rayon::prelude::*;
+        let finite = |piece: &[f32]| piece.iter().fold(true, |ok, v| ok & v.is_finite());
+        let all_finite = self.data.par_chunks(1 << 16).all(finite);
         if let Some(i) = (!all_finite)
             .then(|| self.data.iter().position(|v| !v.is_finite()))
             .flatten()
