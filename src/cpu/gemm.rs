@@ -443,7 +443,8 @@ fn product(kernel: Kernel, a: &PackedA, n: usize, source: &impl PanelSource, out
         residual: out.residual,
         accumulate: out.accumulate,
     };
-    let units = Units::new(a.row_tiles(), n.div_ceil(NR), threads);
+    let tile_bytes = a.rows_per_tile * a.k * size_of::<f32>();
+    let units = Units::new(a.row_tiles(), n.div_ceil(NR), tile_bytes, threads);
     match threads {
         Threads::One => {
             let mut buffer = PanelBuffer::take();
@@ -458,17 +459,34 @@ fn product(kernel: Kernel, a: &PackedA, n: usize, source: &impl PanelSource, out
     }
 }
 
-/// How a product's tiles are cut into units of work: panel-major, each panel's row tiles in
-/// `row_blocks` blocks (one unless the panels are too few to keep every thread busy).
+/// How a product's tiles are cut into units of work (a panel × a block of row tiles).
+///
+/// While a fits in L2 the units go panel by panel, each panel's row tiles in `row_blocks`
+/// blocks (one unless the panels are too few to keep every thread busy): a stays in cache and
+/// each panel is read once. A larger a (late layers: 1024+ rows of k = 2304 …) would be
+/// streamed from L3 once per panel, so its rows go in blocks that fit in L2, each block over
+/// every panel in turn (those layers' b is small: few columns).
 struct Units {
     row_tiles: usize,
     panels: usize,
     row_blocks: usize,
+    block_major: bool,
 }
 
 impl Units {
-    fn new(row_tiles: usize, panels: usize, threads: Threads) -> Units {
+    fn new(row_tiles: usize, panels: usize, tile_bytes: usize, threads: Threads) -> Units {
         const UNITS_PER_THREAD: usize = 8;
+        // Half of a Zen 4 / recent Intel core's L2 for a's block.
+        const A_BLOCK_BYTES: usize = 512 << 10;
+        if row_tiles * tile_bytes > A_BLOCK_BYTES {
+            let per_block = (A_BLOCK_BYTES / tile_bytes.max(1)).max(1);
+            return Units {
+                row_tiles,
+                panels,
+                row_blocks: row_tiles.div_ceil(per_block),
+                block_major: true,
+            };
+        }
         let row_blocks = match threads {
             Threads::One => 1,
             Threads::All => (UNITS_PER_THREAD * rayon::current_num_threads())
@@ -479,6 +497,7 @@ impl Units {
             row_tiles,
             panels,
             row_blocks,
+            block_major: false,
         }
     }
 
@@ -488,7 +507,10 @@ impl Units {
 
     /// Unit u's panel and row tiles.
     fn unit(&self, u: usize) -> (usize, Range<usize>) {
-        let (panel, block) = (u / self.row_blocks, u % self.row_blocks);
+        let (panel, block) = match self.block_major {
+            true => (u % self.panels, u / self.panels),
+            false => (u / self.row_blocks, u % self.row_blocks),
+        };
         let per_block = self.row_tiles.div_ceil(self.row_blocks);
         let first = (block * per_block).min(self.row_tiles);
         (panel, first..(first + per_block).min(self.row_tiles))
