@@ -73,8 +73,11 @@ impl<'a> MatRef<'a> {
 pub const NR: usize = 16;
 /// The largest MR of any microkernel.
 const MAX_MR: usize = 8;
-/// One tile of c, row-major, NR values a row.
-type Tile = [f32; MAX_MR * NR];
+/// Columns of a wide tile: two panels read in place at once (AVX-512: 16 accumulators, so
+/// each a value loaded feeds twice the multiply-adds).
+const WIDE: usize = 2 * NR;
+/// One tile of c, row-major, WIDE values a row (NR used by a narrow tile).
+type Tile = [f32; MAX_MR * WIDE];
 
 /// Whether one product may use several threads (when the caller is not already parallel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +173,11 @@ impl Layout {
         self.width * self.height
     }
 
+    /// Every column an output: no padding columns or rows in the grid.
+    fn dense(&self) -> bool {
+        self.grid_cols == self.width && self.grid_rows == self.height
+    }
+
     fn block(&self) -> usize {
         self.grid_cols * self.grid_rows
     }
@@ -204,12 +212,21 @@ impl Layout {
 /// The runs of output columns in one tile: (column in the tile, length, offset in a row).
 #[derive(Default)]
 struct Runs {
-    runs: [(usize, usize, usize); NR],
+    runs: [(usize, usize, usize); WIDE],
     count: usize,
 }
 
 impl Runs {
+    /// A run, joined to the previous one when it continues it in both the tile and c (grid
+    /// rows without padding columns).
     fn push(&mut self, column: usize, len: usize, offset: usize) {
+        if let Some(last) = self.count.checked_sub(1).map(|i| &mut self.runs[i])
+            && last.0 + last.1 == column
+            && last.2 + last.1 == offset
+        {
+            last.1 += len;
+            return;
+        }
         self.runs[self.count] = (column, len, offset);
         self.count += 1;
     }
@@ -280,13 +297,13 @@ pub fn matmul_filled(
 /// image's channel and tap p shifted by q; columns past the last may read anything in `data`).
 pub fn matmul_shifted(a: &PackedA, n: usize, data: &[f32], offsets: &[usize], out: Output, threads: Threads) {
     assert_eq!(offsets.len(), a.k, "matmul: one offset per row of b");
-    let reach = offsets.iter().max().map_or(0, |&o| o + NR);
-    assert!(reach - NR + n <= data.len(), "matmul: shifted view out of bounds");
+    let last = offsets.iter().copied().max().unwrap_or(0);
+    assert!(last + n <= data.len(), "matmul: shifted view out of bounds");
     let source = Shifted {
         data,
         offsets,
-        reach,
-        packed: packed_offsets(a.k),
+        last,
+        packed: (0..a.k).map(|p| p * WIDE).collect(),
     };
     product(Kernel::detect(), a, n, &source, out, threads)
 }
@@ -296,26 +313,31 @@ fn packed_offsets(k: usize) -> Vec<usize> {
     (0..k).map(|p| p * NR).collect()
 }
 
-/// One panel as the microkernel reads it: row p is `b[offsets[p]..][..NR]`, every one of
+/// One panel as the microkernel reads it: row p is `b[offsets[p]..][..cols]`, every one of
 /// them inside `b` (checked when made).
 struct Panel<'s> {
     b: &'s [f32],
     offsets: &'s [usize],
+    /// Columns readable from each row: NR, or WIDE for a wide tile.
+    cols: usize,
 }
 
 impl<'s> Panel<'s> {
-    /// `reach`: the largest offset + NR.
-    fn new(b: &'s [f32], offsets: &'s [usize], reach: usize) -> Panel<'s> {
-        assert!(reach <= b.len(), "matmul: panel out of bounds");
-        Panel { b, offsets }
+    /// `last`: the largest offset.
+    fn new(b: &'s [f32], offsets: &'s [usize], last: usize, cols: usize) -> Panel<'s> {
+        assert!(last + cols <= b.len(), "matmul: panel out of bounds");
+        Panel { b, offsets, cols }
     }
 }
 
 /// Where the microkernel reads the panels of b from.
 trait PanelSource: Sync {
     fn depth(&self) -> usize;
-    /// Panel j (`width` columns from j·NR), written into `buffer` if it must be.
-    fn panel<'s>(&'s self, j: usize, width: usize, buffer: &'s mut PanelBuffer) -> Panel<'s>;
+    /// Columns `first … first + width − 1` (first a multiple of NR; width ≤ NR unless
+    /// [`PanelSource::wide`]), written into `buffer` if they must be.
+    fn panel<'s>(&'s self, first: usize, width: usize, buffer: &'s mut PanelBuffer) -> Panel<'s>;
+    /// Whether it gives WIDE columns at once.
+    fn wide(&self) -> bool;
 }
 
 /// Panels written by a caller's function into the thread's buffer, k rows of NR values.
@@ -338,28 +360,33 @@ impl<F: Fn(usize, usize, &mut [f32]) + Sync> PanelSource for Filled<F> {
         self.offsets.len()
     }
 
-    fn panel<'s>(&'s self, j: usize, width: usize, buffer: &'s mut PanelBuffer) -> Panel<'s> {
+    fn panel<'s>(&'s self, first: usize, width: usize, buffer: &'s mut PanelBuffer) -> Panel<'s> {
         let len = self.offsets.len() * NR;
         // Consecutive units of a product often share a panel: it is filled once.
-        if buffer.holds != Some(j) {
+        if buffer.holds != Some(first) {
             if buffer.data.len() < len {
                 buffer.data.resize(len, 0.0);
             }
             // Columns past `width` keep stale values: they only reach outputs that are dropped.
-            (self.fill)(j * NR, width, &mut buffer.data[..len]);
-            buffer.holds = Some(j);
+            (self.fill)(first, width, &mut buffer.data[..len]);
+            buffer.holds = Some(first);
         }
-        Panel::new(&buffer.data[..len], &self.offsets, len)
+        Panel::new(&buffer.data[..len], &self.offsets, len - NR, NR)
+    }
+
+    fn wide(&self) -> bool {
+        false
     }
 }
 
-/// Panels read in place: row p of panel j is `data[offsets[p] + j·NR..][..NR]`; a last panel
-/// that would read past `data` is copied into the thread's buffer instead.
+/// Panels read in place: row p of the columns from `first` is `data[offsets[p] + first..]`;
+/// columns that would read past `data` are copied into the thread's buffer instead (rows of
+/// WIDE values).
 struct Shifted<'a> {
     data: &'a [f32],
     offsets: &'a [usize],
-    /// The largest offset + NR.
-    reach: usize,
+    /// The largest offset.
+    last: usize,
     packed: Vec<usize>,
 }
 
@@ -368,20 +395,24 @@ impl PanelSource for Shifted<'_> {
         self.offsets.len()
     }
 
-    fn panel<'s>(&'s self, j: usize, width: usize, buffer: &'s mut PanelBuffer) -> Panel<'s> {
-        let start = j * NR;
-        if start + self.reach <= self.data.len() {
-            return Panel::new(&self.data[start..], self.offsets, self.reach);
+    fn panel<'s>(&'s self, first: usize, width: usize, buffer: &'s mut PanelBuffer) -> Panel<'s> {
+        let cols = if width > NR { WIDE } else { NR };
+        if first + self.last + cols <= self.data.len() {
+            return Panel::new(&self.data[first..], self.offsets, self.last, cols);
         }
-        let len = self.offsets.len() * NR;
-        if buffer.holds != Some(j) {
+        let len = self.offsets.len() * WIDE;
+        if buffer.holds != Some(first) {
             buffer.data.resize(len.max(buffer.data.len()), 0.0);
-            for (row, &offset) in buffer.data.chunks_exact_mut(NR).zip(self.offsets) {
-                row[..width].copy_from_slice(&self.data[offset + start..][..width]);
+            for (row, &offset) in buffer.data.chunks_exact_mut(WIDE).zip(self.offsets) {
+                row[..width].copy_from_slice(&self.data[offset + first..][..width]);
             }
-            buffer.holds = Some(j);
+            buffer.holds = Some(first);
         }
-        Panel::new(&buffer.data[..len], &self.packed, len)
+        Panel::new(&buffer.data[..len], &self.packed, len - WIDE, WIDE)
+    }
+
+    fn wide(&self) -> bool {
+        true
     }
 }
 
@@ -444,7 +475,12 @@ fn product(kernel: Kernel, a: &PackedA, n: usize, source: &impl PanelSource, out
         accumulate: out.accumulate,
     };
     let tile_bytes = a.rows_per_tile * a.k * size_of::<f32>();
-    let units = Units::new(a.row_tiles(), n.div_ceil(NR), tile_bytes, threads);
+    // Wide tiles pay where their rows stay whole (no padding columns splitting them into runs
+    // stored value by value) and the columns are many (measured: 1x1 56x56 +12%, 3x3 with
+    // padding and 7x7 planes slower).
+    let wide = kernel.wide() && source.wide() && layout.dense() && n >= 4 * WIDE;
+    let block = if wide { WIDE } else { NR };
+    let units = Units::new(a.row_tiles(), n.div_ceil(block), block, tile_bytes, threads);
     match threads {
         Threads::One => {
             let mut buffer = PanelBuffer::take();
@@ -468,13 +504,15 @@ fn product(kernel: Kernel, a: &PackedA, n: usize, source: &impl PanelSource, out
 /// every panel in turn (those layers' b is small: few columns).
 struct Units {
     row_tiles: usize,
+    /// Column blocks of `cols` columns (NR, or WIDE for wide tiles).
     panels: usize,
+    cols: usize,
     row_blocks: usize,
     block_major: bool,
 }
 
 impl Units {
-    fn new(row_tiles: usize, panels: usize, tile_bytes: usize, threads: Threads) -> Units {
+    fn new(row_tiles: usize, panels: usize, cols: usize, tile_bytes: usize, threads: Threads) -> Units {
         const UNITS_PER_THREAD: usize = 8;
         // Half of a Zen 4 / recent Intel core's L2 for a's block.
         const A_BLOCK_BYTES: usize = 512 << 10;
@@ -483,6 +521,7 @@ impl Units {
             return Units {
                 row_tiles,
                 panels,
+                cols,
                 row_blocks: row_tiles.div_ceil(per_block),
                 block_major: true,
             };
@@ -496,6 +535,7 @@ impl Units {
         Units {
             row_tiles,
             panels,
+            cols,
             row_blocks,
             block_major: false,
         }
@@ -505,7 +545,7 @@ impl Units {
         self.panels * self.row_blocks
     }
 
-    /// Unit u's panel and row tiles.
+    /// Unit u's column block and row tiles.
     fn unit(&self, u: usize) -> (usize, Range<usize>) {
         let (panel, block) = match self.block_major {
             true => (u % self.panels, u / self.panels),
@@ -558,18 +598,19 @@ struct Job<'a, S> {
 
 impl<S: PanelSource> Job<'_, S> {
     fn run_unit(&self, units: &Units, u: usize, buffer: &mut PanelBuffer) {
-        let (j, row_tiles) = units.unit(u);
-        let width = NR.min(self.n - j * NR);
-        let runs = self.layout.runs(j * NR, width);
+        let (block, row_tiles) = units.unit(u);
+        let first_column = block * units.cols;
+        let width = units.cols.min(self.n - first_column);
+        let runs = self.layout.runs(first_column, width);
         if runs.count == 0 || row_tiles.is_empty() {
             return;
         }
-        let panel = self.source.panel(j, width, buffer);
+        let panel = self.source.panel(first_column, width, buffer);
         let rows = self.a.rows_per_tile;
         for r in row_tiles {
             let (first, valid) = (r * rows, rows.min(self.a.m - r * rows));
             let init = self.accumulate.then(|| {
-                let mut tile: Tile = [0.0; MAX_MR * NR];
+                let mut tile: Tile = [0.0; MAX_MR * WIDE];
                 self.load(first, valid, &runs, &mut tile);
                 tile
             });
@@ -589,12 +630,12 @@ impl<S: PanelSource> Job<'_, S> {
         self.for_each_run(first, valid, runs, |i, column, at, len| {
             // SAFETY: this unit owns the tile's outputs.
             let c = unsafe { self.c.slice(at, len) };
-            tile[i * NR + column..][..len].copy_from_slice(c);
+            tile[i * WIDE + column..][..len].copy_from_slice(c);
         })
     }
 
     /// The tile's outputs with the epilogue `(p + bias) + residual`, value by value (a tile
-    /// whose outputs are not one whole row of NR per row: see [`TileStore::finish`]).
+    /// whose outputs are not one whole row of the tile: see [`TileStore::finish`]).
     #[inline(always)]
     fn store(&self, first: usize, valid: usize, runs: &Runs, tile: &Tile) {
         let plane = self.layout.plane();
@@ -602,7 +643,7 @@ impl<S: PanelSource> Job<'_, S> {
             let row_start = (self.layout.first_row + first + i) * plane;
             let bias = self.bias.map(|b| b[first + i]);
             for &(column, len, offset) in runs.iter() {
-                let (at, p) = (row_start + offset, &tile[i * NR + column..][..len]);
+                let (at, p) = (row_start + offset, &tile[i * WIDE + column..][..len]);
                 // SAFETY: this unit owns the tile's outputs.
                 let c = unsafe { self.c.slice(at, len) };
                 let residual = self.residual.map(|r| &r[at..at + len]);
@@ -636,7 +677,8 @@ impl<S: PanelSource> Job<'_, S> {
 /// What happens to a finished tile: inlined into the kernel's function (a closure would not
 /// be), so the epilogue is vectorised for the same instruction set.
 trait TileSink {
-    /// The tile's MR × VR vectors of V (NR values a row, or fewer for a narrow last panel).
+    /// The tile's MR × VR vectors of V a row (NR or WIDE values, or fewer for a narrow last
+    /// panel).
     fn finish<V: Lanes, const MR: usize, const VR: usize>(&self, acc: &[[V; VR]; MR]);
 }
 
@@ -649,21 +691,21 @@ struct TileStore<'j, S> {
 }
 
 impl<S: PanelSource> TileSink for TileStore<'_, S> {
-    /// Straight from the registers when each row's outputs are one run of NR (most tiles);
+    /// Straight from the registers when each row's outputs are one run of VR vectors (most tiles);
     /// through a spilled tile otherwise. The same additions in the same order either way.
     #[inline(always)]
     fn finish<V: Lanes, const MR: usize, const VR: usize>(&self, acc: &[[V; VR]; MR]) {
         let job = self.job;
-        if let [(0, NR, offset)] = self.runs.runs[..self.runs.count]
-            && VR * V::N == NR
+        if let [(0, len, offset)] = self.runs.runs[..self.runs.count]
+            && len == VR * V::N
         {
             let plane = job.layout.plane();
             for (i, acc) in acc.iter().enumerate().take(self.valid) {
                 let at = (job.layout.first_row + self.first + i) * plane + offset;
                 // SAFETY: this unit owns the tile's outputs.
-                let c = unsafe { job.c.slice(at, NR) };
+                let c = unsafe { job.c.slice(at, len) };
                 let bias = job.bias.map(|b| V::splat(b[self.first + i]));
-                let residual = job.residual.map(|r| &r[at..at + NR]);
+                let residual = job.residual.map(|r| &r[at..at + len]);
                 for (v, &x) in acc.iter().enumerate() {
                     let mut x = x;
                     if let Some(b) = bias {
@@ -677,8 +719,8 @@ impl<S: PanelSource> TileSink for TileStore<'_, S> {
             }
             return;
         }
-        let mut tile: Tile = [0.0; MAX_MR * NR];
-        for (row, acc) in tile.chunks_exact_mut(NR).zip(acc) {
+        let mut tile: Tile = [0.0; MAX_MR * WIDE];
+        for (row, acc) in tile.chunks_exact_mut(WIDE).zip(acc) {
             for (v, x) in acc.iter().enumerate() {
                 x.store(&mut row[v * V::N..]);
             }
@@ -711,6 +753,11 @@ impl Kernel {
         Kernel(*ISA.get_or_init(Isa::detect))
     }
 
+    /// Whether it has a wide tile (WIDE columns; only AVX-512 has the registers).
+    fn wide(self) -> bool {
+        self.0 == Isa::Avx512
+    }
+
     /// Rows of c per tile (MR).
     fn rows(self) -> usize {
         match self.0 {
@@ -728,7 +775,7 @@ impl Kernel {
             Isa::Avx512 => unsafe { x86::tile_avx512(a, panel, width, init, sink) },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { x86::tile_avx2(a, panel, width, init, sink) },
-            _ => microtile::<Portable, Portable, 4, 2, 1>(a, panel, width, init, sink),
+            _ => microtile::<Portable, Portable, 4, 2, 1, 2>(a, panel, width, init, sink),
         }
     }
 }
@@ -746,19 +793,20 @@ mod x86 {
         init: Option<&Tile>,
         sink: &impl TileSink,
     ) {
-        microtile::<Avx512, Avx2, 8, 1, 1>(a, panel, width, init, sink)
+        microtile::<Avx512, Avx2, 8, 1, 1, 2>(a, panel, width, init, sink)
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tile_avx2(a: &[f32], panel: &Panel, width: usize, init: Option<&Tile>, sink: &impl TileSink) {
-        microtile::<Avx2, Avx2, 6, 2, 1>(a, panel, width, init, sink)
+        microtile::<Avx2, Avx2, 6, 2, 1, 2>(a, panel, width, init, sink)
     }
 }
 
-/// `init (or 0) + a × panel` into `sink`: vectors V × VR per row, or H × HR (half as wide) for
-/// a last panel that narrow, so a small n does not pay for a whole panel of zero columns.
+/// `init (or 0) + a × panel` into `sink`: vectors V × VR per row (NR columns), V × WR (WIDE
+/// columns, where the panel has them), or H × HR (half of NR) for a last panel that narrow, so
+/// a small n does not pay for a whole panel of zero columns.
 #[inline(always)]
-fn microtile<V: Lanes, H: Lanes, const MR: usize, const VR: usize, const HR: usize>(
+fn microtile<V: Lanes, H: Lanes, const MR: usize, const VR: usize, const HR: usize, const WR: usize>(
     a: &[f32],
     panel: &Panel,
     width: usize,
@@ -766,16 +814,23 @@ fn microtile<V: Lanes, H: Lanes, const MR: usize, const VR: usize, const HR: usi
     sink: &impl TileSink,
 ) {
     assert!(a.len() == MR * panel.offsets.len(), "matmul: a tile of the wrong size");
+    assert!(
+        width <= panel.cols && VR * V::N == NR && (width <= NR || WR * V::N == WIDE),
+        "matmul: tile wider than its panel or its kernel"
+    );
     if width <= HR * H::N {
         sink.finish(&fma_chain::<H, MR, HR>(a, panel, init))
-    } else {
+    } else if width <= NR {
         sink.finish(&fma_chain::<V, MR, VR>(a, panel, init))
+    } else {
+        sink.finish(&fma_chain::<V, MR, WR>(a, panel, init))
     }
 }
 
 /// acc[i][q] = fma(a[i, p], b[p][q], acc[i][q]) for p = 0 … k − 1 in order, q < VR·N, from
-/// `init` (row-major, NR a row) or 0, in registers throughout. `a` is MR·k long (checked by
-/// the caller) and every row of the panel inside its slice (checked when it was made).
+/// `init` (row-major, WIDE a row) or 0, in registers throughout. `a` is MR·k long and VR·N at
+/// most the panel's columns (checked by the caller), every row of the panel inside its slice
+/// (checked when it was made).
 #[inline(always)]
 fn fma_chain<V: Lanes, const MR: usize, const VR: usize>(
     a: &[f32],
@@ -783,14 +838,15 @@ fn fma_chain<V: Lanes, const MR: usize, const VR: usize>(
     init: Option<&Tile>,
 ) -> [[V; VR]; MR] {
     let mut acc: [[V; VR]; MR] = match init {
-        Some(t) => std::array::from_fn(|i| std::array::from_fn(|v| V::load(&t[i * NR + v * V::N..]))),
+        Some(t) => std::array::from_fn(|i| std::array::from_fn(|v| V::load(&t[i * WIDE + v * V::N..]))),
         None => [[V::splat(0.0); VR]; MR],
     };
     for (p, &offset) in panel.offsets.iter().enumerate() {
-        // SAFETY: offset + NR ≤ b.len() (Panel::new) and (p + 1)·MR ≤ a.len() (the caller).
+        // SAFETY: offset + VR·N ≤ offset + cols ≤ b.len() (the caller, Panel::new) and
+        // (p + 1)·MR ≤ a.len() (the caller).
         let (row, column) = unsafe {
             (
-                panel.b.get_unchecked(offset..offset + NR),
+                panel.b.get_unchecked(offset..offset + VR * V::N),
                 a.get_unchecked(p * MR..(p + 1) * MR),
             )
         };
@@ -887,57 +943,62 @@ mod tests {
         }
     }
 
-    /// A product laid out as images with dropped padding columns and an epilogue equals the
-    /// plain product copied into place, bias then residual added, to the bit; the shifted
-    /// source (b read in place at row offsets) equals the filled one.
+    /// A product laid out as images (with dropped padding columns, or dense: wide tiles on
+    /// AVX-512) and an epilogue equals the plain product copied into place, bias then residual
+    /// added, to the bit; the shifted source (b read in place at row offsets) equals the filled
+    /// one.
     #[test]
     fn layouts_epilogue_and_shifted_panels_match_the_plain_product() {
-        // 3 images of a 5 × 7 grid whose 4 × 6 top-left corner is the output.
-        let layout = Layout {
-            grid_cols: 7,
-            grid_rows: 5,
-            width: 6,
-            height: 4,
-            image_stride: 11 * 24,
-            first_row: 2,
-        };
-        let (m, k, n) = (9, 13, 3 * 35);
-        let (a, bias, residual) = (values(m * k, 1), values(m, 5), values(3 * 11 * 24, 6));
-        let b_shift = values(k * 7 + n + NR, 2);
-        let offsets: Vec<usize> = (0..k).map(|p| p * 7 + p % 3).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| b_shift[offsets[i / n] + i % n]).collect();
-        let a_ref = MatRef::row_major(&a, m, k);
-        let mut plain = vec![0.0; m * n];
-        matmul(a_ref, MatRef::row_major(&b, k, n), &mut plain, false, Threads::One);
-        let mut want = vec![f32::NAN; 3 * 11 * 24];
-        for (i, q) in (0..m).flat_map(|i| (0..n).map(move |q| (i, q))) {
-            let (image, y, x) = (q / 35, q % 35 / 7, q % 7);
-            if y < 4 && x < 6 {
-                let at = image * 11 * 24 + (2 + i) * 24 + y * 6 + x;
-                want[at] = plain[i * n + q] + bias[i] + residual[at];
-            }
-        }
-        let packed = PackedA::new(a_ref);
-        for threads in [Threads::One, Threads::All] {
-            for shifted in [false, true] {
-                let mut got = vec![f32::NAN; want.len()];
-                let out = Output {
-                    data: &mut got,
-                    layout,
-                    bias: Some(&bias),
-                    residual: Some(&residual),
-                    accumulate: false,
-                };
-                if shifted {
-                    matmul_shifted(&packed, n, &b_shift, &offsets, out, threads);
-                } else {
-                    let fill = |first: usize, width: usize, panel: &mut [f32]| {
-                        copy_columns(MatRef::row_major(&b, k, n), first, width, panel)
-                    };
-                    matmul_filled(&packed, n, fill, out, threads);
+        // 3 images of a grid whose top-left corner is the output: 5 × 7 around 4 × 6, and a
+        // dense 5 × 14 (every column an output, 210 of them: wide tiles and a partial one).
+        for (grid_rows, grid_cols, height, width) in [(5, 7, 4, 6), (5, 14, 5, 14)] {
+            let layout = Layout {
+                grid_cols,
+                grid_rows,
+                width,
+                height,
+                image_stride: 11 * height * width,
+                first_row: 2,
+            };
+            let block = grid_rows * grid_cols;
+            let (m, k, n) = (9, 13, 3 * block);
+            let (a, bias, residual) = (values(m * k, 1), values(m, 5), values(3 * layout.image_stride, 6));
+            let b_shift = values(k * 7 + n + WIDE, 2);
+            let offsets: Vec<usize> = (0..k).map(|p| p * 7 + p % 3).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| b_shift[offsets[i / n] + i % n]).collect();
+            let a_ref = MatRef::row_major(&a, m, k);
+            let mut plain = vec![0.0; m * n];
+            matmul(a_ref, MatRef::row_major(&b, k, n), &mut plain, false, Threads::One);
+            let mut want = vec![f32::NAN; residual.len()];
+            for (i, q) in (0..m).flat_map(|i| (0..n).map(move |q| (i, q))) {
+                let (image, y, x) = (q / block, q % block / grid_cols, q % grid_cols);
+                if y < height && x < width {
+                    let at = image * layout.image_stride + (2 + i) * height * width + y * width + x;
+                    want[at] = plain[i * n + q] + bias[i] + residual[at];
                 }
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "shifted {shifted} {threads:?}");
+            }
+            let packed = PackedA::new(a_ref);
+            for threads in [Threads::One, Threads::All] {
+                for shifted in [false, true] {
+                    let mut got = vec![f32::NAN; want.len()];
+                    let out = Output {
+                        data: &mut got,
+                        layout,
+                        bias: Some(&bias),
+                        residual: Some(&residual),
+                        accumulate: false,
+                    };
+                    if shifted {
+                        matmul_shifted(&packed, n, &b_shift, &offsets, out, threads);
+                    } else {
+                        let fill = |first: usize, width: usize, panel: &mut [f32]| {
+                            copy_columns(MatRef::row_major(&b, k, n), first, width, panel)
+                        };
+                        matmul_filled(&packed, n, fill, out, threads);
+                    }
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{layout:?} shifted {shifted} {threads:?}");
+                }
             }
         }
     }
