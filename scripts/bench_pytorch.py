@@ -10,7 +10,8 @@ polycnn never needs Python; this script is run by hand to produce the reference 
 
 What is timed: an eval-mode eager forward (BatchNorm as separate layers, as a user runs it) under
 torch.inference_mode(), one untimed warm-up then --repeats timed batches; and F.conv2d (with bias)
-at the ResNet shapes of the bench's convolution section, batch 1. With --device cuda, TF32 is off
+at the ResNet shapes of the bench's convolution section, batch 1, after untimed calls for
+WARM_UP_SECONDS as polycnn's section does. With --device cuda, TF32 is off
 so the comparison is fp32 against fp32.
 
 The peer baseline (--peer-models, α = --alpha): the official approxCNN code's approximate forward
@@ -73,9 +74,18 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def seconds_per_call(fn, repeats, device):
+# Untimed warm-up calls last at least this long, as in `polycnn bench` (src/bench/kernels.rs):
+# one call left the first convolution shape 20-30% slow (idle cores waking up).
+WARM_UP_SECONDS = 0.2
+
+
+def seconds_per_call(fn, repeats, device, warm_up_seconds=0.0):
+    start = time.perf_counter()
     fn()  # warm-up: allocation, kernel selection
     synchronize(device)
+    while time.perf_counter() - start < warm_up_seconds:
+        fn()
+        synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
@@ -105,7 +115,8 @@ def bench_conv(repeats, device):
         w = torch.randn(o, c, k, k, device=device)
         b = torch.randn(o, device=device)
         with torch.inference_mode():
-            seconds = seconds_per_call(lambda: F.conv2d(x, w, b, padding=k // 2), repeats, device)
+            seconds = seconds_per_call(lambda: F.conv2d(x, w, b, padding=k // 2), repeats, device,
+                                       WARM_UP_SECONDS)
         m, kk = hw * hw, c * k * k
         gflops = 2 * m * o * kk / seconds / 1e9
         print(f"  conv {k}x{k} {hw}x{hw} {c}->{o}  M={m} N={o} K={kk}: {seconds * 1e3:.2f} ms ({gflops:.1f} GFLOP/s)",

@@ -213,13 +213,27 @@ fn time_cpu_conv(shape: ConvShape, relu: Option<Option<&Composite>>, repeats: us
     let batch = Batch::new(1, graph.input, data)?;
     // Weights packed once, as for a network's runs.
     let backend = CpuBackend::new(&graph);
-    backend.run(&graph, &batch, &plan)?;
+    warm_up(|| backend.run(&graph, &batch, &plan).map(drop))?;
     let start = Instant::now();
     for _ in 0..repeats.max(1) {
         backend.run(&graph, &batch, &plan)?;
     }
     Ok(start.elapsed().as_secs_f64() * 1e3 / repeats.max(1) as f64)
 }
+
+/// Untimed calls for at least [`WARM_UP_SECONDS`] (one at least): a single call left the
+/// first shape of a section 20–30% slow (the other cores still waking up, buffers growing).
+fn warm_up<E>(mut call: impl FnMut() -> Result<(), E>) -> Result<(), E> {
+    let start = Instant::now();
+    call()?;
+    while start.elapsed().as_secs_f64() < WARM_UP_SECONDS {
+        call()?;
+    }
+    Ok(())
+}
+
+/// scripts/bench_pytorch.py warms its convolutions up for as long.
+const WARM_UP_SECONDS: f64 = 0.2;
 
 fn one_conv_graph(shape: ConvShape, with_relu: bool) -> Result<Graph, AnyError> {
     let input = Shape::new(shape.in_c, shape.in_h, shape.in_w);
