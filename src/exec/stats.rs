@@ -64,41 +64,68 @@ impl SiteStats {
     /// Accumulates `values`; `bound` is B of an approximate site.
     pub fn observe(&mut self, values: &[f32], bound: Option<f64>) {
         let bound = bound.map_or(f32::INFINITY, |b| b as f32);
-        // Four interleaved maxima and histograms: neighbouring values often share a bin, and a
-        // single counter (or running maximum) would make each update wait for the previous one.
-        const WAYS: usize = 4;
-        let mut hist = [[0u64; HIST_BINS]; WAYS];
-        let mut max_abs = [self.max_abs; WAYS];
-        let (mut out_of_range, mut non_finite) = (0u64, 0u64);
-        let mut observe_one = |way: usize, v: f32| {
-            let a = v.abs();
-            if a.is_finite() {
-                max_abs[way] = max_abs[way].max(a);
-                out_of_range += (a > bound) as u64;
-                hist[way][log2_bin(a)] += 1;
-            } else {
-                non_finite += 1;
-            }
+        // u32 counts: blocks short enough that none can overflow.
+        for block in values.chunks(u32::MAX as usize) {
+            self.observe_block(block, bound);
+        }
+        self.count += values.len() as u64;
+    }
+
+    /// Two passes over values still in cache: the largest finite |x| and the count over B (lane
+    /// by lane, so the compiler vectorises it), then counts per raw exponent field (255: NaN
+    /// and infinities) folded into the histogram at the end — no branch or clamp per value.
+    fn observe_block(&mut self, values: &[f32], bound: f32) {
+        const INFINITY_BITS: u32 = 0x7f80_0000;
+        const LANES: usize = 8;
+        let (mut max_bits, mut over) = ([0u32; LANES], [0u32; LANES]);
+        let mut observe_range = |lane: usize, v: f32| {
+            let abs_bits = v.to_bits() & 0x7fff_ffff;
+            let finite = abs_bits < INFINITY_BITS;
+            // Non-negative finite floats order as their bits do.
+            max_bits[lane] = max_bits[lane].max(if finite { abs_bits } else { 0 });
+            over[lane] += (finite & (f32::from_bits(abs_bits) > bound)) as u32;
         };
+        let mut groups = values.chunks_exact(LANES);
+        for group in &mut groups {
+            group.iter().enumerate().for_each(|(lane, &v)| observe_range(lane, v));
+        }
+        groups.remainder().iter().for_each(|&v| observe_range(0, v));
+        let max_abs = max_bits.into_iter().max().map_or(0.0, f32::from_bits);
+        self.max_abs = self.max_abs.max(max_abs);
+        self.out_of_range += over.iter().map(|&c| c as u64).sum::<u64>();
+
+        // Four interleaved tables: neighbouring values often share a bin, and a single table
+        // would make each increment wait for the previous one.
+        const WAYS: usize = 4;
+        const NON_FINITE: usize = 0xff;
+        let mut by_exponent = [[0u32; 256]; WAYS];
         let mut groups = values.chunks_exact(WAYS);
         for group in &mut groups {
-            group.iter().enumerate().for_each(|(way, &v)| observe_one(way, v));
+            for (table, &v) in by_exponent.iter_mut().zip(group) {
+                table[(v.to_bits() >> 23) as usize & 0xff] += 1;
+            }
         }
-        groups.remainder().iter().for_each(|&v| observe_one(0, v));
-        for (bin, total) in self.log2_hist.iter_mut().enumerate() {
-            *total += hist.iter().map(|h| h[bin]).sum::<u64>();
+        for &v in groups.remainder() {
+            by_exponent[0][(v.to_bits() >> 23) as usize & 0xff] += 1;
         }
-        self.max_abs = max_abs.into_iter().fold(self.max_abs, f32::max);
-        self.out_of_range += out_of_range;
-        self.non_finite += non_finite;
-        self.count += values.len() as u64;
+        for exponent in 0..256 {
+            let total: u64 = by_exponent.iter().map(|t| t[exponent] as u64).sum();
+            match exponent {
+                NON_FINITE => self.non_finite += total,
+                _ => self.log2_hist[exponent_bin(exponent as u32)] += total,
+            }
+        }
     }
 }
 
 /// The histogram bin of a finite |x|, from the float's exponent bits (no log call).
 pub fn log2_bin(a: f32) -> usize {
-    let exponent = ((a.to_bits() >> 23) & 0xff) as i32 - 127;
-    (exponent - LOG2_MIN).clamp(0, HIST_BINS as i32 - 1) as usize
+    exponent_bin((a.to_bits() >> 23) & 0xff)
+}
+
+/// The histogram bin of a float's biased exponent field (zero and subnormals: the first).
+fn exponent_bin(field: u32) -> usize {
+    (field as i32 - 127 - LOG2_MIN).clamp(0, HIST_BINS as i32 - 1) as usize
 }
 
 #[cfg(test)]
