@@ -236,32 +236,44 @@ impl<'a> MaxPoolSite<'a> {
         }
     }
 
-    /// Input of tap `j` (row-major in the window) of output pixel `i`, None in the padding.
-    fn tap(&self, x: &[f32], i: usize, j: usize) -> Option<f32> {
+    /// `f(j, value)` for each tap j (row-major in the window) of output pixel `i` that lies
+    /// inside plane `x`, in order. Row by row: a division per tap cost more than the max itself.
+    #[inline(always)]
+    fn for_each_tap(&self, x: &[f32], i: usize, mut f: impl FnMut(usize, f32)) {
         let (oy, ox) = (i / self.output.w, i % self.output.w);
-        let y = self.pool.input_coord(0, oy, j / self.pool.kernel[1]);
-        let xx = self.pool.input_coord(1, ox, j % self.pool.kernel[1]);
-        let inside = y >= 0 && xx >= 0 && (y as usize) < self.input.h && (xx as usize) < self.input.w;
-        inside.then(|| x[y as usize * self.input.w + xx as usize])
+        let [kh, kw] = self.pool.kernel;
+        for ky in 0..kh {
+            let Some(y) = self.input_line(0, oy, ky) else {
+                continue;
+            };
+            let row = &x[y * self.input.w..][..self.input.w];
+            for kx in 0..kw {
+                if let Some(column) = self.input_line(1, ox, kx) {
+                    f(ky * kw + kx, row[column]);
+                }
+            }
+        }
     }
 
     /// PyTorch's max: padding acts as −∞ (never wins); any window size.
     fn exact_max(&self, x: &[f32], i: usize) -> f32 {
-        (0..self.pool.taps())
-            .filter_map(|j| self.tap(x, i, j))
-            .fold(f32::NEG_INFINITY, f32::max)
+        let mut max = f32::NEG_INFINITY;
+        self.for_each_tap(x, i, |_, v| max = max.max(v));
+        max
     }
 
     /// The inputs of output pixel `i` of plane `x`, row-major, zero where the window leaves the
     /// input (the paper's padding); the approximate window has at most `MAX_WINDOW` taps.
     fn zero_padded_window(&self, x: &[f32], i: usize) -> [f32; MAX_WINDOW] {
-        std::array::from_fn(|j| {
-            if j < self.pool.taps() {
-                self.tap(x, i, j).unwrap_or(0.0)
-            } else {
-                0.0
-            }
-        })
+        let mut window = [0.0; MAX_WINDOW];
+        self.for_each_tap(x, i, |j, v| window[j] = v);
+        window
+    }
+
+    /// The input row (axis 0) or column (axis 1) of tap k of output o, None in the padding.
+    fn input_line(&self, axis: usize, o: usize, k: usize) -> Option<usize> {
+        let len = [self.input.h, self.input.w][axis];
+        usize::try_from(self.pool.input_coord(axis, o, k)).ok().filter(|&at| at < len)
     }
 }
 
