@@ -8,8 +8,8 @@
 //!
 //! One kernel, written once over a [`Lanes`] vector type, is compiled three times: AVX-512F,
 //! AVX2 + FMA (both chosen at run time with `is_x86_feature_detected!`) and a portable 8-lane
-//! version. Four vectors advance together so that the Clenshaw recurrence's dependent FMAs
-//! overlap (FMA latency 4 cycles, two issued per cycle).
+//! version. Four or five vectors (per instruction set) advance together so that the
+//! Clenshaw recurrence's dependent FMAs overlap (FMA latency 4–5 cycles, two issued per cycle).
 
 use crate::poly::Composite;
 
@@ -132,7 +132,7 @@ impl SignF32 {
             Isa::Avx512 => unsafe { x86::run_avx512(&self.stages, values, op) },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { x86::run_avx2(&self.stages, values, op) },
-            _ => run_blocks::<Portable>(&self.stages, values, op),
+            _ => run_blocks::<Portable, 4>(&self.stages, values, op),
         }
     }
 }
@@ -154,39 +154,42 @@ pub(super) trait Lanes: Copy {
     fn clamp(self, lo: Self, hi: Self) -> Self;
 }
 
-/// Vectors advanced together (independent FMA chains).
-const UNROLL: usize = 4;
+// Vectors advanced together (UNROLL: independent Clenshaw chains of three registers each):
+// enough to hide the FMA latency without spilling. AVX2 (16 registers) on Zen 2 at α = 14: 3
+// chains 0.35, 4 0.43, 5 0.50, 6 0.22 Gelem/s (spilled). AVX-512 (32 registers) keeps 4: not
+// measured on a machine with it since.
+
 /// Largest N·UNROLL (AVX-512: 16 lanes × 4).
 const MAX_BLOCK: usize = 64;
 
 /// The kernel over a slice: whole blocks of N·UNROLL values, then the rest through a padded copy.
 #[inline(always)]
-fn run_blocks<V: Lanes>(stages: &[Stage], values: &mut [f32], op: Op) {
+fn run_blocks<V: Lanes, const UNROLL: usize>(stages: &[Stage], values: &mut [f32], op: Op) {
     let block = V::N * UNROLL;
     let mut chunks = values.chunks_exact_mut(block);
     for chunk in &mut chunks {
-        block_in_place::<V>(stages, chunk, op);
+        block_in_place::<V, UNROLL>(stages, chunk, op);
     }
     let rest = chunks.into_remainder();
     if !rest.is_empty() {
         let mut padded = [0.0f32; MAX_BLOCK];
         padded[..rest.len()].copy_from_slice(rest);
-        block_in_place::<V>(stages, &mut padded[..block], op);
+        block_in_place::<V, UNROLL>(stages, &mut padded[..block], op);
         rest.copy_from_slice(&padded[..rest.len()]);
     }
 }
 
 #[inline(always)]
-fn block_in_place<V: Lanes>(stages: &[Stage], block: &mut [f32], op: Op) {
+fn block_in_place<V: Lanes, const UNROLL: usize>(stages: &[Stage], block: &mut [f32], op: Op) {
     let x: [V; UNROLL] = std::array::from_fn(|i| V::load(&block[i * V::N..]));
-    let y = evaluate::<V>(stages, x, op);
+    let y = evaluate::<V, UNROLL>(stages, x, op);
     for (i, y) in y.into_iter().enumerate() {
         y.store(&mut block[i * V::N..]);
     }
 }
 
 #[inline(always)]
-fn evaluate<V: Lanes>(stages: &[Stage], x: [V; UNROLL], op: Op) -> [V; UNROLL] {
+fn evaluate<V: Lanes, const UNROLL: usize>(stages: &[Stage], x: [V; UNROLL], op: Op) -> [V; UNROLL] {
     let x = match op.clamp {
         Some(b) => x.map(|x| x.clamp(V::splat(-b), V::splat(b))),
         None => x,
@@ -259,12 +262,12 @@ pub(super) mod x86 {
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn run_avx512(stages: &[Stage], values: &mut [f32], op: Op) {
-        run_blocks::<Avx512>(stages, values, op)
+        run_blocks::<Avx512, 4>(stages, values, op)
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn run_avx2(stages: &[Stage], values: &mut [f32], op: Op) {
-        run_blocks::<Avx2>(stages, values, op)
+        run_blocks::<Avx2, 5>(stages, values, op)
     }
 
     // The methods are only reached from the functions above, inlined into code compiled with
