@@ -343,6 +343,10 @@ struct BenchArgs {
     /// Timed repetitions of each kernel.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// Timed rounds of each network plan (the mean is reported): more than one steadies a
+    /// machine whose speed drifts.
+    #[arg(long, default_value_t = 1)]
+    network_repeats: usize,
     /// JPEG folder for the decode + preprocess timing.
     #[arg(long, default_value = "../shared/data/imagenet/train_sample250")]
     images: PathBuf,
@@ -835,6 +839,7 @@ fn run_bench(args: BenchArgs) -> AnyResult<()> {
         batch: args.batch,
         elements: args.elements,
         repeats: args.repeats,
+        network_repeats: args.network_repeats,
         images: args.images,
         class_index: Some(args.class_index),
         preprocessing: args.preprocessing.overrides()?,

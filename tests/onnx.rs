@@ -852,7 +852,7 @@ fn onnx_eval_takes_the_descriptors_preprocessing_and_its_overrides() {
     assert!(stderr.contains("--resize") && stderr.contains("32x32"), "{stderr}");
 }
 
-/// `bench --model FILE.onnx` times that network (its own weights) on the CPU.
+/// `bench --model FILE.onnx` times that network (its own weights) on the CPU, over two rounds.
 #[test]
 fn bench_times_an_onnx_model() {
     let model = fixture_model("cifar_resnet18_w2");
@@ -866,6 +866,8 @@ fn bench_times_an_onnx_model() {
         "2",
         "--repeats",
         "1",
+        "--network-repeats",
+        "2",
         "--no-gpu",
     ]);
     assert_eq!(code, Some(0), "{stderr}");

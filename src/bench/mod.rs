@@ -86,6 +86,8 @@ pub struct BenchOptions {
     pub elements: usize,
     /// Timed repetitions of each kernel.
     pub repeats: usize,
+    /// Timed rounds of each network plan, after one untimed round (the mean is reported).
+    pub network_repeats: usize,
     /// JPEG folder for the decode + preprocess timing (synset-prefixed, class folders, ...).
     pub images: PathBuf,
     /// imagenet_class_index.json, needed by synset-prefixed folders.

@@ -60,7 +60,8 @@ pub fn bench_networks(options: &BenchOptions, gpu: Option<&Gpu>) -> Result<Vec<N
         for (backend, n) in &backends {
             let memory = PeakMemory::start();
             let batch = synthetic_batch(&graph, *n)?;
-            let time = |plans: &[&ActivationPlan]| seconds_per_image(backend.as_ref(), &graph, &batch, plans);
+            let rounds = options.network_repeats.max(1);
+            let time = |plans: &[&ActivationPlan]| seconds_per_image(backend.as_ref(), &graph, &batch, plans, rounds);
             let approximate = |plans: &[&ActivationPlan]| match refused {
                 Some(_) => Ok(None),
                 None => time(plans).map(Some),
@@ -99,21 +100,25 @@ fn synthetic_batch(graph: &Graph, n: usize) -> Result<Batch, AnyError> {
     Ok(Batch::new(n, graph.input, data)?)
 }
 
-/// Seconds per image of running every plan on `batch`, after one untimed warm-up round.
+/// Seconds per image of running every plan on `batch` (the mean of `rounds` timed rounds), after
+/// one untimed warm-up round.
 fn seconds_per_image(
     backend: &dyn Backend,
     graph: &Graph,
     batch: &Batch,
     plans: &[&ActivationPlan],
+    rounds: usize,
 ) -> Result<f64, AnyError> {
     for plan in plans {
         backend.run(graph, batch, plan)?;
     }
     let start = Instant::now();
-    for plan in plans {
-        backend.run(graph, batch, plan)?;
+    for _ in 0..rounds {
+        for plan in plans {
+            backend.run(graph, batch, plan)?;
+        }
     }
-    Ok(start.elapsed().as_secs_f64() / batch.n as f64)
+    Ok(start.elapsed().as_secs_f64() / (rounds * batch.n) as f64)
 }
 
 fn format_row(row: &NetworkRow) -> String {
