@@ -609,10 +609,10 @@ fn bad_batches_and_plans_are_rejected_with_clear_errors() {
 // ---------------------------------------------------------------------------------------------
 // Real data: shared/data (see its README); `None` from a helper means the test skips without it.
 
-/// The first 1,000 CIFAR-10 test images (lossless), as [0, 1] CHW planes, and their labels.
 /// Images as three colour planes each, and their labels.
 type PlanarImages = (Vec<[Vec<f32>; 3]>, Vec<usize>);
 
+/// The first 1,000 CIFAR-10 test images (lossless), as [0, 1] CHW planes, and their labels.
 fn cifar_first_1000() -> Option<PlanarImages> {
     let dir = data("cifar10/test_first1000_png")?;
     let png = image::open(dir.join("cifar10_batch_50.png")).unwrap().to_rgb8();

@@ -273,7 +273,9 @@ impl<'a> MaxPoolSite<'a> {
     /// The input row (axis 0) or column (axis 1) of tap k of output o, None in the padding.
     fn input_line(&self, axis: usize, o: usize, k: usize) -> Option<usize> {
         let len = [self.input.h, self.input.w][axis];
-        usize::try_from(self.pool.input_coord(axis, o, k)).ok().filter(|&at| at < len)
+        usize::try_from(self.pool.input_coord(axis, o, k))
+            .ok()
+            .filter(|&at| at < len)
     }
 }
 

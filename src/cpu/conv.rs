@@ -1,13 +1,14 @@
 //! Convolution as a GEMM: `out[O, OH·OW] = W[O, I·kh·kw] × cols[I·kh·kw, OH·OW]`, W packed
 //! once per run ([`ConvWeights`]), cols the unfolding of the input, never stored whole.
 //!
-//! Two ways to read cols: a stride-1 convolution copies its images once into a zero-padded
-//! buffer whose rows share their padding, where every tap (c, ky, kx) is the same buffer
-//! shifted by a constant, so the GEMM reads cols in place ([`matmul_shifted`]; its output
-//! grid carries the padding columns, which the GEMM drops); other convolutions (strided, or
-//! small planes where the padding would be too large a share) unfold each 16-column panel
-//! straight into the GEMM's layout ([`unfold_panel`] through [`matmul_filled`]). Either way
-//! the GEMM writes `p + bias (+ residual)` straight into NCHW `out`.
+//! Two ways to read cols: a convolution copies its images once into a zero-padded buffer
+//! whose rows share their padding, where every tap (c, ky, kx) is the same buffer shifted by
+//! a constant (a strided one split into stride² phases, so it reads like a stride-1 one), and
+//! the GEMM reads cols in place ([`matmul_shifted`]; its output grid carries the padding
+//! columns, which the GEMM drops); where the padding would be too large a share of that grid
+//! (small planes), each 16-column panel is unfolded straight into the GEMM's layout
+//! ([`unfold_panel`] through [`matmul_filled`]). Either way the GEMM writes
+//! `p + bias (+ residual)` straight into NCHW `out`.
 //!
 //! Small outputs (late layers, CIFAR) would make each GEMM re-read all weights for a few
 //! columns, so several images share one GEMM (`cols[I·k·k, images·OH·OW]`).
@@ -178,11 +179,9 @@ impl PaddedGrid {
                 match y.filter(|&y| image < count && y < g.input.h && row.len() == self.cols) {
                     Some(y) => {
                         let at = ((image * g.input.c + c) * g.input.h + y) * g.input.w;
-                        let input = &images[at..at + g.input.w];
-                        let (gap, data) = row.split_at_mut(self.gap_x);
-                        gap.fill(0.0);
-                        let written = copy_phase_row(input, rx, self.stride[1], data);
-                        data[written..].fill(0.0);
+                        // Column gap_x + v holds input column stride·v + rx; the rest zeros.
+                        let offset = rx as isize - (self.gap_x * self.stride[1]) as isize;
+                        copy_row(&images[at..at + g.input.w], row, offset, self.stride[1]);
                     }
                     None => row.fill(0.0),
                 }
@@ -466,24 +465,8 @@ fn unfold_panel(
     }
 }
 
-/// `dst[v] = src[v·stride + first]` for as many v as both have; how many were written. A
-/// stride-1 row is one block copy (an element-wise one cost ~10% of a 3x3 56x56 convolution).
-fn copy_phase_row(src: &[f32], first: usize, stride: usize, dst: &mut [f32]) -> usize {
-    let src = &src[first.min(src.len())..];
-    if stride == 1 {
-        let n = src.len().min(dst.len());
-        dst[..n].copy_from_slice(&src[..n]);
-        return n;
-    }
-    let mut written = 0;
-    for (d, &v) in dst.iter_mut().zip(src.iter().step_by(stride)) {
-        *d = v;
-        written += 1;
-    }
-    written
-}
-
-/// dst[ox] = src[ox·stride + offset], zero outside src.
+/// dst[ox] = src[ox·stride + offset], zero outside src. A stride-1 row is one block copy (an
+/// element-wise one cost ~10% of a 3x3 56x56 convolution's padded-grid fill).
 fn copy_row(src: &[f32], dst: &mut [f32], offset: isize, stride: usize) {
     let n = src.len() as isize;
     if stride == 1 {

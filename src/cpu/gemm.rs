@@ -303,14 +303,14 @@ pub fn matmul_shifted(a: &PackedA, n: usize, data: &[f32], offsets: &[usize], ou
         data,
         offsets,
         last,
-        packed: (0..a.k).map(|p| p * WIDE).collect(),
+        packed: packed_offsets(a.k, WIDE),
     };
     product(Kernel::detect(), a, n, &source, out, threads)
 }
 
-/// Row offsets of a panel stored as k rows of NR values.
-fn packed_offsets(k: usize) -> Vec<usize> {
-    (0..k).map(|p| p * NR).collect()
+/// Row offsets of a panel stored as k rows of `width` values.
+fn packed_offsets(k: usize, width: usize) -> Vec<usize> {
+    (0..k).map(|p| p * width).collect()
 }
 
 /// One panel as the microkernel reads it: row p is `b[offsets[p]..][..cols]`, every one of
@@ -350,7 +350,7 @@ impl<F> Filled<F> {
     fn new(fill: F, k: usize) -> Filled<F> {
         Filled {
             fill,
-            offsets: packed_offsets(k),
+            offsets: packed_offsets(k, NR),
         }
     }
 }
@@ -638,27 +638,22 @@ impl<S: PanelSource> Job<'_, S> {
     /// whose outputs are not one whole row of the tile: see [`TileStore::finish`]).
     #[inline(always)]
     fn store(&self, first: usize, valid: usize, runs: &Runs, tile: &Tile) {
-        let plane = self.layout.plane();
-        for i in 0..valid {
-            let row_start = (self.layout.first_row + first + i) * plane;
-            let bias = self.bias.map(|b| b[first + i]);
-            for &(column, len, offset) in runs.iter() {
-                let (at, p) = (row_start + offset, &tile[i * WIDE + column..][..len]);
-                // SAFETY: this unit owns the tile's outputs.
-                let c = unsafe { self.c.slice(at, len) };
-                let residual = self.residual.map(|r| &r[at..at + len]);
-                for (j, c) in c.iter_mut().enumerate() {
-                    let mut x = p[j];
-                    if let Some(b) = bias {
-                        x += b;
-                    }
-                    if let Some(r) = residual {
-                        x += r[j];
-                    }
-                    *c = x;
+        self.for_each_run(first, valid, runs, |i, column, at, len| {
+            let (p, bias) = (&tile[i * WIDE + column..][..len], self.bias.map(|b| b[first + i]));
+            // SAFETY: this unit owns the tile's outputs.
+            let c = unsafe { self.c.slice(at, len) };
+            let residual = self.residual.map(|r| &r[at..at + len]);
+            for (j, c) in c.iter_mut().enumerate() {
+                let mut x = p[j];
+                if let Some(b) = bias {
+                    x += b;
                 }
+                if let Some(r) = residual {
+                    x += r[j];
+                }
+                *c = x;
             }
-        }
+        })
     }
 
     /// `f(row in tile, column in tile, index in c, length)` for each run of each valid row.
@@ -860,6 +855,7 @@ fn fma_chain<V: Lanes, const MR: usize, const VR: usize>(
     }
     acc
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,7 +132,7 @@ impl SignF32 {
             Isa::Avx512 => unsafe { x86::run_avx512(&self.stages, values, op) },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { x86::run_avx2(&self.stages, values, op) },
-            _ => run_blocks::<Portable, 4>(&self.stages, values, op),
+            _ => run_blocks::<Portable, CHAINS>(&self.stages, values, op),
         }
     }
 }
@@ -154,10 +154,12 @@ pub(super) trait Lanes: Copy {
     fn clamp(self, lo: Self, hi: Self) -> Self;
 }
 
-// Vectors advanced together (UNROLL: independent Clenshaw chains of three registers each):
-// enough to hide the FMA latency without spilling. AVX2 (16 registers) on Zen 2 at α = 14: 3
-// chains 0.35, 4 0.43, 5 0.50, 6 0.22 Gelem/s (spilled). AVX-512 (32 registers) keeps 4: not
-// measured on a machine with it since.
+/// Vectors advanced together (independent Clenshaw chains of three registers each): enough to
+/// hide the FMA latency without spilling. AVX-512 (32 registers) and the portable kernel.
+const CHAINS: usize = 4;
+/// AVX2 (16 registers), measured on Zen 2 at α = 14: 3 chains 0.35, 4 0.43, 5 0.50, 6 0.22
+/// Gelem/s (spilled). AVX-512 keeps [`CHAINS`]: not measured on a machine with it since.
+const CHAINS_AVX2: usize = 5;
 
 /// Largest N·UNROLL (AVX-512: 16 lanes × 4).
 const MAX_BLOCK: usize = 64;
@@ -257,17 +259,17 @@ impl Lanes for Portable {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
-    use super::{Lanes, Op, Stage, run_blocks};
+    use super::{CHAINS, CHAINS_AVX2, Lanes, Op, Stage, run_blocks};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn run_avx512(stages: &[Stage], values: &mut [f32], op: Op) {
-        run_blocks::<Avx512, 4>(stages, values, op)
+        run_blocks::<Avx512, CHAINS>(stages, values, op)
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn run_avx2(stages: &[Stage], values: &mut [f32], op: Op) {
-        run_blocks::<Avx2, 5>(stages, values, op)
+        run_blocks::<Avx2, CHAINS_AVX2>(stages, values, op)
     }
 
     // The methods are only reached from the functions above, inlined into code compiled with

@@ -102,17 +102,17 @@ impl SiteStats {
         let mut groups = values.chunks_exact(WAYS);
         for group in &mut groups {
             for (table, &v) in by_exponent.iter_mut().zip(group) {
-                table[(v.to_bits() >> 23) as usize & 0xff] += 1;
+                table[exponent_field(v)] += 1;
             }
         }
         for &v in groups.remainder() {
-            by_exponent[0][(v.to_bits() >> 23) as usize & 0xff] += 1;
+            by_exponent[0][exponent_field(v)] += 1;
         }
         for exponent in 0..256 {
             let total: u64 = by_exponent.iter().map(|t| t[exponent] as u64).sum();
             match exponent {
                 NON_FINITE => self.non_finite += total,
-                _ => self.log2_hist[exponent_bin(exponent as u32)] += total,
+                _ => self.log2_hist[exponent_bin(exponent)] += total,
             }
         }
     }
@@ -120,11 +120,16 @@ impl SiteStats {
 
 /// The histogram bin of a finite |x|, from the float's exponent bits (no log call).
 pub fn log2_bin(a: f32) -> usize {
-    exponent_bin((a.to_bits() >> 23) & 0xff)
+    exponent_bin(exponent_field(a))
 }
 
-/// The histogram bin of a float's biased exponent field (zero and subnormals: the first).
-fn exponent_bin(field: u32) -> usize {
+/// A float's biased exponent field, 0 … 255 (the sign dropped).
+fn exponent_field(v: f32) -> usize {
+    (v.to_bits() >> 23) as usize & 0xff
+}
+
+/// The histogram bin of a biased exponent field (zero and subnormals: the first).
+fn exponent_bin(field: usize) -> usize {
     (field as i32 - 127 - LOG2_MIN).clamp(0, HIST_BINS as i32 - 1) as usize
 }
 
