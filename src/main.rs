@@ -817,8 +817,9 @@ fn run_poly(args: PolyArgs) -> AnyResult<()> {
 }
 
 fn run_bench(args: BenchArgs) -> AnyResult<()> {
-    if args.batch == 0 || args.elements == 0 || args.repeats == 0 || args.threads == Some(0) {
-        return Err("--batch, --elements, --repeats and --threads must be at least 1".into());
+    let counts = [args.batch, args.elements, args.repeats, args.network_repeats];
+    if counts.contains(&0) || args.threads == Some(0) {
+        return Err("--batch, --elements, --repeats, --network-repeats and --threads must be at least 1".into());
     }
     if let Some(threads) = args.threads {
         rayon::ThreadPoolBuilder::new()

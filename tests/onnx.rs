@@ -873,6 +873,9 @@ fn bench_times_an_onnx_model() {
     assert_eq!(code, Some(0), "{stderr}");
     let name = model.file_stem().unwrap().to_str().unwrap();
     assert!(stdout.contains(name), "{stdout}");
+    let (code, _, stderr) = polycnn_cli(&["bench", "--sections", "networks", "--network-repeats", "0", "--no-gpu"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--network-repeats"), "{stderr}");
 }
 
 /// `bench` on a network with an exact-only op (here each ReLU of the small export made a
